@@ -1,0 +1,214 @@
+"""Read each extract as its config describes, check it, and map it onto the person schema.
+
+Every extract lands in the job's DuckDB database as ``raw_<source>`` (all columns as
+text, plus ``_row``, the 1-based data row number, header excluded). Whole-extract
+problems (missing file or column, empty extract, duplicate record ids, a date column
+no format reads) stop the job with one ``InputError`` naming file, column and rows.
+Single bad rows are rejected with a reason into the ``rejects`` table and never dropped
+silently. Error messages name files, columns, row numbers and counts, never values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from linkage.config import LoadedConfig, SourceConfig, check_against_data
+from linkage.errors import InputError
+from linkage.schema import DATE_FIELDS, PERSON_FIELDS
+
+# A date column is unreadable (wrong format in the config) when at least this share of
+# its non-empty values fails every configured format.
+UNREADABLE_DATE_SHARE = 0.5
+
+# Rows of a whole-extract problem to name in a message.
+ROWS_SHOWN = 10
+
+REJECTS_DDL = """
+CREATE TABLE IF NOT EXISTS rejects (
+    source_dataset VARCHAR, record_id VARCHAR, _row BIGINT, reason VARCHAR
+)"""
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    name: str
+    path: Path
+    rows_read: int
+    rows_rejected: int
+    checksum: str
+    columns: list[str]
+
+
+def q(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    """Quote a string literal for DuckDB."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _scan_sql(src: SourceConfig, path: Path) -> str:
+    if src.file_format == "parquet":
+        return f"read_parquet({lit(str(path))})"
+    return (
+        f"read_csv({lit(str(path))}, header=true, all_varchar=true, delim={lit(src.delimiter)}, "
+        "strict_mode=false, null_padding=true, encoding='utf-8')"
+    )
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_headers(loaded: LoadedConfig, data_dir: Path | None) -> dict[str, tuple[Path, list[str]]]:
+    """The column names of every extract; one error listing every missing or unreadable file."""
+    con = duckdb.connect()
+    headers, problems = {}, []
+    for name, src in loaded.config.sources.items():
+        path = loaded.source_path(name, data_dir)
+        if not path.is_file():
+            problems.append(f"sources.{name}.path: file not found: {path}")
+            continue
+        try:
+            cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {_scan_sql(src, path)}").fetchall()]
+        except duckdb.Error as exc:
+            problems.append(f"sources.{name}.path: {path} cannot be read as {src.file_format}: {_first_line(exc)}")
+            continue
+        headers[name] = (path, cols)
+    if problems:
+        raise InputError("\n".join([f"{loaded.path}: {len(problems)} extract(s) cannot be read", *("  " + p for p in problems)]))
+    return headers
+
+
+def _first_line(exc: Exception) -> str:
+    # DuckDB's CSV errors quote the offending line; keep only the first line, which
+    # names the problem, not the data.
+    return str(exc).splitlines()[0][:200]
+
+
+def _rows_list(rows: list[int]) -> str:
+    shown = ", ".join(str(r) for r in rows[:ROWS_SHOWN])
+    return shown + (", ..." if len(rows) > ROWS_SHOWN else "")
+
+
+def load_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, path: Path) -> None:
+    """Copy the extract into ``raw_<name>`` with every column as text and a row number."""
+    scan = _scan_sql(src, path)
+    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+    as_text = ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in cols)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {q('raw_' + name)} AS "
+            f"SELECT row_number() OVER () AS _row, {as_text} FROM {scan}"
+        )
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: cannot be read as {src.file_format} ({_first_line(exc)})") from None
+
+
+def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, path: Path) -> None:
+    """Whole-extract checks: empty, duplicate record ids, unreadable date columns."""
+    raw = q("raw_" + name)
+    n = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
+    if n == 0:
+        raise InputError(f"{path}: the extract for source '{name}' has no rows. Check the export.")
+    rid = q(src.record_id)
+    dup_rows = [
+        r[0]
+        for r in con.execute(
+            f"SELECT _row FROM (SELECT _row, count(*) OVER (PARTITION BY {rid}) AS n FROM {raw} "
+            f"WHERE nullif(trim({rid}), '') IS NOT NULL) WHERE n > 1 ORDER BY _row LIMIT {ROWS_SHOWN + 1}"
+        ).fetchall()
+    ]
+    if dup_rows:
+        n_dup = con.execute(
+            f"SELECT count(*) FROM (SELECT count(*) OVER (PARTITION BY {rid}) AS n FROM {raw} "
+            f"WHERE nullif(trim({rid}), '') IS NOT NULL) WHERE n > 1"
+        ).fetchone()[0]
+        raise InputError(
+            f"{path}: column {src.record_id!r} (the record id) repeats: {n_dup} rows share an id with "
+            f"another row (rows {_rows_list(dup_rows)}). Each record needs its own id."
+        )
+    formats = "[" + ", ".join(lit(f) for f in src.date_formats) + "]"
+    for field in DATE_FIELDS:
+        col = src.columns.get(field)
+        if col is None:
+            continue
+        value = f"nullif(trim({q(col)}), '')"
+        if field == "alias_dates_of_birth":
+            value = f"nullif(trim(split_part({q(col)}, {lit(src.list_separator)}, 1)), '')"
+        present, failed = con.execute(
+            f"SELECT count({value}), count({value}) FILTER (WHERE try_strptime({value}, {formats}) IS NULL) FROM {raw}"
+        ).fetchone()
+        if present and failed >= UNREADABLE_DATE_SHARE * present:
+            bad = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT _row FROM {raw} WHERE {value} IS NOT NULL AND try_strptime({value}, {formats}) IS NULL "
+                    f"ORDER BY _row LIMIT {ROWS_SHOWN + 1}"
+                ).fetchall()
+            ]
+            raise InputError(
+                f"{path}: column {col!r} ({field}) is unreadable with date_formats {src.date_formats}: "
+                f"{failed} of {present} non-empty values fail (rows {_rows_list(bad)}). "
+                f"Fix sources.{name}.date_formats."
+            )
+
+
+def map_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig) -> int:
+    """Build ``mapped_<name>`` (source_dataset, record_id, _row, every person field as text).
+
+    Rows that cannot be linked are moved to ``rejects`` with a reason. Returns how many.
+    """
+    raw = q("raw_" + name)
+    fields = ", ".join(
+        f"nullif(trim({q(src.columns[f])}), '') AS {f}" if f in src.columns else f"CAST(NULL AS VARCHAR) AS {f}"
+        for f in PERSON_FIELDS
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {q('all_' + name)} AS "
+        f"SELECT {lit(name)} AS source_dataset, nullif(trim({q(src.record_id)}), '') AS record_id, _row, {fields} "
+        f"FROM {raw}"
+    )
+    identifying = " AND ".join(f"{f} IS NULL" for f in PERSON_FIELDS if f != "sex")
+    reason = (
+        f"CASE WHEN record_id IS NULL THEN 'record id is empty' "
+        f"WHEN {identifying} THEN 'no name, date of birth or reference number' END"
+    )
+    con.execute(REJECTS_DDL)
+    con.execute(
+        f"INSERT INTO rejects SELECT source_dataset, record_id, _row, reason FROM "
+        f"(SELECT *, {reason} AS reason FROM {q('all_' + name)}) WHERE reason IS NOT NULL"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TABLE {q('mapped_' + name)} AS SELECT * FROM {q('all_' + name)} "
+        f"WHERE NOT (record_id IS NULL OR ({identifying}))"
+    )
+    return con.execute(f"SELECT count(*) FROM rejects WHERE source_dataset = {lit(name)}").fetchone()[0]
+
+
+def read_sources(
+    con: duckdb.DuckDBPyConnection, loaded: LoadedConfig, data_dir: Path | None
+) -> dict[str, SourceRead]:
+    """Read, check and map every source. Config-vs-data problems are all reported together."""
+    headers = read_headers(loaded, data_dir)
+    check_against_data(loaded, headers)
+    out = {}
+    for name, src in loaded.config.sources.items():
+        path, cols = headers[name]
+        load_source(con, name, src, path)
+        check_source(con, name, src, path)
+        rejected = map_source(con, name, src)
+        rows = con.execute(f"SELECT count(*) FROM {q('raw_' + name)}").fetchone()[0]
+        out[name] = SourceRead(name, path, rows, rejected, _sha256(path), cols)
+    return out
