@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from linkage.errors import ConfigError
 from linkage.schema import DATE_FIELDS, PERSON_FIELDS, STANDARD_COLUMNS
@@ -139,18 +139,32 @@ class SqlRule(Strict):
 class ExplodeRule(Strict):
     """Equality on ``on`` after exploding the named array columns: pairs sharing any element."""
 
-    on: list[StandardColumn] = Field(min_length=1)
+    block_on: list[StandardColumn] = Field(min_length=1)
     explode: list[StandardColumn] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _exploded_in_on(self) -> "ExplodeRule":
-        missing = [c for c in self.explode if c not in self.on]
+    def _exploded_in_block_on(self) -> "ExplodeRule":
+        missing = [c for c in self.explode if c not in self.block_on]
         if missing:
-            raise ValueError(f"every exploded column must also be in 'on' (missing: {', '.join(missing)})")
+            raise ValueError(f"every exploded column must also be in 'block_on' (missing: {', '.join(missing)})")
         return self
 
 
-BlockingRule = Annotated[list[StandardColumn], Field(min_length=1)] | SqlRule | ExplodeRule
+def _rule_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "rule:explode" if "explode" in value or "block_on" in value else "rule:sql"
+    if isinstance(value, BaseModel):
+        return "rule:explode" if isinstance(value, ExplodeRule) else "rule:sql"
+    return "rule:columns"
+
+
+# A rule is a list of columns (equality on all), {sql: ...} or {block_on: [...], explode: [...]}.
+BlockingRule = Annotated[
+    Annotated[Annotated[list[StandardColumn], Field(min_length=1)], Tag("rule:columns")]
+    | Annotated[SqlRule, Tag("rule:sql")]
+    | Annotated[ExplodeRule, Tag("rule:explode")],
+    Discriminator(_rule_kind),
+]
 
 
 class PriorConfig(Strict):
@@ -250,7 +264,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 # pydantic puts union member names in error locations; they mean nothing to a user.
-_UNION_TAGS = {"SqlRule", "ExplodeRule"}
+_UNION_TAGS = {"rule:columns", "rule:sql", "rule:explode"}
 
 
 def _literal_message(value: Any, expected: str) -> str:

@@ -1,0 +1,290 @@
+"""The Fellegi-Sunter model: Splink settings from the config, training, predict.
+
+This is the one module that talks to Splink's linker (clustering uses Splink's connected
+components in ``linkage.cluster``), so the next Splink major touches little. The engine
+seam is ``make_db_api``: DuckDB by default, Spark when the config says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import splink.comparison_level_library as cll
+from splink import Linker, SettingsCreator, block_on
+from splink.comparison_library import CustomComparison
+from splink.internals.column_expression import ColumnExpression
+
+from linkage.config import (
+    BlockingRule,
+    ComparisonConfig,
+    ExplodeRule,
+    JobConfig,
+    LevelConfig,
+    SqlRule,
+)
+from linkage.errors import ConfigError, InputError, LinkageError
+from linkage.sources import q
+
+# Splink logs every SQL step at INFO; our stages report progress themselves.
+SPLINK_LOG_LEVEL = logging.WARNING
+
+ARRAY_COLUMNS = {"name_set", "surname_set", "forename_set", "dob_set"}
+DATE_COLUMNS = {"date_of_birth"}
+
+
+# --- settings ----------------------------------------------------------------------------
+
+
+def _level(level: LevelConfig) -> Any:
+    kind = level.kind
+    if kind == "exact":
+        out = cll.ExactMatchLevel(level.exact, term_frequency_adjustments=level.tf_adjustment)
+    elif kind == "reversed":
+        a, b = level.reversed
+        out = cll.ColumnsReversedLevel(a, b, symmetrical=True)
+    elif kind == "overlap":
+        out = cll.ArrayIntersectLevel(level.overlap, min_intersection=1)
+    elif kind == "jaro_winkler":
+        out = cll.JaroWinklerLevel(level.jaro_winkler, level.threshold)
+    elif kind == "damerau_levenshtein":
+        col = level.damerau_levenshtein
+        expr = ColumnExpression(col).cast_to_string() if col in DATE_COLUMNS else col
+        out = cll.DamerauLevenshteinLevel(expr, level.distance)
+    elif kind == "date_swap":
+        c = level.date_swap
+        out = cll.CustomLevel(
+            f'year("{c}_l") = year("{c}_r") AND month("{c}_l") = day("{c}_r") '
+            f'AND day("{c}_l") = month("{c}_r") AND month("{c}_l") <> day("{c}_l")',
+            label_for_charts=f"{c} day and month swapped",
+        )
+    elif kind == "date_within":
+        out = cll.AbsoluteDateDifferenceLevel(
+            level.date_within, input_is_string=False, threshold=level.days, metric="day"
+        )
+    else:  # sql
+        out = cll.CustomLevel(level.sql, label_for_charts=level.label or "custom")
+    if level.label:
+        out = out.configure(label_for_charts=level.label)
+    return out
+
+
+def _null_level(cols: list[str]) -> Any:
+    levels = [
+        cll.CustomLevel(f'"{c}_l" IS NULL OR "{c}_r" IS NULL OR len("{c}_l") = 0 OR len("{c}_r") = 0')
+        if c in ARRAY_COLUMNS
+        else cll.NullLevel(c)
+        for c in cols
+    ]
+    level = levels[0] if len(levels) == 1 else cll.Or(*levels)
+    return level.configure(is_null_level=True, label_for_charts="missing")
+
+
+def build_comparison(comp: ComparisonConfig) -> CustomComparison:
+    levels = [_null_level(comp.null_columns), *(_level(lv) for lv in comp.levels), cll.ElseLevel()]
+    return CustomComparison(levels, output_column_name=comp.name)
+
+
+def blocking_rule(rule: BlockingRule) -> Any:
+    if isinstance(rule, SqlRule):
+        return rule.sql
+    if isinstance(rule, ExplodeRule):
+        return block_on(*rule.block_on, arrays_to_explode=list(rule.explode))
+    return block_on(*rule)
+
+
+def build_settings(cfg: JobConfig) -> SettingsCreator:
+    return SettingsCreator(
+        link_type="link_and_dedupe",
+        unique_id_column_name="record_id",
+        source_dataset_column_name="source_dataset",
+        blocking_rules_to_generate_predictions=[blocking_rule(r) for r in cfg.model.blocking_rules],
+        comparisons=[build_comparison(c) for c in cfg.model.comparisons],
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=False,
+    )
+
+
+# --- engine seam ---------------------------------------------------------------------------
+
+
+def make_db_api(con: duckdb.DuckDBPyConnection) -> Any:
+    from splink import DuckDBAPI
+
+    return DuckDBAPI(connection=con)
+
+
+def make_linker(db_api: Any, tables: list[str], settings: SettingsCreator | dict) -> Linker:
+    """A link_and_dedupe linker over the standardised tables, one per source.
+
+    Each ``std_<source>`` table already carries its ``source_dataset`` column.
+    """
+    sdfs = [db_api.register(t, dataset_display_name=t.removeprefix("std_")) for t in tables]
+    return Linker(sdfs, settings, log_level=SPLINK_LOG_LEVEL)
+
+
+# --- blocking guard ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    rule: str
+    comparisons: int
+    largest_blocks: list[tuple[str, int]]  # (which key columns, block size): values never kept
+
+
+def describe_rule(rule: BlockingRule) -> str:
+    if isinstance(rule, SqlRule):
+        return rule.sql
+    if isinstance(rule, ExplodeRule):
+        return " & ".join(rule.block_on) + f" (exploding {', '.join(rule.explode)})"
+    return " & ".join(rule)
+
+
+def count_comparisons(
+    con: duckdb.DuckDBPyConnection, records_view: str, rules: list[BlockingRule], db_api: Any = None
+) -> list[RuleCount]:
+    """Comparisons each rule generates on its own (before rules overlap), and its largest blocks.
+
+    Column rules are counted exactly from block sizes: n * (n - 1) / 2 per block, which is
+    what a link_and_dedupe job scores. SQL rules are counted by Splink on a sample.
+    """
+    out = []
+    for rule in rules:
+        if isinstance(rule, SqlRule):
+            out.append(RuleCount(describe_rule(rule), _count_sql_rule(con, records_view, rule, db_api), []))
+            continue
+        cols = list(rule.block_on if isinstance(rule, ExplodeRule) else rule)
+        exploded = set(rule.explode) if isinstance(rule, ExplodeRule) else set()
+        keys = [f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols]
+        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in cols)
+        # DISTINCT per record: a record whose array repeats a value is in a block once.
+        blocks = (
+            f"SELECT {', '.join(q(c) for c in cols)}, count(*) AS n FROM "
+            f"(SELECT DISTINCT source_dataset, record_id, {', '.join(keys)} FROM {records_view}) "
+            f"WHERE {not_null} GROUP BY ALL"
+        )
+        total, = con.execute(f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::HUGEINT FROM ({blocks})").fetchone()
+        largest = con.execute(f"SELECT n FROM ({blocks}) ORDER BY n DESC LIMIT 5").fetchall()
+        out.append(RuleCount(describe_rule(rule), int(total), [(describe_rule(rule), int(n)) for (n,) in largest]))
+    return out
+
+
+def _count_sql_rule(con, records_view: str, rule: SqlRule, db_api: Any) -> int:
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    proportion = 0.05
+    sdf = db_api.register(records_view, table_name=f"__guard_{abs(hash(rule.sql)) % 10**8}")
+    res = count_comparisons_from_blocking_rules(
+        sdf,
+        blocking_rules=[rule.sql],
+        link_type="dedupe_only",
+        unique_id_column_name="record_id",
+        source_dataset_column_name="source_dataset",
+        record_sample_proportion=proportion,
+    )
+    return int(res[0].row_count / proportion**2) if res else 0
+
+
+def guard_comparisons(counts: list[RuleCount], cap: float) -> int:
+    total = sum(c.comparisons for c in counts)
+    if total > cap:
+        worst = max(counts, key=lambda c: c.comparisons)
+        blocks = ", ".join(str(n) for _, n in worst.largest_blocks) or "unknown"
+        raise LinkageError(
+            f"the blocking rules would generate {total:,} comparisons, over model.max_comparisons "
+            f"({cap:,.0f}). The largest is the rule on {worst.rule} with {worst.comparisons:,} "
+            f"(largest blocks: {blocks} records). Make that rule stricter, or raise max_comparisons."
+        )
+    return total
+
+
+# --- training and saved models -------------------------------------------------------------------
+
+
+def train(linker: Linker, cfg: JobConfig, step) -> None:
+    """Prior from deterministic rules, u by random sampling, m by EM over several rules."""
+    t = cfg.model.training
+    with step("prior: probability two random records match"):
+        linker.training.estimate_probability_two_random_records_match(
+            [blocking_rule(r) for r in t.prior.deterministic_rules], recall=t.prior.recall
+        )
+    with step(f"u by random sampling (max {t.u_max_pairs:,.0f} pairs)"):
+        linker.training.estimate_u_using_random_sampling(max_pairs=t.u_max_pairs, seed=t.seed)
+    for rule in t.em_blocking_rules:
+        with step(f"m by EM, blocking on {describe_rule(rule)}"):
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                blocking_rule(rule), max_pairs=t.em_max_pairs
+            )
+
+
+def save_model(linker: Linker, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    linker.misc.save_model_to_json(str(path), overwrite=True)
+
+
+def load_model_settings(path: Path, cfg: JobConfig) -> dict:
+    """A saved Splink model, checked to fit this job's comparisons."""
+    if not path.is_file():
+        raise InputError(f"{path}: no saved model there. Train one with a run without --model.")
+    try:
+        settings = json.loads(path.read_text())
+        names = [c["output_column_name"] for c in settings["comparisons"]]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{path}: not a Splink model JSON file.") from None
+    want = [c.name for c in cfg.model.comparisons]
+    if names != want:
+        raise ConfigError(
+            str(path),
+            [f"the saved model compares {names}, the config's model.comparisons are {want}; retrain or use the matching config"],
+        )
+    # The config's blocking rules win: blocking is a run-time choice, not a parameter.
+    settings["blocking_rules_to_generate_predictions"] = [
+        _rule_dict(blocking_rule(r)) for r in cfg.model.blocking_rules
+    ]
+    return settings
+
+
+def _rule_dict(rule: Any) -> Any:
+    if isinstance(rule, str):
+        return rule
+    return rule.get_blocking_rule("duckdb").as_dict()
+
+
+def model_parameters(linker: Linker) -> list[dict[str, Any]]:
+    """Match weights and m/u of every level, for the manifest and the report."""
+    rows = []
+    for comp in linker._settings_obj.comparisons:  # Splink offers no public accessor
+        for level in comp.comparison_levels:
+            if level.is_null_level:
+                continue
+            m, u = level.m_probability, level.u_probability
+            weight = math.log2(m / u) if m and u else None
+            rows.append(
+                {
+                    "comparison": comp.output_column_name,
+                    "level": level.label_for_charts,
+                    "m_probability": m,
+                    "u_probability": u,
+                    "match_weight": weight,
+                }
+            )
+    return rows
+
+
+# --- predict ------------------------------------------------------------------------------
+
+
+def predict(linker: Linker, threshold: float) -> Any:
+    """Score every blocked pair; keep those that could matter for clustering and review.
+
+    Pairs far below the threshold are dropped at the source: a link needs
+    ``match_probability >= threshold`` and clerical review samples around it.
+    """
+    floor = min(0.01, threshold / 10)
+    return linker.inference.predict(threshold_match_probability=floor)
