@@ -31,8 +31,9 @@ from linkage.config import (
 from linkage.errors import ConfigError, InputError, LinkageError
 from linkage.sources import q
 
-# Splink logs every SQL step at INFO; our stages report progress themselves.
-SPLINK_LOG_LEVEL = logging.WARNING
+# Splink logs every SQL step at INFO and untrained levels at WARNING; our stages report
+# progress, and the manifest lists every parameter (an untrained one has m or u null).
+SPLINK_LOG_LEVEL = logging.ERROR
 
 ARRAY_COLUMNS = {"name_set", "surname_set", "forename_set", "dob_set"}
 DATE_COLUMNS = {"date_of_birth"}
@@ -169,7 +170,7 @@ def count_comparisons(
             f"(SELECT DISTINCT source_dataset, record_id, {', '.join(keys)} FROM {records_view}) "
             f"WHERE {not_null} GROUP BY ALL"
         )
-        total, = con.execute(f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::HUGEINT FROM ({blocks})").fetchone()
+        total, = con.execute(f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::HUGEINT FROM ({blocks})").fetchall()[0]
         largest = con.execute(f"SELECT n FROM ({blocks}) ORDER BY n DESC LIMIT 5").fetchall()
         out.append(RuleCount(describe_rule(rule), int(total), [(describe_rule(rule), int(n)) for (n,) in largest]))
     return out
