@@ -1,0 +1,295 @@
+"""The analyst zone: pseudonymous person ids, coarsened columns, suppressed summaries.
+
+Only this module writes ``analyst/``. Analysts get, per source, ``person_id`` and the
+non-identifying columns the config carries (coarsened as it says); a persons table; and a
+linkage summary with small counts suppressed. ``person_id`` is HMAC-SHA256 of the
+internal person key under a secret held outside code, config and data; the manifest
+records the key's fingerprint only. ``check_leakage`` scans every analyst table for any
+identifier value present in the inputs and fails the run on a hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from linkage.config import JobConfig, SourceConfig
+from linkage.errors import LeakageError, LinkageError
+from linkage.schema import PERSON_FIELDS
+from linkage.sources import lit, q
+
+KEY_ENV = "LINKAGE_PSEUDONYM_KEY"
+MIN_KEY_LENGTH = 16
+PERSON_ID_HEX = 32  # 128 bits of the HMAC
+
+
+@dataclass(frozen=True)
+class PseudonymKey:
+    secret: bytes
+    origin: str  # where it came from, for messages: never the key itself
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the key without revealing it: releases with equal fingerprints can be joined."""
+        return hmac.new(self.secret, b"linkage key fingerprint v1", hashlib.sha256).hexdigest()[:16]
+
+    def pseudonym(self, person_key: str) -> str:
+        return "P" + hmac.new(self.secret, person_key.encode(), hashlib.sha256).hexdigest()[:PERSON_ID_HEX]
+
+
+def resolve_key(key_file: str | None, config_dir: Path, *, throwaway: bool = False) -> PseudonymKey:
+    """The pseudonymisation secret: the config's key file, else ``LINKAGE_PSEUDONYM_KEY``."""
+    if throwaway:
+        return PseudonymKey(os.urandom(32), "a throwaway key (demo only)")
+    if key_file:
+        path = Path(key_file).expanduser()
+        path = path if path.is_absolute() else config_dir / path
+        if not path.is_file():
+            raise LinkageError(
+                f"outputs.key_file: {path} does not exist. Create it with a long random secret "
+                f"(for example: python -c \"import secrets; print(secrets.token_hex(32))\" > {path})."
+            )
+        secret = path.read_bytes().strip()
+        origin = f"key file {path}"
+    else:
+        secret = os.environ.get(KEY_ENV, "").strip().encode()
+        origin = f"environment variable {KEY_ENV}"
+        if not secret:
+            raise LinkageError(
+                f"no pseudonymisation key: set {KEY_ENV} to a long random secret (for example: "
+                f"export {KEY_ENV}=$(python -c \"import secrets; print(secrets.token_hex(32))\")), "
+                "or name a key file under outputs.key_file. Keep it out of the config and the data."
+            )
+    if len(secret) < MIN_KEY_LENGTH:
+        raise LinkageError(f"the pseudonymisation key in {origin} is empty or shorter than {MIN_KEY_LENGTH} characters.")
+    return PseudonymKey(secret, origin)
+
+
+def register_pseudonym_function(con: duckdb.DuckDBPyConnection, key: PseudonymKey) -> None:
+    """``pseudonym(person_key)`` in SQL, vectorised over Arrow batches."""
+
+    def pseudonym(keys: pa.Array) -> pa.Array:
+        return pa.array([None if k is None else key.pseudonym(k) for k in keys.to_pylist()], pa.string())
+
+    try:
+        con.remove_function("pseudonym")
+    except duckdb.Error:
+        pass
+    con.create_function("pseudonym", pseudonym, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)
+
+
+# --- analyst tables ----------------------------------------------------------------------
+
+
+def _carry_expr(col: str, how: str, src: SourceConfig) -> tuple[str, str]:
+    """(SQL expression over raw_<source>, output column name) for a carried column."""
+    v = f"nullif(trim(raw.{q(col)}), '')"
+    formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
+    if how == "keep":
+        return v, col
+    if how == "year":
+        return f"year(try_strptime({v}, {formats}))", f"{col}_year"
+    if how == "month":
+        return f"strftime(try_strptime({v}, {formats}), '%Y-%m')", f"{col}_month"
+    district = f"regexp_extract(upper(replace({v}, ' ', '')), '^([A-Z]{{1,2}}[0-9][A-Z0-9]?)[0-9][A-Z]{{2}}$', 1)"
+    if how == "postcode_district":
+        return f"nullif({district}, '')", f"{col}_district"
+    return f"nullif(regexp_extract({district}, '^[A-Z]+', 0), '')", f"{col}_area"
+
+
+def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path) -> dict[str, int]:
+    """One Parquet table per source, plus persons; returns rows written per table."""
+    analyst_dir.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for name, src in cfg.sources.items():
+        exprs = [f"x.person_id"]
+        for col, how in src.carry.items():
+            expr, out = _carry_expr(col, how, src)
+            exprs.append(f"{expr} AS {q(out)}")
+        formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
+        for col in src.age_at:
+            event = f"try_strptime(nullif(trim(raw.{q(col)}), ''), {formats})"
+            exprs.append(f"CAST(floor(datediff('month', s.date_of_birth, {event}) / 12) AS INTEGER) AS {q('age_at_' + col)}")
+        order = ", ".join(str(i + 1) for i in range(len(exprs)))
+        sql = (
+            f"SELECT {', '.join(exprs)} FROM {q('raw_' + name)} raw "
+            f"JOIN crosswalk x ON x.source_dataset = {lit(name)} AND x.record_id = trim(raw.{q(src.record_id)}) "
+            f"JOIN {q('std_' + name)} s ON s.record_id = x.record_id "
+            f"ORDER BY {order}"
+        )
+        out = analyst_dir / f"{name}.parquet"
+        con.execute(f"COPY ({sql}) TO {lit(str(out))} (FORMAT parquet)")
+        rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
+    per_source = ", ".join(
+        f"count(*) FILTER (WHERE x.source_dataset = {lit(n)}) AS {q('records_' + n)}" for n in cfg.sources
+    )
+    persons = f"""
+        SELECT x.person_id,
+               mode(r.sex) AS sex,
+               mode(r.year_of_birth) AS year_of_birth,
+               array_to_string(list_sort(list_distinct(list(x.source_dataset))), ',') AS sources,
+               count(*) AS records, {per_source}
+        FROM crosswalk x JOIN records r USING (source_dataset, record_id)
+        GROUP BY x.person_id ORDER BY x.person_id"""
+    out = analyst_dir / "persons.parquet"
+    con.execute(f"COPY ({persons}) TO {lit(str(out))} (FORMAT parquet)")
+    rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
+    rows["linkage_summary"] = write_linkage_summary(con, cfg, analyst_dir / "linkage_summary.parquet", analyst_dir)
+    return rows
+
+
+def suppress(counts: list[int | None], threshold: int) -> list[bool]:
+    """Which cells to suppress: primary (0 < count < threshold) and secondary.
+
+    Secondary: a table whose total is published must hide at least three cells or none
+    (with one hidden, the total gives it away; with two, the total and a weighted total
+    can); the smallest unhidden cells are added until it does.
+    """
+    hidden = [c is not None and 0 < c < threshold for c in counts]
+    n_hidden = sum(hidden)
+    if 0 < n_hidden < 3:
+        order = sorted((c, i) for i, c in enumerate(counts) if c is not None and not hidden[i])
+        for _, i in order[: 3 - n_hidden]:
+            hidden[i] = True
+    return hidden
+
+
+def write_linkage_summary(con: duckdb.DuckDBPyConnection, cfg: JobConfig, out: Path, analyst_dir: Path) -> int:
+    """Link rates between every pair of sources and people by number of sources, suppressed."""
+    threshold = cfg.outputs.suppression_threshold
+    names = list(cfg.sources)
+    per_source = dict(
+        con.execute("SELECT source_dataset, count(DISTINCT person_id) FROM crosswalk GROUP BY ALL").fetchall()
+    )
+    both = dict(
+        ((a, b), n)
+        for a, b, n in con.execute(
+            """SELECT a.source_dataset, b.source_dataset, count(DISTINCT a.person_id)
+            FROM (SELECT DISTINCT person_id, source_dataset FROM crosswalk) a
+            JOIN (SELECT DISTINCT person_id, source_dataset FROM crosswalk) b
+              ON a.person_id = b.person_id AND a.source_dataset < b.source_dataset GROUP BY ALL"""
+        ).fetchall()
+    )
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            key = (a, b) if a < b else (b, a)
+            rows.append((a, b, per_source.get(a, 0), per_source.get(b, 0), both.get(key, 0)))
+    pair_hidden = suppress([r[4] for r in rows], threshold)
+    by_k = dict(
+        con.execute(
+            "SELECT k, count(*) FROM (SELECT person_id, count(DISTINCT source_dataset) AS k FROM crosswalk "
+            "GROUP BY ALL) GROUP BY ALL"
+        ).fetchall()
+    )
+    k_counts = [by_k.get(k, 0) for k in range(1, len(names) + 1)]
+    k_hidden = suppress(k_counts, threshold)
+    table = {
+        "table": [],
+        "source_a": [],
+        "source_b": [],
+        "people_in_a": [],
+        "people_in_b": [],
+        "people": [],
+        "share_of_a_linked_to_b": [],
+        "suppressed": [],
+    }
+
+    def add(kind, a, b, na, nb, n, hidden):
+        hide_a = na is not None and 0 < na < threshold
+        hide_b = nb is not None and 0 < nb < threshold
+        table["table"].append(kind)
+        table["source_a"].append(a)
+        table["source_b"].append(b)
+        table["people_in_a"].append(None if hide_a else na)
+        table["people_in_b"].append(None if hide_b else nb)
+        table["people"].append(None if hidden else n)
+        share = None if (hidden or hide_a or not na) else round(n / na, 4)
+        table["share_of_a_linked_to_b"].append(share)
+        table["suppressed"].append(bool(hidden or hide_a or hide_b))
+
+    for (a, b, na, nb, n), hidden in zip(rows, pair_hidden):
+        add("pair", a, b, na, nb, n, hidden)
+    for k, (n, hidden) in enumerate(zip(k_counts, k_hidden), start=1):
+        add(f"people in {k} source{'s' if k > 1 else ''}", None, None, None, None, n, hidden)
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(table), out)
+    return len(table["table"])
+
+
+# --- leakage check -------------------------------------------------------------------------------
+
+# Values shorter than this are too common to be identifying (a sex code, a count).
+MIN_IDENTIFIER_LENGTH = 4
+
+
+def build_identifier_values(con: duckdb.DuckDBPyConnection, cfg: JobConfig) -> int:
+    """``identifier_values(v)``: every identifying value in the inputs, normalised.
+
+    Raw mapped values (names, dates of birth, reference numbers, postcodes, aliases and
+    their parts), record ids, and the standardised forms.
+    """
+    norm = "upper(trim(regexp_replace({}, '\\s+', ' ', 'g')))"
+    parts = []
+    for name, src in cfg.sources.items():
+        mapped = q("mapped_" + name)
+        for field in PERSON_FIELDS:
+            if field == "sex" or field not in src.columns:
+                continue
+            if field in ("aliases", "alias_dates_of_birth"):
+                parts.append(
+                    f"SELECT {norm.format('unnest(string_split(' + field + ', ' + lit(src.list_separator) + '))')} AS v FROM {mapped}"
+                )
+            else:
+                parts.append(f"SELECT {norm.format(field)} AS v FROM {mapped}")
+        parts.append(f"SELECT {norm.format('record_id')} AS v FROM {q('all_' + name)}")
+    std_text = ["first_name", "middle_names", "surname", "full_name", "pnc_id", "cro_number", "prison_number", "crn", "postcode"]
+    for col in std_text:
+        parts.append(f"SELECT {col} AS v FROM records")
+    parts.append("SELECT unnest(name_set) AS v FROM records")
+    parts.append("SELECT unnest(surname_set) AS v FROM records")
+    parts.append("SELECT unnest(forename_set) AS v FROM records")
+    parts.append("SELECT strftime(date_of_birth, '%Y-%m-%d') AS v FROM records")
+    parts.append("SELECT strftime(date_of_birth, '%d/%m/%Y') AS v FROM records")
+    parts.append("SELECT replace(postcode, ' ', '') AS v FROM records")
+    union = " UNION ALL ".join(parts)
+    con.execute(
+        f"CREATE OR REPLACE TABLE identifier_values AS SELECT DISTINCT v FROM ({union}) "
+        f"WHERE v IS NOT NULL AND length(v) >= {MIN_IDENTIFIER_LENGTH}"
+    )
+    return con.execute("SELECT count(*) FROM identifier_values").fetchall()[0][0]
+
+
+def check_leakage(con: duckdb.DuckDBPyConnection, analyst_dir: Path) -> dict[str, int]:
+    """Hits per table.column of any identifier value in any analyst table; raise on any hit.
+
+    The message names tables, columns and counts, never the values.
+    """
+    hits: dict[str, int] = {}
+    for path in sorted(analyst_dir.glob("*.parquet")):
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()]
+        for col in cols:
+            if col == "person_id":
+                continue
+            cell = f"upper(trim(regexp_replace(CAST({q(col)} AS VARCHAR), '\\s+', ' ', 'g')))"
+            n = con.execute(
+                f"SELECT count(*) FROM read_parquet({lit(str(path))}) t "
+                f"JOIN identifier_values iv ON iv.v = {cell}"
+            ).fetchall()[0][0]
+            if n:
+                hits[f"{path.stem}.{col}"] = n
+    if hits:
+        listed = ", ".join(f"{k} ({v} rows)" for k, v in hits.items())
+        raise LeakageError(
+            f"leakage check failed: identifier values from the inputs appear in analyst tables: {listed}. "
+            "Nothing was published. Remove or coarsen those columns under sources.<name>.carry."
+        )
+    return hits
