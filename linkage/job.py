@@ -1,0 +1,379 @@
+"""Run a configured linkage job: read, standardise, train or load, predict, cluster,
+assign person ids, de-identify, audit, publish.
+
+Everything is written to a staging folder beside the run directory and moved into place
+only when every check has passed (write-audit-publish): a failed or killed run never
+leaves a half-written run directory where a reader would look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psutil
+
+import linkage
+from linkage import cluster as clustering
+from linkage import deidentify, identity, model, sources
+from linkage.config import LoadedConfig
+from linkage.errors import InputError, LinkageError
+from linkage.progress import Stages
+from linkage.sources import lit, q
+from linkage.standardise import standardise_table
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data_dir: Path | None = None
+    out_dir: Path | None = None
+    model_path: Path | None = None  # a saved Splink model: skip training
+    previous: Path | None = None  # a previous run directory: keep its person ids
+    throwaway_key: bool = False  # `linkage demo` only
+    keep_work: bool = False  # keep the DuckDB work database (for debugging)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    manifest: dict[str, Any]
+
+
+def default_run_dir(loaded: LoadedConfig) -> Path:
+    return Path("runs") / loaded.config.job
+
+
+# --- publishing --------------------------------------------------------------------------
+
+
+def _staging_dir(run_dir: Path) -> Path:
+    return run_dir.parent / f".{run_dir.name}.staging-{os.getpid()}"
+
+
+def _clear_stale_staging(run_dir: Path) -> None:
+    """Remove staging folders left by killed runs (their process is gone)."""
+    for old in run_dir.parent.glob(f".{run_dir.name}.staging-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and psutil.pid_exists(int(pid))):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def publish(staging: Path, run_dir: Path) -> None:
+    """Swap the staged run into place; the previous run stays readable until the swap."""
+    retired = run_dir.parent / f".{run_dir.name}.retired-{os.getpid()}"
+    if run_dir.exists():
+        os.replace(run_dir, retired)
+    os.replace(staging, run_dir)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+# --- previous runs ------------------------------------------------------------------------------
+
+
+def _read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{run_dir}: not a linkage run directory (no {MANIFEST}).")
+    return json.loads(path.read_text())
+
+
+def _previous_ids(opts: RunOptions, loaded: LoadedConfig, key: deidentify.PseudonymKey) -> tuple[Path | None, int]:
+    """The crosswalk (or registry) whose person keys to carry over, and the new generation."""
+    registry = loaded.config.outputs.id_registry
+    if opts.previous is not None:
+        manifest = _read_manifest(opts.previous)
+        fingerprint = manifest.get("pseudonym_key_fingerprint")
+        path, generation = opts.previous / "restricted" / "crosswalk.parquet", manifest.get("id_generation", 1)
+    elif registry:
+        path = _registry_path(loaded)
+        meta = path.with_suffix(".json")
+        if not path.is_file():
+            return None, 1
+        info = json.loads(meta.read_text()) if meta.is_file() else {}
+        fingerprint, generation = info.get("pseudonym_key_fingerprint"), info.get("id_generation", 1)
+    else:
+        return None, 1
+    if fingerprint != key.fingerprint:
+        raise LinkageError(
+            f"the previous person ids ({path}) were made with a different pseudonymisation key "
+            f"(fingerprint {fingerprint}, this run's {key.fingerprint}): ids would not carry over. "
+            f"Run with the same key, or drop --previous / outputs.id_registry to start a new release."
+        )
+    return path, int(generation) + 1
+
+
+def _registry_path(loaded: LoadedConfig) -> Path:
+    p = Path(loaded.config.outputs.id_registry).expanduser()
+    return p if p.is_absolute() else loaded.path.parent / p
+
+
+def _update_registry(loaded: LoadedConfig, run_dir: Path, manifest: dict[str, Any]) -> None:
+    path = _registry_path(loaded)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT source_dataset, record_id, person_key FROM read_parquet("
+        f"{lit(str(run_dir / 'restricted' / 'crosswalk.parquet'))})) TO {lit(str(tmp))} (FORMAT parquet)"
+    )
+    con.close()
+    os.replace(tmp, path)
+    path.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "pseudonym_key_fingerprint": manifest["pseudonym_key_fingerprint"],
+                "id_generation": manifest["id_generation"],
+                "run_dir": str(run_dir),
+            },
+            indent=2,
+        )
+    )
+
+
+# --- the job -----------------------------------------------------------------------------
+
+
+def _connect(loaded: LoadedConfig, work: Path) -> duckdb.DuckDBPyConnection:
+    eng = loaded.config.engine
+    con = duckdb.connect(str(work / "linkage.duckdb"))
+    memory = eng.memory_limit or f"{int(psutil.virtual_memory().total * 0.6 / 2**20)}MiB"
+    con.execute(f"SET memory_limit = {lit(memory)}")
+    con.execute(f"SET temp_directory = {lit(eng.temp_directory or str(work / 'spill'))}")
+    con.execute(f"SET threads = {eng.threads or os.cpu_count() or 1}")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None) -> RunResult:
+    stages = stages or Stages()
+    cfg = loaded.config
+    if cfg.engine.name != "duckdb":
+        raise LinkageError(
+            f"engine {cfg.engine.name!r}: this build runs jobs on DuckDB only (engine.name: duckdb)."
+        )
+    key = deidentify.resolve_key(cfg.outputs.key_file, loaded.path.parent, throwaway=opts.throwaway_key)
+    if opts.throwaway_key:
+        stages.note("using a throwaway pseudonymisation key: person ids from this run join nothing else")
+    previous_path, generation = _previous_ids(opts, loaded, key)
+    saved_model = model.load_model_settings(opts.model_path, cfg) if opts.model_path else None
+
+    run_dir = (opts.out_dir or default_run_dir(loaded)).resolve()
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale_staging(run_dir)
+    staging = _staging_dir(run_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    for sub in ("analyst", "restricted", "work"):
+        (staging / sub).mkdir(parents=True)
+    started = time.time()
+    try:
+        manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging)
+        manifest["stage_seconds"] = stages.timings
+        manifest["total_seconds"] = round(time.time() - started, 3)
+        manifest["peak_rss_bytes"] = stages.peak_rss
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        with stages.stage("report"):
+            from linkage.report import write_report
+
+            write_report(staging)
+        if not opts.keep_work:
+            shutil.rmtree(staging / "work", ignore_errors=True)
+        publish(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if cfg.outputs.id_registry:
+        _update_registry(loaded, run_dir, manifest)
+    return RunResult(run_dir, manifest)
+
+
+def _run(
+    loaded: LoadedConfig,
+    opts: RunOptions,
+    stages: Stages,
+    key: deidentify.PseudonymKey,
+    previous_path: Path | None,
+    generation: int,
+    saved_model: dict | None,
+    staging: Path,
+) -> dict[str, Any]:
+    cfg = loaded.config
+    restricted = staging / "restricted"
+    con = _connect(loaded, staging / "work")
+    try:
+        with stages.stage("read"):
+            reads = sources.read_sources(con, loaded, opts.data_dir)
+            for r in reads.values():
+                stages.note(f"{r.name}: {r.rows_read:,} rows, {r.rows_rejected:,} rejected")
+
+        with stages.stage("standardise"):
+            invalid = {}
+            for name, src in cfg.sources.items():
+                stats = standardise_table(
+                    con, q("mapped_" + name), q("std_" + name),
+                    date_formats=list(src.date_formats), list_separator=src.list_separator,
+                )
+                invalid[name] = stats.invalid
+            con.execute(
+                "CREATE OR REPLACE VIEW records AS "
+                + " UNION ALL ".join(f"SELECT * FROM {q('std_' + n)}" for n in cfg.sources)
+            )
+            con.execute(
+                "CREATE OR REPLACE VIEW invalid_values AS "
+                + " UNION ALL ".join(f"SELECT * FROM {q('std_' + n + '_invalid')}" for n in cfg.sources)
+            )
+            clustering.build_nodes(con, "records")
+
+        db_api = model.make_db_api(con)
+        with stages.stage("blocking guard"):
+            counts = model.count_comparisons(con, "records", list(cfg.model.blocking_rules), db_api)
+            total = model.guard_comparisons(counts, cfg.model.max_comparisons)
+            stages.note(f"{total:,} comparisons at most (before rules overlap)")
+
+        settings = saved_model if saved_model is not None else model.build_settings(cfg)
+        linker = model.make_linker(db_api, [f"std_{n}" for n in cfg.sources], settings)
+        if saved_model is None:
+            with stages.stage("train"):
+                model.train(linker, cfg, stages.step)
+        else:
+            stages.note(f"using the saved model {opts.model_path}: training skipped")
+        model.save_model(linker, restricted / "model.json")
+
+        with stages.stage("predict"):
+            sdf = model.predict(linker, cfg.model.threshold)
+            con.execute(
+                f"CREATE OR REPLACE TABLE predictions AS SELECT source_dataset_l, record_id_l, "
+                f"source_dataset_r, record_id_r, match_weight, match_probability FROM {sdf.physical_name}"
+            )
+            sdf.drop_table_from_database_and_remove_from_cache()
+            scored = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
+            stages.note(f"{scored:,} pairs kept (match probability >= {min(0.01, cfg.model.threshold / 10)})")
+
+        with stages.stage("cluster"):
+            cstats = clustering.cluster(
+                con, db_api, "records", "predictions", cfg.model.threshold, list(cfg.model.deterministic_links)
+            )
+            stages.note(
+                f"{cstats.records:,} records in {cstats.clusters:,} people "
+                f"({cstats.singletons:,} alone, largest {cstats.largest})"
+            )
+
+        with stages.stage("person ids"):
+            previous = identity.load_previous(con, previous_path) if previous_path else None
+            istats = identity.assign_person_keys(con, previous, generation)
+            deidentify.register_pseudonym_function(con, key)
+            con.execute(
+                """CREATE OR REPLACE TABLE crosswalk AS
+                SELECT c.source_dataset, c.record_id, pseudonym(k.person_key) AS person_id, k.person_key,
+                       c.cluster_size, c.cluster_min_match_weight, c.cluster_links, c.deterministic_links
+                FROM clusters c JOIN person_keys k USING (cluster_id)
+                ORDER BY c.source_dataset, c.record_id"""
+            )
+            if previous:
+                stages.note(
+                    f"kept {istats.kept:,} ids, {istats.new:,} new, {istats.merges:,} merged, "
+                    f"{istats.splits:,} split, {istats.retired:,} retired"
+                )
+
+        with stages.stage("write restricted"):
+            _copy(con, "crosswalk", restricted / "crosswalk.parquet")
+            _copy(con, "SELECT source_dataset, record_id, _row AS row_number, reason FROM rejects ORDER BY ALL",
+                  restricted / "rejects.parquet")
+            _copy(con, "id_lineage", restricted / "id_lineage.parquet")
+            _copy(con, "predictions", restricted / "predictions.parquet")
+            _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
+                  "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, kind FROM links "
+                  "JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r "
+                  "WHERE kind <> 'model'", restricted / "deterministic_links.parquet")
+            _copy(con, "records", restricted / "standardised.parquet")
+            _copy(con, "invalid_values", restricted / "invalid_values.parquet")
+
+        with stages.stage("de-identify"):
+            analyst_rows = deidentify.write_analyst_tables(con, cfg, staging / "analyst")
+            n_values = deidentify.build_identifier_values(con, cfg)
+            deidentify.check_leakage(con, staging / "analyst")
+            stages.note(f"leakage check passed: {n_values:,} identifier values, no hit in {len(analyst_rows)} tables")
+
+        with stages.stage("audit"):
+            accounting = _account(con, cfg, reads)
+
+        return {
+            "job": cfg.job,
+            "description": cfg.description,
+            "config_path": str(loaded.path),
+            "config_sha256": loaded.hash,
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "engine": "duckdb",
+            "versions": _versions(),
+            "inputs": {
+                n: {"path": str(r.path), "sha256": r.checksum, "rows": r.rows_read} for n, r in reads.items()
+            },
+            "rows": accounting,
+            "invalid_values": invalid,
+            "blocking": [asdict(c) for c in counts],
+            "model": {
+                "trained": saved_model is None,
+                "loaded_from": str(opts.model_path) if opts.model_path else None,
+                "threshold_match_probability": cfg.model.threshold,
+                "parameters": model.model_parameters(linker),
+                "probability_two_random_records_match": linker._settings_obj._probability_two_random_records_match,
+            },
+            "comparisons_scored_kept": scored,
+            "clusters": asdict(cstats),
+            "id_generation": generation,
+            "ids": asdict(istats),
+            "previous_ids": str(previous_path) if previous_path else None,
+            "pseudonym_key_fingerprint": key.fingerprint,
+            "pseudonym_key_origin": key.origin,
+            "analyst_tables": analyst_rows,
+            "suppression_threshold": cfg.outputs.suppression_threshold,
+        }
+    finally:
+        con.close()
+
+
+def _copy(con: duckdb.DuckDBPyConnection, table_or_query: str, path: Path) -> None:
+    query = table_or_query if " " in table_or_query else f"SELECT * FROM {table_or_query}"
+    con.execute(f"COPY ({query}) TO {lit(str(path))} (FORMAT parquet)")
+
+
+def _account(con: duckdb.DuckDBPyConnection, cfg, reads) -> dict[str, dict[str, int]]:
+    """Every input row is in the crosswalk exactly once or rejected with a reason."""
+    out = {}
+    for name in cfg.sources:
+        linked, in_crosswalk, distinct = con.execute(
+            f"SELECT count(*) FILTER (WHERE cluster_size > 1), count(*), count(DISTINCT record_id) "
+            f"FROM crosswalk WHERE source_dataset = {lit(name)}"
+        ).fetchall()[0]
+        rejected = con.execute(f"SELECT count(*) FROM rejects WHERE source_dataset = {lit(name)}").fetchall()[0][0]
+        read = reads[name].rows_read
+        if in_crosswalk != distinct or in_crosswalk + rejected != read:
+            raise RuntimeError(
+                f"accounting failed for {name}: {read} rows read, {in_crosswalk} in the crosswalk "
+                f"({distinct} distinct), {rejected} rejected"
+            )
+        out[name] = {"read": read, "rejected": rejected, "in_crosswalk": in_crosswalk,
+                     "linked": linked, "unlinked": in_crosswalk - linked}
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import pandas
+    import splink
+
+    return {
+        "linkage": linkage.__version__,
+        "splink": splink.__version__,
+        "duckdb": duckdb.__version__,
+        "pandas": pandas.__version__,
+        "python": platform.python_version(),
+    }
