@@ -119,7 +119,7 @@ def load_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, pa
 def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, path: Path) -> None:
     """Whole-extract checks: empty, duplicate record ids, unreadable date columns."""
     raw = q("raw_" + name)
-    n = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
+    n = con.execute(f"SELECT count(*) FROM {raw}").fetchall()[0][0]
     if n == 0:
         raise InputError(f"{path}: the extract for source '{name}' has no rows. Check the export.")
     rid = q(src.record_id)
@@ -134,7 +134,7 @@ def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, p
         n_dup = con.execute(
             f"SELECT count(*) FROM (SELECT count(*) OVER (PARTITION BY {rid}) AS n FROM {raw} "
             f"WHERE nullif(trim({rid}), '') IS NOT NULL) WHERE n > 1"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         raise InputError(
             f"{path}: column {src.record_id!r} (the record id) repeats: {n_dup} rows share an id with "
             f"another row (rows {_rows_list(dup_rows)}). Each record needs its own id."
@@ -149,7 +149,7 @@ def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, p
             value = f"nullif(trim(split_part({q(col)}, {lit(src.list_separator)}, 1)), '')"
         present, failed = con.execute(
             f"SELECT count({value}), count({value}) FILTER (WHERE try_strptime({value}, {formats}) IS NULL) FROM {raw}"
-        ).fetchone()
+        ).fetchall()[0]
         if present and failed >= UNREADABLE_DATE_SHARE * present:
             bad = [
                 r[0]
@@ -194,7 +194,7 @@ def map_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig) -> 
         f"CREATE OR REPLACE TABLE {q('mapped_' + name)} AS SELECT * FROM {q('all_' + name)} "
         f"WHERE NOT (record_id IS NULL OR ({identifying}))"
     )
-    return con.execute(f"SELECT count(*) FROM rejects WHERE source_dataset = {lit(name)}").fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM rejects WHERE source_dataset = {lit(name)}").fetchall()[0][0]
 
 
 def read_sources(
@@ -209,6 +209,6 @@ def read_sources(
         load_source(con, name, src, path)
         check_source(con, name, src, path)
         rejected = map_source(con, name, src)
-        rows = con.execute(f"SELECT count(*) FROM {q('raw_' + name)}").fetchone()[0]
+        rows = con.execute(f"SELECT count(*) FROM {q('raw_' + name)}").fetchall()[0][0]
         out[name] = SourceRead(name, path, rows, rejected, _sha256(path), cols)
     return out
