@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
@@ -151,14 +152,14 @@ def main() -> None:
             raise
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+    except (TyperException, typer.Abort, typer.Exit) as exc:
+        # Usage errors (unknown option, missing argument): typer's own message.
+        if isinstance(exc, typer.Exit):
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
+        if hasattr(exc, "show"):
+            exc.show()
+        sys.exit(getattr(exc, "exit_code", 1))
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
         if os.environ.get("LINKAGE_DEBUG"):
             traceback.print_exc()
         err.print(

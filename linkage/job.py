@@ -218,8 +218,9 @@ def _run(
         with stages.stage("standardise"):
             invalid = {}
             for name, src in cfg.sources.items():
+                # Source names are validated identifiers (config.py): safe unquoted.
                 stats = standardise_table(
-                    con, q("mapped_" + name), q("std_" + name),
+                    con, f"mapped_{name}", f"std_{name}",
                     date_formats=list(src.date_formats), list_separator=src.list_separator,
                 )
                 invalid[name] = stats.invalid
