@@ -1,0 +1,188 @@
+"""``generate``: write the five synthetic extracts, the truth and the corruption log.
+
+People are made in chunks of ``CHUNK_PEOPLE`` so memory stays bounded at any size;
+each chunk has its own random stream, derived from the seed and the chunk number,
+and appends to the CSVs. Within a chunk, each source's rows are shuffled before record
+ids are given out, so a person's records do not sit next to each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from linkage.errors import UsageError
+from linkage.synthetic.names import vocabulary
+from linkage.synthetic.population import IdSpace, build_people
+from linkage.synthetic.profiles import PROFILES, get_profile
+from linkage.synthetic.sources import (
+    COLUMNS,
+    RECORD_ID_COLUMN,
+    SOURCES,
+    Context,
+    SourceChunk,
+    build_crest,
+    build_libra,
+    build_pnc,
+    build_prison,
+    build_probation,
+)
+from linkage.synthetic.writer import CsvAppender
+
+CHUNK_PEOPLE = 100_000
+TRUTH_COLUMNS = ["source_dataset", "record_id", "person_id"]
+CORRUPTION_COLUMNS = ["source_dataset", "record_id", "field", "corruption"]
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    out: Path
+    files: dict[str, Path]  # source -> csv path
+    rows: dict[str, int]  # source -> rows written
+    people: int
+    seed: int
+    profile: str
+    organisations: int
+    corruptions: int
+    truth: Path
+    corruptions_file: Path
+
+    @property
+    def records(self) -> int:
+        return sum(self.rows.values())
+
+
+def generate(people: int, seed: int, out: str | Path, profile: str = "realistic") -> SynthResult:
+    """Write ``pnc.csv``, ``prison.csv``, ``probation.csv``, ``libra.csv``, ``crest.csv``,
+    ``truth.csv`` and ``corruptions.csv`` for ``people`` synthetic people into ``out``.
+
+    The same (people, seed, profile) always gives byte-identical files.
+    """
+    out = _check_arguments(people, seed, out, profile)
+    rates = get_profile(profile)
+    vocab = vocabulary()
+    ids = IdSpace.seeded(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))), people)
+    width = max(7, len(str(people)) + 2)
+
+    files = {source: out / f"{source}.csv" for source in SOURCES}
+    writers = {source: CsvAppender(files[source], list(COLUMNS[source])) for source in SOURCES}
+    truth = CsvAppender(out / "truth.csv", TRUTH_COLUMNS)
+    corruptions = CsvAppender(out / "corruptions.csv", CORRUPTION_COLUMNS)
+    next_record = dict.fromkeys(SOURCES, 0)
+    organisations = 0
+
+    for chunk, start in enumerate(range(0, people, CHUNK_PEOPLE)):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, chunk)))
+        n = min(CHUNK_PEOPLE, people - start)
+        population = build_people(start, n, rng, rates.population, vocab, ids)
+        ctx = Context(rng, rates.dirt, vocab)
+        n_orgs = int(round(n * rates.population.organisation_rate))
+        chunks = {
+            "pnc": build_pnc(population, ctx),
+            "prison": build_prison(population, ctx),
+            "probation": build_probation(population, ctx),
+            "libra": build_libra(population, ctx, n_orgs, organisations),
+            "crest": build_crest(population, ctx),
+        }
+        organisations += n_orgs
+        for source in SOURCES:
+            next_record[source] = _write_chunk(
+                source, chunks[source], next_record[source], width, rng, writers[source], truth, corruptions
+            )
+
+    result = SynthResult(
+        out=out,
+        files=files,
+        rows={source: writers[source].rows for source in SOURCES},
+        people=people,
+        seed=seed,
+        profile=profile,
+        organisations=organisations,
+        corruptions=corruptions.rows,
+        truth=truth.path,
+        corruptions_file=corruptions.path,
+    )
+    manifest = {k: v for k, v in asdict(result).items() if k not in ("out", "files", "truth", "corruptions_file")}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return result
+
+
+def _check_arguments(people, seed, out, profile) -> Path:
+    if isinstance(people, bool) or not isinstance(people, (int, np.integer)) or people < 1:
+        raise UsageError(f"people must be a whole number of at least 1 (got {people!r})")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"seed must be a whole number of at least 0 (got {seed!r})")
+    if profile not in PROFILES:
+        raise UsageError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output folder {out} is a file: give a folder to write the extracts into")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".linkage-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"output folder {out} is not writable ({exc.strerror or type(exc).__name__})") from None
+    return out
+
+
+def _record_ids(source: str, numbers: np.ndarray, width: int) -> pa.Array:
+    """Record ids for record numbers (0-based): PNC0000001, 10000001 (bookings), L00000001, ..."""
+    if source == "prison":
+        return pa.array((10**width + numbers + 1).astype(str).astype(object), pa.string())
+    if source == "probation":
+        return pa.array((2 * 10**width + numbers + 1).astype(str).astype(object), pa.string())
+    prefix, w = {"pnc": ("PNC", width), "libra": ("L", width + 1), "crest": ("CR", width)}[source]
+    digits = pc.utf8_lpad(pa.array(numbers + 1).cast(pa.string()), w, padding="0")
+    return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def _write_chunk(
+    source: str,
+    chunk: SourceChunk,
+    first: int,
+    width: int,
+    rng: np.random.Generator,
+    writer: CsvAppender,
+    truth: CsvAppender,
+    corruptions: CsvAppender,
+) -> int:
+    """Shuffle, number and append one source's rows; returns the next record number."""
+    m = len(chunk.person_id)
+    if m == 0:
+        return first
+    rank = rng.permutation(m)  # row i gets record number first + rank[i]
+    order = np.argsort(rank)
+    record_id = _record_ids(source, first + np.arange(m), width)
+    take = pa.array(order)
+    columns = {RECORD_ID_COLUMN[source]: record_id}
+    for name, values in chunk.columns.items():
+        arr = values if isinstance(values, pa.Array) else pa.array(values, type=pa.string())
+        columns[name] = arr.take(take)
+    writer.write(columns)
+    truth.write(
+        {
+            "source_dataset": pa.array([source] * m, pa.string()),
+            "record_id": record_id,
+            "person_id": pa.array(chunk.person_id[order], pa.string()),
+        }
+    )
+    rows, fields, kinds = chunk.log.arrays()
+    if len(rows):
+        by_record = np.argsort(rank[rows], kind="stable")
+        corruptions.write(
+            {
+                "source_dataset": pa.array([source] * len(rows), pa.string()),
+                "record_id": record_id.take(pa.array(rank[rows][by_record])),
+                "field": pa.array(fields[by_record], pa.string()),
+                "corruption": pa.array(kinds[by_record], pa.string()),
+            }
+        )
+    return first + m
