@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         size = sum(p.stat().st_size for p in out.glob("*.csv"))
     # ru_maxrss is in kilobytes on Linux
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"people          {result.people:,} (+{result.organisations:,} organisations), profile {result.profile}, seed {result.seed}")
+    print(f"people          {result.people:,} (+{result.organisations:,} organisations)")
+    print(f"profile, seed   {result.profile}, {result.seed}")
     print(f"wall time       {wall:.1f} s")
     for source, rows in result.rows.items():
         print(f"  {source:<13} {rows:>12,} rows")

@@ -85,7 +85,9 @@ def test_truth_covers_every_record_once_and_every_person(realistic: SynthResult)
     people = {t["person_id"] for t in truth}
     organisations = {p for p in people if p.startswith("ORG")}
     assert len(people - organisations) == realistic.people
-    assert organisations and {t["source_dataset"] for t in truth if t["person_id"] in organisations} == {"libra"}
+    assert organisations and {t["source_dataset"] for t in truth if t["person_id"] in organisations} == {
+        "libra"
+    }
 
 
 def test_records_per_person_between_three_and_four(realistic: SynthResult):
@@ -189,7 +191,9 @@ def test_dates_sex_codes_and_references_in_each_source_format(hard: SynthResult)
     assert all(re.match(r"^[A-Z]\d{4}[A-Z]{2}$", v) for v in clean_numbers)
     probation = read(hard.files["probation"])
     assert all(
-        re.match(r"^[A-Z]\d{6}$", r["crn"]) for r in probation if not log.get(("probation", r["offender_id"], "crn"))
+        re.match(r"^[A-Z]\d{6}$", r["crn"])
+        for r in probation
+        if not log.get(("probation", r["offender_id"], "crn"))
     )
     crest = read(hard.files["crest"])
     assert all(re.match(r"^[A-Z]\d{4}\d{4}$", r["case_number"]) for r in crest)
@@ -328,7 +332,9 @@ def test_pnc_ids_come_in_many_forms(realistic: SynthResult):
 def people():
     n = 20_000
     ids = IdSpace.seeded(np.random.default_rng(1), n)
-    return build_people(0, n, np.random.default_rng(2), get_profile("realistic").population, vocabulary(), ids)
+    return build_people(
+        0, n, np.random.default_rng(2), get_profile("realistic").population, vocabulary(), ids
+    )
 
 
 def test_ages_at_first_contact_are_young_but_span_ten_to_eighty(people):
@@ -360,7 +366,13 @@ def test_name_origins_and_spelling_variants(people):
     forenames = set(people.forename)
     surnames = set(people.surname)
     assert {"MOHAMMED", "MUHAMMAD", "MOHAMED"} <= forenames
-    assert {"KHAN", "NGUYEN", "KOWALSKI", "OKAFOR", "O'BRIEN"} & surnames == {"KHAN", "NGUYEN", "KOWALSKI", "OKAFOR", "O'BRIEN"}
+    assert {"KHAN", "NGUYEN", "KOWALSKI", "OKAFOR", "O'BRIEN"} & surnames == {
+        "KHAN",
+        "NGUYEN",
+        "KOWALSKI",
+        "OKAFOR",
+        "O'BRIEN",
+    }
     assert any("-" in s for s in surnames)  # double-barrelled after marriage
 
 
@@ -416,7 +428,9 @@ def test_measure_is_repeatable(realistic: SynthResult):
 # ---- docstring examples run ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [linkage.synthetic.identifiers, linkage.synthetic.measure, linkage.synthetic])
+@pytest.mark.parametrize(
+    "module", [linkage.synthetic.identifiers, linkage.synthetic.measure, linkage.synthetic]
+)
 def test_docstring_examples(module):
     failures, _ = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert failures == 0

@@ -248,7 +248,9 @@ def dob_one_day(values: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
 
 def dob_year_off(values: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A year or a few out, as when an age is misheard or the year mistyped by more than a digit."""
-    years = rng.choice(np.array([-1, 1, -2, 2, -3, 3, -4, 4]), len(values), p=[0.3, 0.3, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05])
+    years = rng.choice(
+        np.array([-1, 1, -2, 2, -3, 3, -4, 4]), len(values), p=[0.3, 0.3, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05]
+    )
     return _shift_days(values, np.round(years * 365.25).astype(np.int64) + rng.integers(-40, 41, len(values)))
 
 

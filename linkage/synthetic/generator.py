@@ -9,7 +9,6 @@ ids are given out, so a person's records do not sit next to each other.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,8 +107,12 @@ def generate(people: int, seed: int, out: str | Path, profile: str = "realistic"
         truth=truth.path,
         corruptions_file=corruptions.path,
     )
-    manifest = {k: v for k, v in asdict(result).items() if k not in ("out", "files", "truth", "corruptions_file")}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    manifest = {
+        k: v for k, v in asdict(result).items() if k not in ("out", "files", "truth", "corruptions_file")
+    }
+    (out / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return result
 
 
@@ -129,7 +132,9 @@ def _check_arguments(people, seed, out, profile) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"output folder {out} is not writable ({exc.strerror or type(exc).__name__})") from None
+        raise UsageError(
+            f"output folder {out} is not writable ({exc.strerror or type(exc).__name__})"
+        ) from None
     return out
 
 

@@ -128,7 +128,9 @@ def format_pnc(year: np.ndarray, serial: np.ndarray, check: np.ndarray, form: np
     return out
 
 
-def format_cro(year: np.ndarray, serial: np.ndarray, check: np.ndarray, sf: np.ndarray, padded: np.ndarray) -> np.ndarray:
+def format_cro(
+    year: np.ndarray, serial: np.ndarray, check: np.ndarray, sf: np.ndarray, padded: np.ndarray
+) -> np.ndarray:
     """Write CRO numbers: ``065656/91H`` (padded) or ``65656/91H``; SF form ``SF91/65656H``.
 
     >>> format_cro(np.array([91, 91]), np.array([65656, 65656]), np.array(["H", "H"]),

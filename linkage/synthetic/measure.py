@@ -109,7 +109,9 @@ def _postcode(value: str | None) -> str:
     return re.sub(r"\s+", "", value or "").upper()
 
 
-def measure_true_pair_agreement(out_dir: str | Path, sample_pairs: int = 20_000, seed: int = 0) -> dict[str, float]:
+def measure_true_pair_agreement(
+    out_dir: str | Path, sample_pairs: int = 20_000, seed: int = 0
+) -> dict[str, float]:
     """Agreement rates among a seeded sample of true pairs in a generated folder.
 
     Returns rates (``name_exact``, ``name_close``, ``name_swapped``, ``name_other``,
@@ -160,10 +162,25 @@ def measure_true_pair_agreement(out_dir: str | Path, sample_pairs: int = 20_000,
     for source, record_id, forename, surname, dob, postcode in rows:
         if source == "libra":
             forename, surname = parse_single_string_name(forename)
-        records[(source, record_id)] = (normalise(forename), normalise(surname), _iso_dob(dob), _postcode(postcode))
+        records[(source, record_id)] = (
+            normalise(forename),
+            normalise(surname),
+            _iso_dob(dob),
+            _postcode(postcode),
+        )
 
     counts = dict.fromkeys(
-        ["name_exact", "name_close", "name_swapped", "name_other", "dob_exact", "dob_one_char", "dob_within_5y", "dob_other", "postcode_none_shared"],
+        [
+            "name_exact",
+            "name_close",
+            "name_swapped",
+            "name_other",
+            "dob_exact",
+            "dob_one_char",
+            "dob_within_5y",
+            "dob_other",
+            "postcode_none_shared",
+        ],
         0,
     )
     name_pairs = dob_pairs = postcode_pairs = 0
@@ -198,8 +215,15 @@ def measure_true_pair_agreement(out_dir: str | Path, sample_pairs: int = 20_000,
     def rate(key: str, total: int) -> float:
         return counts[key] / total if total else float("nan")
 
-    result: dict[str, float] = {"pairs": len(pairs), "name_pairs": name_pairs, "dob_pairs": dob_pairs, "postcode_pairs": postcode_pairs}
+    result: dict[str, float] = {
+        "pairs": len(pairs),
+        "name_pairs": name_pairs,
+        "dob_pairs": dob_pairs,
+        "postcode_pairs": postcode_pairs,
+    }
     for key in counts:
-        total = name_pairs if key.startswith("name") else dob_pairs if key.startswith("dob") else postcode_pairs
+        total = (
+            name_pairs if key.startswith("name") else dob_pairs if key.startswith("dob") else postcode_pairs
+        )
         result[key] = rate(key, total)
     return result

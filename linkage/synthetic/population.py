@@ -119,9 +119,10 @@ def build_people(
     origin = rng.choice(len(ORIGINS), size=n, p=ORIGIN_SHARE).astype(np.int8)
     forename, middle_names = _forenames(sex, origin, rng, vocab)
     surname = draw_by_group(vocab.surnames, sex, origin, rng)
-    first_contact = FIRST_CONTACT_FROM + (
-        rng.random(n) ** 0.8 * ((EXTRACT_DATE - FIRST_CONTACT_FROM) / DAY)
-    ).astype(np.int64) * DAY
+    first_contact = (
+        FIRST_CONTACT_FROM
+        + (rng.random(n) ** 0.8 * ((EXTRACT_DATE - FIRST_CONTACT_FROM) / DAY)).astype(np.int64) * DAY
+    )
     # age at first contact: 10 to 80, mode in the late teens
     age = np.minimum(10 + rng.gamma(1.7, 7.5, n), 80)
     dob = first_contact - (age * YEAR).astype(np.int64) * DAY
@@ -224,7 +225,10 @@ def _addresses(n: int, rng: np.random.Generator, vocab: Vocabulary) -> tuple[np.
     unit1 = _POSTCODE_LETTERS[rng.integers(0, len(_POSTCODE_LETTERS), k)]
     unit2 = _POSTCODE_LETTERS[rng.integers(0, len(_POSTCODE_LETTERS), k)]
     postcodes = np.array(
-        [f"{a}{d} {s}{u1}{u2}" for a, d, s, u1, u2 in zip(area, district.tolist(), sector.tolist(), unit1, unit2)],
+        [
+            f"{a}{d} {s}{u1}{u2}"
+            for a, d, s, u1, u2 in zip(area, district.tolist(), sector.tolist(), unit1, unit2)
+        ],
         dtype=object,
     )
     return lines.reshape(n, MAX_ADDRESSES), postcodes.reshape(n, MAX_ADDRESSES)
@@ -350,7 +354,9 @@ def _aliases(p: People, rng, rates: PopulationRates, vocab) -> None:
         sur = np.where(kind == 3, new_sur, sur)
         swapped = kind == 4
         fore, sur = np.where(swapped, sur, fore), np.where(swapped, fore, sur)
-        first_middle = np.array([m.split(" ")[0] if m else "" for m in p.middle_names[idx].tolist()], dtype=object)
+        first_middle = np.array(
+            [m.split(" ")[0] if m else "" for m in p.middle_names[idx].tolist()], dtype=object
+        )
         fore = np.where((kind == 5) & (first_middle != ""), first_middle, np.where(kind == 5, new_fore, fore))
         p.alias_forename[idx, k] = fore
         p.alias_surname[idx, k] = sur
@@ -359,7 +365,9 @@ def _aliases(p: People, rng, rates: PopulationRates, vocab) -> None:
         far = (rng.integers(2, 15, len(idx)) * YEAR * np.where(rng.random(len(idx)) < 0.5, -1, 1)).astype(
             np.int64
         ) * DAY
-        p.alias_dob[idx, k] = np.where(u < 0.55, p.dob[idx], np.where(u < 0.8, p.dob[idx] + near, p.dob[idx] + far))
+        p.alias_dob[idx, k] = np.where(
+            u < 0.55, p.dob[idx], np.where(u < 0.8, p.dob[idx] + near, p.dob[idx] + far)
+        )
 
 
 # ---- who is in which source -----------------------------------------------------------

@@ -25,7 +25,7 @@ class Dirt:
     forename_phonetic: float = 0.0068
     forename_nickname: float = 0.0070
     forename_initial: float = 0.0020
-    forename_middle_as_first: float = 0.0040
+    forename_middle_as_first: float = 0.0035
     forename_hyphen: float = 0.30  # of hyphenated forenames (MARY-JANE -> MARY JANE)
     forename_missing: float = 0.0030
     # surname
@@ -37,14 +37,14 @@ class Dirt:
     surname_change: float = 0.30  # of records of people whose surname changed (marriage)
     # whole name
     name_swap: float = 0.0010
-    alias_used: float = 0.045  # of records of people who have an alias
+    alias_used: float = 0.042  # of records of people who have an alias
     system_prefix: float = 0.0015  # DUPLICATE_, MIG_ERROR_, NO_SHOW_, NOT ENTERED
     # date of birth
     dob_day_month_swap: float = 0.0016
-    dob_one_digit: float = 0.0045
+    dob_one_digit: float = 0.0040
     dob_one_day: float = 0.0030
     dob_wrong_month: float = 0.0010
-    dob_year_off: float = 0.0025
+    dob_year_off: float = 0.0030
     dob_alias: float = 0.30  # of alias_used records, the alias's date of birth goes with it
     dob_wrong_date: float = 0.0090  # an event date typed into the date of birth field
     dob_default: float = 0.0040  # 1900-01-01 / 1970-01-01
@@ -53,7 +53,7 @@ class Dirt:
     sex_wrong: float = 0.0030
     sex_unknown: float = 0.0100
     # addresses
-    postcode_moved: float = 0.100  # the record carries another of the person's addresses
+    postcode_moved: float = 0.097  # the record carries another of the person's addresses
     postcode_typo: float = 0.0040
     postcode_nfa: float = 0.0080  # no fixed abode: NF1 1NF
     # identifiers (pnc_id, cro_number, prison_number, crn)
@@ -101,9 +101,7 @@ _REALISTIC = Profile("realistic", Dirt(), Population())
 
 _CLEAN = Profile(
     "clean",
-    Dirt().scaled(
-        0.15, keep=("forename_hyphen", "surname_apostrophe", "surname_hyphen", "surname_mc_space")
-    ),
+    Dirt().scaled(0.15, keep=("forename_hyphen", "surname_apostrophe", "surname_hyphen", "surname_mc_space")),
     dataclasses.replace(
         Population(),
         namesake_rate=0.002,

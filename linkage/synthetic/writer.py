@@ -13,7 +13,11 @@ import pyarrow.compute as pc
 
 
 def _field(values) -> pa.Array:
-    arr = values if isinstance(values, pa.Array) else pa.array(np.asarray(values, dtype=object), type=pa.string())
+    arr = (
+        values
+        if isinstance(values, pa.Array)
+        else pa.array(np.asarray(values, dtype=object), type=pa.string())
+    )
     arr = pc.fill_null(arr.cast(pa.string()), "")
     needs_quotes = pc.match_substring_regex(arr, '[",\\n\\r]')
     if not pc.any(needs_quotes).as_py():
