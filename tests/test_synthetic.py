@@ -380,6 +380,8 @@ def test_reference_numbers_are_unique_per_person(people):
     has_pnc = people.n_pnc > 0
     pnc = set(zip((people.pnc_year[has_pnc] % 100).tolist(), people.pnc_serial[has_pnc].tolist()))
     assert len(pnc) == has_pnc.sum()
+    cro = people.cro_kind == 1
+    assert len(set(zip(people.cro_year[cro].tolist(), people.cro_serial[cro].tolist()))) == cro.sum()
     assert len(set(people.prison_codes.ravel().tolist())) == people.prison_codes.size
     assert len(set(people.crn_codes.ravel().tolist())) == people.crn_codes.size
 

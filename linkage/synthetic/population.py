@@ -42,7 +42,6 @@ class IdSpace:
     """Seeded allocators for every reference number, shared by all chunks of a run."""
 
     pnc: Allocator
-    cro: Allocator
     sf_cro: Allocator
     prison: Allocator
     crn: Allocator
@@ -52,7 +51,6 @@ class IdSpace:
     def seeded(cls, rng: np.random.Generator, people: int) -> IdSpace:
         return cls(
             pnc=Allocator.seeded(rng, 10**7),
-            cro=Allocator.seeded(rng, 10**6),
             sf_cro=Allocator.seeded(rng, 10**5),
             prison=Allocator.seeded(rng, PRISON_NUMBER_SPACE),
             crn=Allocator.seeded(rng, CRN_SPACE),
@@ -408,11 +406,12 @@ def _reference_numbers(p: People, rng, ids: IdSpace) -> None:
     u = rng.random(n)
     has_pnc = p.n_pnc > 0
     p.cro_kind[:] = np.where(has_pnc & (u < 0.62), 1, np.where(has_pnc & (u < 0.70), 2, 0))
-    # The production model links a PNC ID and a CRO number whose core digits agree:
-    # about half the CRO numbers here are built that way.
-    core = rng.random(n) < 0.5
-    later = np.minimum(arrest_year + rng.integers(0, 4, n), 2025)
-    p.cro_year[:] = np.where(core, arrest_year, later) % 100
-    p.cro_serial[:] = np.where(core, p.pnc_serial % 10**6, ids.cro(p.index))
+    # The production model links a PNC ID and a CRO number whose core digits agree (the
+    # PNC serial's last six digits equal the CRO serial). Every CRO serial here is those six
+    # digits, which also keeps CRO numbers unique up to a million people: the allocator is
+    # a bijection modulo 10**6 as well as 10**7. About half were issued in a later year.
+    later = np.minimum(arrest_year + rng.integers(1, 4, n), 2025)
+    p.cro_year[:] = np.where(rng.random(n) < 0.5, arrest_year, later) % 100
+    p.cro_serial[:] = p.pnc_serial % 10**6
     sf = p.cro_kind == 2
     p.cro_serial[sf] = ids.sf_cro(p.index[sf])
