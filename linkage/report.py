@@ -1,0 +1,1097 @@
+"""The quality report: one self-contained HTML page per run, readable offline.
+
+``write_report(run_dir)`` reads only the run directory (manifest.json, restricted/,
+analyst/, evaluation.json and restricted/review/review_estimates.json when present) and
+writes ``run_dir/report.html``. Every number is aggregated in DuckDB over the Parquet
+files, so the report costs a few scans whatever the size of the run.
+
+The page shows counts, parameters and cluster keys only: never a name, a date of birth,
+a reference number or a record id. Charts are Vega-Lite specs drawn by the vega,
+vega-lite and vega-embed scripts that Splink ships, inlined once, so the page needs no
+network. The model charts are Splink's own (``match_weights_chart``,
+``m_u_parameters_chart``), built from ``restricted/model.json``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+
+from linkage.sources import lit, q
+
+REPORT = "report.html"
+VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"  # a name, never fetched
+LARGEST_CLUSTERS = 20
+CONFLICT_CLUSTERS = 20
+# Standardised columns that are keys of the table rather than fields of a person.
+NOT_FIELDS = ("source_dataset", "record_id")
+
+
+# --- page pieces -------------------------------------------------------------------------------
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    parts: list[str] = field(default_factory=list)
+
+    def add(self, *html_parts: str) -> "Section":
+        self.parts.extend(html_parts)
+        return self
+
+
+class Charts:
+    """Vega-Lite specs collected while the page is built, drawn by one script at the end."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, dict[str, Any]] = {}
+
+    def add(self, chart_id: str, spec: dict[str, Any], caption: str = "") -> str:
+        if chart_id in self.specs:
+            raise ValueError(f"chart id {chart_id!r} used twice")
+        spec = {"$schema": VEGA_LITE_SCHEMA, **spec}
+        self.specs[chart_id] = _json_safe(spec)
+        cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+        return f'<figure class="chart"><div class="vis" id="{esc(chart_id)}" data-chart="{esc(chart_id)}"></div>{cap}</figure>'
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON: NaN and infinities become null, Decimals floats, tuples lists."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    try:
+        return _json_safe(float(value))  # Decimal, numpy numbers
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _json_for_script(value: Any) -> str:
+    # Inside <script>, "</script>" or "<!--" in a string would end the element early.
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "∞" if value > 0 else ("−∞" if value < 0 else "–")
+    if digits == 0 and float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{float(value):,.{digits or 2}f}"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def table(headers: list[str] | None, rows: list[list[Any]], *, numeric_from: int = 1, cls: str = "") -> str:
+    """An HTML table (no header row when ``headers`` is None); cells are escaped unless wrapped in ``Raw``."""
+    head = "".join(f"<th{' class=num' if i >= numeric_from else ''}>{esc(h)}</th>" for i, h in enumerate(headers or []))
+    body = []
+    for row in rows:
+        cells = []
+        for i, v in enumerate(row):
+            content = v.html if isinstance(v, Raw) else esc(v)
+            cells.append(f"<td{' class=num' if i >= numeric_from else ''}>{content}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    thead = f"<thead><tr>{head}</tr></thead>" if headers else ""
+    return f'<table class="{cls}">{thead}<tbody>{"".join(body)}</tbody></table>'
+
+
+@dataclass(frozen=True)
+class Raw:
+    html: str
+
+
+def note(text: str) -> str:
+    return f'<p class="note">{esc(text)}</p>'
+
+
+def para(text: str) -> str:
+    return f"<p>{esc(text)}</p>"
+
+
+def cards(items: list[tuple[str, str]]) -> str:
+    inner = "".join(f'<div class="card"><div class="big">{esc(v)}</div><div>{esc(k)}</div></div>' for k, v in items)
+    return f'<div class="cards">{inner}</div>'
+
+
+# --- the run's files ---------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    dir: Path
+    manifest: dict[str, Any]
+    evaluation: dict[str, Any] | None
+    review: dict[str, Any] | None
+    con: duckdb.DuckDBPyConnection
+
+    def path(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+    def has(self, *parts: str) -> bool:
+        return self.path(*parts).is_file()
+
+    def parquet(self, name: str) -> str:
+        """``read_parquet('restricted/<name>.parquet')`` for a FROM clause."""
+        return f"read_parquet({lit(str(self.path('restricted', name + '.parquet')))})"
+
+    def sql(self, query: str) -> list[tuple]:
+        return self.con.execute(query).fetchall()
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest.get("model", {}).get("threshold_match_probability", 0.5))
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.manifest.get("inputs", {}))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def weight_of(probability: float) -> float:
+    """Splink's match weight for a match probability: log2 of the odds."""
+    if probability >= 1:
+        return math.inf
+    if probability <= 0:
+        return -math.inf
+    return math.log2(probability / (1 - probability))
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _overview(run: Run, charts: Charts) -> Section:
+    m = run.manifest
+    rows = m.get("rows", {})
+    clusters = m.get("clusters", {})
+    read = sum(r.get("read", 0) for r in rows.values())
+    rejected = sum(r.get("rejected", 0) for r in rows.values())
+    items = [
+        ("records read", num(read)),
+        ("rejected", num(rejected)),
+        ("people (clusters)", num(clusters.get("clusters"))),
+        ("records linked to another", pct(sum(r.get("linked", 0) for r in rows.values()) / read if read else None)),
+        ("pairs scored and kept", num(m.get("comparisons_scored_kept"))),
+        ("threshold (match probability)", f"{run.threshold:g}"),
+    ]
+    ev = run.evaluation
+    if ev:
+        items += [
+            ("pairwise F1 vs truth", f"{ev['pairwise']['f1']:.3f}"),
+            ("cluster (B-cubed) F1 vs truth", f"{ev['cluster']['f1']:.3f}"),
+        ]
+    versions = m.get("versions", {})
+    model = m.get("model", {})
+    facts = [
+        ["job", m.get("job", "")],
+        ["description", m.get("description") or ""],
+        ["created (UTC)", m.get("created_utc", "")],
+        ["config", f"{m.get('config_path', '')} (sha256 {str(m.get('config_sha256', ''))[:16]}…)"],
+        ["model", "trained in this run" if model.get("trained") else f"loaded from {model.get('loaded_from')}"],
+        ["person ids", f"generation {m.get('id_generation', '')}; key fingerprint {m.get('pseudonym_key_fingerprint', '')}"],
+        ["versions", ", ".join(f"{k} {v}" for k, v in versions.items())],
+    ]
+    return Section("overview", "Overview").add(cards(items), table(None, facts, numeric_from=9, cls="facts"))
+
+
+def _inputs(run: Run, charts: Charts) -> Section:
+    m = run.manifest
+    rows = m.get("rows", {})
+    body = []
+    chart_rows = []
+    for name, info in m.get("inputs", {}).items():
+        r = rows.get(name, {})
+        n = r.get("in_crosswalk", 0)
+        body.append([
+            name, Path(str(info.get("path", ""))).name, str(info.get("sha256", ""))[:12] + "…",
+            num(r.get("read")), num(r.get("rejected")), num(n), num(r.get("linked")), num(r.get("unlinked")),
+            pct(r.get("linked", 0) / n if n else None),
+        ])
+        for status in ("linked", "unlinked", "rejected"):
+            chart_rows.append({"source": name, "status": status, "records": r.get(status, 0)})
+    sec = Section("inputs", "Inputs")
+    sec.add(
+        para("Each extract as read: rows read, rejected (not linkable, with a reason below), and of the rest, "
+             "linked to at least one other record or left alone."),
+        table(["source", "file", "sha256", "read", "rejected", "in crosswalk", "linked", "unlinked", "linked share"],
+              body, numeric_from=3),
+        charts.add("chart-inputs", {
+            "data": {"values": chart_rows},
+            "mark": {"type": "bar"},
+            "width": 520, "height": {"step": 28},
+            "encoding": {
+                "y": {"field": "source", "type": "nominal", "sort": list(m.get("inputs", {})), "title": None},
+                "x": {"field": "records", "type": "quantitative", "stack": "zero", "title": "records"},
+                "color": {"field": "status", "type": "nominal", "sort": ["linked", "unlinked", "rejected"],
+                          "scale": {"domain": ["linked", "unlinked", "rejected"],
+                                    "range": ["#2b7bba", "#a6cee3", "#e31a1c"]}},
+                "tooltip": [{"field": "source"}, {"field": "status"}, {"field": "records", "format": ","}],
+            },
+        }, "Records per source: linked, unlinked and rejected."),
+    )
+    return sec
+
+
+def _completeness(run: Run, charts: Charts) -> Section:
+    sec = Section("completeness", "Completeness of the standardised fields")
+    if not run.has("restricted", "standardised.parquet"):
+        return sec.add(note("restricted/standardised.parquet is missing: completeness cannot be measured."))
+    src = run.parquet("standardised")
+    described = run.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
+    fields = [(name, typ) for name, typ, *_ in described if name not in NOT_FIELDS]
+
+    def present(name: str, typ: str) -> str:
+        col = q(name)
+        if typ.endswith("[]"):
+            return f"count(*) FILTER (WHERE len({col}) > 0)"
+        if typ == "VARCHAR":
+            return f"count(*) FILTER (WHERE length(trim({col})) > 0)"
+        return f"count({col})"
+
+    selects = ", ".join(present(n, t) for n, t in fields)
+    result = run.sql(f"SELECT source_dataset, count(*), {selects} FROM {src} GROUP BY ALL ORDER BY 1")
+    order = run.sources or [r[0] for r in result]
+    values, body = [], []
+    for row in sorted(result, key=lambda r: order.index(r[0]) if r[0] in order else len(order)):
+        source, total, counts = row[0], row[1], row[2:]
+        shares = [c / total if total else 0.0 for c in counts]
+        body.append([source, num(total), *(pct(s, 0) for s in shares)])
+        values += [{"source": source, "field": f, "share": s, "present": c, "records": total}
+                   for (f, _), s, c in zip(fields, shares, counts)]
+    names = [f for f, _ in fields]
+    sec.add(
+        para("Share of records in each source with a usable value in each standardised field, after "
+             "cleaning (placeholders, invalid reference numbers and impossible dates count as missing). "
+             "A field at 0% is usually one the extract does not carry."),
+        charts.add("chart-completeness", {
+            "data": {"values": values},
+            "width": {"step": 38}, "height": {"step": 30},
+            "encoding": {
+                "x": {"field": "field", "type": "nominal", "sort": names, "title": None,
+                      "axis": {"labelAngle": -45}},
+                "y": {"field": "source", "type": "nominal", "sort": order, "title": None},
+            },
+            "layer": [
+                {"mark": "rect", "encoding": {
+                    "color": {"field": "share", "type": "quantitative", "title": "non-missing",
+                              "scale": {"domain": [0, 1], "scheme": "blues"}, "legend": {"format": ".0%"}},
+                    "tooltip": [{"field": "source"}, {"field": "field"},
+                                {"field": "share", "format": ".1%"}, {"field": "present", "format": ","},
+                                {"field": "records", "format": ","}]}},
+                {"mark": {"type": "text", "fontSize": 9}, "encoding": {
+                    "text": {"field": "share", "type": "quantitative", "format": ".0%"},
+                    "color": {"condition": {"test": "datum.share > 0.6", "value": "white"}, "value": "black"}}},
+            ],
+        }, "Share of non-missing values per source (rows) and standardised field (columns)."),
+        f'<details><summary>the same as a table</summary>{table(["source", "records", *names], body)}</details>',
+    )
+    return sec
+
+
+def _rejects(run: Run, charts: Charts) -> Section:
+    sec = Section("rejects", "Rejected rows")
+    if not run.has("restricted", "rejects.parquet"):
+        return sec.add(note("restricted/rejects.parquet is missing."))
+    rows = run.sql(f"SELECT source_dataset, reason, count(*) FROM {run.parquet('rejects')} GROUP BY ALL ORDER BY 1, 3 DESC")
+    if not rows:
+        return sec.add(para("No row was rejected: every row read is in the crosswalk."))
+    sec.add(
+        para("Rows that could not be linked at all, by reason. They are kept in restricted/rejects.parquet "
+             "with their row numbers, and count as unlinked people in the evaluation."),
+        table(["source", "reason", "rows"], [[s, r, num(n)] for s, r, n in rows], numeric_from=2),
+        charts.add("chart-rejects", {
+            "data": {"values": [{"source": s, "reason": r, "rows": n} for s, r, n in rows]},
+            "mark": "bar", "width": 520, "height": {"step": 24},
+            "encoding": {
+                "y": {"field": "source", "type": "nominal", "title": None},
+                "x": {"field": "rows", "type": "quantitative", "title": "rejected rows"},
+                "color": {"field": "reason", "type": "nominal", "legend": {"orient": "bottom", "columns": 1}},
+                "tooltip": [{"field": "source"}, {"field": "reason"}, {"field": "rows", "format": ","}],
+            },
+        }, "Rejected rows per source, by reason."),
+    )
+    return sec
+
+
+def _invalid_values(run: Run, charts: Charts) -> Section:
+    sec = Section("invalid", "Invalid values")
+    rows = []
+    for source, by_field in (run.manifest.get("invalid_values") or {}).items():
+        for fld, by_reason in (by_field or {}).items():
+            for reason, n in (by_reason or {}).items():
+                rows.append((source, fld, reason, int(n)))
+    if not rows and run.has("restricted", "invalid_values.parquet"):
+        # Older manifests: count from the restricted table (never reading raw_value).
+        rows = [tuple(r) for r in run.sql(
+            f"SELECT source_dataset, field, reason, count(*) FROM {run.parquet('invalid_values')} GROUP BY ALL")]
+    if not rows:
+        return sec.add(para("No value was made missing by standardisation."))
+    rows.sort(key=lambda r: (r[1], -r[3]))
+    totals: dict[tuple[str, str], int] = {}
+    for _, fld, reason, n in rows:
+        totals[(fld, reason)] = totals.get((fld, reason), 0) + n
+    sec.add(
+        para("Values present in an extract but made missing by standardisation (placeholders, malformed "
+             "reference numbers, default or impossible dates), by field and reason. The records stay in; "
+             "only the value is dropped. The values themselves are in restricted/invalid_values.parquet."),
+        charts.add("chart-invalid", {
+            "data": {"values": [{"source": s, "field": f, "reason": r, "values": n} for s, f, r, n in rows]},
+            "mark": "bar", "width": 520, "height": {"step": 22},
+            "encoding": {
+                "y": {"field": "field", "type": "nominal", "title": None},
+                "x": {"field": "values", "type": "quantitative", "title": "values made missing"},
+                "color": {"field": "reason", "type": "nominal", "legend": {"orient": "right"}},
+                "tooltip": [{"field": "source"}, {"field": "field"}, {"field": "reason"},
+                            {"field": "values", "format": ","}],
+            },
+        }, "Invalid values by field, coloured by reason (all sources)."),
+        table(["source", "field", "reason", "values"], [[s, f, r, num(n)] for s, f, r, n in rows], numeric_from=3),
+    )
+    return sec
+
+
+def _blocking(run: Run, charts: Charts) -> Section:
+    sec = Section("blocking", "Blocking rules")
+    rules = run.manifest.get("blocking") or []
+    if not rules:
+        return sec.add(note("The manifest lists no blocking rules."))
+    body, values = [], []
+    for i, r in enumerate(rules, 1):
+        largest = ", ".join(num(b[1] if isinstance(b, (list, tuple)) else b) for b in r.get("largest_blocks") or [])
+        body.append([i, r["rule"], num(r["comparisons"]), largest or "–"])
+        values.append({"rule": f"{i}. {r['rule']}", "comparisons": r["comparisons"]})
+    total = sum(r["comparisons"] for r in rules)
+    sec.add(
+        para(f"Pairs each rule generates on its own, before rules overlap ({num(total)} in all at most), "
+             f"and the sizes of its largest blocks: a block of n records costs n(n−1)/2 comparisons."),
+        charts.add("chart-blocking", {
+            "data": {"values": values},
+            "mark": "bar", "width": 520, "height": {"step": 24},
+            "encoding": {
+                "y": {"field": "rule", "type": "nominal", "sort": None, "title": None, "axis": {"labelLimit": 360}},
+                "x": {"field": "comparisons", "type": "quantitative", "title": "comparisons generated"},
+                "tooltip": [{"field": "rule"}, {"field": "comparisons", "format": ","}],
+            },
+        }, "Comparisons generated by each blocking rule."),
+        table(["#", "rule", "comparisons", "largest blocks (records)"], body, numeric_from=2),
+    )
+    return sec
+
+
+def _splink_model_charts(run: Run) -> list[tuple[str, dict[str, Any], str]]:
+    """Splink's own match-weight and m/u charts, from the saved model on an empty table."""
+    from splink import DuckDBAPI, Linker
+
+    settings = json.loads(run.path("restricted", "model.json").read_text())
+    con = duckdb.connect()
+    try:
+        std = run.path("restricted", "standardised.parquet")
+        if std.is_file():
+            con.execute(f"CREATE TABLE model_input AS SELECT * FROM read_parquet({lit(str(std))}) LIMIT 0")
+        else:
+            con.execute("CREATE TABLE model_input (source_dataset VARCHAR, record_id VARCHAR)")
+        db_api = DuckDBAPI(connection=con)
+        linker = Linker(db_api.register("model_input", dataset_display_name="model_input"), settings, log_level=None)
+        vis = linker.visualisations
+        return [  # Splink's own specs; the width is ours (Splink's default leaves labels cramped)
+            ("chart-match-weights", _widened(vis.match_weights_chart().chart_dict, 420),
+             "Splink's match weights chart: the partial match weight of each comparison level "
+             "(log2 of m/u) and the prior."),
+            ("chart-m-u", _widened(vis.m_u_parameters_chart().chart_dict, 300),
+             "Splink's m and u parameters chart: the share of matching (m) and non-matching (u) pairs "
+             "in each level."),
+        ]
+    finally:
+        con.close()
+
+
+def _widened(spec: dict[str, Any], width: int) -> dict[str, Any]:
+    spec.setdefault("config", {}).setdefault("view", {})["continuousWidth"] = width
+    return spec
+
+
+def _model(run: Run, charts: Charts) -> Section:
+    sec = Section("model", "The model")
+    model = run.manifest.get("model", {})
+    prior = model.get("probability_two_random_records_match")
+    sec.add(para(
+        f"A Fellegi-Sunter model "
+        f"({'trained in this run' if model.get('trained') else 'loaded from ' + str(model.get('loaded_from'))}). "
+        f"Pairs are linked at match probability ≥ {run.threshold:g} (match weight ≥ "
+        f"{num(weight_of(run.threshold), 2)}). Prior: two random records match with probability "
+        f"{'–' if prior is None else f'{prior:.3g}'} (match weight {num(weight_of(prior), 2) if prior else '–'})."
+    ))
+    if run.has("restricted", "model.json"):
+        for chart_id, spec, caption in _splink_model_charts(run):
+            sec.add(charts.add(chart_id, spec, caption))
+    else:
+        sec.add(note("restricted/model.json is missing: Splink's charts cannot be drawn."))
+    params = model.get("parameters") or []
+    if params:
+        body = [
+            [p["comparison"], p["level"], _prob(p.get("m_probability")), _prob(p.get("u_probability")),
+             num(p.get("match_weight"), 2) if p.get("match_weight") is not None else "untrained"]
+            for p in params
+        ]
+        sec.add(
+            "<h3>Parameters</h3>",
+            note("Levels with m or u untrained have no weight: their pairs score as if the level were absent."),
+            table(["comparison", "level", "m", "u", "match weight"], body, numeric_from=2),
+        )
+    return sec
+
+
+def _prob(value: float | None) -> str:
+    if value is None:
+        return "untrained"
+    return f"{value:.4f}" if value >= 0.001 else f"{value:.2e}"
+
+
+def _weight_distribution(run: Run, charts: Charts) -> Section:
+    sec = Section("weights", "Match weights of scored pairs")
+    if not run.has("restricted", "predictions.parquet"):
+        return sec.add(note("restricted/predictions.parquet is missing."))
+    src = run.parquet("predictions")
+    t = run.threshold
+    n, lo, hi, above, floor_p = run.sql(
+        f"SELECT count(*), min(match_weight), max(match_weight), count(*) FILTER (WHERE match_probability >= {t}), "
+        f"min(match_probability) FROM {src} WHERE isfinite(match_weight)"
+    )[0]
+    if not n:
+        return sec.add(para("No pair was scored above the floor kept in predictions.parquet."))
+    width = _bin_width(lo, hi)
+    bins = run.sql(
+        f"SELECT floor(match_weight / {width}) * {width} AS b, count(*), count(*) FILTER (WHERE match_probability >= {t}) "
+        f"FROM {src} WHERE isfinite(match_weight) GROUP BY ALL ORDER BY 1"
+    )
+    values = []
+    for b, count, linked in bins:
+        if linked:
+            values.append({"bin_start": b, "bin_end": b + width, "pairs": linked, "side": "at or above threshold"})
+        if count - linked:
+            values.append({"bin_start": b, "bin_end": b + width, "pairs": count - linked, "side": "below threshold"})
+    tw = weight_of(t)
+    sec.add(
+        para(f"{num(n)} scored pairs were kept (match probability ≥ {floor_p:.3g}; pairs scoring lower are "
+             f"not stored). {num(above)} are at or above the threshold and become links; the rest are "
+             f"candidates for clerical review near the line."),
+        charts.add("chart-weights", {
+            "width": 640, "height": 260,
+            "layer": [
+                {"data": {"values": values}, "mark": {"type": "bar", "binSpacing": 0},
+                 "encoding": {
+                     "x": {"field": "bin_start", "type": "quantitative", "bin": {"binned": True, "step": width},
+                           "title": "match weight"},
+                     "x2": {"field": "bin_end"},
+                     "y": {"field": "pairs", "type": "quantitative", "stack": "zero", "title": "pairs",
+                           "scale": {"type": "sqrt"}},
+                     "color": {"field": "side", "type": "nominal", "title": None,
+                               "scale": {"domain": ["below threshold", "at or above threshold"],
+                                         "range": ["#a6cee3", "#1f78b4"]},
+                               "legend": {"orient": "top"}},
+                     "tooltip": [{"field": "bin_start", "title": "from weight", "format": ".2f"},
+                                 {"field": "bin_end", "title": "to weight", "format": ".2f"},
+                                 {"field": "side"}, {"field": "pairs", "format": ","}]}},
+                {"data": {"values": [{"w": tw, "label": f"threshold p = {t:g} (weight {tw:.2f})"}]},
+                 "layer": [
+                     {"mark": {"type": "rule", "color": "#e31a1c", "strokeWidth": 2, "strokeDash": [6, 3]},
+                      "encoding": {"x": {"field": "w", "type": "quantitative"}}},
+                     {"mark": {"type": "text", "color": "#e31a1c", "align": "left", "dx": 4, "dy": -110,
+                               "fontWeight": "bold"},
+                      "encoding": {"x": {"field": "w", "type": "quantitative"}, "text": {"field": "label"}}},
+                 ]},
+            ],
+        }, "Distribution of match weights of scored pairs (square-root scale), with the threshold marked."),
+    )
+    return sec
+
+
+def _bin_width(lo: float, hi: float) -> float:
+    span = max(hi - lo, 1e-9)
+    for w in (0.1, 0.25, 0.5, 1.0, 2.0, 5.0):
+        if span / w <= 60:
+            return w
+    return 10.0
+
+
+def _clusters(run: Run, charts: Charts) -> Section:
+    sec = Section("clusters", "Clusters")
+    if not run.has("restricted", "crosswalk.parquet"):
+        return sec.add(note("restricted/crosswalk.parquet is missing."))
+    cw = run.parquet("crosswalk")
+    stats = run.manifest.get("clusters", {})
+    hist = run.sql(f"SELECT cluster_size, count(*) // cluster_size FROM {cw} GROUP BY cluster_size ORDER BY 1")
+    people = sum(n for _, n in hist)
+    records = sum(s * n for s, n in hist)
+    sec.add(cards([
+        ("people (clusters)", num(people)),
+        ("records", num(records)),
+        ("people with one record", num(next((n for s, n in hist if s == 1), 0))),
+        ("largest cluster", num(max((s for s, _ in hist), default=0))),
+        ("model links", num(stats.get("model_links"))),
+        ("deterministic links", num(stats.get("deterministic_links"))),
+        ("clusters with conflicting PNC IDs", num(stats.get("conflicting_pnc_clusters"))),
+    ]))
+    sec.add(charts.add("chart-cluster-sizes", {
+        "data": {"values": [{"size": s, "clusters": n, "records": s * n} for s, n in hist]},
+        "mark": "bar", "width": 640, "height": 220,
+        "encoding": {
+            "x": {"field": "size", "type": "ordinal", "title": "records in the cluster"},
+            "y": {"field": "clusters", "type": "quantitative", "scale": {"type": "log", "domainMin": 0.8},
+                  "stack": None, "title": "clusters (log scale)"},
+            "y2": {"datum": 0.8},
+            "tooltip": [{"field": "size"}, {"field": "clusters", "format": ","}, {"field": "records", "format": ","}],
+        },
+    }, "How many people have 1, 2, 3, … records (log scale)."))
+
+    has_std = run.has("restricted", "standardised.parquet")
+    pnc = (f"LEFT JOIN (SELECT source_dataset, record_id, pnc_key FROM {run.parquet('standardised')}) s "
+           f"USING (source_dataset, record_id)") if has_std else ""
+    pnc_count = "count(DISTINCT s.pnc_key)" if has_std else "0"
+    run.con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE report_clusters AS
+        WITH per_source AS (
+            SELECT c.person_key, c.source_dataset, count(*) AS n, {pnc_count} AS pncs,
+                   any_value(c.cluster_size) AS size, min(c.cluster_min_match_weight) AS min_weight,
+                   any_value(c.cluster_links) AS links, any_value(c.deterministic_links) AS det_links
+            FROM {cw} c {pnc} WHERE c.cluster_size > 1 GROUP BY ALL)
+        SELECT person_key, any_value(size) AS size, min(min_weight) AS min_weight, any_value(links) AS links,
+               any_value(det_links) AS det_links, string_agg(source_dataset || ' ' || n, ', ' ORDER BY source_dataset) AS sources
+        FROM per_source GROUP BY ALL"""
+    )
+    if has_std:
+        run.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE report_pnc_conflicts AS
+            SELECT c.person_key, count(DISTINCT s.pnc_key) AS pncs FROM {cw} c {pnc}
+            WHERE s.pnc_key IS NOT NULL AND c.cluster_size > 1 GROUP BY ALL HAVING count(DISTINCT s.pnc_key) > 1"""
+        )
+    else:
+        run.con.execute("CREATE OR REPLACE TEMP TABLE report_pnc_conflicts (person_key VARCHAR, pncs BIGINT)")
+    cols = "r.person_key, r.sources, r.size, r.links, r.det_links, r.min_weight, coalesce(p.pncs, 0)"
+    largest = run.sql(
+        f"SELECT {cols} FROM report_clusters r LEFT JOIN report_pnc_conflicts p USING (person_key) "
+        f"ORDER BY r.size DESC, r.person_key LIMIT {LARGEST_CLUSTERS}"
+    )
+    conflicts_total, = run.sql("SELECT count(*) FROM report_pnc_conflicts")[0]
+    conflicts = run.sql(
+        f"SELECT {cols} FROM report_clusters r JOIN report_pnc_conflicts p USING (person_key) "
+        f"ORDER BY p.pncs DESC, r.size DESC, r.person_key LIMIT {CONFLICT_CLUSTERS}"
+    )
+    headers = ["person_key", "records by source", "records", "model links", "deterministic links",
+               "weakest link (weight)", "distinct PNC IDs"]
+
+    def rows(found):
+        return [[k, srcs, num(s), num(lk), num(dl), num(w, 2) if w is not None else "–", num(p)]
+                for k, srcs, s, lk, dl, w, p in found]
+
+    sec.add(
+        "<h3>Largest clusters: review these first</h3>",
+        para("A cluster much larger than a person's usual number of records is the typical sign of a chain of "
+             "false links. Look these up by person_key in restricted/crosswalk.parquet."),
+        table(headers, rows(largest), numeric_from=2) if largest else para("No cluster has more than one record."),
+        "<h3>Clusters holding more than one PNC ID</h3>",
+        para(f"{num(conflicts_total)} clusters join records carrying different valid PNC IDs: either "
+             f"one person with two PNC records (a PNC duplicate) or a false link. "
+             + (f"The {len(conflicts)} with most PNC IDs:" if conflicts else "")),
+    )
+    if conflicts:
+        sec.add(table(headers, rows(conflicts), numeric_from=2))
+    return sec
+
+
+def _link_rates(run: Run, charts: Charts) -> Section:
+    sec = Section("link-rates", "Link rates between sources")
+    if not run.has("restricted", "crosswalk.parquet"):
+        return sec.add(note("restricted/crosswalk.parquet is missing."))
+    cw = run.parquet("crosswalk")
+    run.con.execute(f"CREATE OR REPLACE TEMP TABLE report_person_source AS SELECT DISTINCT person_key, source_dataset FROM {cw}")
+    per_source = dict(run.sql("SELECT source_dataset, count(*) FROM report_person_source GROUP BY ALL"))
+    both = {(a, b): n for a, b, n in run.sql(
+        "SELECT a.source_dataset, b.source_dataset, count(*) FROM report_person_source a "
+        "JOIN report_person_source b ON a.person_key = b.person_key AND a.source_dataset <> b.source_dataset GROUP BY ALL"
+    )}
+    order = [s for s in run.sources if s in per_source] + sorted(set(per_source) - set(run.sources))
+    values, body = [], []
+    for a in order:
+        row = [a, num(per_source[a])]
+        for b in order:
+            if a == b:
+                row.append("–")
+                continue
+            n = both.get((a, b), 0)
+            share = n / per_source[a] if per_source[a] else 0.0
+            values.append({"from": a, "to": b, "share": share, "people": n, "people_in_from": per_source[a]})
+            row.append(pct(share))
+        body.append(row)
+    by_k = run.sql(
+        "SELECT k, count(*) FROM (SELECT person_key, count(*) AS k FROM report_person_source GROUP BY ALL) GROUP BY ALL ORDER BY 1"
+    )
+    sec.add(
+        para("Of the people found in the source on the left, the share also found in the source on top. "
+             "The matrix is not symmetric: most Crown Court defendants may be on the PNC while most PNC "
+             "subjects never reach the Crown Court."),
+        charts.add("chart-link-rates", {
+            "data": {"values": values},
+            "width": {"step": 70}, "height": {"step": 34},
+            "encoding": {
+                "x": {"field": "to", "type": "nominal", "sort": order, "title": "also found in",
+                      "axis": {"orient": "top", "labelAngle": 0}},
+                "y": {"field": "from", "type": "nominal", "sort": order, "title": "people in"},
+            },
+            "layer": [
+                {"mark": "rect", "encoding": {
+                    "color": {"field": "share", "type": "quantitative", "scale": {"domain": [0, 1], "scheme": "greens"},
+                              "title": "share", "legend": {"format": ".0%"}},
+                    "tooltip": [{"field": "from", "title": "people in"}, {"field": "to", "title": "also in"},
+                                {"field": "share", "format": ".1%"}, {"field": "people", "format": ","},
+                                {"field": "people_in_from", "format": ","}]}},
+                {"mark": {"type": "text", "fontSize": 11}, "encoding": {
+                    "text": {"field": "share", "type": "quantitative", "format": ".0%"},
+                    "color": {"condition": {"test": "datum.share > 0.6", "value": "white"}, "value": "black"}}},
+            ],
+        }, "Share of each source's people also found in each other source."),
+        f'<details><summary>the same as a table</summary>{table(["people in", "people", *order], body)}</details>',
+        charts.add("chart-sources-per-person", {
+            "data": {"values": [{"sources": k, "people": n} for k, n in by_k]},
+            "mark": "bar", "width": 320, "height": 180,
+            "encoding": {
+                "x": {"field": "sources", "type": "ordinal", "title": "number of sources a person is found in",
+                      "axis": {"labelAngle": 0}},
+                "y": {"field": "people", "type": "quantitative"},
+                "tooltip": [{"field": "sources"}, {"field": "people", "format": ","}],
+            },
+        }, "People by the number of sources they appear in."),
+    )
+    return sec
+
+
+# Top-level stages in the order the job runs them; any other entry is a sub-step of the next one.
+TOP_STAGES = ("read", "standardise", "blocking guard", "train", "predict", "cluster", "person ids",
+              "write restricted", "de-identify", "audit", "report")
+
+
+def _timings(run: Run, charts: Charts) -> Section:
+    sec = Section("timings", "Time and memory")
+    m = run.manifest
+    stages = m.get("stage_seconds") or {}
+    rows, values, pending = [], [], []
+    for name, secs in stages.items():
+        if name in TOP_STAGES:
+            rows.append([name, num(secs, 1)])
+            rows += [[Raw(f'<span class="substep">{esc(n)}</span>'), num(s, 1)] for n, s in pending]
+            values.append({"stage": name, "seconds": secs})
+            pending = []
+        else:
+            pending.append((name, secs))
+    rows += [[Raw(f'<span class="substep">{esc(n)}</span>'), num(s, 1)] for n, s in pending]
+    peak = m.get("peak_rss_bytes")
+    sec.add(cards([
+        ("total time", f"{num(m.get('total_seconds'), 1)} s"),
+        ("peak memory (RSS)", f"{peak / 2**30:.2f} GiB" if peak else "–"),
+        ("records", num(sum(r.get("read", 0) for r in (m.get("rows") or {}).values()))),
+    ]))
+    if values:
+        sec.add(charts.add("chart-timings", {
+            "data": {"values": values},
+            "mark": "bar", "width": 520, "height": {"step": 22},
+            "encoding": {
+                "y": {"field": "stage", "type": "nominal", "sort": None, "title": None},
+                "x": {"field": "seconds", "type": "quantitative"},
+                "tooltip": [{"field": "stage"}, {"field": "seconds", "format": ".1f"}],
+            },
+        }, "Seconds per stage (the report itself is not included)."))
+    if rows:
+        sec.add(table(["stage (sub-steps indented)", "seconds"], rows))
+    return sec
+
+
+def _evaluation(run: Run, charts: Charts) -> Section | None:
+    ev = run.evaluation
+    if not ev:
+        return None
+    sec = Section("evaluation", "Evaluation against the truth")
+    truth = ev.get("truth", {})
+    sec.add(para(
+        f"Scored against {truth.get('file', 'the truth file')}: {num(truth.get('rows'))} truth rows, "
+        f"{num(ev.get('records'))} run records scored"
+        + (f", {num(truth.get('unlabelled_run_records'))} run records without a label (left out)"
+           if truth.get("unlabelled_run_records") else "")
+        + (f", {num(truth.get('truth_rows_not_in_run'))} truth rows the run never read"
+           if truth.get("truth_rows_not_in_run") else "")
+        + ". Pairwise counts pairs of records put in one person; cluster is B-cubed over records."
+    ))
+    rows, values = [], []
+    entries = [("this run", "pairwise", ev["pairwise"]), ("this run", "cluster (B-cubed)", ev["cluster"])]
+    base = ev.get("baseline")
+    if base:
+        entries += [("deterministic baseline", "pairwise", base["pairwise"]),
+                    ("deterministic baseline", "cluster (B-cubed)", base["cluster"])]
+    for who, kind, s in entries:
+        rows.append([who, kind, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}"])
+        values += [{"linkage": who, "measure": kind, "metric": k, "value": s[k]} for k in ("precision", "recall", "f1")]
+    sec.add(table(["linkage", "measure", "precision", "recall", "F1"], rows, numeric_from=2))
+    if base:
+        gain = ev.get("gain_over_baseline", {})
+        sec.add(para(f"Baseline: {base.get('description', 'deterministic rules')}. Gain in F1 over it: pairwise "
+                     f"{gain.get('pairwise_f1', 0):+.4f}, cluster {gain.get('cluster_f1', 0):+.4f}."))
+    sec.add(charts.add("chart-scores", {
+        "data": {"values": values},
+        "mark": "bar",
+        "width": {"step": 26}, "height": 180,
+        "encoding": {
+            "column": {"field": "measure", "type": "nominal", "title": None},
+            "x": {"field": "metric", "type": "nominal", "sort": ["precision", "recall", "f1"], "title": None,
+                  "axis": {"labelAngle": 0}},
+            "xOffset": {"field": "linkage", "type": "nominal"},
+            "y": {"field": "value", "type": "quantitative", "scale": {"domain": [0, 1]}, "title": None},
+            "color": {"field": "linkage", "type": "nominal", "legend": {"orient": "top"},
+                      "scale": {"domain": ["this run", "deterministic baseline"], "range": ["#1f78b4", "#bdbdbd"]}},
+            "tooltip": [{"field": "linkage"}, {"field": "measure"}, {"field": "metric"},
+                        {"field": "value", "format": ".4f"}],
+        },
+    }, "Precision, recall and F1 of this run and of the deterministic baseline."))
+
+    curve = ev.get("threshold_curve") or []
+    if curve:
+        points = []
+        for c in curve:
+            t = c["threshold_match_probability"]
+            for kind in ("pairwise", "cluster"):
+                s = c[kind]
+                chosen = abs(t - run.threshold) < 1e-12
+                points.append({"threshold": t, "measure": kind, "precision": s["precision"], "recall": s["recall"],
+                               "f1": s["f1"], "chosen": chosen, "label": f"{t:g}",
+                               "labelled": chosen or c is curve[0] or c is curve[-1]})
+        sec.add(
+            "<h3>Threshold curve</h3>",
+            charts.add("chart-pr-curve", _pr_chart(points, base),
+                       "Precision against recall as the threshold moves, for pairs (left) and B-cubed "
+                       "clusters (right). Points are labelled by match probability threshold; the chosen one "
+                       "is ringed in red; the grey square is the deterministic baseline."),
+            charts.add("chart-f1-threshold", {
+                "data": {"values": points},
+                "width": 420, "height": 220,
+                "mark": {"type": "line", "point": True},
+                "encoding": {
+                    "x": {"field": "label", "type": "ordinal", "sort": None, "title": "threshold (match probability)",
+                          "axis": {"labelAngle": 0}},
+                    "y": {"field": "f1", "type": "quantitative", "scale": {"zero": False}, "title": "F1"},
+                    "color": {"field": "measure", "type": "nominal", "legend": {"orient": "top"}},
+                    "tooltip": [{"field": "measure"}, {"field": "threshold"}, {"field": "f1", "format": ".4f"}],
+                },
+            }, "F1 at each threshold."),
+            table(["threshold", "pairwise P", "pairwise R", "pairwise F1", "cluster P", "cluster R", "cluster F1"],
+                  [[("→ " if abs(c["threshold_match_probability"] - run.threshold) < 1e-12 else "")
+                    + f"{c['threshold_match_probability']:g}",
+                    *(f"{c[k][m]:.4f}" for k in ("pairwise", "cluster") for m in ("precision", "recall", "f1"))]
+                   for c in curve], numeric_from=1),
+        )
+
+    pairs = ev.get("by_source_pair") or []
+    if pairs:
+        sec.add(
+            "<h3>By source pair</h3>",
+            para("Pairwise scores for the pairs of records between two sources (or within one). "
+                 "A pair of sources with no true pairs has recall 1 by convention; its precision is 0 "
+                 "if the run linked any."),
+            charts.add("chart-source-pairs", {
+                "data": {"values": [dict(p, label=f"{p['f1']:.2f}") for p in pairs]},
+                "width": {"step": 70}, "height": {"step": 34},
+                "encoding": {
+                    "x": {"field": "source_b", "type": "nominal", "title": None, "axis": {"orient": "top", "labelAngle": 0}},
+                    "y": {"field": "source_a", "type": "nominal", "title": None},
+                },
+                "layer": [
+                    {"mark": "rect", "encoding": {
+                        "color": {"field": "f1", "type": "quantitative", "title": "pairwise F1",
+                                  "scale": {"domain": [0, 1], "scheme": "redyellowgreen"}},
+                        "tooltip": [{"field": "source_a"}, {"field": "source_b"},
+                                    {"field": "precision", "format": ".4f"}, {"field": "recall", "format": ".4f"},
+                                    {"field": "f1", "format": ".4f"}, {"field": "true_pairs", "format": ","},
+                                    {"field": "predicted_pairs", "format": ","}]}},
+                    {"mark": {"type": "text", "fontSize": 11}, "encoding": {"text": {"field": "label"}}},
+                ],
+            }, "Pairwise F1 for each pair of sources."),
+            table(["source", "source", "precision", "recall", "F1", "true pairs", "predicted pairs"],
+                  [[p["source_a"], p["source_b"], f"{p['precision']:.4f}", f"{p['recall']:.4f}", f"{p['f1']:.4f}",
+                    num(p.get("true_pairs")), num(p.get("predicted_pairs"))] for p in pairs], numeric_from=2),
+        )
+    return sec
+
+
+def _pr_chart(points: list[dict[str, Any]], base: dict[str, Any] | None) -> dict[str, Any]:
+    """One precision-recall panel per measure, each with its own scales (the curves are close together)."""
+    panels = []
+    for kind, title in (("pairwise", "pairwise"), ("cluster", "cluster (B-cubed)")):
+        mine = [p for p in points if p["measure"] == kind]
+        layers = [
+            {"data": {"values": mine}, "mark": {"type": "line", "point": True, "color": "#1f78b4"},
+             "encoding": {
+                 "x": {"field": "recall", "type": "quantitative", "scale": {"zero": False, "padding": 12}},
+                 "y": {"field": "precision", "type": "quantitative", "scale": {"zero": False, "padding": 12}},
+                 "order": {"field": "threshold", "type": "quantitative"},
+                 "tooltip": [{"field": "threshold"}, {"field": "precision", "format": ".4f"},
+                             {"field": "recall", "format": ".4f"}, {"field": "f1", "format": ".4f"}]}},
+            {"data": {"values": [p for p in mine if p["chosen"]]},
+             "mark": {"type": "point", "size": 260, "filled": False, "strokeWidth": 2, "color": "#e31a1c"},
+             "encoding": {"x": {"field": "recall", "type": "quantitative"},
+                          "y": {"field": "precision", "type": "quantitative"}}},
+            {"data": {"values": [p for p in mine if p["labelled"]]},
+             "mark": {"type": "text", "dx": 8, "dy": -8, "align": "left", "fontSize": 10},
+             "encoding": {"x": {"field": "recall", "type": "quantitative"},
+                          "y": {"field": "precision", "type": "quantitative"}, "text": {"field": "label"}}},
+        ]
+        if base and kind in base:
+            b = base[kind]
+            layers.append({
+                "data": {"values": [{"recall": b["recall"], "precision": b["precision"], "f1": b["f1"],
+                                     "what": "deterministic baseline"}]},
+                "mark": {"type": "square", "size": 120, "color": "#888888"},
+                "encoding": {"x": {"field": "recall", "type": "quantitative"},
+                             "y": {"field": "precision", "type": "quantitative"},
+                             "tooltip": [{"field": "what"}, {"field": "precision", "format": ".4f"},
+                                         {"field": "recall", "format": ".4f"}, {"field": "f1", "format": ".4f"}]}})
+        panels.append({"title": title, "width": 330, "height": 280, "layer": layers})
+    return {"hconcat": panels}
+
+
+def _error_analysis(run: Run, charts: Charts) -> Section | None:
+    ea = (run.evaluation or {}).get("error_analysis")
+    if not ea:
+        return None
+    sec = Section("errors", "Error analysis against the synthetic corruptions")
+    totals = ea.get("totals", {})
+    sec.add(
+        para("Which corruptions the wrongly linked and wrongly separated records carry. A record has a "
+             "missed link when some record of its true person is in another cluster, and a false link when "
+             "its cluster holds another person's record. Examples (record ids only) are in "
+             "restricted/error_examples.parquet."),
+        cards([
+            ("missed pairs", num(totals.get("missed_pairs"))),
+            ("false pairs", num(totals.get("false_pairs"))),
+            ("records with a missed link", num(totals.get("records_with_missed_links"))),
+            ("records with a false link", num(totals.get("records_with_false_links"))),
+        ]),
+    )
+    by_c = ea.get("by_corruption") or []
+    if by_c:
+        values = []
+        for r in by_c:
+            name = f"{r['field']}: {r['corruption']}"
+            values.append({"corruption": name, "kind": "missed link", "rate": r["missed_rate"], "records": r["records"]})
+            values.append({"corruption": name, "kind": "false link", "rate": r["false_rate"], "records": r["records"]})
+        clean = ea.get("uncorrupted") or {}
+        sec.add(
+            charts.add("chart-error-corruptions", {
+                "data": {"values": values},
+                "mark": "bar",
+                "width": 260, "height": {"step": 14},
+                "encoding": {
+                    "y": {"field": "corruption", "type": "nominal", "title": None,
+                          "sort": {"field": "rate", "op": "max", "order": "descending"}},
+                    "x": {"field": "rate", "type": "quantitative", "axis": {"format": ".0%"},
+                          "title": "share of records carrying it"},
+                    "yOffset": {"field": "kind"},
+                    "color": {"field": "kind", "type": "nominal", "legend": {"orient": "top"},
+                              "scale": {"domain": ["missed link", "false link"], "range": ["#ff7f00", "#6a3d9a"]}},
+                    "tooltip": [{"field": "corruption"}, {"field": "kind"}, {"field": "rate", "format": ".1%"},
+                                {"field": "records", "format": ","}],
+                },
+            }, "Share of records with each corruption that have a missed or a false link"
+               + (f" (records with no corruption: {pct(clean.get('missed_rate'))} missed, "
+                  f"{pct(clean.get('false_rate'))} false)." if clean else ".")),
+            table(["field", "corruption", "records", "with missed link", "missed rate", "with false link", "false rate"],
+                  [[r["field"], r["corruption"], num(r["records"]), num(r["records_with_missed_links"]),
+                    pct(r["missed_rate"]), num(r["records_with_false_links"]), pct(r["false_rate"])] for r in by_c],
+                  numeric_from=2),
+        )
+    by_n = ea.get("by_corruption_count") or []
+    if by_n:
+        sec.add(table(["corruptions on the record", "records", "missed rate", "false rate"],
+                      [[r["corruptions"], num(r["records"]), pct(r["missed_rate"]), pct(r["false_rate"])] for r in by_n]))
+    by_s = ea.get("by_source_pair") or []
+    if by_s:
+        sec.add(
+            "<h3>By source pair</h3>",
+            table(["source", "source", "true pairs", "missed pairs", "predicted pairs", "false pairs"],
+                  [[r["source_a"], r["source_b"], num(r["true_pairs"]), num(r["missed_pairs"]),
+                    num(r["predicted_pairs"]), num(r["false_pairs"])] for r in by_s], numeric_from=2),
+        )
+    return sec
+
+
+def _review(run: Run, charts: Charts) -> Section | None:
+    rv = run.review
+    if not rv:
+        return None
+    sec = Section("review", "Clerical review estimates")
+    p, r = rv.get("precision", {}), rv.get("recall", {})
+
+    def ci(x):
+        lo, hi = (x.get("ci95") or [None, None])
+        return f"{x.get('estimate', 0):.3f} (95% interval {lo:.3f}–{hi:.3f})" if lo is not None else "–"
+
+    sec.add(
+        para(f"{num(rv.get('decisions', {}).get('reviewed'))} reviewed pairs from a stratified sample "
+             f"around the threshold ({rv.get('threshold_match_probability')}), weighted by stratum."),
+        table(["", "estimate"], [["precision of the threshold decision", ci(p)],
+                                 ["recall among scored pairs", ci(r)]], numeric_from=1),
+        table(["stratum", "pairs", "sampled", "reviewed", "matches", "match rate"],
+              [[s["stratum"], num(s["pairs"]), num(s["sampled"]), num(s["reviewed"]), num(s["matches"]),
+                pct(s.get("match_rate"))] for s in rv.get("strata", [])]),
+    )
+    return sec
+
+
+SECTIONS: list[Callable[[Run, Charts], Section | None]] = [
+    _overview, _inputs, _completeness, _rejects, _invalid_values, _blocking, _model, _weight_distribution,
+    _clusters, _link_rates, _timings, _evaluation, _error_analysis, _review,
+]
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; color: #222;
+       margin: 0; background: #f6f7f9; }
+header { background: #243447; color: #fff; padding: 18px 32px; }
+header h1 { margin: 0 0 4px; font-size: 22px; }
+header .sub { opacity: .8; }
+nav { background: #fff; border-bottom: 1px solid #ddd; padding: 8px 32px; position: sticky; top: 0; z-index: 5; }
+nav a { margin-right: 14px; color: #1f5fa8; text-decoration: none; white-space: nowrap; }
+main { max-width: 1150px; margin: 0 auto; padding: 8px 32px 48px; }
+section { background: #fff; border: 1px solid #e1e4e8; border-radius: 6px; padding: 12px 22px 18px; margin: 18px 0; }
+h2 { font-size: 18px; margin: 6px 0 10px; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+th { background: #f3f4f6; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.facts td:first-child { color: #555; }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 8px 0 12px; }
+.card { border: 1px solid #e1e4e8; border-radius: 6px; padding: 8px 14px; min-width: 130px; background: #fafbfc; }
+.card .big { font-size: 20px; font-weight: 600; color: #243447; }
+.note { color: #8a5a00; }
+.error { color: #b00020; font-weight: 600; }
+.substep { padding-left: 18px; color: #555; }
+figure.chart { margin: 10px 0 16px; }
+figcaption { color: #555; font-size: 12px; margin-top: 2px; }
+details summary { cursor: pointer; color: #1f5fa8; margin: 6px 0; }
+footer { color: #777; font-size: 12px; text-align: center; padding: 16px; }
+@media print { nav { display: none; } section { break-inside: avoid; } }
+"""
+
+DRAW = """
+(function () {
+  var specs = JSON.parse(document.getElementById('chart-specs').textContent);
+  Object.keys(specs).forEach(function (id) {
+    var el = document.getElementById(id);
+    vegaEmbed(el, specs[id], {actions: false, renderer: 'svg'})
+      .then(function () { el.setAttribute('data-rendered', 'true'); })
+      .catch(function (err) {
+        el.textContent = 'This chart could not be drawn: ' + (err.message || err);
+        el.className += ' error';
+      });
+  });
+})();
+"""
+
+
+def _chart_libraries() -> str:
+    """vega, vega-lite and vega-embed as Splink ships them, inlined."""
+    from splink.internals.html_utils import load_chart_libraries  # the files Splink bundles for offline charts
+
+    return "\n".join(f"<script>/* {name} */\n{src}\n</script>" for name, src in load_chart_libraries().items())
+
+
+def render(run: Run) -> str:
+    charts = Charts()
+    built: list[Section] = []
+    for make in SECTIONS:
+        try:
+            section = make(run, charts)
+        except Exception as exc:  # noqa: BLE001 - one broken section must not hide the others
+            # The type only: a message from the engine could quote a value.
+            warnings.warn(f"report section {make.__name__.lstrip('_')} failed: {type(exc).__name__}")
+            section = Section(make.__name__.lstrip("_").replace("_", "-"), make.__name__.lstrip("_").replace("_", " ").capitalize())
+            section.add(f'<p class="error section-error">This section could not be built ({esc(type(exc).__name__)}).</p>')
+        if section is not None:
+            built.append(section)
+    m = run.manifest
+    nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in built)
+    body = "\n".join(
+        f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>{"".join(s.parts)}</section>' for s in built
+    )
+    made = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Linkage report: {esc(m.get('job', ''))}</title>
+<style>{CSS}</style>
+</head><body>
+<header><h1>Linkage quality report: {esc(m.get('job', ''))}</h1>
+<div class="sub">{esc(m.get('description') or '')} · run of {esc(m.get('created_utc', ''))} · restricted: for the
+linkage team. It shows counts, parameters and cluster keys only, no personal data.</div></header>
+<nav>{nav}</nav>
+<main>
+{body}
+</main>
+<footer>Written {esc(made)} by linkage {esc(m.get('versions', {}).get('linkage', ''))} from the files of this run directory.
+Charts drawn offline with vega, vega-lite and vega-embed (as shipped by Splink).</footer>
+<script type="application/json" id="chart-specs">{_json_for_script(charts.specs)}</script>
+{_chart_libraries()}
+<script>{DRAW}</script>
+</body></html>
+"""
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` from the run directory's files; return its path."""
+    run_dir = Path(run_dir)
+    manifest = _read_json(run_dir / "manifest.json")
+    if manifest is None:
+        from linkage.errors import InputError
+
+        raise InputError(f"{run_dir}: not a linkage run directory (no manifest.json)")
+    con = duckdb.connect()
+    try:
+        run = Run(
+            dir=run_dir,
+            manifest=manifest,
+            evaluation=_read_json(run_dir / "evaluation.json"),
+            review=_read_json(run_dir / "restricted" / "review" / "review_estimates.json"),
+            con=con,
+        )
+        page = render(run)
+    finally:
+        con.close()
+    out = run_dir / REPORT
+    tmp = out.with_name(f".{REPORT}.{os.getpid()}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
