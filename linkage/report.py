@@ -32,6 +32,7 @@ REPORT = "report.html"
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"  # a name, never fetched
 LARGEST_CLUSTERS = 20
 CONFLICT_CLUSTERS = 20
+ERROR_CHART_MIN_RECORDS = 5
 # Standardised columns that are keys of the table rather than fields of a person.
 NOT_FIELDS = ("source_dataset", "record_id")
 
@@ -370,7 +371,9 @@ def _invalid_values(run: Run, charts: Charts) -> Section:
                             {"field": "values", "format": ","}],
             },
         }, "Invalid values by field, coloured by reason (all sources)."),
-        table(["source", "field", "reason", "values"], [[s, f, r, num(n)] for s, f, r, n in rows], numeric_from=3),
+        "<details><summary>by source, field and reason</summary>"
+        + table(["source", "field", "reason", "values"], [[s, f, r, num(n)] for s, f, r, n in rows], numeric_from=3)
+        + "</details>",
     )
     return sec
 
@@ -485,8 +488,12 @@ def _weight_distribution(run: Run, charts: Charts) -> Section:
     if not n:
         return sec.add(para("No pair was scored above the floor kept in predictions.parquet."))
     width = _bin_width(lo, hi)
+    tw = weight_of(t)
+    # Bins start at the threshold's weight, so that no bar straddles the line.
+    origin = tw if math.isfinite(tw) else 0.0
     bins = run.sql(
-        f"SELECT floor(match_weight / {width}) * {width} AS b, count(*), count(*) FILTER (WHERE match_probability >= {t}) "
+        f"SELECT floor((match_weight - {origin!r}) / {width}) * {width} + {origin!r} AS b, count(*), "
+        f"count(*) FILTER (WHERE match_probability >= {t}) "
         f"FROM {src} WHERE isfinite(match_weight) GROUP BY ALL ORDER BY 1"
     )
     values = []
@@ -495,11 +502,10 @@ def _weight_distribution(run: Run, charts: Charts) -> Section:
             values.append({"bin_start": b, "bin_end": b + width, "pairs": linked, "side": "at or above threshold"})
         if count - linked:
             values.append({"bin_start": b, "bin_end": b + width, "pairs": count - linked, "side": "below threshold"})
-    tw = weight_of(t)
     sec.add(
-        para(f"{num(n)} scored pairs were kept (match probability ≥ {floor_p:.3g}; pairs scoring lower are "
-             f"not stored). {num(above)} are at or above the threshold and become links; the rest are "
-             f"candidates for clerical review near the line."),
+        para(f"{num(n)} scored pairs were kept (the lowest at match probability {floor_p:.3g}: pairs far below "
+             f"the threshold are not stored). {num(above)} are at or above the threshold and become links; "
+             f"those just below it are the candidates for clerical review."),
         charts.add("chart-weights", {
             "width": 640, "height": 260,
             "layer": [
@@ -521,9 +527,10 @@ def _weight_distribution(run: Run, charts: Charts) -> Section:
                  "layer": [
                      {"mark": {"type": "rule", "color": "#e31a1c", "strokeWidth": 2, "strokeDash": [6, 3]},
                       "encoding": {"x": {"field": "w", "type": "quantitative"}}},
-                     {"mark": {"type": "text", "color": "#e31a1c", "align": "left", "dx": 4, "dy": -110,
-                               "fontWeight": "bold"},
-                      "encoding": {"x": {"field": "w", "type": "quantitative"}, "text": {"field": "label"}}},
+                     {"mark": {"type": "text", "color": "#e31a1c", "align": "left", "baseline": "top", "dx": 5,
+                               "dy": 2, "fontWeight": "bold"},
+                      "encoding": {"x": {"field": "w", "type": "quantitative"}, "y": {"value": 0},
+                                   "text": {"field": "label"}}},
                  ]},
             ],
         }, "Distribution of match weights of scored pairs (square-root scale), with the threshold marked."),
@@ -900,31 +907,45 @@ def _error_analysis(run: Run, charts: Charts) -> Section | None:
     )
     by_c = ea.get("by_corruption") or []
     if by_c:
+        # Rates on a handful of records are noise: the chart shows corruptions on at least
+        # ERROR_CHART_MIN_RECORDS records, the table all of them.
+        shown = [r for r in by_c if r["records"] >= ERROR_CHART_MIN_RECORDS] or by_c
         values = []
-        for r in by_c:
+        for r in shown:
             name = f"{r['field']}: {r['corruption']}"
             values.append({"corruption": name, "kind": "missed link", "rate": r["missed_rate"], "records": r["records"]})
             values.append({"corruption": name, "kind": "false link", "rate": r["false_rate"], "records": r["records"]})
         clean = ea.get("uncorrupted") or {}
+        layers = [{
+            "data": {"values": values},
+            "mark": "bar",
+            "encoding": {
+                "y": {"field": "corruption", "type": "nominal", "title": None,
+                      "sort": {"field": "rate", "op": "max", "order": "descending"}},
+                "x": {"field": "rate", "type": "quantitative", "axis": {"format": ".0%"},
+                      "title": "share of the records carrying it", "scale": {"domain": [0, 1]}},
+                "yOffset": {"field": "kind", "sort": ["missed link", "false link"]},
+                "color": {"field": "kind", "type": "nominal", "legend": {"orient": "top", "title": None},
+                          "scale": {"domain": ["missed link", "false link"], "range": ["#ff7f00", "#6a3d9a"]}},
+                "tooltip": [{"field": "corruption"}, {"field": "kind"}, {"field": "rate", "format": ".1%"},
+                            {"field": "records", "format": ","}],
+            },
+        }]
+        if clean.get("records"):
+            layers.append({
+                "data": {"values": [{"kind": "missed link", "rate": clean["missed_rate"]},
+                                    {"kind": "false link", "rate": clean["false_rate"]}]},
+                "mark": {"type": "rule", "strokeDash": [4, 3], "strokeWidth": 1.5},
+                "encoding": {"x": {"field": "rate", "type": "quantitative"},
+                             "color": {"field": "kind", "type": "nominal"}},
+            })
         sec.add(
-            charts.add("chart-error-corruptions", {
-                "data": {"values": values},
-                "mark": "bar",
-                "width": 260, "height": {"step": 14},
-                "encoding": {
-                    "y": {"field": "corruption", "type": "nominal", "title": None,
-                          "sort": {"field": "rate", "op": "max", "order": "descending"}},
-                    "x": {"field": "rate", "type": "quantitative", "axis": {"format": ".0%"},
-                          "title": "share of records carrying it"},
-                    "yOffset": {"field": "kind"},
-                    "color": {"field": "kind", "type": "nominal", "legend": {"orient": "top"},
-                              "scale": {"domain": ["missed link", "false link"], "range": ["#ff7f00", "#6a3d9a"]}},
-                    "tooltip": [{"field": "corruption"}, {"field": "kind"}, {"field": "rate", "format": ".1%"},
-                                {"field": "records", "format": ","}],
-                },
-            }, "Share of records with each corruption that have a missed or a false link"
-               + (f" (records with no corruption: {pct(clean.get('missed_rate'))} missed, "
-                  f"{pct(clean.get('false_rate'))} false)." if clean else ".")),
+            charts.add("chart-error-corruptions", {"width": 380, "height": {"step": 10}, "layer": layers},
+                       f"Share of the records carrying each corruption (on at least {ERROR_CHART_MIN_RECORDS} "
+                       f"records) that have a missed or a false link. Dashed lines: the same shares for records "
+                       f"with no corruption"
+                       + (f" ({pct(clean.get('missed_rate'))} missed, {pct(clean.get('false_rate'))} false)."
+                          if clean.get("records") else ".")),
             table(["field", "corruption", "records", "with missed link", "missed rate", "with false link", "false rate"],
                   [[r["field"], r["corruption"], num(r["records"]), num(r["records_with_missed_links"]),
                     pct(r["missed_rate"]), num(r["records_with_false_links"]), pct(r["false_rate"])] for r in by_c],
@@ -956,14 +977,17 @@ def _review(run: Run, charts: Charts) -> Section | None:
         lo, hi = (x.get("ci95") or [None, None])
         return f"{x.get('estimate', 0):.3f} (95% interval {lo:.3f}–{hi:.3f})" if lo is not None else "–"
 
+
     sec.add(
         para(f"{num(rv.get('decisions', {}).get('reviewed'))} reviewed pairs from a stratified sample "
              f"around the threshold ({rv.get('threshold_match_probability')}), weighted by stratum."),
         table(["", "estimate"], [["precision of the threshold decision", ci(p)],
-                                 ["recall among scored pairs", ci(r)]], numeric_from=1),
-        table(["stratum", "pairs", "sampled", "reviewed", "matches", "match rate"],
-              [[s["stratum"], num(s["pairs"]), num(s["sampled"]), num(s["reviewed"]), num(s["matches"]),
-                pct(s.get("match_rate"))] for s in rv.get("strata", [])]),
+                                 ["recall among scored pairs", ci(r)],
+                                 ["F1", ci(rv.get("f1", {}))]], numeric_from=1),
+        table(["stratum", "match probability", "pairs", "sampled", "reviewed", "matches", "match rate"],
+              [[s["stratum"], s.get("description", ""), num(s["pairs"]), num(s["sampled"]), num(s["reviewed"]),
+                num(s["matches"]), pct(s.get("match_rate"))] for s in rv.get("strata", [])], numeric_from=2),
+        *(note(c) for c in rv.get("caveats", [])),
     )
     return sec
 
