@@ -115,6 +115,25 @@ def _print_scores(result: dict) -> None:
 
 
 @app.command()
+def review(
+    run_dir: Path = typer.Argument(..., help="A finished run directory."),
+    sample: int = typer.Option(200, "--sample", help="How many pairs to sample around the threshold."),
+    seed: int = typer.Option(1, "--seed"),
+    decisions: Optional[Path] = typer.Option(None, "--import", help="A filled-in review CSV: estimate precision and recall from it."),
+) -> None:
+    """Clerical review: export pairs around the threshold, or import the decisions."""
+    from linkage import review as clerical
+
+    if decisions is None:
+        path = clerical.export_review_sample(run_dir, n=sample, seed=seed)
+        err.print(f"wrote {path}: fill in the decision column (match, non-match or unsure), then "
+                  f"run: linkage review {run_dir} --import {path}")
+        return
+    est = clerical.import_review_decisions(run_dir, decisions)
+    out.print_json(data=est)
+
+
+@app.command()
 def demo(
     people: int = typer.Option(5000, "--people", help="How many synthetic people."),
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="The run directory to write."),

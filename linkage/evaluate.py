@@ -255,6 +255,18 @@ def evaluate_run(run_dir: Path, truth_csv: Path, thresholds: tuple[float, ...] =
         "pairwise_f1": round(result["pairwise"]["f1"] - base["pairwise"]["f1"], 6),
         "cluster_f1": round(result["cluster"]["f1"] - base["cluster"]["f1"], 6),
     }
+    # Synthetic truth comes with a corruption log: say which corruptions the errors carry.
+    corruptions = truth_csv.parent / "corruptions.csv"
+    if corruptions.is_file():
+        from linkage.error_analysis import error_analysis
+
+        result["error_analysis"] = error_analysis(
+            con, truth_csv, corruptions, predicted="predicted",
+            examples_path=restricted / "error_examples.parquet",
+        )
     con.close()
     write_evaluation(run_dir / "evaluation.json", result)
+    from linkage.report import write_report
+
+    write_report(run_dir)
     return result

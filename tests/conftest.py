@@ -1,0 +1,59 @@
+"""Shared fixtures: a small synthetic population and a fast version of the justice job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+JUSTICE = ROOT / "configs" / "justice.yaml"
+TEST_KEY = "test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    from linkage.synthetic import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(people=1500, seed=11, out=out, profile="realistic")
+    return out
+
+
+def fast_config(tmp_path: Path, **changes) -> Path:
+    """The shipped justice job with training sized for tests."""
+    raw = yaml.safe_load(JUSTICE.read_text())
+    raw["model"]["training"]["u_max_pairs"] = 200_000
+    raw["model"]["training"]["em_max_pairs"] = 200_000
+    for source, carry in changes.get("carry", {}).items():
+        raw["sources"][source]["carry"].update(carry)
+    if "outputs" in changes:
+        raw.setdefault("outputs", {}).update(changes["outputs"])
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def fast_job(tmp_path) -> Path:
+    return fast_config(tmp_path)
+
+
+@pytest.fixture
+def key_env(monkeypatch):
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", TEST_KEY)
+    return TEST_KEY
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``linkage`` entry point."""
+    full_env = {**os.environ, "LINKAGE_PSEUDONYM_KEY": TEST_KEY, **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v is not None}
+    return subprocess.run(
+        [sys.executable, "-c", "from linkage.cli import main; main()", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600,
+    )

@@ -1,0 +1,147 @@
+"""The analyst zone: pseudonyms, suppression, the leakage check, stable ids across runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import TEST_KEY, cli, fast_config
+from linkage.deidentify import PseudonymKey, resolve_key, suppress
+from linkage.errors import LinkageError
+
+
+def test_pseudonyms_depend_on_the_key():
+    a, b = PseudonymKey(b"k" * 32, "a"), PseudonymKey(b"j" * 32, "b")
+    assert a.pseudonym("K1") == a.pseudonym("K1")
+    assert a.pseudonym("K1") != b.pseudonym("K1")
+    assert a.pseudonym("K1") != a.pseudonym("K2")
+    assert a.fingerprint != b.fingerprint and "k" * 16 not in a.fingerprint
+
+
+def test_short_or_missing_keys_are_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", "short")
+    with pytest.raises(LinkageError, match="shorter than 16"):
+        resolve_key(None, tmp_path)
+    monkeypatch.delenv("LINKAGE_PSEUDONYM_KEY")
+    with pytest.raises(LinkageError, match="no pseudonymisation key"):
+        resolve_key(None, tmp_path)
+    with pytest.raises(LinkageError, match="outputs.key_file: .* does not exist"):
+        resolve_key("missing.key", tmp_path)
+    (tmp_path / "job.key").write_text("x" * 40 + "\n")
+    assert resolve_key("job.key", tmp_path).origin.startswith("key file")
+
+
+@pytest.mark.parametrize(
+    "counts, hidden",
+    [
+        ([100, 200, 300], [False, False, False]),  # nothing small
+        ([5, 200, 300, 400], [True, True, True, False]),  # one small: two more hidden
+        ([5, 7, 300, 400], [True, True, True, False]),  # two small: one more hidden
+        ([5, 7, 3, 400], [True, True, True, False]),  # three small: enough
+        ([0, 200, 300], [False, False, False]),  # zero is not disclosive
+    ],
+)
+def test_suppression_hides_small_cells_and_enough_others(counts, hidden):
+    assert suppress(counts, 10) == hidden
+
+
+@pytest.fixture(scope="module")
+def published(synth_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("deid")
+    out = work / "run"
+    res = cli("run", str(fast_config(work)), "--data", str(synth_dir), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_analyst_tables_hold_no_identifiers(published, synth_dir):
+    con = duckdb.connect()
+    analyst = sorted((published / "analyst").glob("*.parquet"))
+    assert {p.stem for p in analyst} >= {"pnc", "prison", "probation", "libra", "crest", "persons", "linkage_summary"}
+    forbidden = {"record_id", "first_name", "surname", "date_of_birth", "pnc_id", "cro_number", "postcode",
+                 "defendant_name", "prison_number", "crn", "booking_id", "libra_case_id", "offender_id"}
+    for path in analyst:
+        cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
+        assert not cols & forbidden, (path.name, cols & forbidden)
+    # No value of any identifying input column appears in any analyst table.
+    ids = con.execute(
+        f"""SELECT DISTINCT upper(trim(v)) FROM (
+            SELECT unnest([surname, forenames, date_of_birth, pnc_id, cro_number, pnc_record_id]) AS v FROM read_csv('{synth_dir}/pnc.csv', all_varchar=true)
+            UNION ALL SELECT unnest([defendant_name, defendant_dob, postcode, libra_case_id]) FROM read_csv('{synth_dir}/libra.csv', all_varchar=true))
+        WHERE length(v) >= 4"""
+    ).fetchall()
+    con.execute("CREATE TABLE ids AS SELECT * FROM (VALUES ('x')) t(v)")
+    con.executemany("INSERT INTO ids VALUES (?)", ids)
+    for path in analyst:
+        for (col,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM '{path}')").fetchall():
+            hits = con.execute(f"SELECT count(*) FROM '{path}' t JOIN ids ON ids.v = upper(trim(CAST(t.\"{col}\" AS VARCHAR)))").fetchall()[0][0]
+            assert hits == 0, (path.name, col)
+
+
+def test_person_id_on_every_record_and_key_written_nowhere(published):
+    con = duckdb.connect()
+    for source in ("pnc", "prison", "probation", "libra", "crest"):
+        nulls = con.execute(f"SELECT count(*) FILTER (WHERE person_id IS NULL) FROM '{published}/analyst/{source}.parquet'").fetchall()[0][0]
+        assert nulls == 0
+    manifest = json.loads((published / "manifest.json").read_text())
+    assert manifest["pseudonym_key_fingerprint"] == PseudonymKey(TEST_KEY.encode(), "").fingerprint
+    for path in published.rglob("*"):
+        if path.is_file():
+            assert TEST_KEY.encode() not in path.read_bytes(), path
+
+
+def test_planted_name_fails_the_run_and_publishes_nothing(synth_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in synth_dir.iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    con = duckdb.connect()
+    # An analyst-bound notes column into which someone pasted a defendant's name.
+    con.execute(f"CREATE TABLE t AS SELECT *, '' AS notes FROM read_csv('{data}/libra.csv', header=true, all_varchar=true)")
+    con.execute("UPDATE t SET notes = defendant_name WHERE libra_case_id = (SELECT min(libra_case_id) FROM t WHERE length(defendant_name) > 8)")
+    con.execute(f"COPY t TO '{data}/libra.csv' (HEADER)")
+    out = tmp_path / "run"
+    res = cli("run", str(fast_config(tmp_path, carry={"libra": {"notes": "keep"}})), "--data", str(data), "--out", str(out))
+    assert res.returncode == 1, res.stderr
+    assert "leakage check failed" in res.stderr and "libra.notes (1 rows)" in res.stderr
+    assert "Nothing was published" in res.stderr
+    assert not out.exists()
+
+
+def test_rerun_with_5_percent_new_records_keeps_ids(synth_dir, tmp_path):
+    """People none of whose records changed keep their person id when 5% new records arrive."""
+    con = duckdb.connect()
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    truth = f"read_csv('{synth_dir}/truth.csv', all_varchar=true)"
+    ids = {"pnc": "pnc_record_id", "prison": "booking_id", "probation": "offender_id", "libra": "libra_case_id", "crest": "crest_defendant_id"}
+    # The 'new' records: a seeded 5% of all records; the first run lacks them.
+    con.execute(f"CREATE TABLE held_back AS SELECT source_dataset, record_id FROM {truth} WHERE hash(record_id || 'seed5') % 100 < 5")
+    for source, rid in ids.items():
+        src = f"read_csv('{synth_dir}/{source}.csv', header=true, all_varchar=true)"
+        con.execute(f"COPY (SELECT * FROM {src} WHERE {rid} NOT IN (SELECT record_id FROM held_back WHERE source_dataset = '{source}')) TO '{old}/{source}.csv' (HEADER)")
+        (new / f"{source}.csv").write_bytes((synth_dir / f"{source}.csv").read_bytes())
+    config = fast_config(tmp_path)
+    assert cli("run", str(config), "--data", str(old), "--out", str(tmp_path / "r1")).returncode == 0
+    res = cli("run", str(config), "--data", str(new), "--out", str(tmp_path / "r2"), "--previous", str(tmp_path / "r1"),
+              "--model", str(tmp_path / "r1" / "restricted" / "model.json"))
+    assert res.returncode == 0, res.stderr
+    kept, people = con.execute(
+        f"""WITH unchanged AS (SELECT person_id FROM {truth} GROUP BY ALL
+                HAVING count(*) FILTER (WHERE (source_dataset, record_id) IN (SELECT (source_dataset, record_id) FROM held_back)) = 0),
+        per_person AS (
+            SELECT t.person_id, bool_and(a.person_id = b.person_id) AS same
+            FROM {truth} t JOIN '{tmp_path}/r1/restricted/crosswalk.parquet' a USING (source_dataset, record_id)
+            JOIN '{tmp_path}/r2/restricted/crosswalk.parquet' b USING (source_dataset, record_id)
+            WHERE t.person_id IN (SELECT person_id FROM unchanged) GROUP BY ALL)
+        SELECT count(*) FILTER (WHERE same), count(*) FROM per_person"""
+    ).fetchall()[0]
+    share = kept / people
+    print(f"\nids kept for {kept} of {people} unchanged people: {share:.4f}")
+    assert share >= 0.99
+    manifest = json.loads((tmp_path / "r2" / "manifest.json").read_text())
+    assert manifest["ids"]["kept"] > 0 and manifest["id_generation"] == 2

@@ -1,0 +1,201 @@
+"""The whole job, end to end on generated data, through the real command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import cli, fast_config
+
+
+def _count_rows(path: Path) -> int:
+    return duckdb.sql(f"SELECT count(*) FROM read_csv('{path}', header=true, all_varchar=true)").fetchall()[0][0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(synth_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("job")
+    config = fast_config(work)
+    out = work / "run"
+    res = cli("run", str(config), "--data", str(synth_dir), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    return out, config
+
+
+def test_every_record_is_accounted_for(finished_run, synth_dir):
+    out, _ = finished_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    con = duckdb.connect()
+    crosswalk = dict(con.execute(f"SELECT source_dataset, count(*) FROM '{out}/restricted/crosswalk.parquet' GROUP BY ALL").fetchall())
+    rejects = dict(con.execute(f"SELECT source_dataset, count(*) FROM '{out}/restricted/rejects.parquet' GROUP BY ALL").fetchall())
+    for source in ("pnc", "prison", "probation", "libra", "crest"):
+        rows = _count_rows(synth_dir / f"{source}.csv")
+        assert crosswalk.get(source, 0) + rejects.get(source, 0) == rows, source
+        assert manifest["rows"][source]["read"] == rows
+    # Each record once.
+    dup = con.execute(f"SELECT count(*) - count(DISTINCT (source_dataset, record_id)) FROM '{out}/restricted/crosswalk.parquet'").fetchall()[0][0]
+    assert dup == 0
+    assert set(manifest["stage_seconds"]) >= {"read", "standardise", "train", "predict", "cluster", "de-identify"}
+    assert manifest["config_sha256"] and manifest["versions"]["splink"].startswith("5.")
+
+
+def test_known_duplicates_land_together(finished_run, synth_dir):
+    out, _ = finished_run
+    con = duckdb.connect()
+    # Records of one true person that share a valid PNC and agree exactly on name and date of
+    # birth after standardisation must share a person id.
+    split = con.execute(
+        f"""SELECT count(*) FROM (
+            SELECT t.person_id, s.full_name, s.date_of_birth, count(DISTINCT x.person_id) AS ids
+            FROM '{out}/restricted/standardised.parquet' s
+            JOIN read_csv('{synth_dir}/truth.csv', all_varchar=true) t USING (source_dataset, record_id)
+            JOIN '{out}/restricted/crosswalk.parquet' x USING (source_dataset, record_id)
+            WHERE s.full_name IS NOT NULL AND s.date_of_birth IS NOT NULL
+            GROUP BY ALL HAVING ids > 1)"""
+    ).fetchall()[0][0]
+    assert split == 0
+
+
+def test_evaluate_writes_scores(finished_run, synth_dir):
+    out, _ = finished_run
+    res = cli("evaluate", str(out), "--truth", str(synth_dir / "truth.csv"))
+    assert res.returncode == 0, res.stderr
+    ev = json.loads((out / "evaluation.json").read_text())
+    for kind in ("pairwise", "cluster"):
+        for metric in ("precision", "recall", "f1"):
+            assert 0 <= ev[kind][metric] <= 1
+    assert ev["cluster"]["f1"] > 0.85, ev["cluster"]
+    assert ev["pairwise"]["f1"] > ev["baseline"]["pairwise"]["f1"]
+    assert len(ev["threshold_curve"]) >= 5
+    assert "precision" in res.stdout and "B-cubed" in res.stdout
+
+
+def test_saved_model_skips_training(finished_run, synth_dir, tmp_path):
+    out, config = finished_run
+    again = tmp_path / "again"
+    res = cli("run", str(config), "--data", str(synth_dir), "--out", str(again), "--model", str(out / "restricted" / "model.json"))
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((again / "manifest.json").read_text())
+    assert manifest["model"]["trained"] is False
+    assert "train" not in manifest["stage_seconds"]
+    assert "training skipped" in res.stderr
+
+
+def test_rerun_gives_identical_person_ids(finished_run, synth_dir, tmp_path):
+    out, config = finished_run
+    again = tmp_path / "again"
+    res = cli("run", str(config), "--data", str(synth_dir), "--out", str(again), "--previous", str(out),
+              "--model", str(out / "restricted" / "model.json"))
+    assert res.returncode == 0, res.stderr
+    con = duckdb.connect()
+    changed = con.execute(
+        f"SELECT count(*) FROM '{out}/restricted/crosswalk.parquet' a JOIN '{again}/restricted/crosswalk.parquet' b "
+        f"USING (source_dataset, record_id) WHERE a.person_id <> b.person_id"
+    ).fetchall()[0][0]
+    assert changed == 0
+
+
+# --- bad input: exit 1, one clear message, no partial outputs -----------------------------------
+
+
+def _copy_data(synth_dir: Path, tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    return data
+
+
+def _rewrite_csv(path: Path, sql: str) -> None:
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{path}', header=true, all_varchar=true)")
+    con.execute(sql)
+    con.execute(f"COPY t TO '{path}' (HEADER)")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "crest.csv").unlink(), r"sources.crest.path: file not found: .*crest.csv"),
+        (lambda d: _rewrite_csv(d / "libra.csv", "ALTER TABLE t RENAME defendant_dob TO dob"),
+         r"sources.libra.columns.date_of_birth: column 'defendant_dob' not found in libra.csv \(has: .*dob"),
+        (lambda d: _rewrite_csv(d / "prison.csv", "UPDATE t SET date_of_birth = strftime(strptime(date_of_birth, '%Y-%m-%d'), '%d.%m.%Y') WHERE date_of_birth <> ''"),
+         r"prison.csv: column 'date_of_birth' \(date_of_birth\) is unreadable with date_formats \['%Y-%m-%d'\]: \d+ of \d+ non-empty values fail \(rows 1, 2, "),
+        (lambda d: _rewrite_csv(d / "probation.csv", "DELETE FROM t"), r"probation.csv: the extract for source 'probation' has no rows"),
+        (lambda d: _rewrite_csv(d / "pnc.csv", "UPDATE t SET pnc_record_id = 'PNC-DUP' WHERE pnc_record_id IN (SELECT pnc_record_id FROM t ORDER BY 1 LIMIT 3)"),
+         r"pnc.csv: column 'pnc_record_id' \(the record id\) repeats: 3 rows share an id with another row \(rows \d+, \d+, \d+\)"),
+    ],
+    ids=["missing file", "missing column", "unreadable dates", "empty extract", "duplicate ids"],
+)
+def test_bad_input_exits_1_with_one_clear_message(synth_dir, tmp_path, damage, message):
+    data = _copy_data(synth_dir, tmp_path)
+    damage(data)
+    out = tmp_path / "run"
+    res = cli("run", str(fast_config(tmp_path)), "--data", str(data), "--out", str(out))
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    import re
+
+    assert re.search(message, res.stderr.replace("\n", " ")), res.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".run.staging-*"))
+
+
+def test_config_with_three_mistakes_exits_1_naming_all(tmp_path):
+    config = tmp_path / "bad.yaml"
+    text = fast_config(tmp_path).read_text()
+    text = text.replace("record_id: booking_id", "recordid: booking_id").replace("threshold: 0.95", "threshold: 2")
+    text = text.replace("date_of_birth: defendant_dob", "dob: defendant_dob")
+    config.write_text(text)
+    for args in (["validate", str(config)], ["run", str(config)]):
+        res = cli(*args)
+        assert res.returncode == 1
+        assert "Traceback" not in res.stderr
+        assert "3 problems" in res.stderr or "4 problems" in res.stderr
+        for key in ("sources.prison.recordid", "model.threshold", "sources.libra.columns.dob"):
+            assert key in res.stderr
+
+
+def test_missing_key_refuses_to_run(synth_dir, tmp_path):
+    res = cli("run", str(fast_config(tmp_path)), "--data", str(synth_dir), "--out", str(tmp_path / "r"),
+              env={"LINKAGE_PSEUDONYM_KEY": None})
+    assert res.returncode == 1
+    assert "no pseudonymisation key: set LINKAGE_PSEUDONYM_KEY" in res.stderr
+
+
+def test_previous_run_with_another_key_is_refused(finished_run, synth_dir, tmp_path):
+    out, config = finished_run
+    res = cli("run", str(config), "--data", str(synth_dir), "--out", str(tmp_path / "r"), "--previous", str(out),
+              env={"LINKAGE_PSEUDONYM_KEY": "a-completely-different-key-42"})
+    assert res.returncode == 1
+    assert "made with a different pseudonymisation key" in res.stderr
+
+
+def test_killed_run_leaves_the_published_run_untouched(finished_run, synth_dir, tmp_path):
+    _, config = finished_run
+    out = tmp_path / "run"
+    assert cli("run", str(config), "--data", str(synth_dir), "--out", str(out)).returncode == 0
+    before = (out / "manifest.json").read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from linkage.cli import main; main()", "run", str(config), "--data", str(synth_dir), "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**__import__("os").environ, "LINKAGE_PSEUDONYM_KEY": "test-key-0123456789abcdef"},
+    )
+    # Kill it once it has started writing its staging folder.
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".run.staging-*")):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    assert (out / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) >= ["analyst", "manifest.json", "report.html", "restricted"]
+    # The next run clears the dead run's staging folder.
+    assert cli("run", str(config), "--data", str(synth_dir), "--out", str(out), "--model",
+               str(out / "restricted" / "model.json")).returncode == 0
+    assert not list(tmp_path.glob(".run.staging-*"))
