@@ -59,6 +59,7 @@ def error_analysis(
     if isinstance(con_or_run_dir, (str, Path)):
         run_dir = Path(con_or_run_dir)
         con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
         try:
             sources = _load_run(con, run_dir)
             if examples_path is None:
@@ -222,8 +223,13 @@ def _analyse(
 def _by_source_pair(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """True, predicted, missed and false pairs between each two sources (and within one)."""
     pairs_of = "sum(CASE WHEN x.s = y.s THEN x.n * (x.n - 1) / 2 ELSE x.n * y.n END)"
+    # Groups materialised once; the self-joins below meet only groups of one cluster or one person.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE ea_g AS "
+        "SELECT cluster, person, source_dataset AS s, count(*) AS n FROM ea_labelled GROUP BY ALL"
+    )
     rows = con.execute(
-        f"""WITH g AS (SELECT cluster, person, source_dataset AS s, count(*) AS n FROM ea_labelled GROUP BY ALL),
+        f"""WITH g AS (SELECT * FROM ea_g),
         gc AS (SELECT cluster, s, sum(n) AS n FROM g GROUP BY ALL),
         gt AS (SELECT person, s, sum(n) AS n FROM g GROUP BY ALL),
         tp AS (SELECT x.s AS a, y.s AS b, {pairs_of} AS n FROM g x JOIN g y

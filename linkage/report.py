@@ -170,6 +170,12 @@ class Run:
         return list(self.manifest.get("inputs", {}))
 
 
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -411,7 +417,7 @@ def _splink_model_charts(run: Run) -> list[tuple[str, dict[str, Any], str]]:
     from splink import DuckDBAPI, Linker
 
     settings = json.loads(run.path("restricted", "model.json").read_text())
-    con = duckdb.connect()
+    con = _connect()
     try:
         std = run.path("restricted", "standardised.parquet")
         if std.is_file():
@@ -576,38 +582,57 @@ def _clusters(run: Run, charts: Charts) -> Section:
         },
     }, "How many people have 1, 2, 3, … records (log scale)."))
 
+    # Only the listed clusters are looked at in detail: the largest (those at least as large as
+    # the LARGEST_CLUSTERS-th, read off the histogram) and those joining several PNC keys.
+    cutoff, seen = 2, 0
+    for size, n in sorted(hist, reverse=True):
+        if size < 2:
+            break
+        cutoff, seen = size, seen + n
+        if seen >= LARGEST_CLUSTERS:
+            break
     has_std = run.has("restricted", "standardised.parquet")
-    pnc = (f"LEFT JOIN (SELECT source_dataset, record_id, pnc_key FROM {run.parquet('standardised')}) s "
-           f"USING (source_dataset, record_id)") if has_std else ""
-    pnc_count = "count(DISTINCT s.pnc_key)" if has_std else "0"
-    run.con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE report_clusters AS
-        WITH per_source AS (
-            SELECT c.person_key, c.source_dataset, count(*) AS n, {pnc_count} AS pncs,
-                   any_value(c.cluster_size) AS size, min(c.cluster_min_match_weight) AS min_weight,
-                   any_value(c.cluster_links) AS links, any_value(c.deterministic_links) AS det_links
-            FROM {cw} c {pnc} WHERE c.cluster_size > 1 GROUP BY ALL)
-        SELECT person_key, any_value(size) AS size, min(min_weight) AS min_weight, any_value(links) AS links,
-               any_value(det_links) AS det_links, string_agg(source_dataset || ' ' || n, ', ' ORDER BY source_dataset) AS sources
-        FROM per_source GROUP BY ALL"""
-    )
+    with_pnc = (f"(SELECT source_dataset, record_id, pnc_key FROM {run.parquet('standardised')} "
+                f"WHERE pnc_key IS NOT NULL)")
     if has_std:
         run.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE report_pnc_conflicts AS
-            SELECT c.person_key, count(DISTINCT s.pnc_key) AS pncs FROM {cw} c {pnc}
-            WHERE s.pnc_key IS NOT NULL AND c.cluster_size > 1 GROUP BY ALL HAVING count(DISTINCT s.pnc_key) > 1"""
+            SELECT c.person_key, count(DISTINCT s.pnc_key) AS pncs
+            FROM {with_pnc} s JOIN (SELECT source_dataset, record_id, person_key FROM {cw} WHERE cluster_size > 1) c
+            USING (source_dataset, record_id) GROUP BY ALL HAVING count(DISTINCT s.pnc_key) > 1"""
         )
     else:
         run.con.execute("CREATE OR REPLACE TEMP TABLE report_pnc_conflicts (person_key VARCHAR, pncs BIGINT)")
-    cols = "r.person_key, r.sources, r.size, r.links, r.det_links, r.min_weight, coalesce(p.pncs, 0)"
-    largest = run.sql(
-        f"SELECT {cols} FROM report_clusters r LEFT JOIN report_pnc_conflicts p USING (person_key) "
-        f"ORDER BY r.size DESC, r.person_key LIMIT {LARGEST_CLUSTERS}"
+    run.con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE report_listed AS
+        SELECT * FROM {cw} WHERE person_key IN (
+            (SELECT person_key FROM {cw} WHERE cluster_size >= {cutoff} AND cluster_size > 1
+             GROUP BY person_key ORDER BY any_value(cluster_size) DESC, person_key LIMIT {LARGEST_CLUSTERS})
+            UNION ALL
+            (SELECT person_key FROM report_pnc_conflicts ORDER BY pncs DESC, person_key LIMIT {CONFLICT_CLUSTERS * 5}))"""
     )
+    pnc_join = f"LEFT JOIN {with_pnc} s USING (source_dataset, record_id)" if has_std else ""
+    run.con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE report_clusters AS
+        WITH per_source AS (
+            SELECT c.person_key, c.source_dataset, count(*) AS n, any_value(c.cluster_size) AS size,
+                   min(c.cluster_min_match_weight) AS min_weight, any_value(c.cluster_links) AS links,
+                   any_value(c.deterministic_links) AS det_links
+            FROM report_listed c GROUP BY ALL),
+        pncs AS (
+            SELECT c.person_key, count(DISTINCT {'s.pnc_key' if has_std else 'NULL'}) AS pncs
+            FROM report_listed c {pnc_join} GROUP BY ALL)
+        SELECT person_key, any_value(size) AS size, min(min_weight) AS min_weight, any_value(links) AS links,
+               any_value(det_links) AS det_links,
+               string_agg(source_dataset || ' ' || n, ', ' ORDER BY source_dataset) AS sources, any_value(p.pncs) AS pncs
+        FROM per_source JOIN pncs p USING (person_key) GROUP BY ALL"""
+    )
+    cols = "person_key, sources, size, links, det_links, min_weight, pncs"
+    largest = run.sql(f"SELECT {cols} FROM report_clusters ORDER BY size DESC, person_key LIMIT {LARGEST_CLUSTERS}")
     conflicts_total, = run.sql("SELECT count(*) FROM report_pnc_conflicts")[0]
     conflicts = run.sql(
-        f"SELECT {cols} FROM report_clusters r JOIN report_pnc_conflicts p USING (person_key) "
-        f"ORDER BY p.pncs DESC, r.size DESC, r.person_key LIMIT {CONFLICT_CLUSTERS}"
+        f"SELECT {cols} FROM report_clusters WHERE pncs > 1 "
+        f"ORDER BY pncs DESC, size DESC, person_key LIMIT {CONFLICT_CLUSTERS}"
     )
     headers = ["person_key", "records by source", "records", "model links", "deterministic links",
                "weakest link (weight)", "distinct PNC IDs"]
@@ -636,28 +661,32 @@ def _link_rates(run: Run, charts: Charts) -> Section:
     if not run.has("restricted", "crosswalk.parquet"):
         return sec.add(note("restricted/crosswalk.parquet is missing."))
     cw = run.parquet("crosswalk")
-    run.con.execute(f"CREATE OR REPLACE TEMP TABLE report_person_source AS SELECT DISTINCT person_key, source_dataset FROM {cw}")
-    per_source = dict(run.sql("SELECT source_dataset, count(*) FROM report_person_source GROUP BY ALL"))
-    both = {(a, b): n for a, b, n in run.sql(
-        "SELECT a.source_dataset, b.source_dataset, count(*) FROM report_person_source a "
-        "JOIN report_person_source b ON a.person_key = b.person_key AND a.source_dataset <> b.source_dataset GROUP BY ALL"
-    )}
-    order = [s for s in run.sources if s in per_source] + sorted(set(per_source) - set(run.sources))
+    present = [s for (s,) in run.sql(f"SELECT DISTINCT source_dataset FROM {cw}")]
+    order = [s for s in run.sources if s in present] + sorted(set(present) - set(run.sources))
+    # One pass: each person's set of sources as a bit mask, then people per mask.
+    bit = "CASE source_dataset " + " ".join(f"WHEN {lit(s)} THEN {1 << i}" for i, s in enumerate(order)) + " END"
+    masks = run.sql(
+        f"SELECT mask, count(*) FROM (SELECT person_key, bit_or(CAST({bit} AS HUGEINT)) AS mask FROM {cw} "
+        f"GROUP BY person_key) GROUP BY mask"
+    )
+    masks = [(int(m), n) for m, n in masks]
+    per_source = {s: sum(n for m, n in masks if m >> i & 1) for i, s in enumerate(order)}
     values, body = [], []
-    for a in order:
+    for i, a in enumerate(order):
         row = [a, num(per_source[a])]
-        for b in order:
+        for j, b in enumerate(order):
             if a == b:
                 row.append("–")
                 continue
-            n = both.get((a, b), 0)
+            n = sum(c for m, c in masks if m >> i & 1 and m >> j & 1)
             share = n / per_source[a] if per_source[a] else 0.0
             values.append({"from": a, "to": b, "share": share, "people": n, "people_in_from": per_source[a]})
             row.append(pct(share))
         body.append(row)
-    by_k = run.sql(
-        "SELECT k, count(*) FROM (SELECT person_key, count(*) AS k FROM report_person_source GROUP BY ALL) GROUP BY ALL ORDER BY 1"
-    )
+    by_k_counts: dict[int, int] = {}
+    for m, n in masks:
+        by_k_counts[bin(m).count("1")] = by_k_counts.get(bin(m).count("1"), 0) + n
+    by_k = sorted(by_k_counts.items())
     sec.add(
         para("Of the people found in the source on the left, the share also found in the source on top. "
              "The matrix is not symmetric: most Crown Court defendants may be on the PNC while most PNC "
@@ -1102,7 +1131,7 @@ def write_report(run_dir: Path) -> Path:
         from linkage.errors import InputError
 
         raise InputError(f"{run_dir}: not a linkage run directory (no manifest.json)")
-    con = duckdb.connect()
+    con = _connect()
     try:
         run = Run(
             dir=run_dir,

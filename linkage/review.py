@@ -159,6 +159,7 @@ def export_review_sample(run_dir: Path, n: int = 200, seed: int = 1) -> Path:
     strata = strata_for(threshold)
     rng = np.random.default_rng(seed)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     try:
         case = " ".join(f"WHEN {s.sql()} THEN {i}" for i, s in enumerate(strata))
         con.execute(
