@@ -236,6 +236,10 @@ def test_numbers_from_the_run(plain_run):
     weights = specs["chart-weights"]["layer"][0]["data"]["values"]
     assert sum(d["pairs"] for d in weights) == len(PAIRS)
     assert sum(d["pairs"] for d in weights if d["side"] == "at or above threshold") == 6
+    rates = {(d["from"], d["to"]): (d["people"], d["people_in_from"]) for d in specs["chart-link-rates"]["data"]["values"]}
+    assert rates[("pnc", "prison")] == (2, 3) and rates[("libra", "pnc")] == (2, 5) and rates[("prison", "libra")] == (2, 3)
+    per_person = {d["sources"]: d["people"] for d in specs["chart-sources-per-person"]["data"]["values"]}
+    assert per_person == {1: 2, 2: 3, 3: 1}
     # K3 holds two PNC keys: the one conflict, listed by key
     assert re.search(r"<td>K3</td>.*?<td class=num>2</td></tr>", page.split("Clusters holding more than one PNC ID")[1])
 
