@@ -5,7 +5,8 @@ strata of match weight around the threshold's weight (three below, three above, 
 two bits wide near the line: a factor of four in the odds), the same number from each,
 so that the pairs near the line, where the decision is hard, are well covered. It writes
 them side by side with their standardised fields to
-``restricted/review/review_sample.csv`` with an empty ``decision`` column, and the
+``restricted/review/review_sample.csv`` with an empty ``decision`` column (match,
+non-match or unsure; a free ``notes`` column beside it is ignored on import), and the
 sample's design (strata, sizes, seed, the pairs drawn) to ``review_sample.json``.
 
 ``import_review_decisions`` reads the filled-in CSV back. Within stratum h, with N_h
