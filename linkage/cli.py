@@ -129,7 +129,10 @@ def review(
         err.print(f"wrote {path}: fill in the decision column (match, non-match or unsure), then "
                   f"run: linkage review {run_dir} --import {path}")
         return
+    from linkage.report import write_report
+
     est = clerical.import_review_decisions(run_dir, decisions)
+    write_report(run_dir)
     out.print_json(data=est)
 
 
