@@ -235,7 +235,8 @@ def _alt(words) -> str:
 # expression into each place the parameter appears: a macro that uses a parameter more than
 # once is only ever called with a *column* (a previous stage's output), never with a computed
 # expression. The stage plans further down (``_pnc_steps`` ...) arrange that; without it the
-# nested macros grow exponentially (a full-name split was 80x slower).
+# nested macros grow exponentially (a full-name split was 80x slower). Casts inside CASE
+# branches are TRY_CASTs: the optimizer may evaluate a branch for rows it does not select.
 _MACRO_TEMPLATES: list[tuple[str, str, str]] = [
     # ---- generic
     ("lk_nz", "x", r"CASE WHEN regexp_matches(x, '[^\s\x{00A0}\x{FEFF}]') THEN x END"),
@@ -267,8 +268,8 @@ _MACRO_TEMPLATES: list[tuple[str, str, str]] = [
         "lk__cro_parts",
         "m",
         """CASE WHEN m.chk <> '' THEN struct_pack(
-            sf := m.sfyy <> '', yy := CAST(m.sfyy || m.yy AS INTEGER),
-            serial := CAST(m.sfserial || m.serial AS BIGINT), check_letter := m.chk) END""",
+            sf := m.sfyy <> '', yy := TRY_CAST(m.sfyy || m.yy AS INTEGER),
+            serial := TRY_CAST(m.sfserial || m.serial AS BIGINT), check_letter := m.chk) END""",
     ),
     (
         "lk__cro_check_ok",
@@ -292,8 +293,8 @@ _MACRO_TEMPLATES: list[tuple[str, str, str]] = [
         "lk__pnc_parts",
         "m",
         """CASE WHEN m.chk <> '' THEN struct_pack(
-            yy := CAST(m.yy AS INTEGER), century := CAST(nullif(m.century, '') AS INTEGER),
-            serial := CAST(m.serial AS BIGINT), check_letter := m.chk) END""",
+            yy := TRY_CAST(m.yy AS INTEGER), century := TRY_CAST(m.century AS INTEGER),
+            serial := TRY_CAST(m.serial AS BIGINT), check_letter := m.chk) END""",
     ),
     (
         "lk__pnc_key",
@@ -478,7 +479,7 @@ _MACRO_TEMPLATES: list[tuple[str, str, str]] = [
         "lk__clean",
         "s",
         r"nullif(regexp_replace(regexp_replace(regexp_replace(trim(regexp_replace("
-        r"regexp_replace(upper(replace(s, ',', ' ')), '\b(@JUNK_WORDS@)\b', ' ', 'g'),"
+        r"regexp_replace(upper(replace(s, ',', ' ')), '\b(@JUNK_PHRASES@|@JUNK_WORDS@)\b', ' ', 'g'),"
         r" ' {2,}', ' ', 'g')), '^((@TITLES@) )+', ''),"
         r" '\b(MC|MAC) ([A-Z]{2,})', '\1\2', 'g'),"
         r" '^(@JUNK_VALUES@)?$', ''), '')",
@@ -490,7 +491,8 @@ _MACRO_TEMPLATES: list[tuple[str, str, str]] = [
     (
         "lk_clean_surname",
         "x",
-        "CASE WHEN lk__is_org(x) THEN NULL ELSE lk__surname_final(lk_clean_name(x)) END",
+        "CASE WHEN lk__is_org(lk__name_prep(x)) THEN NULL"
+        " ELSE lk__surname_final(lk_clean_name(x)) END",
     ),
     ("lk__rest", "f", "nullif(substr(f, strpos(f, ' ') + 1), f)"),
     # an O before an all-capitals word of a mixed-case name is a surname prefix (O CONNOR)
@@ -521,13 +523,13 @@ _MACRO_TEMPLATES: list[tuple[str, str, str]] = [
         "f, s, org",
         "CASE WHEN org OR (f IS NULL AND s IS NULL) THEN struct_pack(first := CAST(NULL AS VARCHAR),"
         " middle := CAST(NULL AS VARCHAR), surname := CAST(NULL AS VARCHAR))"
-        " ELSE struct_pack(first := CAST(split_part(f, ' ', 1) AS VARCHAR),"
-        " middle := CAST(lk__rest(f) AS VARCHAR), surname := CAST(s AS VARCHAR)) END",
+        " ELSE struct_pack(first := CAST(lk__clean(split_part(f, ' ', 1)) AS VARCHAR),"
+        " middle := CAST(lk__clean(lk__rest(f)) AS VARCHAR), surname := CAST(s AS VARCHAR)) END",
     ),
     (
         "lk_name_reason",
         "x, org_check",
-        "CASE WHEN org_check AND lk__is_org(x) THEN 'organisation'"
+        "CASE WHEN org_check AND lk__is_org(lk__name_prep(x)) THEN 'organisation'"
         " WHEN NOT regexp_matches(lk__name_chars(x), '[A-Za-z]') THEN 'no_letters'"
         " ELSE 'placeholder' END",
     ),
@@ -613,13 +615,12 @@ def _pnc_steps(x: str, o: str, cur_yy: int) -> list[Step]:
     return [
         (f"{o}__r", f"lk_ref_prep({x})"),
         (f"{o}__p", f"lk__pnc_norm({o}__r)"),
-        (f"{o}__cp", f"lk__cro_norm({o}__r)"),
         (f"{o}__m", _PNC_MATCH.format(p=f"{o}__p")),
         (f"{o}__s", f"lk__pnc_parts({o}__m)"),
         (
             f"{o}__cs",
             f"CASE WHEN NOT lk__pnc_check_ok({o}__s) THEN"
-            f" lk__cro_parts({_CRO_MATCH.format(p=f'{o}__cp')}) END",
+            f" lk__cro_parts({_CRO_MATCH.format(p=f'lk__cro_norm({o}__r)')}) END",
         ),
         (f"{o}__why", f"lk__pnc_reason({x}, {o}__r, {o}__s, {o}__cs, {cur_yy})"),
         (o, f"lk__pnc_result({x}, {o}__s, {o}__why, {cur_yy})"),
@@ -631,13 +632,12 @@ def _cro_steps(x: str, o: str) -> list[Step]:
     return [
         (f"{o}__r", f"lk_ref_prep({x})"),
         (f"{o}__p", f"lk__cro_norm({o}__r)"),
-        (f"{o}__pp", f"lk__pnc_norm({o}__r)"),
         (f"{o}__m", _CRO_MATCH.format(p=f"{o}__p")),
         (f"{o}__s", f"lk__cro_parts({o}__m)"),
         (
             f"{o}__ps",
             f"CASE WHEN NOT lk__cro_ok({o}__s) THEN"
-            f" lk__pnc_parts({_PNC_MATCH.format(p=f'{o}__pp')}) END",
+            f" lk__pnc_parts({_PNC_MATCH.format(p=f'lk__pnc_norm({o}__r)')}) END",
         ),
         (f"{o}__why", f"lk__cro_reason({x}, {o}__r, {o}__s, {o}__ps)"),
         (o, f"lk__cro_result({x}, {o}__s, {o}__why)"),
@@ -691,7 +691,7 @@ def _surname_steps(x: str, o: str) -> list[Step]:
     """-> ``o``: cleaned surname (NULL for an organisation)."""
     return [
         (f"{o}__p", f"lk__name_prep({x})"),
-        (o, f"CASE WHEN lk__is_org({x}) THEN NULL ELSE lk__surname_final(lk__clean({o}__p)) END"),
+        (o, f"CASE WHEN lk__is_org({o}__p) THEN NULL ELSE lk__surname_final(lk__clean({o}__p)) END"),
     ]
 
 
@@ -699,7 +699,7 @@ def _full_name_steps(x: str, o: str) -> list[Step]:
     """-> ``o``: struct(first, middle, surname) of a single-string name."""
     return [
         (f"{o}__p", f"lk__name_prep({x})"),
-        (f"{o}__org", f"lk__is_org({x})"),
+        (f"{o}__org", f"lk__is_org({o}__p)"),
         (f"{o}__sp2", f"lk__split_prep({o}__p)"),
         (f"{o}__sp", f"lk__split({o}__sp2)"),
         (f"{o}__f", f"lk__clean({o}__sp.fore)"),
@@ -1042,41 +1042,49 @@ def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def _field_plans(date_formats: list[str], today: _dt.date):
-    """(name, input columns, steps builder, reason) of every field, each run as a dictionary.
+    """(name, input columns, steps builder, reason, outputs) of every field.
 
-    ``reason`` is SQL over the raw value ``x`` and the result ``z``: why a present value
-    became missing, NULL when it did not.
+    Each field runs as a dictionary over distinct raw values ``x`` with result ``z``.
+    ``reason`` is SQL saying why a present value became missing (NULL when it did not);
+    ``outputs`` are (suffix, SQL over ``z``) flat columns joined back as ``z_<name><suffix>``.
     """
-    struct_reason = "z.reason"
+    name_reason = "CASE WHEN lk_nz(x) IS NOT NULL AND z IS NULL THEN lk_name_reason(x, {}) END"
+    value, why = [("", "z.value")], "z.reason"
     return [
-        ("first", ("first_name",), _forenames_steps,
-         "CASE WHEN lk_nz(x) IS NOT NULL AND z IS NULL THEN lk_name_reason(x, false) END"),
-        ("middle", ("middle_names",), _forenames_steps,
-         "CASE WHEN lk_nz(x) IS NOT NULL AND z IS NULL THEN lk_name_reason(x, false) END"),
-        ("surname", ("surname",), _surname_steps,
-         "CASE WHEN lk_nz(x) IS NOT NULL AND z IS NULL THEN lk_name_reason(x, true) END"),
+        # the first word is the first name, the others are middle names; each part is cleaned
+        # again so that a part alone (a lone title, say) is treated as it would be on its own
+        ("first", ("first_name",), _forenames_steps, name_reason.format("false"),
+         [("", "lk__clean(split_part(z, ' ', 1))"), ("_rest", "lk__clean(lk__rest(z))")]),
+        ("middle", ("middle_names",), _forenames_steps, name_reason.format("false"), [("", "z")]),
+        ("surname", ("surname",), _surname_steps, name_reason.format("true"), [("", "z")]),
         ("full", ("full_name", "alias_raw"), _full_name_steps,
          "CASE WHEN lk_nz(x) IS NOT NULL AND z.first IS NULL AND z.surname IS NULL"
-         " THEN lk_name_reason(x, true) END"),
+         " THEN lk_name_reason(x, true) END",
+         [("_first", "z.first"), ("_middle", "z.middle"), ("_surname", "z.surname")]),
         ("dob", ("date_of_birth", "dob_raw"),
-         lambda x, o: _date_steps(x, o, date_formats, today), struct_reason),
-        ("sex", ("sex",), _sex_steps, struct_reason),
-        ("pnc", ("pnc_id",), lambda x, o: _pnc_steps(x, o, today.year % 100), struct_reason),
-        ("cro", ("cro_number",), _cro_steps, struct_reason),
+         lambda x, o: _date_steps(x, o, date_formats, today), why, value),
+        ("sex", ("sex",), _sex_steps, why, [("", "z.sex")]),
+        ("pnc", ("pnc_id",), lambda x, o: _pnc_steps(x, o, today.year % 100), why,
+         [("_id", "z.pnc_id"), ("_key", "z.pnc_key")]),
+        ("cro", ("cro_number",), _cro_steps, why, [("", "z.cro_number")]),
         ("prison", ("prison_number",),
-         lambda x, o: _id_steps(x, o, _PRISON_NUMBER_PATTERN), struct_reason),
-        ("crn", ("crn",), lambda x, o: _id_steps(x, o, _CRN_PATTERN), struct_reason),
-        ("postcode", ("postcode",), _postcode_steps, struct_reason),
+         lambda x, o: _id_steps(x, o, _PRISON_NUMBER_PATTERN), why, value),
+        ("crn", ("crn",), lambda x, o: _id_steps(x, o, _CRN_PATTERN), why, value),
+        ("postcode", ("postcode",), _postcode_steps, why,
+         [("", "z.postcode"), ("_district", "z.postcode_district"),
+          ("_area", "z.postcode_area")]),
     ]  # fmt: skip
 
 
 # Row-level steps over the dictionary results z_<field> of one row.
 _COMBINE_STEPS: list[Step] = [
     ("z_full_ok", "z_first IS NULL OR z_surname IS NULL"),
-    ("z_s_first", "coalesce(split_part(z_first, ' ', 1), CASE WHEN z_full_ok THEN z_full.first END)"),
-    ("z_s_middle", "CASE WHEN z_first IS NOT NULL THEN nullif(concat_ws(' ', lk__rest(z_first), z_middle), '')"
-                   " ELSE coalesce(z_middle, CASE WHEN z_full_ok THEN z_full.middle END) END"),
-    ("z_s_surname", "coalesce(z_surname, CASE WHEN z_full_ok THEN z_full.surname END)"),
+    ("z_s_first", "coalesce(z_first, CASE WHEN z_full_ok THEN z_full_first END)"),
+    ("z_s_middle", "CASE WHEN z_first IS NOT NULL THEN CASE WHEN z_first_rest IS NULL THEN z_middle"
+                   " WHEN z_middle IS NULL THEN z_first_rest"
+                   " ELSE lk__clean(z_first_rest || ' ' || z_middle) END"
+                   " ELSE coalesce(z_middle, CASE WHEN z_full_ok THEN z_full_middle END) END"),
+    ("z_s_surname", "coalesce(z_surname, CASE WHEN z_full_ok THEN z_full_surname END)"),
     ("z_s_full", "CASE WHEN z_s_first IS NOT NULL AND z_s_surname IS NOT NULL"
                  " THEN z_s_first || ' ' || z_s_surname END"),
 ]  # fmt: skip
@@ -1096,6 +1104,18 @@ def _one_or_set(value: str, alias_values: str) -> str:
         f"CASE WHEN {alias_values} IS NULL THEN CASE WHEN {value} IS NOT NULL THEN [{value}] END"
         f" ELSE nullif(list_sort(list_distinct(list_concat([{value}], {alias_values}))), []) END"
     )
+
+
+def _is_varchar_base_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``table`` has a rowid and all input columns are VARCHAR (then it is read as is)."""
+    try:
+        types = {
+            r[0].lower(): r[1]
+            for r in con.execute(f"DESCRIBE SELECT rowid AS __lk_rowid, * FROM {table}").fetchall()
+        }
+    except duckdb.Error:
+        return False
+    return all(types.get(c) == "VARCHAR" for c in INPUT_COLUMNS)
 
 
 def standardise_table(
@@ -1141,7 +1161,11 @@ def standardise_table(
     element_table = {"alias_raw": al, "dob_raw": ad}
 
     raw = ", ".join(f"CAST({_ident(c)} AS VARCHAR) AS {c}" for c in INPUT_COLUMNS)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {src} AS SELECT {raw} FROM {source_table}")
+    if _is_varchar_base_table(con, source_table):
+        src = source_table  # no copy: a base table's rowid keys the alias rows
+        temp_tables.remove("__lk_std_src")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {src} AS SELECT {raw} FROM {source_table}")
     # Aliases and alias dates: one row per non-blank list element.
     for table, column, element in ((al, "aliases", "alias_raw"),
                                    (ad, "alias_dates_of_birth", "dob_raw")):  # fmt: skip
@@ -1155,25 +1179,26 @@ def standardise_table(
 
     # One dictionary per field: distinct raw value k -> standardised v and reason why.
     dictionaries = {}
-    for name, inputs, steps, reason in _field_plans(formats, today):
+    for name, inputs, steps, reason, outputs in _field_plans(formats, today):
         dictionary = f"__lk_std_d_{name}"
         temp_tables.append(dictionary)
         values = " UNION ALL ".join(
             f"SELECT {c} AS x FROM {element_table.get(c, src)}" for c in inputs
         )
         staged = _staged(f"SELECT DISTINCT x FROM ({values}) WHERE x IS NOT NULL", steps("x", "z"))
+        flat = ", ".join(f"{expr} AS v{suffix}" for suffix, expr in outputs)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {dictionary} AS"
-            f" SELECT x AS k, z AS v, {reason} AS why FROM ({staged})"
+            f" SELECT x AS k, {flat}, {reason} AS why FROM ({staged})"
         )
-        dictionaries[name] = (dictionary, inputs)
+        dictionaries[name] = (dictionary, inputs, outputs)
 
     # Phonetic keys and canonical forenames: Python over distinct names only.
-    d = {name: table for name, (table, _) in dictionaries.items()}
+    d = {name: table for name, (table, _, _) in dictionaries.items()}
     for phon_table, names_sql in (
-        (first_phon, f"SELECT split_part(v, ' ', 1) FROM {d['first']} UNION"
-                     f" SELECT v.first FROM {d['full']}"),
-        (surname_phon, f"SELECT v FROM {d['surname']} UNION SELECT v.surname FROM {d['full']}"),
+        (first_phon, f"SELECT v FROM {d['first']} UNION"
+                     f" SELECT v_first FROM {d['full']}"),
+        (surname_phon, f"SELECT v FROM {d['surname']} UNION SELECT v_surname FROM {d['full']}"),
     ):  # fmt: skip
         names = [r[0] for r in con.execute(f"SELECT * FROM ({names_sql}) t(n) WHERE n IS NOT NULL").fetchall()]
         frame = pd.DataFrame(
@@ -1191,24 +1216,28 @@ def standardise_table(
         finally:
             con.unregister("__lk_std_frame")
 
-    select = ", ".join(f"{table}.v AS z_{name}" for name, (table, _) in dictionaries.items())
+    select = ", ".join(
+        f"{table}.v{suffix} AS z_{name}{suffix}"
+        for name, (table, _, outputs) in dictionaries.items()
+        for suffix, _ in outputs
+    )
     join_sql = " ".join(
-        f"LEFT JOIN {table} ON {table}.k = {src}.{inputs[0]}"
-        for table, inputs in dictionaries.values()
+        f"LEFT JOIN {table} ON {table}.k = __lk_s.{inputs[0]}"
+        for table, inputs, _ in dictionaries.values()
     )
     combined = _staged(
-        f"SELECT {src}.rowid AS rid, {src}.source_dataset, {src}.record_id, {select}"
-        f" FROM {src} {join_sql}",
+        f"SELECT __lk_s.rowid AS rid, __lk_s.source_dataset, __lk_s.record_id, {select}"
+        f" FROM {src} AS __lk_s {join_sql}",
         _COMBINE_STEPS,
     )
     con.execute(f"""
         CREATE OR REPLACE TABLE {out_table} AS
         WITH alias_names AS (
-          SELECT a.rid, list(d.v.first || ' ' || d.v.surname) AS names,
-                 list(d.v.surname) AS surnames, list(d.v.first) AS firsts
+          SELECT a.rid, list(d.v_first || ' ' || d.v_surname) AS names,
+                 list(d.v_surname) AS surnames, list(d.v_first) AS firsts
           FROM {al} a JOIN {d['full']} d ON d.k = a.alias_raw GROUP BY a.rid
         ), alias_dobs AS (
-          SELECT a.rid, list(d.v.value) AS dobs
+          SELECT a.rid, list(d.v) AS dobs
           FROM {ad} a JOIN {d['dob']} d ON d.k = a.dob_raw GROUP BY a.rid
         )
         SELECT
@@ -1221,17 +1250,17 @@ def standardise_table(
           {_one_or_set("n.z_s_full", "an.names")} AS name_set,
           {_one_or_set("n.z_s_surname", "an.surnames")} AS surname_set,
           {_one_or_set("n.z_s_first", "an.firsts")} AS forename_set,
-          n.z_dob.value AS date_of_birth,
-          {_one_or_set("n.z_dob.value", "adb.dobs")} AS dob_set,
-          CAST(year(n.z_dob.value) AS INTEGER) AS year_of_birth,
-          n.z_sex.sex AS sex,
-          n.z_pnc.pnc_id AS pnc_id, n.z_pnc.pnc_key AS pnc_key,
-          n.z_cro.cro_number AS cro_number,
-          n.z_prison.value AS prison_number,
-          n.z_crn.value AS crn,
-          n.z_postcode.postcode AS postcode,
-          n.z_postcode.postcode_district AS postcode_district,
-          n.z_postcode.postcode_area AS postcode_area
+          n.z_dob AS date_of_birth,
+          {_one_or_set("n.z_dob", "adb.dobs")} AS dob_set,
+          CAST(year(n.z_dob) AS INTEGER) AS year_of_birth,
+          n.z_sex AS sex,
+          n.z_pnc_id AS pnc_id, n.z_pnc_key AS pnc_key,
+          n.z_cro AS cro_number,
+          n.z_prison AS prison_number,
+          n.z_crn AS crn,
+          n.z_postcode AS postcode,
+          n.z_postcode_district AS postcode_district,
+          n.z_postcode_area AS postcode_area
         FROM ({combined}) n
         LEFT JOIN alias_names an ON an.rid = n.rid
         LEFT JOIN alias_dobs adb ON adb.rid = n.rid
@@ -1241,7 +1270,7 @@ def standardise_table(
 
     # Invalid values: only dictionary entries with a reason are joined back to the rows.
     parts = []
-    for name, (table, inputs) in dictionaries.items():
+    for name, (table, inputs, _) in dictionaries.items():
         for column, field in zip(inputs, _INVALID_FIELDS[name]):
             rows_table = element_table.get(column, src)
             parts.append(
