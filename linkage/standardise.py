@@ -1,12 +1,14 @@
 """Standardise person records: names, dates of birth, sex codes and justice reference numbers.
 
 Two records of one person must look alike before Splink compares them, and junk must become
-missing rather than a false match. Everything here is DuckDB SQL: a set of ``lk_*`` macros
-(:func:`install_macros`) that :func:`standardise_table` runs over whole tables. The Python
-helpers (:func:`canonical_pnc`, :func:`clean_name`, ...) evaluate *the same macros* on a
-cached in-memory DuckDB connection, so there is one source of truth for the logic and the
-Python answer always equals the pipeline's. Python touches only distinct values (phonetic
-keys), never rows.
+missing rather than a false match. All the logic is DuckDB SQL: ``lk_*`` macros
+(:func:`install_macros`) arranged into per-field stage plans (``_pnc_steps``,
+``_full_name_steps``...). :func:`standardise_table` runs each plan once per *distinct* raw
+value and joins the results back to the rows. The Python helpers (:func:`canonical_pnc`,
+:func:`clean_name`, ...) run *the same plans* on a cached in-memory DuckDB connection, so there
+is one source of truth and a Python answer always equals the pipeline's (a property test
+checks the table path against the helpers). Python itself touches only distinct names
+(phonetic keys).
 
 Quick examples (they run as doctests)::
 
@@ -72,7 +74,8 @@ Columns for the model's comparisons
 * ``full_name``: ``FIRST SURNAME`` (NULL unless both exist): an exact level with term
   frequencies. Forename/surname swaps: compare ``first_name_l = surname_r AND
   surname_l = first_name_r``.
-* ``name_set``, ``surname_set``, ``forename_set``: sorted distinct arrays including aliases;
+* ``name_set`` (``FIRST SURNAME`` of the record and of each alias), ``surname_set``,
+  ``forename_set`` (first names only, not middle names): sorted distinct arrays;
   use ``len(list_intersect(x_l, x_r)) > 0`` (DuckDB; ``size(array_intersect(...)) > 0`` on
   Spark) for "some name in common".
 * ``date_of_birth`` (DATE), ``dob_set`` (DATE[] with alias dates), ``year_of_birth``:
@@ -619,7 +622,7 @@ def _pnc_steps(x: str, o: str, cur_yy: int) -> list[Step]:
         (f"{o}__s", f"lk__pnc_parts({o}__m)"),
         (
             f"{o}__cs",
-            f"CASE WHEN NOT lk__pnc_check_ok({o}__s) THEN"
+            f"CASE WHEN NOT lk__pnc_check_ok({o}__s) OR {o}__s.century NOT IN (19, 20) THEN"
             f" lk__cro_parts({_CRO_MATCH.format(p=f'lk__cro_norm({o}__r)')}) END",
         ),
         (f"{o}__why", f"lk__pnc_reason({x}, {o}__r, {o}__s, {o}__cs, {cur_yy})"),

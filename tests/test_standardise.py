@@ -682,3 +682,10 @@ def test_table_equals_python_helpers_and_is_idempotent(records):
     first_run = con.execute(f"SELECT record_id, {cols} FROM std ORDER BY record_id").fetchall()
     second_run = con.execute(f"SELECT record_id, {cols} FROM std2 ORDER BY record_id").fetchall()
     assert first_run == second_run
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(S)
+    assert result.attempted > 10 and result.failed == 0
