@@ -117,7 +117,7 @@ def test_check_letter_matches_oracle():
         assert S.check_letter(number) == oracle_letter(number)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(yy=st.integers(0, 99), serial=st.integers(1, 9_999_999), wrong=st.integers(1, 22))
 def test_pnc_property_check_letter(yy, serial, wrong):
     letter = oracle_letter(yy * 10**7 + serial)
@@ -414,7 +414,7 @@ DIRTY = st.lists(
     ),
     max_size=10,
 ).map("".join)
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST
