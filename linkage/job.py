@@ -271,12 +271,13 @@ def _run(
         with stages.stage("person ids"):
             previous = identity.load_previous(con, previous_path) if previous_path else None
             istats = identity.assign_person_keys(con, previous, generation)
-            deidentify.register_pseudonym_function(con, key)
+            # One pseudonym per person, not per record.
+            deidentify.add_pseudonyms(con, "person_keys", key, out="person_ids")
             con.execute(
                 """CREATE OR REPLACE TABLE crosswalk AS
-                SELECT c.source_dataset, c.record_id, pseudonym(k.person_key) AS person_id, k.person_key,
+                SELECT c.source_dataset, c.record_id, k.person_id, k.person_key,
                        c.cluster_size, c.cluster_min_match_weight, c.cluster_links, c.deterministic_links
-                FROM clusters c JOIN person_keys k USING (cluster_id)
+                FROM clusters c JOIN person_ids k USING (cluster_id)
                 ORDER BY c.source_dataset, c.record_id"""
             )
             if previous:
@@ -300,9 +301,11 @@ def _run(
 
         with stages.stage("de-identify"):
             analyst_rows = deidentify.write_analyst_tables(con, cfg, staging / "analyst")
-            n_values = deidentify.build_identifier_values(con, cfg)
-            deidentify.check_leakage(con, staging / "analyst")
-            stages.note(f"leakage check passed: {n_values:,} identifier values, no hit in {len(analyst_rows)} tables")
+            leakage = deidentify.check_leakage(con, cfg, staging / "analyst")
+            stages.note(
+                f"leakage check passed: none of the {leakage.analyst_values:,} distinct values "
+                f"in {len(analyst_rows)} analyst tables is an identifier value"
+            )
 
         with stages.stage("audit"):
             accounting = _account(con, cfg, reads)

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from conftest import TEST_KEY, cli, fast_config
-from linkage.deidentify import PseudonymKey, resolve_key, suppress
+from linkage.deidentify import PseudonymKey, add_pseudonyms, resolve_key, suppress
 from linkage.errors import LinkageError
 
 
@@ -19,6 +19,16 @@ def test_pseudonyms_depend_on_the_key():
     assert a.pseudonym("K1") != b.pseudonym("K1")
     assert a.pseudonym("K1") != a.pseudonym("K2")
     assert a.fingerprint != b.fingerprint and "k" * 16 not in a.fingerprint
+
+
+@pytest.mark.parametrize("secret", [b"k" * 16, b"k" * 64, b"k" * 65, "kéy-".encode() * 40])
+def test_pseudonyms_in_sql_equal_the_python_hmac(secret):
+    key = PseudonymKey(secret, "test")
+    con = duckdb.connect()
+    con.execute("CREATE TABLE person_keys AS SELECT * FROM (VALUES ('K1'), ('Kä'), ('K' || repeat('x', 100))) t(person_key)")
+    add_pseudonyms(con, "person_keys", key, out="person_ids")
+    rows = con.execute("SELECT person_key, person_id FROM person_ids").fetchall()
+    assert len(rows) == 3 and all(pid == key.pseudonym(k) for k, pid in rows)
 
 
 def test_short_or_missing_keys_are_refused(monkeypatch, tmp_path):
