@@ -162,17 +162,19 @@ def count_comparisons(
             continue
         cols = list(rule.block_on if isinstance(rule, ExplodeRule) else rule)
         exploded = set(rule.explode) if isinstance(rule, ExplodeRule) else set()
-        keys = [f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols]
         not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in cols)
-        # DISTINCT per record: a record whose array repeats a value is in a block once.
-        blocks = (
-            f"SELECT {', '.join(q(c) for c in cols)}, count(*) AS n FROM "
-            f"(SELECT DISTINCT source_dataset, record_id, {', '.join(keys)} FROM {records_view}) "
-            f"WHERE {not_null} GROUP BY ALL"
-        )
-        total, = con.execute(f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::HUGEINT FROM ({blocks})").fetchall()[0]
-        largest = con.execute(f"SELECT n FROM ({blocks}) ORDER BY n DESC LIMIT 5").fetchall()
-        out.append(RuleCount(describe_rule(rule), int(total), [(describe_rule(rule), int(n)) for (n,) in largest]))
+        if exploded:
+            # DISTINCT per record: a record whose array repeats a value is in a block once.
+            keys = [f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols]
+            rows = f"(SELECT DISTINCT source_dataset, record_id, {', '.join(keys)} FROM {records_view})"
+        else:
+            rows = records_view  # one row per record already
+        # One pass per rule: the block sizes, their pairs and the largest few together.
+        total, largest = con.execute(
+            f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::HUGEINT, coalesce(max(n, 5), []) FROM "
+            f"(SELECT count(*) AS n FROM {rows} WHERE {not_null} GROUP BY {', '.join(q(c) for c in cols)})"
+        ).fetchall()[0]
+        out.append(RuleCount(describe_rule(rule), int(total), [(describe_rule(rule), int(n)) for n in largest]))
     return out
 
 

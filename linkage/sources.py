@@ -166,7 +166,7 @@ def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, p
 
 
 def map_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig) -> int:
-    """Build ``mapped_<name>`` (source_dataset, record_id, _row, every person field as text).
+    """Define ``mapped_<name>`` (source_dataset, record_id, _row, every person field as text).
 
     Rows that cannot be linked are moved to ``rejects`` with a reason. Returns how many.
     """
@@ -190,8 +190,9 @@ def map_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig) -> 
         f"INSERT INTO rejects SELECT source_dataset, record_id, _row, reason FROM "
         f"(SELECT *, {reason} AS reason FROM {q('all_' + name)}) WHERE reason IS NOT NULL"
     )
+    # A view: standardising reads it once, into its own table; a copy here cost a second.
     con.execute(
-        f"CREATE OR REPLACE TABLE {q('mapped_' + name)} AS SELECT * FROM {q('all_' + name)} "
+        f"CREATE OR REPLACE TEMP VIEW {q('mapped_' + name)} AS SELECT * FROM {q('all_' + name)} "
         f"WHERE NOT (record_id IS NULL OR ({identifying}))"
     )
     return con.execute(f"SELECT count(*) FROM rejects WHERE source_dataset = {lit(name)}").fetchall()[0][0]
