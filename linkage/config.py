@@ -202,6 +202,8 @@ class EngineConfig(Strict):
     memory_limit: str | None = None  # e.g. "8GB"; default: 60% of the machine's memory
     threads: int | None = Field(default=None, ge=1)
     temp_directory: str | None = None  # spill folder; default: the run's work folder
+    spark_master: str | None = None  # engine spark: e.g. spark://host:7077; default local[threads]
+    spark_shuffle_partitions: int = Field(default=16, ge=1)
 
     @field_validator("memory_limit")
     @classmethod
@@ -323,13 +325,8 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
     names = [c.name for c in cfg.model.comparisons]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model.comparisons: the name {dup!r} is used twice")
-    if cfg.engine.name == "spark":
-        for i, comp in enumerate(cfg.model.comparisons):
-            for j, level in enumerate(comp.levels):
-                if level.kind == "damerau_levenshtein":
-                    problems.append(
-                        f"model.comparisons[{i}].levels[{j}]: damerau_levenshtein is not available on Spark"
-                    )
+    if cfg.engine.name != "spark" and (cfg.engine.spark_master or "spark_shuffle_partitions" in cfg.engine.model_fields_set):
+        problems.append("engine: spark_master and spark_shuffle_partitions apply to engine name spark only")
     return problems
 
 

@@ -1,0 +1,114 @@
+"""Where Splink scores pairs: DuckDB (embedded, the default) or Spark.
+
+Reading, standardising, clustering and de-identifying always run on the job's DuckDB
+database: they are linear in the records and DuckDB runs them out of core on one machine.
+Training and predict, whose cost grows with the comparisons, run on the engine the config
+names. This module is the whole seam: an engine gives Splink a database API over the
+standardised records and hands the scored pairs back to DuckDB.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+
+from linkage.config import EngineConfig
+from linkage.errors import LinkageError
+from linkage.sources import lit
+
+PREDICTION_COLUMNS = "node_id_l, node_id_r, match_weight, match_probability"
+
+
+class Engine(Protocol):
+    name: str
+    db_api: Any
+
+    def register_nodes(self, con: duckdb.DuckDBPyConnection, table: str) -> Any:
+        """The records Splink links, as the engine's registered table."""
+
+    def import_predictions(self, con: duckdb.DuckDBPyConnection, scored: Any, table: str) -> None:
+        """Copy Splink's scored pairs into a DuckDB table."""
+
+    def close(self) -> None: ...
+
+
+class DuckDBEngine:
+    name = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        from splink import DuckDBAPI
+
+        self.db_api = DuckDBAPI(connection=con)
+
+    def register_nodes(self, con, table):
+        return self.db_api.register(table, dataset_display_name="records")
+
+    def import_predictions(self, con, scored, table):
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {PREDICTION_COLUMNS} FROM {scored.physical_name}")
+        scored.drop_table_from_database_and_remove_from_cache()
+
+    def close(self) -> None:
+        pass
+
+
+class SparkEngine:
+    """Splink on a Spark session: ``local[*]`` by default, or the cluster ``engine.spark_master`` names.
+
+    Records go to Spark as Parquet written by DuckDB into ``exchange`` (on a cluster, a
+    path every executor can read); scored pairs come back the same way.
+    """
+
+    name = "spark"
+
+    def __init__(self, eng: EngineConfig, exchange: Path):
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise LinkageError(
+                "engine.name is spark but pyspark is not installed: pip install -e '.[spark]' (and Java 17+)."
+            ) from None
+        if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+            raise LinkageError("engine.name is spark but no Java runtime was found: install Java 17+ or set JAVA_HOME.")
+        from splink import SparkAPI
+        from splink.backends.spark import similarity_jar_location
+
+        self.exchange = exchange
+        exchange.mkdir(parents=True, exist_ok=True)
+        builder = (
+            SparkSession.builder.master(eng.spark_master or f"local[{eng.threads or os.cpu_count() or 1}]")
+            .appName("linkage")
+            .config("spark.jars", similarity_jar_location())
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", str(eng.spark_shuffle_partitions))
+            .config("spark.local.dir", str(exchange / "spark-local"))
+        )
+        if eng.memory_limit:
+            builder = builder.config("spark.driver.memory", eng.memory_limit.replace("iB", "").replace("B", "").lower())
+        self.spark = builder.getOrCreate()
+        self.spark.sparkContext.setLogLevel("ERROR")
+        self.spark.sparkContext.setCheckpointDir(str(exchange / "checkpoints"))
+        self.db_api = SparkAPI(spark_session=self.spark, break_lineage_method="parquet")
+
+    def register_nodes(self, con, table):
+        path = self.exchange / f"{table}.parquet"
+        con.execute(f"COPY (SELECT * FROM {table}) TO {lit(str(path))} (FORMAT parquet)")
+        return self.db_api.register(self.spark.read.parquet(str(path)), dataset_display_name="records")
+
+    def import_predictions(self, con, scored, table):
+        path = self.exchange / f"{table}.parquet"
+        scored.as_spark_dataframe().select(*PREDICTION_COLUMNS.split(", ")).write.mode("overwrite").parquet(str(path))
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet({lit(str(path / '*.parquet'))})")
+
+    def close(self) -> None:
+        self.spark.stop()
+
+
+def make_engine(eng: EngineConfig, con: duckdb.DuckDBPyConnection, work: Path) -> Engine:
+    if eng.name == "spark":
+        return SparkEngine(eng, work / "spark")
+    return DuckDBEngine(con)
