@@ -1,7 +1,8 @@
 """Clusters: connected components of the links at the job's threshold plus deterministic links.
 
 Tables (in the job's DuckDB database):
-- ``nodes(node_id, source_dataset, record_id)``: every standardised record, numbered.
+- ``nodes(node_id, source_dataset, record_id, ...)``: every standardised record, numbered,
+  with all its columns (the model scores this table: ``linkage.model.RUN_IDS``).
 - ``links(node_id_l, node_id_r, match_weight, match_probability, kind)``: the edges used.
 - ``clusters(node_id, source_dataset, record_id, cluster_id, cluster_size,
   cluster_min_match_weight, cluster_links, deterministic_links)``.
@@ -32,7 +33,7 @@ class ClusterStats:
 def build_nodes(con: duckdb.DuckDBPyConnection, records_view: str) -> None:
     con.execute(
         f"CREATE OR REPLACE TABLE nodes AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, "
-        f"source_dataset, record_id FROM {records_view}"
+        f"* FROM {records_view}"
     )
 
 
@@ -40,32 +41,27 @@ def build_links(
     con: duckdb.DuckDBPyConnection,
     predictions: str,
     threshold: float,
-    records_view: str,
     deterministic: list[DeterministicLink],
 ) -> None:
     """Edges: scored pairs at or above the threshold, and a star per deterministic group.
 
-    A deterministic group (records agreeing on every column of a rule) is joined to its
+    ``predictions`` has ``node_id_l, node_id_r, match_weight, match_probability``. A
+    deterministic group (records agreeing on every column of a rule) is joined to its
     lowest node: n - 1 edges instead of n * (n - 1) / 2, with the same components.
     """
     con.execute(
         f"""CREATE OR REPLACE TABLE links AS
-        SELECT nl.node_id AS node_id_l, nr.node_id AS node_id_r, p.match_weight, p.match_probability,
-               'model' AS kind
-        FROM {predictions} p
-        JOIN nodes nl ON nl.source_dataset = p.source_dataset_l AND nl.record_id = p.record_id_l
-        JOIN nodes nr ON nr.source_dataset = p.source_dataset_r AND nr.record_id = p.record_id_r
-        WHERE p.match_probability >= {threshold}"""
+        SELECT node_id_l, node_id_r, match_weight, match_probability, 'model' AS kind
+        FROM {predictions} WHERE match_probability >= {threshold}"""
     )
     for rule in deterministic:
         cols = ", ".join(q(c) for c in rule.columns)
-        not_null = " AND ".join(f"r.{q(c)} IS NOT NULL" for c in rule.columns)
+        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
         con.execute(
             f"""INSERT INTO links
             SELECT min(node_id) OVER (PARTITION BY {cols}) AS node_id_l, node_id AS node_id_r,
                    NULL, 1.0, {lit('deterministic: ' + rule.name)}
-            FROM (SELECT n.node_id, {', '.join('r.' + q(c) for c in rule.columns)}
-                  FROM {records_view} r JOIN nodes n USING (source_dataset, record_id) WHERE {not_null})
+            FROM nodes WHERE {not_null}
             QUALIFY node_id_l <> node_id_r"""
         )
 
@@ -90,7 +86,7 @@ def connected_components(
     cc.drop_table_from_database_and_remove_from_cache()
 
 
-def summarise_clusters(con: duckdb.DuckDBPyConnection, records_view: str) -> ClusterStats:
+def summarise_clusters(con: duckdb.DuckDBPyConnection) -> ClusterStats:
     """``clusters``: every node with its cluster and the cluster's evidence."""
     con.execute(
         f"""CREATE OR REPLACE TABLE clusters AS
@@ -115,9 +111,9 @@ def summarise_clusters(con: duckdb.DuckDBPyConnection, records_view: str) -> Clu
         "SELECT count(*) FILTER (WHERE kind = 'model'), count(*) FILTER (WHERE kind <> 'model') FROM links"
     ).fetchall()[0]
     conflicts = con.execute(
-        f"""SELECT count(*) FROM (
-            SELECT c.cluster_id FROM clusters c JOIN {records_view} r USING (source_dataset, record_id)
-            WHERE r.pnc_key IS NOT NULL GROUP BY ALL HAVING count(DISTINCT r.pnc_key) > 1)"""
+        """SELECT count(*) FROM (
+            SELECT c.cluster_id FROM clusters c JOIN nodes n USING (node_id)
+            WHERE n.pnc_key IS NOT NULL GROUP BY ALL HAVING count(DISTINCT n.pnc_key) > 1)"""
     ).fetchall()[0][0]
     hist = dict(
         con.execute(
@@ -131,11 +127,10 @@ def summarise_clusters(con: duckdb.DuckDBPyConnection, records_view: str) -> Clu
 def cluster(
     con: duckdb.DuckDBPyConnection,
     db_api,
-    records_view: str,
     predictions: str,
     threshold: float,
     deterministic: list[DeterministicLink],
 ) -> ClusterStats:
-    build_links(con, predictions, threshold, records_view, deterministic)
+    build_links(con, predictions, threshold, deterministic)
     connected_components(con, db_api)
-    return summarise_clusters(con, records_view)
+    return summarise_clusters(con)

@@ -148,7 +148,7 @@ def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst
         sql = (
             f"SELECT {', '.join(exprs)} FROM {q('raw_' + name)} raw "
             f"JOIN crosswalk x ON x.source_dataset = {lit(name)} AND x.record_id = trim(raw.{q(src.record_id)}) "
-            f"JOIN {q('std_' + name)} s ON s.record_id = x.record_id "
+            f"JOIN nodes s ON s.source_dataset = {lit(name)} AND s.record_id = x.record_id "
             f"ORDER BY {order}"
         )
         out = analyst_dir / f"{name}.parquet"

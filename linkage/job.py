@@ -241,7 +241,11 @@ def _run(
                 "CREATE OR REPLACE VIEW invalid_values AS "
                 + " UNION ALL ".join(f"SELECT * FROM {q('std_' + n + '_invalid')}" for n in cfg.sources)
             )
+            # Number the records once; from here on ``nodes`` holds them (one copy in memory).
             clustering.build_nodes(con, "records")
+            con.execute("CREATE OR REPLACE VIEW records AS SELECT * EXCLUDE (node_id) FROM nodes")
+            for n in cfg.sources:
+                con.execute(f"DROP TABLE {q('std_' + n)}")
 
         db_api = model.make_db_api(con)
         with stages.stage("blocking guard"):
@@ -250,7 +254,7 @@ def _run(
             stages.note(f"{total:,} comparisons at most (before rules overlap)")
 
         settings = saved_model if saved_model is not None else model.build_settings(cfg)
-        linker = model.make_linker(db_api, [f"std_{n}" for n in cfg.sources], settings)
+        linker = model.make_linker(db_api, "nodes", settings)
         if saved_model is None:
             with stages.stage("train"):
                 model.train(linker, cfg, stages.step)
@@ -260,17 +264,17 @@ def _run(
 
         with stages.stage("predict"):
             sdf = model.predict(linker, cfg.model.threshold)
+            # A view over Splink's table, not a copy: millions of rows at a million records.
             con.execute(
-                f"CREATE OR REPLACE TABLE predictions AS SELECT source_dataset_l, record_id_l, "
-                f"source_dataset_r, record_id_r, match_weight, match_probability FROM {sdf.physical_name}"
+                f"CREATE OR REPLACE VIEW predictions AS SELECT node_id_l, node_id_r, match_weight, "
+                f"match_probability FROM {sdf.physical_name}"
             )
-            sdf.drop_table_from_database_and_remove_from_cache()
             scored = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
             stages.note(f"{scored:,} pairs kept (match probability >= {min(0.01, cfg.model.threshold / 10)})")
 
         with stages.stage("cluster"):
             cstats = clustering.cluster(
-                con, db_api, "records", "predictions", cfg.model.threshold, list(cfg.model.deterministic_links)
+                con, db_api, "predictions", cfg.model.threshold, list(cfg.model.deterministic_links)
             )
             stages.note(
                 f"{cstats.records:,} records in {cstats.clusters:,} people "
@@ -300,7 +304,10 @@ def _run(
             _copy(con, "SELECT source_dataset, record_id, _row AS row_number, reason FROM rejects ORDER BY ALL",
                   restricted / "rejects.parquet")
             _copy(con, "id_lineage", restricted / "id_lineage.parquet")
-            _copy(con, "predictions", restricted / "predictions.parquet")
+            _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
+                  "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, match_weight, match_probability "
+                  "FROM predictions JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r",
+                  restricted / "predictions.parquet")
             _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
                   "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, kind FROM links "
                   "JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r "
