@@ -25,6 +25,7 @@ PREDICTION_COLUMNS = "node_id_l, node_id_r, match_weight, match_probability"
 
 class Engine(Protocol):
     name: str
+    dialect: str  # Splink's SQL dialect
     db_api: Any
 
     def register_nodes(self, con: duckdb.DuckDBPyConnection, table: str) -> Any:
@@ -37,19 +38,17 @@ class Engine(Protocol):
 
 
 class DuckDBEngine:
-    name = "duckdb"
+    name = dialect = "duckdb"
 
-    def __init__(self, con: duckdb.DuckDBPyConnection):
-        from splink import DuckDBAPI
-
-        self.db_api = DuckDBAPI(connection=con)
+    def __init__(self, db_api: Any):
+        self.db_api = db_api  # the job's own DuckDB: Splink works in place
 
     def register_nodes(self, con, table):
         return self.db_api.register(table, dataset_display_name="records")
 
     def import_predictions(self, con, scored, table):
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {PREDICTION_COLUMNS} FROM {scored.physical_name}")
-        scored.drop_table_from_database_and_remove_from_cache()
+        # A view over Splink's table, not a copy: millions of rows at a million records.
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {PREDICTION_COLUMNS} FROM {scored.physical_name}")
 
     def close(self) -> None:
         pass
@@ -62,7 +61,7 @@ class SparkEngine:
     path every executor can read); scored pairs come back the same way.
     """
 
-    name = "spark"
+    name = dialect = "spark"
 
     def __init__(self, eng: EngineConfig, exchange: Path):
         try:
@@ -108,7 +107,8 @@ class SparkEngine:
         self.spark.stop()
 
 
-def make_engine(eng: EngineConfig, con: duckdb.DuckDBPyConnection, work: Path) -> Engine:
+def make_engine(eng: EngineConfig, con: duckdb.DuckDBPyConnection, work: Path, duckdb_api: Any) -> Engine:
+    """The engine the config names; ``duckdb_api`` is the job's own Splink DuckDB API."""
     if eng.name == "spark":
         return SparkEngine(eng, work / "spark")
-    return DuckDBEngine(con)
+    return DuckDBEngine(duckdb_api)

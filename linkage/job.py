@@ -23,7 +23,7 @@ import psutil
 
 import linkage
 from linkage import cluster as clustering
-from linkage import deidentify, identity, model, sources
+from linkage import deidentify, engines, identity, model, sources
 from linkage.config import LoadedConfig
 from linkage.errors import InputError, LinkageError
 from linkage.progress import Stages
@@ -163,10 +163,6 @@ def _connect(loaded: LoadedConfig, work: Path, keep: bool = False) -> duckdb.Duc
 def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None) -> RunResult:
     stages = stages or Stages()
     cfg = loaded.config
-    if cfg.engine.name != "duckdb":
-        raise LinkageError(
-            f"engine {cfg.engine.name!r}: this build runs jobs on DuckDB only (engine.name: duckdb)."
-        )
     key = deidentify.resolve_key(cfg.outputs.key_file, loaded.path.parent, throwaway=opts.throwaway_key)
     if opts.throwaway_key:
         stages.note("using a throwaway pseudonymisation key: person ids from this run join nothing else")
@@ -247,30 +243,32 @@ def _run(
             for n in cfg.sources:
                 con.execute(f"DROP TABLE {q('std_' + n)}")
 
+        # Guard and clustering run on DuckDB; Splink's training and scoring on the engine.
         db_api = model.make_db_api(con)
         with stages.stage("blocking guard"):
             counts = model.count_comparisons(con, "records", list(cfg.model.blocking_rules), db_api)
             total = model.guard_comparisons(counts, cfg.model.max_comparisons)
             stages.note(f"{total:,} comparisons at most (before rules overlap)")
 
-        settings = saved_model if saved_model is not None else model.build_settings(cfg)
-        linker = model.make_linker(db_api, "nodes", settings)
-        if saved_model is None:
-            with stages.stage("train"):
-                model.train(linker, cfg, stages.step)
-        else:
-            stages.note(f"using the saved model {opts.model_path}: training skipped")
-        model.save_model(linker, restricted / "model.json")
+        engine = engines.make_engine(cfg.engine, con, staging / "work", db_api)
+        try:
+            settings = model.build_settings(cfg, engine.dialect, saved_model)
+            linker = model.make_linker(engine.register_nodes(con, "nodes"), settings)
+            if saved_model is None:
+                with stages.stage("train"):
+                    model.train(linker, cfg, stages.step)
+            else:
+                stages.note(f"using the saved model {opts.model_path}: training skipped")
+            model.save_model(linker, restricted / "model.json")
 
-        with stages.stage("predict"):
-            sdf = model.predict(linker, cfg.model.threshold)
-            # A view over Splink's table, not a copy: millions of rows at a million records.
-            con.execute(
-                f"CREATE OR REPLACE VIEW predictions AS SELECT node_id_l, node_id_r, match_weight, "
-                f"match_probability FROM {sdf.physical_name}"
-            )
-            scored = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
-            stages.note(f"{scored:,} pairs kept (match probability >= {min(0.01, cfg.model.threshold / 10)})")
+            with stages.stage("predict"):
+                if engine.name != "duckdb":
+                    stages.note(f"scoring on {engine.name}")
+                engine.import_predictions(con, model.predict(linker, cfg.model.threshold), "predictions")
+                scored = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
+        finally:
+            engine.close()
+        stages.note(f"{scored:,} pairs kept (match probability >= {min(0.01, cfg.model.threshold / 10)})")
 
         with stages.stage("cluster"):
             cstats = clustering.cluster(
@@ -332,7 +330,7 @@ def _run(
             "config_path": str(loaded.path),
             "config_sha256": loaded.hash,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "engine": "duckdb",
+            "engine": cfg.engine.name,
             "versions": _versions(),
             "inputs": {
                 n: {"path": str(r.path), "sha256": r.checksum, "rows": r.rows_read} for n, r in reads.items()

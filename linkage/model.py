@@ -35,14 +35,13 @@ from linkage.sources import q
 # progress, and the manifest lists every parameter (an untrained one has m or u null).
 SPLINK_LOG_LEVEL = logging.ERROR
 
-ARRAY_COLUMNS = {"name_set", "surname_set", "forename_set", "dob_set"}
 DATE_COLUMNS = {"date_of_birth"}
 
 
 # --- settings ----------------------------------------------------------------------------
 
 
-def _level(level: LevelConfig) -> Any:
+def _level(level: LevelConfig, dialect: str) -> Any:
     kind = level.kind
     if kind == "exact":
         out = cll.ExactMatchLevel(level.exact, term_frequency_adjustments=level.tf_adjustment)
@@ -56,38 +55,48 @@ def _level(level: LevelConfig) -> Any:
     elif kind == "damerau_levenshtein":
         col = level.damerau_levenshtein
         expr = ColumnExpression(col).cast_to_string() if col in DATE_COLUMNS else col
-        out = cll.DamerauLevenshteinLevel(expr, level.distance)
+        # Spark has no Damerau-Levenshtein; Levenshtein differs only on transpositions.
+        level_class = cll.LevenshteinLevel if dialect == "spark" else cll.DamerauLevenshteinLevel
+        out = level_class(expr, level.distance)
     elif kind == "date_swap":
         c = level.date_swap
         out = cll.CustomLevel(
             f'year("{c}_l") = year("{c}_r") AND month("{c}_l") = day("{c}_r") '
             f'AND day("{c}_l") = month("{c}_r") AND month("{c}_l") <> day("{c}_l")',
             label_for_charts=f"{c} day and month swapped",
+            base_dialect_str="duckdb",
         )
     elif kind == "date_within":
         out = cll.AbsoluteDateDifferenceLevel(
             level.date_within, input_is_string=False, threshold=level.days, metric="day"
         )
     else:  # sql
-        out = cll.CustomLevel(level.sql, label_for_charts=level.label or "custom")
+        # Custom SQL is written in DuckDB's dialect; Splink transpiles it for Spark.
+        out = cll.CustomLevel(level.sql, label_for_charts=level.label or "custom", base_dialect_str="duckdb")
     if level.label:
         out = out.configure(label_for_charts=level.label)
     return out
 
 
 def _null_level(cols: list[str]) -> Any:
-    levels = [
-        cll.CustomLevel(f'"{c}_l" IS NULL OR "{c}_r" IS NULL OR len("{c}_l") = 0 OR len("{c}_r") = 0')
-        if c in ARRAY_COLUMNS
-        else cll.NullLevel(c)
-        for c in cols
-    ]
+    # Standardisation writes NULL, never an empty list, for an array with nothing in it.
+    levels = [cll.NullLevel(c) for c in cols]
     level = levels[0] if len(levels) == 1 else cll.Or(*levels)
     return level.configure(is_null_level=True, label_for_charts="missing")
 
 
-def build_comparison(comp: ComparisonConfig) -> CustomComparison:
-    levels = [_null_level(comp.null_columns), *(_level(lv) for lv in comp.levels), cll.ElseLevel()]
+def build_comparison(comp: ComparisonConfig, dialect: str = "duckdb", saved: dict | None = None) -> CustomComparison:
+    """The comparison as configured: a null level, the configured levels, an else level.
+
+    ``saved`` is this comparison in a saved model: its m and u values are applied level by level.
+    """
+    levels = [_null_level(comp.null_columns), *(_level(lv, dialect) for lv in comp.levels), cll.ElseLevel()]
+    if saved is not None:
+        for i, (level, params) in enumerate(zip(levels, saved["comparison_levels"])):
+            if i > 0:  # the null level carries no parameters
+                levels[i] = level.configure(
+                    m_probability=params.get("m_probability"), u_probability=params.get("u_probability")
+                )
     return CustomComparison(levels, output_column_name=comp.name)
 
 
@@ -110,11 +119,23 @@ SAVED_IDS = {"link_type": "link_and_dedupe", "unique_id_column_name": "record_id
 RUN_IDS = {"link_type": "dedupe_only", "unique_id_column_name": "node_id"}
 
 
-def build_settings(cfg: JobConfig) -> SettingsCreator:
+def build_settings(cfg: JobConfig, dialect: str = "duckdb", saved: dict | None = None) -> SettingsCreator:
+    """Splink settings from the config, in the engine's SQL dialect; with ``saved`` (a model
+    from ``load_model_settings``), its trained parameters, so no training is needed.
+
+    Rebuilding from the config rather than loading the saved SQL is what lets a model
+    trained on one engine score on another.
+    """
+    comparisons = [
+        build_comparison(c, dialect, saved["comparisons"][i] if saved else None)
+        for i, c in enumerate(cfg.model.comparisons)
+    ]
+    prior = {"probability_two_random_records_match": saved["probability_two_random_records_match"]} if saved else {}
     return SettingsCreator(
         **RUN_IDS,
+        **prior,
         blocking_rules_to_generate_predictions=[blocking_rule(r) for r in cfg.model.blocking_rules],
-        comparisons=[build_comparison(c) for c in cfg.model.comparisons],
+        comparisons=comparisons,
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
     )
@@ -129,12 +150,10 @@ def make_db_api(con: duckdb.DuckDBPyConnection) -> Any:
     return DuckDBAPI(connection=con)
 
 
-def make_linker(db_api: Any, nodes: str, settings: SettingsCreator | dict) -> Linker:
-    """A linker over ``nodes``: every standardised record with its ``node_id`` (see RUN_IDS).
-
-    ``settings`` come from ``build_settings`` or ``load_model_settings``.
-    """
-    return Linker(db_api.register(nodes, dataset_display_name="records"), settings, log_level=SPLINK_LOG_LEVEL)
+def make_linker(nodes: Any, settings: SettingsCreator) -> Linker:
+    """A linker over ``nodes`` (registered by the engine): every standardised record with
+    its ``node_id`` (see RUN_IDS). ``settings`` come from ``build_settings``."""
+    return Linker(nodes, settings, log_level=SPLINK_LOG_LEVEL)
 
 
 # --- blocking guard ----------------------------------------------------------------------------
@@ -243,33 +262,28 @@ def save_model(linker: Linker, path: Path) -> None:
 
 
 def load_model_settings(path: Path, cfg: JobConfig) -> dict:
-    """A saved Splink model, checked to fit this job's comparisons."""
+    """A saved Splink model, checked to fit this job's comparisons level by level.
+
+    Only its parameters are used (``build_settings(cfg, saved=...)``): the comparisons'
+    SQL is rebuilt from the config for the engine, and the config's blocking rules apply
+    (blocking is a run-time choice, not a parameter).
+    """
     if not path.is_file():
         raise InputError(f"{path}: no saved model there. Train one with a run without --model.")
     try:
         settings = json.loads(path.read_text())
-        names = [c["output_column_name"] for c in settings["comparisons"]]
+        shape = [(c["output_column_name"], len(c["comparison_levels"])) for c in settings["comparisons"]]
+        float(settings["probability_two_random_records_match"])
     except (ValueError, KeyError, TypeError):
         raise InputError(f"{path}: not a Splink model JSON file.") from None
-    want = [c.name for c in cfg.model.comparisons]
-    if names != want:
+    want = [(c.name, len(c.levels) + 2) for c in cfg.model.comparisons]  # + null and else levels
+    if shape != want:
         raise ConfigError(
             str(path),
-            [f"the saved model compares {names}, the config's model.comparisons are {want}; retrain or use the matching config"],
+            [f"the saved model's comparisons (name, levels) are {shape}, the config's model.comparisons "
+             f"are {want}; retrain, or use the config the model was trained with"],
         )
-    # The config's blocking rules win: blocking is a run-time choice, not a parameter.
-    settings["blocking_rules_to_generate_predictions"] = [
-        _rule_dict(blocking_rule(r)) for r in cfg.model.blocking_rules
-    ]
-    settings.pop("source_dataset_column_name", None)
-    settings.update(RUN_IDS)
     return settings
-
-
-def _rule_dict(rule: Any) -> Any:
-    if isinstance(rule, str):
-        return rule
-    return rule.get_blocking_rule("duckdb").as_dict()
 
 
 def model_parameters(linker: Linker) -> list[dict[str, Any]]:

@@ -95,12 +95,19 @@ def test_a_rule_over_max_comparisons_stops_the_run_before_predict(synth_dir, tmp
 def test_saved_model_is_portable_and_loads_for_the_job(synth_dir, tmp_path):
     """The job scores numbered records; the model it saves is Splink's usual link_and_dedupe form."""
     from linkage.config import load_config
-    from linkage.model import load_model_settings
+    from linkage.model import build_settings, load_model_settings
 
     path = fast_config(tmp_path)
     out = tmp_path / "run"
     assert cli("run", str(path), "--data", str(synth_dir), "--out", str(out)).returncode == 0
     saved = json.loads((out / "restricted" / "model.json").read_text())
     assert {k: saved[k] for k in SAVED_IDS} == SAVED_IDS
-    loaded = load_model_settings(out / "restricted" / "model.json", load_config(path).config)
-    assert {k: loaded[k] for k in RUN_IDS} == RUN_IDS and "source_dataset_column_name" not in loaded
+    cfg = load_config(path).config
+    loaded = load_model_settings(out / "restricted" / "model.json", cfg)
+    # The job rebuilds the comparisons for its engine and applies the saved parameters.
+    rebuilt = build_settings(cfg, "duckdb", loaded).get_settings("duckdb").as_dict()
+    assert {k: rebuilt[k] for k in RUN_IDS} == RUN_IDS
+    assert rebuilt["probability_two_random_records_match"] == saved["probability_two_random_records_match"]
+    for mine, theirs in zip(rebuilt["comparisons"], saved["comparisons"]):
+        for a, b in zip(mine["comparison_levels"][1:], theirs["comparison_levels"][1:]):
+            assert (a.get("m_probability"), a.get("u_probability")) == (b.get("m_probability"), b.get("u_probability"))
