@@ -251,6 +251,9 @@ def train(linker: Linker, cfg: JobConfig, step) -> None:
             linker.training.estimate_parameters_using_expectation_maximisation(
                 blocking_rule(rule), max_pairs=t.em_max_pairs
             )
+    # EM's sampled pairs and comparison vectors would stay in the database through predict
+    # (millions of rows at ten million records); predict rebuilds the little it needs.
+    linker.table_management.invalidate_cache()
 
 
 def save_model(linker: Linker, path: Path) -> None:
