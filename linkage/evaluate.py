@@ -153,22 +153,23 @@ def write_evaluation(path: Path, result: dict[str, Any]) -> None:
 # --- scoring a run directory ------------------------------------------------------------------
 
 
-def _components_labelled(con: duckdb.DuckDBPyConnection, db_api, edges_sql: str) -> dict[str, Any]:
-    """Cluster ``nodes`` by the edges query (source/record pairs), then score against the truth."""
-    from linkage.cluster import connected_components
-
-    con.execute(
-        f"""CREATE OR REPLACE TABLE eval_edges AS
-        SELECT nl.node_id AS node_id_l, nr.node_id AS node_id_r FROM ({edges_sql}) e
+def _node_edges(edges_sql: str) -> str:
+    """The edges query (source/record pairs) as node id pairs."""
+    return f"""SELECT nl.node_id AS node_id_l, nr.node_id AS node_id_r FROM ({edges_sql}) e
         JOIN nodes nl ON nl.source_dataset = e.source_dataset_l AND nl.record_id = e.record_id_l
         JOIN nodes nr ON nr.source_dataset = e.source_dataset_r AND nr.record_id = e.record_id_r"""
-    )
+
+
+def _components_scores(con: duckdb.DuckDBPyConnection, db_api, node_edges_sql: str) -> dict[str, Any]:
+    """Cluster ``nodes`` by the edges query (node id pairs), then score against ``node_truth``."""
+    from linkage.cluster import connected_components
+
+    con.execute(f"CREATE OR REPLACE TABLE eval_edges AS {node_edges_sql}")
     connected_components(con, db_api, edges="eval_edges", out="eval_cc")
     con.execute(
-        "CREATE OR REPLACE TABLE eval_predicted AS SELECT n.source_dataset, n.record_id, "
-        "CAST(c.cluster_id AS VARCHAR) AS cluster FROM nodes n JOIN eval_cc c USING (node_id)"
+        "CREATE OR REPLACE TABLE eval_labelled AS SELECT c.cluster_id AS cluster, t.person "
+        "FROM eval_cc c JOIN node_truth t USING (node_id)"
     )
-    label(con, "eval_predicted", out="eval_labelled")
     return scores(con, "eval_labelled")
 
 
@@ -231,21 +232,31 @@ def evaluate_run(run_dir: Path, truth_csv: Path, thresholds: tuple[float, ...] =
         f"INSERT INTO nodes SELECT (SELECT max(node_id) FROM nodes) + row_number() OVER (), source_dataset, "
         f"coalesce(record_id, '#row' || row_number) FROM read_parquet({r['rejects']})"
     )
+    # Truth, scored pairs and deterministic links by node id once, not once per threshold.
+    con.execute("CREATE TABLE node_truth AS SELECT n.node_id, t.person FROM nodes n JOIN truth t USING (source_dataset, record_id)")
+    con.execute(
+        f"""CREATE TABLE eval_scored AS
+        SELECT nl.node_id AS node_id_l, nr.node_id AS node_id_r, p.match_probability
+        FROM read_parquet({r['predictions']}) p
+        JOIN nodes nl ON nl.source_dataset = p.source_dataset_l AND nl.record_id = p.record_id_l
+        JOIN nodes nr ON nr.source_dataset = p.source_dataset_r AND nr.record_id = p.record_id_r"""
+    )
     deterministic = (
         f"SELECT source_dataset_l, record_id_l, source_dataset_r, record_id_r FROM read_parquet({r['deterministic_links']})"
     )
+    con.execute(f"CREATE TABLE eval_deterministic AS {_node_edges(deterministic)}")
     curve = []
     for t in sorted(set(thresholds) | {threshold}):
         edges = (
-            f"SELECT source_dataset_l, record_id_l, source_dataset_r, record_id_r FROM read_parquet({r['predictions']}) "
-            f"WHERE match_probability >= {t} UNION ALL {deterministic}"
+            f"SELECT node_id_l, node_id_r FROM eval_scored WHERE match_probability >= {t} "
+            f"UNION ALL SELECT node_id_l, node_id_r FROM eval_deterministic"
         )
-        s = _components_labelled(con, db_api, edges)
+        s = _components_scores(con, db_api, edges)
         curve.append({"threshold_match_probability": t, "pairwise": s["pairwise"], "cluster": s["cluster"]})
     result["threshold_curve"] = curve
 
     baseline_edges = " UNION ALL ".join(_star_edges(cols) for cols in BASELINE_RULES)
-    base = _components_labelled(con, db_api, baseline_edges)
+    base = _components_scores(con, db_api, _node_edges(baseline_edges))
     result["baseline"] = {
         "description": "deterministic: a shared valid PNC ID, or exact first name, surname and date of birth",
         "pairwise": base["pairwise"],
