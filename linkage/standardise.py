@@ -151,7 +151,11 @@ CHECK_ALPHABET = "ZABCDEFGHJKLMNPQRTUVWXY"
 # Dummy PNCs seen in live data (ministryofjustice/hmpps-person-match-score,
 # standardisation_functions.py: 1933/0993399H, 2033/0993399H, 2003/0993399B, 1999/0339933H,
 # 2003/0993399H), held as pnc_key so every written form of them is caught.
-DUMMY_PNC_KEYS = ("330993399H", "030993399B", "990339933H", "030993399H")
+DUMMY_PNC_KEYS = (
+    "330993399H", "030993399B", "990339933H", "030993399H",
+    # all-nines, one and zero serials: pass the check letter, never issued to a person
+    "999999999V", "000000001A",
+)
 
 DEFAULT_DATES_OF_BIRTH = ("1900-01-01", "1970-01-01")
 NO_FIXED_ABODE_POSTCODES = ("NF1 1NF", "NF1 1FA")

@@ -689,3 +689,10 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(S)
     assert result.attempted > 10 and result.failed == 0
+
+
+@pytest.mark.parametrize("dummy", ["1999/9999999V", "99/9999999V", "2000/0000001A", "00/1A", "1900/0000000Z", "1933/0993399H"])
+def test_known_dummy_pncs_are_missing(dummy):
+    # They pass the check letter but were never issued to a person: linking on them glues
+    # strangers together.
+    assert S.canonical_pnc(dummy, today=TODAY) is None
