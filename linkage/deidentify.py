@@ -274,6 +274,11 @@ def build_identifier_values(con: duckdb.DuckDBPyConnection, cfg: JobConfig, amon
                 continue
             if field in ("aliases", "alias_dates_of_birth"):
                 raw.append(f"SELECT unnest(string_split({field}, {lit(src.list_separator)})) AS v FROM {mapped}")
+            elif field == "postcode":
+                # Written without its space a postcode has the shape of other codes (a Libra
+                # court code such as B10JQ is letter, two digits, two letters), so only a
+                # postcode with its space is an identifier value.
+                raw.append(f"SELECT {field} AS v FROM {mapped} WHERE {field} LIKE '% %'")
             else:
                 raw.append(f"SELECT {field} AS v FROM {mapped}")
         raw.append(f"SELECT record_id AS v FROM {q('all_' + name)}")
@@ -285,7 +290,6 @@ def build_identifier_values(con: duckdb.DuckDBPyConnection, cfg: JobConfig, amon
     std.append("SELECT unnest(forename_set) AS v FROM records")
     std.append("SELECT strftime(date_of_birth, '%Y-%m-%d') AS v FROM records")
     std.append("SELECT strftime(date_of_birth, '%d/%m/%Y') AS v FROM records")
-    std.append("SELECT replace(postcode, ' ', '') AS v FROM records")
     # Raw values are normalised as analyst cells are; standardised ones are already.
     values = f"SELECT {_NORM.format('v')} AS v FROM ({' UNION ALL '.join(raw)}) UNION ALL {' UNION ALL '.join(std)}"
     wanted = f"v IS NOT NULL AND length(v) >= {MIN_IDENTIFIER_LENGTH}"
