@@ -10,7 +10,7 @@ Tables (in the job's DuckDB database):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import duckdb
 
@@ -28,6 +28,8 @@ class ClusterStats:
     deterministic_links: int
     conflicting_pnc_clusters: int
     size_histogram: dict[int, int]
+    # deterministic rule -> groups over its max_group_size (not linked on agreement alone)
+    oversized_deterministic_groups: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def build_nodes(con: duckdb.DuckDBPyConnection, records_view: str) -> None:
@@ -42,8 +44,10 @@ def build_links(
     predictions: str,
     threshold: float,
     deterministic: list[DeterministicLink],
-) -> None:
+) -> dict[str, dict[str, int]]:
     """Edges: scored pairs at or above the threshold, and a star per deterministic group.
+
+    Returns, per deterministic rule, the groups too large to link on agreement alone.
 
     ``predictions`` has ``node_id_l, node_id_r, match_weight, match_probability``. A
     deterministic group (records agreeing on every column of a rule) is joined to its
@@ -54,6 +58,7 @@ def build_links(
         SELECT node_id_l, node_id_r, match_weight, match_probability, 'model' AS kind
         FROM {predictions} WHERE match_probability >= {threshold}"""
     )
+    oversized: dict[str, dict[str, int]] = {}
     for rule in deterministic:
         cols = ", ".join(q(c) for c in rule.columns)
         not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
@@ -62,8 +67,15 @@ def build_links(
             SELECT min(node_id) OVER (PARTITION BY {cols}) AS node_id_l, node_id AS node_id_r,
                    NULL, 1.0, {lit('deterministic: ' + rule.name)}
             FROM nodes WHERE {not_null}
-            QUALIFY node_id_l <> node_id_r"""
+            QUALIFY node_id_l <> node_id_r AND count(*) OVER (PARTITION BY {cols}) <= {rule.max_group_size}"""
         )
+        groups, records = con.execute(
+            f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM nodes WHERE {not_null} "
+            f"GROUP BY {cols} HAVING n > {rule.max_group_size})"
+        ).fetchall()[0]
+        if groups:
+            oversized[rule.name] = {"groups": int(groups), "records": int(records)}
+    return oversized
 
 
 def connected_components(
@@ -131,6 +143,6 @@ def cluster(
     threshold: float,
     deterministic: list[DeterministicLink],
 ) -> ClusterStats:
-    build_links(con, predictions, threshold, deterministic)
+    oversized = build_links(con, predictions, threshold, deterministic)
     connected_components(con, db_api)
-    return summarise_clusters(con)
+    return replace(summarise_clusters(con), oversized_deterministic_groups=oversized)

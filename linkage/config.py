@@ -183,6 +183,9 @@ class TrainingConfig(Strict):
 class DeterministicLink(Strict):
     name: str
     columns: list[StandardColumn] = Field(min_length=1)
+    # A value shared by more records than this is a placeholder, not a person: its group is
+    # not linked on agreement alone (the model still scores its pairs) and is counted.
+    max_group_size: int = Field(default=50, ge=2)
 
 
 class ModelConfig(Strict):

@@ -278,6 +278,11 @@ def _run(
                 f"{cstats.records:,} records in {cstats.clusters:,} people "
                 f"({cstats.singletons:,} alone, largest {cstats.largest})"
             )
+            for rule, n in cstats.oversized_deterministic_groups.items():
+                stages.note(
+                    f"'{rule}': {n['groups']:,} values shared by more records than max_group_size "
+                    f"({n['records']:,} records) were not linked on agreement alone"
+                )
 
         with stages.stage("person ids"):
             previous = identity.load_previous(con, previous_path) if previous_path else None

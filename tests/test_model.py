@@ -111,3 +111,19 @@ def test_saved_model_is_portable_and_loads_for_the_job(synth_dir, tmp_path):
     for mine, theirs in zip(rebuilt["comparisons"], saved["comparisons"]):
         for a, b in zip(mine["comparison_levels"][1:], theirs["comparison_levels"][1:]):
             assert (a.get("m_probability"), a.get("u_probability")) == (b.get("m_probability"), b.get("u_probability"))
+
+
+def test_deterministic_groups_over_the_cap_are_not_linked():
+    """A reference number shared by more records than max_group_size is a placeholder."""
+    import duckdb
+
+    from linkage.cluster import build_links
+    from linkage.config import DeterministicLink
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE nodes AS SELECT i AS node_id, CASE WHEN i <= 3 THEN 'A' ELSE 'DUMMY' END AS pnc_key "
+                "FROM range(1, 11) t(i)")
+    con.execute("CREATE TABLE predictions (node_id_l BIGINT, node_id_r BIGINT, match_weight DOUBLE, match_probability DOUBLE)")
+    oversized = build_links(con, "predictions", 0.9, [DeterministicLink(name="pnc", columns=["pnc_key"], max_group_size=5)])
+    assert oversized == {"pnc": {"groups": 1, "records": 7}}
+    assert sorted(con.execute("SELECT node_id_l, node_id_r FROM links").fetchall()) == [(1, 2), (1, 3)]
