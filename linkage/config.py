@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -306,9 +305,6 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
         where = f"sources.{name}"
         if not _NAME.match(name):
             problems.append(f"{where}: source names use lower-case letters, digits and '_'")
-        if "full_name" in src.columns and ("first_name" in src.columns or "surname" in src.columns):
-            # Allowed: full_name fills in when the split names are empty. Nothing to report.
-            pass
         if not ({"first_name", "surname", "full_name"} & set(src.columns)):
             problems.append(f"{where}.columns: map at least one of first_name, surname or full_name")
         mapped = set(src.columns.values()) | {src.record_id}
@@ -319,10 +315,8 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
                     f"{where}.carry.{col}: this column is the source's {field}, an identifier; "
                     "analysts may not receive it (remove it, or coarsen it: year, postcode_area)"
                 )
-        for col in src.age_at:
-            if "date_of_birth" not in src.columns:
-                problems.append(f"{where}.age_at: needs columns.date_of_birth to compute an age")
-                break
+        if src.age_at and "date_of_birth" not in src.columns:
+            problems.append(f"{where}.age_at: needs columns.date_of_birth to compute an age")
         if len(src.date_formats) and not all("%" in f for f in src.date_formats):
             problems.append(f"{where}.date_formats: each format is a strptime pattern such as '%d/%m/%Y'")
     names = [c.name for c in cfg.model.comparisons]
@@ -391,10 +385,6 @@ def check_against_data(loaded: LoadedConfig, headers: dict[str, tuple[Path, list
                 )
     if problems:
         raise ConfigError(str(loaded.path), problems)
-
-
-def config_summary(cfg: JobConfig) -> dict[str, Any]:
-    return json.loads(cfg.model_dump_json())
 
 
 __all__ = [

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from linkage.config import JobConfig, SourceConfig
 from linkage.errors import LeakageError, LinkageError
@@ -70,23 +70,6 @@ def resolve_key(key_file: str | None, config_dir: Path, *, throwaway: bool = Fal
     if len(secret) < MIN_KEY_LENGTH:
         raise LinkageError(f"the pseudonymisation key in {origin} is empty or shorter than {MIN_KEY_LENGTH} characters.")
     return PseudonymKey(secret, origin)
-
-
-def register_pseudonym_function(con: duckdb.DuckDBPyConnection, key: PseudonymKey) -> None:
-    """``pseudonym(person_key)`` in SQL, vectorised over Arrow batches.
-
-    For tables, ``add_pseudonyms`` does the same in DuckDB's own SHA-256: several times
-    faster than calling Python per value.
-    """
-
-    def pseudonym(keys: pa.Array) -> pa.Array:
-        return pa.array([None if k is None else key.pseudonym(k) for k in keys.to_pylist()], pa.string())
-
-    try:
-        con.remove_function("pseudonym")
-    except duckdb.Error:
-        pass
-    con.create_function("pseudonym", pseudonym, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)
 
 
 def _hmac_pads(secret: bytes) -> tuple[bytes, bytes]:
@@ -168,7 +151,7 @@ def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst
     out = analyst_dir / "persons.parquet"
     con.execute(f"COPY ({persons}) TO {lit(str(out))} (FORMAT parquet)")
     rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
-    rows["linkage_summary"] = write_linkage_summary(con, cfg, analyst_dir / "linkage_summary.parquet", analyst_dir)
+    rows["linkage_summary"] = write_linkage_summary(con, cfg, analyst_dir / "linkage_summary.parquet")
     return rows
 
 
@@ -188,7 +171,7 @@ def suppress(counts: list[int | None], threshold: int) -> list[bool]:
     return hidden
 
 
-def write_linkage_summary(con: duckdb.DuckDBPyConnection, cfg: JobConfig, out: Path, analyst_dir: Path) -> int:
+def write_linkage_summary(con: duckdb.DuckDBPyConnection, cfg: JobConfig, out: Path) -> int:
     """Link rates between every pair of sources and people by number of sources, suppressed."""
     threshold = cfg.outputs.suppression_threshold
     names = list(cfg.sources)
@@ -246,8 +229,6 @@ def write_linkage_summary(con: duckdb.DuckDBPyConnection, cfg: JobConfig, out: P
         add("pair", a, b, na, nb, n, hidden)
     for k, (n, hidden) in enumerate(zip(k_counts, k_hidden), start=1):
         add(f"people in {k} source{'s' if k > 1 else ''}", None, None, None, None, n, hidden)
-    import pyarrow.parquet as pq
-
     pq.write_table(pa.table(table), out)
     return len(table["table"])
 

@@ -54,5 +54,3 @@ STANDARD_COLUMNS: dict[str, str] = {
     "postcode_area": "VARCHAR",
 }
 
-# Standardised columns that identify a person: never carried to the analyst zone.
-IDENTIFYING_COLUMNS = frozenset(STANDARD_COLUMNS) - {"source_dataset", "sex", "year_of_birth", "postcode_area"}
