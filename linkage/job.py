@@ -221,27 +221,34 @@ def _run(
                 stages.note(f"{r.name}: {r.rows_read:,} rows, {r.rows_rejected:,} rejected")
 
         with stages.stage("standardise"):
-            invalid = {}
-            for name, src in cfg.sources.items():
-                # Source names are validated identifiers (config.py): safe unquoted.
-                stats = standardise_table(
-                    con, f"mapped_{name}", f"std_{name}",
-                    date_formats=list(src.date_formats), list_separator=src.list_separator,
+            groups = _standardise_groups(cfg)
+            for i, names in enumerate(groups):
+                # Sources read alike are standardised together: their names, dates and
+                # numbers repeat across sources, and each distinct value is cleaned once.
+                first = cfg.sources[names[0]]
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW __lk_group_{i} AS "
+                    + " UNION ALL ".join(f"SELECT * FROM {q('mapped_' + n)}" for n in names)
                 )
-                invalid[name] = stats.invalid
+                standardise_table(
+                    con, f"__lk_group_{i}", f"std_{i}",
+                    date_formats=list(first.date_formats), list_separator=first.list_separator,
+                )
+            std_tables = [f"std_{i}" for i in range(len(groups))]
             con.execute(
                 "CREATE OR REPLACE VIEW records AS "
-                + " UNION ALL ".join(f"SELECT * FROM {q('std_' + n)}" for n in cfg.sources)
+                + " UNION ALL ".join(f"SELECT * FROM {t}" for t in std_tables)
             )
             con.execute(
                 "CREATE OR REPLACE VIEW invalid_values AS "
-                + " UNION ALL ".join(f"SELECT * FROM {q('std_' + n + '_invalid')}" for n in cfg.sources)
+                + " UNION ALL ".join(f"SELECT * FROM {t}_invalid" for t in std_tables)
             )
+            invalid = _invalid_counts(con, cfg)
             # Number the records once; from here on ``nodes`` holds them (one copy in memory).
             clustering.build_nodes(con, "records")
             con.execute("CREATE OR REPLACE VIEW records AS SELECT * EXCLUDE (node_id) FROM nodes")
-            for n in cfg.sources:
-                con.execute(f"DROP TABLE {q('std_' + n)}")
+            for t in std_tables:
+                con.execute(f"DROP TABLE {t}")
 
         # Guard and clustering run on DuckDB; Splink's training and scoring on the engine.
         db_api = model.make_db_api(con)
@@ -362,6 +369,24 @@ def _run(
         }
     finally:
         con.close()
+
+
+def _standardise_groups(cfg) -> list[list[str]]:
+    """Sources with the same date formats and list separator, in config order."""
+    groups: dict[tuple, list[str]] = {}
+    for name, src in cfg.sources.items():
+        groups.setdefault((tuple(src.date_formats), src.list_separator), []).append(name)
+    return list(groups.values())
+
+
+def _invalid_counts(con: duckdb.DuckDBPyConnection, cfg) -> dict[str, dict[str, dict[str, int]]]:
+    """source -> field -> reason -> values made missing, every source present."""
+    out: dict[str, dict[str, dict[str, int]]] = {name: {} for name in cfg.sources}
+    for source, field, reason, n in con.execute(
+        "SELECT source_dataset, field, reason, count(*) FROM invalid_values GROUP BY ALL ORDER BY ALL"
+    ).fetchall():
+        out[source].setdefault(field, {})[reason] = int(n)
+    return out
 
 
 def _copy(con: duckdb.DuckDBPyConnection, table_or_query: str, path: Path) -> None:
