@@ -43,7 +43,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 RECORDS_PER_PERSON = 3.84
 TEST_KEY = "bench-key-0123456789abcdef0123456789"
 # Top-level stages of linkage/job.py, in order (sub-steps of "train" are in the JSON).
-STAGES = ("read", "standardise", "blocking guard", "train", "predict", "cluster", "person ids",
+STAGES = ("read", "standardise", "blocking guard", "prior", "train", "predict", "cluster", "person ids",
           "write restricted", "de-identify", "audit", "report")
 GIB = 2**30
 

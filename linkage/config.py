@@ -169,6 +169,9 @@ BlockingRule = Annotated[
 class PriorConfig(Strict):
     deterministic_rules: list[BlockingRule] = Field(min_length=1)
     recall: float = Field(default=0.7, gt=0, le=1)
+    # With a saved model: estimate the prior again on this run's data (it falls as 1/N: a
+    # model trained on a million records overstates it tenfold at ten million), or keep it.
+    with_saved_model: Literal["reestimate", "keep"] = "reestimate"
 
 
 class TrainingConfig(Strict):

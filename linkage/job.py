@@ -266,6 +266,13 @@ def _run(
                     model.train(linker, cfg, stages.step)
             else:
                 stages.note(f"using the saved model {opts.model_path}: training skipped")
+                if cfg.model.training.prior.with_saved_model == "reestimate":
+                    with stages.stage("prior"):
+                        saved_prior = float(saved_model["probability_two_random_records_match"])
+                        prior = model.estimate_prior(linker, cfg)
+                    stages.note(
+                        f"prior estimated on this data: {prior:.3g} (the saved model's: {saved_prior:.3g})"
+                    )
             model.save_model(linker, restricted / "model.json")
 
             with stages.stage("predict"):
@@ -356,6 +363,8 @@ def _run(
                 "threshold_match_probability": cfg.model.threshold,
                 "parameters": model.model_parameters(linker),
                 "probability_two_random_records_match": linker._settings_obj._probability_two_random_records_match,
+                "prior_from": "saved model" if saved_model is not None and
+                cfg.model.training.prior.with_saved_model == "keep" else "this data",
             },
             "comparisons_scored_kept": scored,
             "clusters": asdict(cstats),

@@ -237,13 +237,23 @@ def guard_comparisons(counts: list[RuleCount], cap: float) -> int:
 # --- training and saved models -------------------------------------------------------------------
 
 
+PRIOR_STEP = "prior: probability two random records match"
+
+
+def estimate_prior(linker: Linker, cfg: JobConfig) -> float:
+    """The prior from the records agreeing on the deterministic rules, set on the linker."""
+    prior = cfg.model.training.prior
+    linker.training.estimate_probability_two_random_records_match(
+        [blocking_rule(r) for r in prior.deterministic_rules], recall=prior.recall
+    )
+    return float(linker._settings_obj._probability_two_random_records_match)
+
+
 def train(linker: Linker, cfg: JobConfig, step) -> None:
     """Prior from deterministic rules, u by random sampling, m by EM over several rules."""
     t = cfg.model.training
-    with step("prior: probability two random records match"):
-        linker.training.estimate_probability_two_random_records_match(
-            [blocking_rule(r) for r in t.prior.deterministic_rules], recall=t.prior.recall
-        )
+    with step(PRIOR_STEP):
+        estimate_prior(linker, cfg)
     with step(f"u by random sampling (max {t.u_max_pairs:,.0f} pairs)"):
         linker.training.estimate_u_using_random_sampling(max_pairs=t.u_max_pairs, seed=t.seed)
     for rule in t.em_blocking_rules:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from conftest import cli, fast_config
 
@@ -86,6 +87,40 @@ def test_saved_model_skips_training(finished_run, synth_dir, tmp_path):
     assert manifest["model"]["trained"] is False
     assert "train" not in manifest["stage_seconds"]
     assert "training skipped" in res.stderr
+    # Same records: the prior estimated again is the trained one.
+    saved = json.loads((out / "restricted" / "model.json").read_text())
+    assert manifest["model"]["probability_two_random_records_match"] == pytest.approx(
+        saved["probability_two_random_records_match"], rel=1e-9)
+    assert manifest["model"]["prior_from"] == "this data"
+
+
+def test_saved_model_prior_follows_the_data(finished_run, tmp_path):
+    """A third of the records: the prior, re-estimated, is about three times the saved one;
+    with ``with_saved_model: keep`` it is the saved one."""
+    from linkage.synthetic import generate
+
+    out, config = finished_run
+    small = tmp_path / "small"
+    generate(people=500, seed=12, out=small, profile="realistic")
+    model_json = out / "restricted" / "model.json"
+    saved = json.loads(model_json.read_text())["probability_two_random_records_match"]
+
+    res = cli("run", str(config), "--data", str(small), "--out", str(tmp_path / "re"), "--model", str(model_json))
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "re" / "manifest.json").read_text())
+    assert "prior" in manifest["stage_seconds"] and "prior estimated on this data" in res.stderr
+    assert 2 < manifest["model"]["probability_two_random_records_match"] / saved < 4.5
+
+    raw = yaml.safe_load(config.read_text())
+    raw["model"]["training"]["prior"]["with_saved_model"] = "keep"
+    keep = tmp_path / "keep.yaml"
+    keep.write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = cli("run", str(keep), "--data", str(small), "--out", str(tmp_path / "kept"), "--model", str(model_json))
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "kept" / "manifest.json").read_text())
+    assert "prior" not in manifest["stage_seconds"]
+    assert manifest["model"]["probability_two_random_records_match"] == pytest.approx(saved, rel=1e-9)
+    assert manifest["model"]["prior_from"] == "saved model"
 
 
 def test_rerun_gives_identical_person_ids(finished_run, synth_dir, tmp_path):
