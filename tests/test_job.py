@@ -64,6 +64,27 @@ def test_known_duplicates_land_together(finished_run, synth_dir):
     assert split == 0
 
 
+def test_sources_standardised_together_as_each_alone(finished_run, synth_dir):
+    """The job standardises sources read alike in one pass; each row is as if alone."""
+    from linkage import sources
+    from linkage.config import load_config
+    from linkage.standardise import standardise_table
+
+    out, config = finished_run
+    loaded = load_config(config)
+    con = duckdb.connect()
+    sources.read_sources(con, loaded, synth_dir)
+    for name, src in loaded.config.sources.items():
+        standardise_table(con, f"mapped_{name}", f"alone_{name}",
+                          date_formats=list(src.date_formats), list_separator=src.list_separator)
+    alone = " UNION ALL ".join(f"SELECT * FROM alone_{n}" for n in loaded.config.sources)
+    published = f"read_parquet('{out}/restricted/standardised.parquet')"
+    n = con.execute(f"SELECT count(*) FROM ({alone})").fetchall()[0][0]
+    assert n == con.execute(f"SELECT count(*) FROM {published}").fetchall()[0][0]
+    for a, b in ((alone, f"SELECT * FROM {published}"), (f"SELECT * FROM {published}", alone)):
+        assert con.execute(f"SELECT count(*) FROM (({a}) EXCEPT ALL ({b}))").fetchall()[0][0] == 0
+
+
 def test_evaluate_writes_scores(finished_run, synth_dir):
     out, _ = finished_run
     res = cli("evaluate", str(out), "--truth", str(synth_dir / "truth.csv"))
