@@ -85,6 +85,9 @@ class LevelConfig(Strict):
     distance: int | None = Field(default=None, ge=1)  # damerau_levenshtein
     days: int | None = Field(default=None, ge=1)  # date_within
     tf_adjustment: bool = False  # exact
+    # The level applies only where this column differs (or is missing) on the two sides:
+    # an alias level that must not re-count a plain match other comparisons already count.
+    unless_equal: StandardColumn | None = None
     label: str | None = None
 
     @model_validator(mode="after")

@@ -73,6 +73,9 @@ def _level(level: LevelConfig, dialect: str) -> Any:
     else:  # sql
         # Custom SQL is written in DuckDB's dialect; Splink transpiles it for Spark.
         out = cll.CustomLevel(level.sql, label_for_charts=level.label or "custom", base_dialect_str="duckdb")
+    if level.unless_equal:
+        c = level.unless_equal
+        out = cll.And(out, cll.CustomLevel(f'"{c}_l" IS DISTINCT FROM "{c}_r"', base_dialect_str="duckdb"))
     if level.label:
         out = out.configure(label_for_charts=level.label)
     return out

@@ -127,3 +127,30 @@ def test_deterministic_groups_over_the_cap_are_not_linked():
     oversized = build_links(con, "predictions", 0.9, [DeterministicLink(name="pnc", columns=["pnc_key"], max_group_size=5)])
     assert oversized == {"pnc": {"groups": 1, "records": 7}}
     assert sorted(con.execute("SELECT node_id_l, node_id_r FROM links").fetchall()) == [(1, 2), (1, 3)]
+
+
+def test_unless_equal_keeps_a_plain_match_out_of_an_alias_level():
+    """An alias level with ``unless_equal`` fires on a shared alias, not on equal names."""
+    from linkage.config import ComparisonConfig
+    from linkage.model import build_comparison
+
+    comp = ComparisonConfig(
+        name="name", null_when_missing=["name_set"],
+        levels=[{"overlap": "name_set", "unless_equal": "full_name", "label": "alias"}],
+    )
+    alias = build_comparison(comp).get_comparison("duckdb").comparison_levels[1]
+    assert alias.label_for_charts == "alias"
+    pairs = [  # (full_name_l, full_name_r, name_set_l, name_set_r, expected)
+        ("JOHN SMITH", "JOHN SMITH", ["JOHN SMITH"], ["JOHN SMITH"], False),  # plain match
+        ("JOHN SMITH", "JON SMYTH", ["JOHN SMITH", "JON SMYTH"], ["JON SMYTH"], True),  # via an alias
+        (None, "JON SMYTH", ["JON SMYTH"], ["JON SMYTH"], True),  # no primary name on one side
+        ("JOHN SMITH", "ANN JONES", ["JOHN SMITH"], ["ANN JONES"], False),
+    ]
+    con = duckdb.connect()
+    for fl, fr, sl, sr, expected in pairs:
+        got = con.execute(
+            f"SELECT coalesce(({alias.sql_condition}), false) FROM (SELECT ?::VARCHAR AS full_name_l, "
+            "?::VARCHAR AS full_name_r, ?::VARCHAR[] AS name_set_l, ?::VARCHAR[] AS name_set_r)",
+            [fl, fr, sl, sr],
+        ).fetchall()[0][0]
+        assert got is expected, (fl, fr)
