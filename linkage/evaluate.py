@@ -199,6 +199,7 @@ def evaluate_run(run_dir: Path, truth_csv: Path, thresholds: tuple[float, ...] =
     manifest = json.loads(manifest_path.read_text())
     restricted = run_dir / "restricted"
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # the command prints its own progress
     db_api = DuckDBAPI(connection=con)
     r = {name: lit(str(restricted / f"{name}.parquet")) for name in
          ("crosswalk", "rejects", "predictions", "deterministic_links", "standardised")}
