@@ -306,7 +306,8 @@ def _run(
             con.execute(
                 """CREATE OR REPLACE TABLE crosswalk AS
                 SELECT c.source_dataset, c.record_id, k.person_id, k.person_key,
-                       c.cluster_size, c.cluster_min_match_weight, c.cluster_links, c.deterministic_links
+                       c.cluster_size, c.cluster_min_match_weight, c.cluster_links, c.deterministic_links,
+                       c.node_id
                 FROM clusters c JOIN person_ids k USING (cluster_id)
                 ORDER BY c.source_dataset, c.record_id"""
             )
@@ -317,7 +318,8 @@ def _run(
                 )
 
         with stages.stage("write restricted"):
-            _copy(con, "crosswalk", restricted / "crosswalk.parquet")
+            # node_id is the job's own numbering: joins inside the job, not an output.
+            _copy(con, "SELECT * EXCLUDE (node_id) FROM crosswalk", restricted / "crosswalk.parquet")
             _copy(con, "SELECT source_dataset, record_id, _row AS row_number, reason FROM rejects ORDER BY ALL",
                   restricted / "rejects.parquet")
             _copy(con, "id_lineage", restricted / "id_lineage.parquet")

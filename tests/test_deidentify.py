@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import duckdb
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from conftest import TEST_KEY, cli, fast_config
@@ -155,3 +157,17 @@ def test_rerun_with_5_percent_new_records_keeps_ids(synth_dir, tmp_path):
     assert share >= 0.99
     manifest = json.loads((tmp_path / "r2" / "manifest.json").read_text())
     assert manifest["ids"]["kept"] > 0 and manifest["id_generation"] == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=" \t\n\r\f\x0b\xa0aB1,-", max_size=12))
+def test_value_normalisation_matches_the_regex_everywhere(text):
+    """The leakage check's fast normalisation equals upper(trim(collapse \\s+)) on any text."""
+    from linkage.deidentify import _NORM
+
+    con = duckdb.connect()
+    fast, reference = con.execute(
+        f"SELECT {_NORM.format('v')}, upper(trim(regexp_replace(v, '\\s+', ' ', 'g'))) FROM (SELECT ?::VARCHAR AS v)",
+        [text],
+    ).fetchall()[0]
+    assert fast == reference
