@@ -137,22 +137,30 @@ def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst
         out = analyst_dir / f"{name}.parquet"
         con.execute(f"COPY ({sql}) TO {lit(str(out))} (FORMAT parquet)")
         rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
-    per_source = ", ".join(
-        f"count(*) FILTER (WHERE x.source_dataset = {lit(n)}) AS {q('records_' + n)}" for n in cfg.sources
-    )
-    persons = f"""
-        SELECT x.person_id,
-               mode(r.sex) AS sex,
-               mode(r.year_of_birth) AS year_of_birth,
-               array_to_string(list_sort(list_distinct(list(x.source_dataset))), ',') AS sources,
-               count(*) AS records, {per_source}
-        FROM crosswalk x JOIN nodes r USING (node_id)
-        GROUP BY x.person_id ORDER BY x.person_id"""
+    persons = persons_query(list(cfg.sources))
     out = analyst_dir / "persons.parquet"
     con.execute(f"COPY ({persons}) TO {lit(str(out))} (FORMAT parquet)")
     rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
     rows["linkage_summary"] = write_linkage_summary(con, cfg, analyst_dir / "linkage_summary.parquet")
     return rows
+
+
+def persons_query(sources: list[str]) -> str:
+    """SQL: one row per person: most common sex and year of birth, sources, records per source.
+
+    Ties go to the smallest value (F before M, the earlier year), so reruns agree.
+    """
+    per_source = ", ".join(
+        f"count(*) FILTER (WHERE x.source_dataset = {lit(n)}) AS {q('records_' + n)}" for n in sources
+    )
+    return f"""
+        SELECT x.person_id,
+               mode(r.sex ORDER BY r.sex) AS sex,
+               mode(r.year_of_birth ORDER BY r.year_of_birth) AS year_of_birth,
+               array_to_string(list_sort(list_distinct(list(x.source_dataset))), ',') AS sources,
+               count(*) AS records, {per_source}
+        FROM crosswalk x JOIN nodes r USING (node_id)
+        GROUP BY x.person_id ORDER BY x.person_id"""
 
 
 def suppress(counts: list[int | None], threshold: int) -> list[bool]:

@@ -171,3 +171,21 @@ def test_value_normalisation_matches_the_regex_everywhere(text):
         [text],
     ).fetchall()[0]
     assert fast == reference
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_persons_break_ties_the_same_way_whatever_the_row_order(reverse):
+    """A person with one F and one M record (and two birth years) is F, the earlier year."""
+    from linkage.deidentify import persons_query
+
+    nodes = [(1, "M", 1990), (2, "F", 1989), (3, "M", 1970), (4, "M", 1971), (5, "M", 1971)]
+    crosswalk = [("p1", "pnc", 1), ("p1", "libra", 2), ("p2", "pnc", 3), ("p2", "crest", 4), ("p2", "libra", 5)]
+    if reverse:
+        nodes, crosswalk = nodes[::-1], crosswalk[::-1]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE nodes (node_id BIGINT, sex VARCHAR, year_of_birth INTEGER)")
+    con.executemany("INSERT INTO nodes VALUES (?, ?, ?)", nodes)
+    con.execute("CREATE TABLE crosswalk (person_id VARCHAR, source_dataset VARCHAR, node_id BIGINT)")
+    con.executemany("INSERT INTO crosswalk VALUES (?, ?, ?)", crosswalk)
+    rows = con.execute(persons_query(["pnc", "libra", "crest"])).fetchall()
+    assert rows == [("p1", "F", 1989, "libra,pnc", 2, 1, 1, 0), ("p2", "M", 1971, "crest,libra,pnc", 3, 1, 1, 1)]
