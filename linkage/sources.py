@@ -18,6 +18,7 @@ import duckdb
 from linkage.config import LoadedConfig, SourceConfig, check_against_data
 from linkage.errors import InputError
 from linkage.schema import DATE_FIELDS, PERSON_FIELDS
+from linkage.standardise import date_parse_failure_keys, date_parse_failures
 
 # A date column is unreadable (wrong format in the config) when at least this share of
 # its non-empty values fails every configured format.
@@ -139,28 +140,22 @@ def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, p
             f"{path}: column {src.record_id!r} (the record id) repeats: {n_dup} rows share an id with "
             f"another row (rows {_rows_list(dup_rows)}). Each record needs its own id."
         )
-    formats = "[" + ", ".join(lit(f) for f in src.date_formats) + "]"
+    # What standardisation can read, judged by standardisation itself.
     for field in DATE_FIELDS:
         col = src.columns.get(field)
         if col is None:
             continue
-        value = f"nullif(trim({q(col)}), '')"
+        table, column = raw, col
         if field == "alias_dates_of_birth":
-            value = f"nullif(trim(split_part({q(col)}, {lit(src.list_separator)}, 1)), '')"
-        present, failed = con.execute(
-            f"SELECT count({value}), count({value}) FILTER (WHERE try_strptime({value}, {formats}) IS NULL) FROM {raw}"
-        ).fetchall()[0]
-        if present and failed >= UNREADABLE_DATE_SHARE * present:
-            bad = [
-                r[0]
-                for r in con.execute(
-                    f"SELECT _row FROM {raw} WHERE {value} IS NOT NULL AND try_strptime({value}, {formats}) IS NULL "
-                    f"ORDER BY _row LIMIT {ROWS_SHOWN + 1}"
-                ).fetchall()
-            ]
+            table = (f"(SELECT _row, split_part({q(col)}, {lit(src.list_separator)}, 1) AS first_alias_date "
+                     f"FROM {raw})")
+            column = "first_alias_date"
+        check = date_parse_failures(con, table, column, list(src.date_formats))
+        if check.present and check.share >= UNREADABLE_DATE_SHARE:
+            bad = date_parse_failure_keys(con, table, column, list(src.date_formats), "_row", ROWS_SHOWN + 1)
             raise InputError(
                 f"{path}: column {col!r} ({field}) is unreadable with date_formats {src.date_formats}: "
-                f"{failed} of {present} non-empty values fail (rows {_rows_list(bad)}). "
+                f"{check.failed} of {check.present} non-empty values fail (rows {_rows_list(bad)}). "
                 f"Fix sources.{name}.date_formats."
             )
 

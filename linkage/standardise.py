@@ -120,6 +120,7 @@ __all__ = [
     "install_macros",
     "standardise_table",
     "date_parse_failures",
+    "date_parse_failure_keys",
     "check_letter",
     "parse_pnc",
     "parse_cro",
@@ -1021,17 +1022,39 @@ def date_parse_failures(
     e.g. ``check.share > 0.5`` -> "column X: most dates match none of the formats". Only
     counts come back, never values. Future and default dates are readable, so not failures.
     """
-    formats = _check_date_formats(date_formats)
-    install_macros(con)
-    src = f"SELECT CAST({_ident(column)} AS VARCHAR) AS x FROM {table}"
-    staged = _staged(src, _date_steps("x", "z", formats, _dt.date(9999, 12, 31)))
     sql = f"""
-        SELECT count(*) FILTER (WHERE z.reason IN ('unparseable', 'impossible_date')),
-               count(*) FILTER (WHERE z.reason IS DISTINCT FROM 'placeholder')
-        FROM ({staged}) WHERE lk_nz(x) IS NOT NULL
+        SELECT coalesce(sum(n) FILTER (WHERE unreadable), 0),
+               coalesce(sum(n) FILTER (WHERE reason IS DISTINCT FROM 'placeholder'), 0)
+        FROM ({_date_check_sql(con, table, column, date_formats)})
     """
     failed, present = con.execute(sql).fetchall()[0]
     return DateParseCheck(int(failed), int(present))
+
+
+def date_parse_failure_keys(
+    con: duckdb.DuckDBPyConnection, table: str, column: str, date_formats: list[str], key: str, limit: int
+) -> list:
+    """The first ``limit`` values of ``table.key`` (ordered) whose ``column`` counts as a
+    failure in :func:`date_parse_failures`: the rows to name in an error message."""
+    bad = f"SELECT x FROM ({_date_check_sql(con, table, column, date_formats)}) WHERE unreadable"
+    sql = (
+        f"SELECT {_ident(key)} FROM {table} WHERE CAST({_ident(column)} AS VARCHAR) IN ({bad}) "
+        f"ORDER BY 1 LIMIT {int(limit)}"
+    )
+    return [r[0] for r in con.execute(sql).fetchall()]
+
+
+def _date_check_sql(con, table: str, column: str, date_formats: list[str]) -> str:
+    """SQL: (x, n, reason, unreadable) per distinct non-blank value x of ``table.column``
+    (n rows): the date stage plan runs once per distinct value."""
+    formats = _check_date_formats(date_formats)
+    install_macros(con)
+    src = f"SELECT CAST({_ident(column)} AS VARCHAR) AS x, count(*) AS n FROM {table} GROUP BY 1"
+    staged = _staged(src, _date_steps("x", "z", formats, _dt.date(9999, 12, 31)))
+    return (
+        f"SELECT x, n, z.reason AS reason, z.reason IN ('unparseable', 'impossible_date') AS unreadable "
+        f"FROM ({staged}) WHERE lk_nz(x) IS NOT NULL"
+    )
 
 
 def _ident(name: str) -> str:

@@ -618,6 +618,18 @@ def test_date_parse_failures():
     assert wrong.failed == 3 and wrong.share == 1.0
 
 
+def test_date_parse_failure_keys_name_the_failing_rows():
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE d AS SELECT * FROM (VALUES (1, '1990-01-02'), (2, 'N/A'), (3, '31/02/1990'),"
+        " (4, ''), (5, '1990-13-45'), (6, 'Tuesday')) t(_row, dob)"
+    )
+    # a placeholder (N/A) and a blank are missing, not unreadable
+    assert S.date_parse_failure_keys(con, "d", "dob", YMD, "_row", 10) == [3, 5, 6]
+    assert S.date_parse_failure_keys(con, "d", "dob", YMD, "_row", 2) == [3, 5]
+    assert S.date_parse_failures(con, "d", "dob", YMD) == (3, 4)
+
+
 def test_bad_arguments():
     con = duckdb.connect()
     make_table(con, ROWS[:1])
