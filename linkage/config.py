@@ -210,6 +210,9 @@ class EngineConfig(Strict):
     memory_limit: str | None = None  # e.g. "8GB"; default: 60% of the machine's memory
     threads: int | None = Field(default=None, ge=1)
     temp_directory: str | None = None  # spill folder; default: the run's work folder
+    # Where the job's tables live: in memory, spilling past memory_limit (faster), or in
+    # a DuckDB file in the run's work folder (compressed on disk; kept with --keep-work).
+    database: Literal["memory", "file"] = "memory"
     spark_master: str | None = None  # engine spark: e.g. spark://host:7077; default local[threads]
     spark_shuffle_partitions: int = Field(default=16, ge=1)
 

@@ -144,14 +144,16 @@ def _update_registry(loaded: LoadedConfig, run_dir: Path, manifest: dict[str, An
 
 
 def _connect(loaded: LoadedConfig, work: Path, keep: bool = False) -> duckdb.DuckDBPyConnection:
-    """The job's DuckDB: in memory, spilling to the temp directory beyond memory_limit.
+    """The job's DuckDB: in memory, spilling to the temp directory beyond memory_limit, or
+    with ``engine.database: file`` a file in the work folder.
 
     In-memory tables spill like a file database's but are not compressed and written out
-    as they are made: about twice as fast to build at a million records. ``keep`` (for
-    debugging) makes it a file in the work folder instead, kept after the run.
+    as they are made: the job ran about 1.3 times as fast at a million records. ``keep``
+    (for debugging) makes it a file too, kept after the run.
     """
     eng = loaded.config.engine
-    con = duckdb.connect(str(work / "linkage.duckdb") if keep else ":memory:")
+    on_file = keep or eng.database == "file"
+    con = duckdb.connect(str(work / "linkage.duckdb") if on_file else ":memory:")
     memory = eng.memory_limit or f"{int(psutil.virtual_memory().total * 0.6 / 2**20)}MiB"
     con.execute(f"SET memory_limit = {lit(memory)}")
     con.execute(f"SET temp_directory = {lit(eng.temp_directory or str(work / 'spill'))}")
@@ -352,6 +354,7 @@ def _run(
             "config_sha256": loaded.hash,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "engine": cfg.engine.name,
+            "work_database": "file" if (opts.keep_work or cfg.engine.database == "file") else "memory",
             "versions": _versions(),
             "inputs": {
                 n: {"path": str(r.path), "sha256": r.checksum, "rows": r.rows_read} for n, r in reads.items()

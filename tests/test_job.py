@@ -144,6 +144,28 @@ def test_saved_model_prior_follows_the_data(finished_run, tmp_path):
     assert manifest["model"]["prior_from"] == "saved model"
 
 
+def test_file_database_gives_the_same_people(finished_run, synth_dir, tmp_path):
+    """engine.database: file keeps the tables in a DuckDB file; the results do not change."""
+    out, config = finished_run
+    raw = yaml.safe_load(config.read_text())
+    raw.setdefault("engine", {})["database"] = "file"
+    on_file = tmp_path / "file.yaml"
+    on_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    again = tmp_path / "again"
+    res = cli("run", str(on_file), "--data", str(synth_dir), "--out", str(again),
+              "--model", str(out / "restricted" / "model.json"))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((again / "manifest.json").read_text())["work_database"] == "file"
+    assert json.loads((out / "manifest.json").read_text())["work_database"] == "memory"
+    assert not (again / "work").exists()  # the work folder goes with the run unless --keep-work
+    con = duckdb.connect()
+    differ = con.execute(
+        f"SELECT count(*) FROM '{out}/restricted/crosswalk.parquet' a FULL JOIN '{again}/restricted/crosswalk.parquet' b "
+        f"USING (source_dataset, record_id) WHERE a.person_id IS DISTINCT FROM b.person_id"
+    ).fetchall()[0][0]
+    assert differ == 0
+
+
 def test_rerun_gives_identical_person_ids(finished_run, synth_dir, tmp_path):
     out, config = finished_run
     again = tmp_path / "again"
