@@ -49,6 +49,14 @@ def key_env(monkeypatch):
     return TEST_KEY
 
 
+def config_variant(config: Path, out: Path, change) -> Path:
+    """A copy of ``config`` at ``out`` with ``change(raw_dict)`` applied."""
+    raw = yaml.safe_load(config.read_text())
+    change(raw)
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real ``linkage`` entry point."""
     full_env = {**os.environ, "LINKAGE_PSEUDONYM_KEY": TEST_KEY, **(env or {})}

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
-from conftest import cli, fast_config
+from conftest import cli, config_variant, fast_config
 
 
 def _count_rows(path: Path) -> int:
@@ -132,10 +131,8 @@ def test_saved_model_prior_follows_the_data(finished_run, tmp_path):
     assert "prior" in manifest["stage_seconds"] and "prior estimated on this data" in res.stderr
     assert 2 < manifest["model"]["probability_two_random_records_match"] / saved < 4.5
 
-    raw = yaml.safe_load(config.read_text())
-    raw["model"]["training"]["prior"]["with_saved_model"] = "keep"
-    keep = tmp_path / "keep.yaml"
-    keep.write_text(yaml.safe_dump(raw, sort_keys=False))
+    keep = config_variant(config, tmp_path / "keep.yaml",
+                          lambda raw: raw["model"]["training"]["prior"].update(with_saved_model="keep"))
     res = cli("run", str(keep), "--data", str(small), "--out", str(tmp_path / "kept"), "--model", str(model_json))
     assert res.returncode == 0, res.stderr
     manifest = json.loads((tmp_path / "kept" / "manifest.json").read_text())
@@ -147,10 +144,8 @@ def test_saved_model_prior_follows_the_data(finished_run, tmp_path):
 def test_file_database_gives_the_same_people(finished_run, synth_dir, tmp_path):
     """engine.database: file keeps the tables in a DuckDB file; the results do not change."""
     out, config = finished_run
-    raw = yaml.safe_load(config.read_text())
-    raw.setdefault("engine", {})["database"] = "file"
-    on_file = tmp_path / "file.yaml"
-    on_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    on_file = config_variant(config, tmp_path / "file.yaml",
+                             lambda raw: raw.setdefault("engine", {}).update(database="file"))
     again = tmp_path / "again"
     res = cli("run", str(on_file), "--data", str(synth_dir), "--out", str(again),
               "--model", str(out / "restricted" / "model.json"))

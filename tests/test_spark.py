@@ -12,9 +12,8 @@ import shutil
 
 import duckdb
 import pytest
-import yaml
 
-from conftest import cli, fast_config
+from conftest import cli, config_variant, fast_config
 
 pytest.importorskip("pyspark")
 if not shutil.which("java"):
@@ -27,10 +26,10 @@ def test_spark_scores_the_same_pairs_as_duckdb(synth_dir, tmp_path):
     res = cli("run", str(config), "--data", str(synth_dir), "--out", str(duck))
     assert res.returncode == 0, res.stderr
 
-    raw = yaml.safe_load(config.read_text())
-    raw["engine"] = {"name": "spark", "threads": 2, "spark_shuffle_partitions": 4}
-    spark_config = tmp_path / "spark.yaml"
-    spark_config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    spark_config = config_variant(
+        config, tmp_path / "spark.yaml",
+        lambda raw: raw.update(engine={"name": "spark", "threads": 2, "spark_shuffle_partitions": 4}),
+    )
     spark = tmp_path / "spark"
     res = cli("run", str(spark_config), "--data", str(synth_dir), "--out", str(spark),
               "--model", str(duck / "restricted" / "model.json"))
