@@ -143,6 +143,11 @@ def _update_registry(loaded: LoadedConfig, run_dir: Path, manifest: dict[str, An
 # --- the job -----------------------------------------------------------------------------
 
 
+def _work_database(cfg, keep: bool) -> str:
+    """``file`` when configured or kept for debugging (``--keep-work``), else ``memory``."""
+    return "file" if keep or cfg.engine.database == "file" else "memory"
+
+
 def _connect(loaded: LoadedConfig, work: Path, keep: bool = False) -> duckdb.DuckDBPyConnection:
     """The job's DuckDB: in memory, spilling to the temp directory beyond memory_limit, or
     with ``engine.database: file`` a file in the work folder.
@@ -152,8 +157,7 @@ def _connect(loaded: LoadedConfig, work: Path, keep: bool = False) -> duckdb.Duc
     (for debugging) makes it a file too, kept after the run.
     """
     eng = loaded.config.engine
-    on_file = keep or eng.database == "file"
-    con = duckdb.connect(str(work / "linkage.duckdb") if on_file else ":memory:")
+    con = duckdb.connect(str(work / "linkage.duckdb") if _work_database(loaded.config, keep) == "file" else ":memory:")
     memory = eng.memory_limit or f"{int(psutil.virtual_memory().total * 0.6 / 2**20)}MiB"
     con.execute(f"SET memory_limit = {lit(memory)}")
     con.execute(f"SET temp_directory = {lit(eng.temp_directory or str(work / 'spill'))}")
@@ -354,7 +358,7 @@ def _run(
             "config_sha256": loaded.hash,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "engine": cfg.engine.name,
-            "work_database": "file" if (opts.keep_work or cfg.engine.database == "file") else "memory",
+            "work_database": _work_database(cfg, opts.keep_work),
             "versions": _versions(),
             "inputs": {
                 n: {"path": str(r.path), "sha256": r.checksum, "rows": r.rows_read} for n, r in reads.items()
