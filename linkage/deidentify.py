@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 
 from linkage.config import JobConfig, SourceConfig
 from linkage.errors import LeakageError, LinkageError
-from linkage.schema import PERSON_FIELDS
 from linkage.sources import lit, q
 
 KEY_ENV = "LINKAGE_PSEUDONYM_KEY"
@@ -141,7 +140,10 @@ def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst
     out = analyst_dir / "persons.parquet"
     con.execute(f"COPY ({persons}) TO {lit(str(out))} (FORMAT parquet)")
     rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
-    rows["linkage_summary"] = write_linkage_summary(con, cfg, analyst_dir / "linkage_summary.parquet")
+    rows["linkage_summary"] = write_linkage_summary(
+        con, f"read_parquet({lit(str(out))})", list(cfg.sources), cfg.outputs.suppression_threshold,
+        analyst_dir / "linkage_summary.parquet",
+    )
     return rows
 
 
@@ -151,16 +153,28 @@ def persons_query(sources: list[str]) -> str:
     Ties go to the smallest value (F before M, the earlier year), so reruns agree.
     """
     per_source = ", ".join(
-        f"count(*) FILTER (WHERE x.source_dataset = {lit(n)}) AS {q('records_' + n)}" for n in sources
+        f"count(*) FILTER (WHERE source_dataset = {lit(n)}) AS {q('records_' + n)}" for n in sources
     )
+
+    def most_common(col: str) -> str:
+        # Counted per person and value, then the largest count, the smallest value on a tie.
+        return (
+            f"SELECT person_id, arg_min({col}, (-n, {col})) AS {col} FROM (SELECT person_id, {col}, count(*) AS n "
+            f"FROM base WHERE {col} IS NOT NULL GROUP BY ALL) GROUP BY ALL"
+        )
+
     return f"""
-        SELECT x.person_id,
-               mode(r.sex ORDER BY r.sex) AS sex,
-               mode(r.year_of_birth ORDER BY r.year_of_birth) AS year_of_birth,
-               array_to_string(list_sort(list_distinct(list(x.source_dataset))), ',') AS sources,
-               count(*) AS records, {per_source}
-        FROM crosswalk x JOIN nodes r USING (node_id)
-        GROUP BY x.person_id ORDER BY x.person_id"""
+        WITH base AS (SELECT x.person_id, x.source_dataset, r.sex, r.year_of_birth
+                      FROM crosswalk x JOIN nodes r USING (node_id)),
+        sexes AS ({most_common("sex")}),
+        years AS ({most_common("year_of_birth")}),
+        people AS (SELECT person_id,
+                          array_to_string(list_sort(list_distinct(list(source_dataset))), ',') AS sources,
+                          count(*) AS records, {per_source}
+                   FROM base GROUP BY ALL)
+        SELECT p.person_id, s.sex, y.year_of_birth, p.* EXCLUDE (person_id)
+        FROM people p LEFT JOIN sexes s USING (person_id) LEFT JOIN years y USING (person_id)
+        ORDER BY p.person_id"""
 
 
 def suppress(counts: list[int | None], threshold: int) -> list[bool]:
@@ -179,35 +193,28 @@ def suppress(counts: list[int | None], threshold: int) -> list[bool]:
     return hidden
 
 
-def write_linkage_summary(con: duckdb.DuckDBPyConnection, cfg: JobConfig, out: Path) -> int:
-    """Link rates between every pair of sources and people by number of sources, suppressed."""
-    threshold = cfg.outputs.suppression_threshold
-    names = list(cfg.sources)
-    per_source = dict(
-        con.execute("SELECT source_dataset, count(DISTINCT person_id) FROM crosswalk GROUP BY ALL").fetchall()
-    )
-    both = dict(
-        ((a, b), n)
-        for a, b, n in con.execute(
-            """SELECT a.source_dataset, b.source_dataset, count(DISTINCT a.person_id)
-            FROM (SELECT DISTINCT person_id, source_dataset FROM crosswalk) a
-            JOIN (SELECT DISTINCT person_id, source_dataset FROM crosswalk) b
-              ON a.person_id = b.person_id AND a.source_dataset < b.source_dataset GROUP BY ALL"""
-        ).fetchall()
-    )
+def write_linkage_summary(
+    con: duckdb.DuckDBPyConnection, persons: str, sources: list[str], threshold: int, out: Path
+) -> int:
+    """Link rates between every pair of sources and people by number of sources, suppressed.
+
+    Counted from ``persons`` (a relation with ``records_<source>`` per person): people are
+    grouped by the sources they appear in, a few dozen combinations, and every count is a
+    sum over those.
+    """
+    names = list(sources)
+    present = ", ".join(f"{q('records_' + n)} > 0" for n in names)
+    combos = [(row[:-1], row[-1]) for row in con.execute(f"SELECT {present}, count(*) FROM {persons} GROUP BY ALL").fetchall()]
+
+    def people(*indexes: int) -> int:
+        return sum(n for has, n in combos if all(has[i] for i in indexes))
+
     rows = []
     for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            key = (a, b) if a < b else (b, a)
-            rows.append((a, b, per_source.get(a, 0), per_source.get(b, 0), both.get(key, 0)))
+        for j in range(i + 1, len(names)):
+            rows.append((a, names[j], people(i), people(j), people(i, j)))
     pair_hidden = suppress([r[4] for r in rows], threshold)
-    by_k = dict(
-        con.execute(
-            "SELECT k, count(*) FROM (SELECT person_id, count(DISTINCT source_dataset) AS k FROM crosswalk "
-            "GROUP BY ALL) GROUP BY ALL"
-        ).fetchall()
-    )
-    k_counts = [by_k.get(k, 0) for k in range(1, len(names) + 1)]
+    k_counts = [sum(n for has, n in combos if sum(has) == k) for k in range(1, len(names) + 1)]
     k_hidden = suppress(k_counts, threshold)
     table = {
         "table": [],
@@ -247,30 +254,24 @@ def write_linkage_summary(con: duckdb.DuckDBPyConnection, cfg: JobConfig, out: P
 MIN_IDENTIFIER_LENGTH = 4
 
 
-def build_identifier_values(con: duckdb.DuckDBPyConnection, cfg: JobConfig, among: str | None = None) -> int:
+def build_identifier_values(
+    con: duckdb.DuckDBPyConnection, cfg: JobConfig, among: str | None = None, raw_values: str = "raw_values"
+) -> int:
     """``identifier_values(v)``: every identifying value in the inputs, normalised.
 
-    Raw mapped values (names, dates of birth, reference numbers, postcodes, aliases and
-    their parts), record ids, and the standardised forms. With ``among`` (a table with a
-    column ``v``), only the values that are also there: the leakage check needs no more,
-    and the full set is millions of values at a million records.
+    Raw values (names, dates of birth, reference numbers, postcodes, aliases and alias
+    dates of birth, as read: ``raw_values(field, v)``, which standardisation keeps with
+    each distinct value once), record ids, and the standardised forms. With ``among`` (a
+    table with a column ``v``), only the values that are also there: the leakage check
+    needs no more, and the full set is millions of values at a million records.
     """
-    raw, std = [], []
-    for name, src in cfg.sources.items():
-        mapped = q("mapped_" + name)
-        for field in PERSON_FIELDS:
-            if field == "sex" or field not in src.columns:
-                continue
-            if field in ("aliases", "alias_dates_of_birth"):
-                raw.append(f"SELECT unnest(string_split({field}, {lit(src.list_separator)})) AS v FROM {mapped}")
-            elif field == "postcode":
-                # Written without its space a postcode has the shape of other codes (a Libra
-                # court code such as B10JQ is letter, two digits, two letters), so only a
-                # postcode with its space is an identifier value.
-                raw.append(f"SELECT {field} AS v FROM {mapped} WHERE {field} LIKE '% %'")
-            else:
-                raw.append(f"SELECT {field} AS v FROM {mapped}")
+    # Sex codes are too short and common to identify anyone. Written without its space a
+    # postcode has the shape of other codes (a Libra court code such as B10JQ is letter,
+    # two digits, two letters), so only a postcode with its space is an identifier value.
+    raw = [f"SELECT v FROM {q(raw_values)} WHERE field <> 'sex' AND (field <> 'postcode' OR v LIKE '% %')"]
+    for name in cfg.sources:
         raw.append(f"SELECT record_id AS v FROM {q('all_' + name)}")
+    std = []
     std_text = ["first_name", "middle_names", "surname", "full_name", "pnc_id", "cro_number", "prison_number", "crn", "postcode"]
     for col in std_text:
         std.append(f"SELECT {col} AS v FROM records")

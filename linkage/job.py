@@ -239,6 +239,7 @@ def _run(
                 standardise_table(
                     con, f"__lk_group_{i}", f"std_{i}",
                     date_formats=list(first.date_formats), list_separator=first.list_separator,
+                    keep_raw_values=True,
                 )
             std_tables = [f"std_{i}" for i in range(len(groups))]
             con.execute(
@@ -248,6 +249,11 @@ def _run(
             con.execute(
                 "CREATE OR REPLACE VIEW invalid_values AS "
                 + " UNION ALL ".join(f"SELECT * FROM {t}_invalid" for t in std_tables)
+            )
+            # Each distinct raw value once, for the leakage check.
+            con.execute(
+                "CREATE OR REPLACE VIEW raw_values AS "
+                + " UNION ALL ".join(f"SELECT * FROM {t}_raw_values" for t in std_tables)
             )
             invalid = _invalid_counts(con, cfg)
             # Number the records once; from here on ``nodes`` holds them (one copy in memory).

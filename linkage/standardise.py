@@ -1156,6 +1156,7 @@ def standardise_table(
     date_formats: list[str],
     list_separator: str = ";",
     today: _dt.date | None = None,
+    keep_raw_values: bool = False,
 ) -> StandardiseStats:
     """Standardise ``source_table`` into ``out_table`` (one row per input row) and
     ``{out_table}_invalid`` (one row per value present but made missing).
@@ -1171,6 +1172,11 @@ def standardise_table(
     How: each field's stage plan runs once per *distinct* raw value into a dictionary table
     (aliases and alias dates, unnested to one row per element, share the full-name and date
     dictionaries); one query then joins the dictionaries back to the rows.
+
+    ``keep_raw_values`` also keeps ``{out_table}_raw_values(field, v)``: every distinct raw
+    value, as read, of each dictionary (``field``: first, middle, surname, full (full names
+    and alias elements), dob (dates of birth and alias dates), sex, pnc, cro, prison, crn,
+    postcode). The leakage check reads these instead of scanning every row again.
     """
     formats = _check_date_formats(date_formats)
     if not isinstance(list_separator, str) or not list_separator:
@@ -1222,6 +1228,14 @@ def standardise_table(
             f" SELECT x AS k, {flat}, {reason} AS why FROM ({staged})"
         )
         dictionaries[name] = (dictionary, inputs, outputs)
+
+    if keep_raw_values:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {out_table}_raw_values AS "
+            + " UNION ALL ".join(
+                f"SELECT {_q(name)} AS field, k AS v FROM {table}" for name, (table, _, _) in dictionaries.items()
+            )
+        )
 
     # Phonetic keys and canonical forenames: Python over distinct names only.
     d = {name: table for name, (table, _, _) in dictionaries.items()}

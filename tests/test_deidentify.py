@@ -105,21 +105,47 @@ def test_person_id_on_every_record_and_key_written_nowhere(published):
             assert TEST_KEY.encode() not in path.read_bytes(), path
 
 
-def test_planted_name_fails_the_run_and_publishes_nothing(synth_dir, tmp_path):
+# Identifier values planted into analyst-bound columns of libra.csv, one row each: a value
+# read from each kind of identifying field of some source (SQL over the synthetic extracts).
+PLANTED = {
+    "notes_name": "SELECT defendant_name FROM libra WHERE length(defendant_name) > 8",
+    "notes_alias": "SELECT split_part(alias_names, ';', 1) FROM pnc WHERE length(split_part(alias_names, ';', 1)) > 8",
+    "notes_alias_dob": "SELECT split_part(alias_dates_of_birth, ';', 1) FROM prison "
+                       "WHERE length(split_part(alias_dates_of_birth, ';', 1)) > 8",
+    "notes_dob": "SELECT defendant_dob FROM libra WHERE length(defendant_dob) > 8",
+    "notes_cro": "SELECT cro FROM probation WHERE length(cro) > 6",
+    "notes_crn": "SELECT crn FROM probation WHERE length(crn) > 5",
+    "notes_postcode": "SELECT postcode FROM probation WHERE postcode LIKE '% %'",
+    "notes_record_id": "SELECT booking_id FROM prison",
+}
+
+
+def test_planted_identifiers_fail_the_run_and_publish_nothing(synth_dir, tmp_path):
+    """Names, aliases, dates, reference numbers, postcodes and record ids pasted into
+    analyst-bound columns are each caught, by table and column, and nothing is published."""
     data = tmp_path / "data"
     data.mkdir()
     for f in synth_dir.iterdir():
         (data / f.name).write_bytes(f.read_bytes())
     con = duckdb.connect()
-    # An analyst-bound notes column into which someone pasted a defendant's name.
-    con.execute(f"CREATE TABLE t AS SELECT *, '' AS notes FROM read_csv('{data}/libra.csv', header=true, all_varchar=true)")
-    con.execute("UPDATE t SET notes = defendant_name WHERE libra_case_id = (SELECT min(libra_case_id) FROM t WHERE length(defendant_name) > 8)")
-    con.execute(f"COPY t TO '{data}/libra.csv' (HEADER)")
+    for source in ("pnc", "prison", "probation", "libra"):
+        con.execute(f"CREATE TABLE {source} AS SELECT * FROM read_csv('{data}/{source}.csv', header=true, all_varchar=true)")
+    con.execute("CREATE TABLE t AS SELECT *, row_number() OVER () AS _n FROM libra")
+    for i, (column, sql) in enumerate(PLANTED.items()):
+        value = con.execute(f"{sql} ORDER BY 1 LIMIT 1").fetchall()[0][0]
+        assert value, column
+        con.execute(f"ALTER TABLE t ADD COLUMN {column} VARCHAR DEFAULT ''")
+        con.execute(f"UPDATE t SET {column} = ? WHERE _n = ?", [value, 10 * i + 1])
+    con.execute(f"COPY (SELECT * EXCLUDE (_n) FROM t) TO '{data}/libra.csv' (HEADER)")
     out = tmp_path / "run"
-    res = cli("run", str(fast_config(tmp_path, carry={"libra": {"notes": "keep"}})), "--data", str(data), "--out", str(out))
+    config = fast_config(tmp_path, carry={"libra": {column: "keep" for column in PLANTED}})
+    res = cli("run", str(config), "--data", str(data), "--out", str(out))
     assert res.returncode == 1, res.stderr
-    assert "leakage check failed" in res.stderr and "libra.notes (1 rows)" in res.stderr
-    assert "Nothing was published" in res.stderr
+    message = " ".join(res.stderr.split())
+    assert "leakage check failed" in message
+    for column in PLANTED:
+        assert f"libra.{column} (1 rows)" in message, column
+    assert "Nothing was published" in message
     assert not out.exists()
 
 
@@ -189,3 +215,42 @@ def test_persons_break_ties_the_same_way_whatever_the_row_order(reverse):
     con.executemany("INSERT INTO crosswalk VALUES (?, ?, ?)", crosswalk)
     rows = con.execute(persons_query(["pnc", "libra", "crest"])).fetchall()
     assert rows == [("p1", "F", 1989, "libra,pnc", 2, 1, 1, 0), ("p2", "M", 1971, "crest,libra,pnc", 3, 1, 1, 1)]
+
+
+def test_linkage_summary_counts_people_per_pair_and_per_number_of_sources(tmp_path):
+    """The summary's counts equal a count over the people's own sources (no suppression)."""
+    import random
+
+    import pyarrow.parquet as pq
+
+    from linkage.deidentify import persons_query, write_linkage_summary
+
+    names = ["pnc", "prison", "probation", "libra", "crest"]
+    rng = random.Random(7)
+    crosswalk, nodes, people = [], [], {}
+    for p in range(400):
+        chosen = rng.sample(names, rng.randint(1, 5))
+        people[f"P{p:04d}"] = set(chosen)
+        for source in chosen + rng.sample(chosen, 1):  # one source twice: records, not people
+            nodes.append((len(nodes), "M", 1980))
+            crosswalk.append((f"P{p:04d}", source, len(nodes) - 1))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE nodes (node_id BIGINT, sex VARCHAR, year_of_birth INTEGER)")
+    con.executemany("INSERT INTO nodes VALUES (?, ?, ?)", nodes)
+    con.execute("CREATE TABLE crosswalk (person_id VARCHAR, source_dataset VARCHAR, node_id BIGINT)")
+    con.executemany("INSERT INTO crosswalk VALUES (?, ?, ?)", crosswalk)
+    con.execute(f"CREATE TABLE persons AS {persons_query(names)}")
+    out = tmp_path / "summary.parquet"
+    write_linkage_summary(con, "persons", names, 1, out)
+    got = pq.read_table(out).to_pylist()
+    pairs = {(r["source_a"], r["source_b"]): r for r in got if r["table"] == "pair"}
+    assert len(pairs) == 10
+    for (a, b), r in pairs.items():
+        assert r["people_in_a"] == sum(a in s for s in people.values())
+        assert r["people_in_b"] == sum(b in s for s in people.values())
+        assert r["people"] == sum(a in s and b in s for s in people.values())
+        assert not r["suppressed"]
+    by_k = {r["table"]: r["people"] for r in got if r["table"] != "pair"}
+    for k in range(1, 6):
+        label = f"people in {k} source{'s' if k > 1 else ''}"
+        assert by_k[label] == sum(len(s) == k for s in people.values())

@@ -708,3 +708,27 @@ def test_known_dummy_pncs_are_missing(dummy):
     # They pass the check letter but were never issued to a person: linking on them glues
     # strangers together.
     assert S.canonical_pnc(dummy, today=TODAY) is None
+
+
+def test_raw_values_keep_every_distinct_raw_value_once():
+    """``keep_raw_values``: each field's distinct raw values as read, list elements split."""
+    con = duckdb.connect()
+    make_table(con, ROWS + [dict(ROWS[0], record_id="7")])
+    S.standardise_table(con, "raw", "std", date_formats=["%Y-%m-%d", "%d/%m/%Y"], today=TODAY,
+                        keep_raw_values=True)
+    got = con.execute("SELECT field, v FROM std_raw_values").fetchall()
+    assert len(got) == len(set(got))  # once each, though record 7 repeats record 1
+    fields = {"first": ["first_name"], "middle": ["middle_names"], "surname": ["surname"],
+              "full": ["full_name", "aliases"], "dob": ["date_of_birth", "alias_dates_of_birth"],
+              "sex": ["sex"], "pnc": ["pnc_id"], "cro": ["cro_number"], "prison": ["prison_number"],
+              "crn": ["crn"], "postcode": ["postcode"]}  # fmt: skip
+    want = set()
+    for field, columns in fields.items():
+        for row in ROWS:
+            for column in columns:
+                value = row.get(column)
+                if value is not None and column in ("aliases", "alias_dates_of_birth"):
+                    want |= {(field, p) for p in value.split(";") if p.strip()}  # blank elements dropped
+                elif value is not None:
+                    want.add((field, value))
+    assert set(got) == want
