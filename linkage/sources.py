@@ -104,17 +104,27 @@ def _rows_list(rows: list[int]) -> str:
 
 
 def load_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, path: Path) -> None:
-    """Copy the extract into ``raw_<name>`` with every column as text and a row number."""
+    """Copy the extract into a table with every column as text; ``raw_<name>`` adds ``_row``.
+
+    ``_row`` is the record's row in the extract (1 for the first after the header): the
+    table keeps the file's order (DuckDB preserves insertion order), so it is the table's
+    row id plus one. Numbering with ``row_number() OVER ()`` instead ran on one thread.
+    """
     scan = _scan_sql(src, path)
     cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
     as_text = ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in cols)
+    table = q("extract_" + name)
+    # A column called rowid would hide the row id: number those extracts the slow way.
+    numbered = any(c.lower() == "rowid" for c in cols)
     try:
         con.execute(
-            f"CREATE OR REPLACE TABLE {q('raw_' + name)} AS "
-            f"SELECT row_number() OVER () AS _row, {as_text} FROM {scan}"
+            f"CREATE OR REPLACE TABLE {table} AS "
+            f"SELECT {'row_number() OVER () AS _row, ' if numbered else ''}{as_text} FROM {scan}"
         )
     except duckdb.Error as exc:
         raise InputError(f"{path}: cannot be read as {src.file_format} ({_first_line(exc)})") from None
+    row = "" if numbered else "rowid + 1 AS _row, "
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {q('raw_' + name)} AS SELECT {row}* FROM {table}")
 
 
 def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, path: Path) -> None:

@@ -270,3 +270,23 @@ def test_killed_run_leaves_the_published_run_untouched(finished_run, synth_dir, 
     assert cli("run", str(config), "--data", str(synth_dir), "--out", str(out), "--model",
                str(out / "restricted" / "model.json")).returncode == 0
     assert not list(tmp_path.glob(".run.staging-*"))
+
+
+@pytest.mark.parametrize("id_column", ["ref", "rowid"])
+def test_row_numbers_are_the_extracts_rows(tmp_path, id_column):
+    """``_row`` is the row in the file, also when the file is read in parallel chunks, and
+    also when the extract has a column called rowid (which hides DuckDB's row id)."""
+    from linkage import sources
+    from linkage.config import SourceConfig
+
+    path = tmp_path / "big.csv"
+    con = duckdb.connect()
+    # Rows of uneven length, so that parallel chunks do not split at round row numbers.
+    con.execute(f"COPY (SELECT i AS {id_column}, repeat('x', (i * 7919) % 50) AS pad FROM range(1, 400001) t(i)) "
+                f"TO '{path}' (HEADER)")
+    src = SourceConfig(path=str(path), record_id=id_column, columns={"surname": "pad"})
+    sources.load_source(con, "big", src, path)
+    rows, wrong = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE _row <> CAST({id_column} AS BIGINT)) FROM raw_big"
+    ).fetchall()[0]
+    assert (rows, wrong) == (400_000, 0)
