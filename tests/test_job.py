@@ -165,6 +165,30 @@ def test_rerun_gives_identical_person_ids(finished_run, synth_dir, tmp_path):
     assert _records_with_another_person_id(out, again) == 0
 
 
+def test_id_registry_carries_person_ids_without_previous(finished_run, synth_dir, tmp_path):
+    """outputs.id_registry: each run leaves its ids there and the next run keeps them,
+    with no --previous; a run with another key is refused."""
+    out, config = finished_run
+    registry = tmp_path / "secure" / "ids.parquet"
+    with_registry = config_variant(config, tmp_path / "registry.yaml",
+                                   lambda raw: raw.setdefault("outputs", {}).update(id_registry=str(registry)))
+    model = str(out / "restricted" / "model.json")
+    runs = [tmp_path / "r1", tmp_path / "r2"]
+    for run in runs:
+        res = cli("run", str(with_registry), "--data", str(synth_dir), "--out", str(run), "--model", model)
+        assert res.returncode == 0, res.stderr
+    first, second = (json.loads((r / "manifest.json").read_text()) for r in runs)
+    assert first["previous_ids"] is None and first["id_generation"] == 1
+    assert second["previous_ids"] == str(registry) and second["id_generation"] == 2
+    assert second["ids"]["kept"] == second["clusters"]["clusters"] and second["ids"]["new"] == 0
+    assert _records_with_another_person_id(runs[0], runs[1]) == 0
+    meta = json.loads(registry.with_suffix(".json").read_text())
+    assert meta["id_generation"] == 2 and meta["pseudonym_key_fingerprint"] == second["pseudonym_key_fingerprint"]
+    res = cli("run", str(with_registry), "--data", str(synth_dir), "--out", str(tmp_path / "r3"), "--model", model,
+              env={"LINKAGE_PSEUDONYM_KEY": "a-completely-different-key-42"})
+    assert res.returncode == 1 and "made with a different pseudonymisation key" in res.stderr
+
+
 def _records_with_another_person_id(a: Path, b: Path) -> int:
     """Records whose person id differs between two runs (or that only one run has)."""
     return duckdb.connect().execute(
