@@ -109,7 +109,7 @@ def connected_components(
 def summarise_clusters(con: duckdb.DuckDBPyConnection) -> ClusterStats:
     """``clusters``: every node with its cluster and the cluster's evidence."""
     con.execute(
-        f"""CREATE OR REPLACE TABLE clusters AS
+        """CREATE OR REPLACE TABLE clusters AS
         WITH sizes AS (SELECT cluster_id, count(*) AS cluster_size FROM cc GROUP BY ALL),
         edges AS (
             SELECT c.cluster_id, min(l.match_weight) AS cluster_min_match_weight,

@@ -369,10 +369,10 @@ def load_config(path: str | Path) -> LoadedConfig:
 
 def needed_columns(src: SourceConfig) -> list[tuple[str, str]]:
     """(key path, column) for every extract column the source config names."""
-    out = [(f"record_id", src.record_id)]
+    out = [("record_id", src.record_id)]
     out += [(f"columns.{field}", col) for field, col in src.columns.items()]
     out += [(f"carry.{col}", col) for col in src.carry]
-    out += [(f"age_at", col) for col in src.age_at]
+    out += [("age_at", col) for col in src.age_at]
     return out
 
 

@@ -118,7 +118,7 @@ def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst
     analyst_dir.mkdir(parents=True, exist_ok=True)
     rows = {}
     for name, src in cfg.sources.items():
-        exprs = [f"x.person_id"]
+        exprs = ["x.person_id"]
         for col, how in src.carry.items():
             expr, out = _carry_expr(col, how, src)
             exprs.append(f"{expr} AS {q(out)}")

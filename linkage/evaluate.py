@@ -140,9 +140,9 @@ def label(con: duckdb.DuckDBPyConnection, predicted: str, out: str = "labelled")
     ).fetchall()[0]
     check = TruthCheck(truth_rows, run_records, run_records - labelled, truth_rows - labelled)
     if check.unlabelled_records:
-        warnings.warn(f"{check.unlabelled_records} of {run_records} run records have no truth label and are not scored")
+        warnings.warn(f"{check.unlabelled_records} of {run_records} run records have no truth label and are not scored", stacklevel=2)
     if check.unknown_truth_rows:
-        warnings.warn(f"{check.unknown_truth_rows} truth rows name records the run never read; they are ignored")
+        warnings.warn(f"{check.unknown_truth_rows} truth rows name records the run never read; they are ignored", stacklevel=2)
     return check
 
 

@@ -1091,7 +1091,7 @@ def render(run: Run) -> str:
             section = make(run, charts)
         except Exception as exc:  # noqa: BLE001 - one broken section must not hide the others
             # The type only: a message from the engine could quote a value.
-            warnings.warn(f"report section {make.__name__.lstrip('_')} failed: {type(exc).__name__}")
+            warnings.warn(f"report section {make.__name__.lstrip('_')} failed: {type(exc).__name__}", stacklevel=2)
             section = Section(make.__name__.lstrip("_").replace("_", "-"), make.__name__.lstrip("_").replace("_", " ").capitalize())
             section.add(f'<p class="error section-error">This section could not be built ({esc(type(exc).__name__)}).</p>')
         if section is not None:

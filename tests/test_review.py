@@ -40,7 +40,7 @@ def run(tmp_path) -> Path:
     con = duckdb.connect()
     preds, records = [], []
     i = 0
-    for name, (w, n) in STRATUM_PAIRS.items():
+    for _name, (w, n) in STRATUM_PAIRS.items():
         for _ in range(n):
             left, right = f"L{i:03d}", f"R{i:03d}"
             preds.append(("pnc", left, "libra", right, w, 2**w / (1 + 2**w)))
