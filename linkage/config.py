@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
 
 from linkage.errors import ConfigError
 from linkage.schema import DATE_FIELDS, PERSON_FIELDS, STANDARD_COLUMNS
+from linkage.standardise.declared import declared_columns
+from linkage.standardise.types import TYPES, AnyFieldType, FieldType
 
-PersonField = Literal[PERSON_FIELDS]  # type: ignore[valid-type]
-StandardColumn = Literal[tuple(STANDARD_COLUMNS)]  # type: ignore[valid-type]
+# A column of the records (a preset column, a declared field or one of its keys): checked
+# against the job's own fields once the whole config is read (``_column_problems``).
+Column = str
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -39,7 +42,9 @@ class SourceConfig(Strict):
     path: str
     format: Literal["csv", "parquet"] | None = None
     record_id: str
-    columns: dict[PersonField, str] = Field(min_length=1)
+    # field -> the extract's column: the justice preset's person fields and/or the job's
+    # declared fields (``fields:``).
+    columns: dict[str, str] = Field(min_length=1)
     date_formats: list[str] = Field(default=["%Y-%m-%d"], min_length=1)
     list_separator: str = Field(default=";", min_length=1)
     delimiter: str = Field(default=",", min_length=1, max_length=1)
@@ -62,6 +67,7 @@ LEVEL_KINDS = (
     "reversed",
     "overlap",
     "jaro_winkler",
+    "levenshtein",
     "damerau_levenshtein",
     "date_swap",
     "date_within",
@@ -72,22 +78,23 @@ LEVEL_KINDS = (
 class LevelConfig(Strict):
     """One comparison level; exactly one of the kind keys is set."""
 
-    exact: StandardColumn | None = None
-    reversed: list[StandardColumn] | None = None
-    overlap: StandardColumn | None = None
-    jaro_winkler: StandardColumn | None = None
-    damerau_levenshtein: StandardColumn | None = None
-    date_swap: StandardColumn | None = None
-    date_within: StandardColumn | None = None
+    exact: Column | None = None
+    reversed: list[Column] | None = None
+    overlap: Column | None = None
+    jaro_winkler: Column | None = None
+    levenshtein: Column | None = None
+    damerau_levenshtein: Column | None = None
+    date_swap: Column | None = None
+    date_within: Column | None = None
     sql: str | None = None
 
     threshold: float | None = Field(default=None, gt=0, le=1)  # jaro_winkler
-    distance: int | None = Field(default=None, ge=1)  # damerau_levenshtein
+    distance: int | None = Field(default=None, ge=1)  # levenshtein, damerau_levenshtein
     days: int | None = Field(default=None, ge=1)  # date_within
     tf_adjustment: bool = False  # exact
     # The level applies only where this column differs (or is missing) on the two sides:
     # an alias level that must not re-count a plain match other comparisons already count.
-    unless_equal: StandardColumn | None = None
+    unless_equal: Column | None = None
     label: str | None = None
 
     @model_validator(mode="after")
@@ -96,7 +103,8 @@ class LevelConfig(Strict):
         if len(kinds) != 1:
             raise ValueError(f"a level needs exactly one of {', '.join(LEVEL_KINDS)} (got {len(kinds)})")
         kind = kinds[0]
-        needs = {"jaro_winkler": "threshold", "damerau_levenshtein": "distance", "date_within": "days"}
+        needs = {"jaro_winkler": "threshold", "levenshtein": "distance", "damerau_levenshtein": "distance",
+                 "date_within": "days"}
         if kind in needs and getattr(self, needs[kind]) is None:
             raise ValueError(f"a {kind} level needs '{needs[kind]}'")
         if kind == "reversed" and len(self.reversed or []) != 2:
@@ -118,17 +126,39 @@ class LevelConfig(Strict):
 
 
 class ComparisonConfig(Strict):
-    name: str
-    levels: list[LevelConfig] = Field(min_length=1)
+    """A comparison: its levels, or ``field:`` a declared field, whose type gives standard
+    levels (``name``: exact, Jaro-Winkler 0.92 and 0.88, phonetic, 0.7; ``date``: exact,
+    one character out, within a month, a year, ten years; ...). Resolved to levels when the
+    config is read (``_resolve_comparisons``)."""
+
+    name: str | None = None  # default: the field's name
+    field: str | None = None
+    levels: list[LevelConfig] | None = Field(default=None, min_length=1)
+    # With ``field`` and no levels: term frequencies on the exact level (default: the type's).
+    tf_adjustment: bool | None = None
     # The comparison is null (no evidence) when any of these is missing; default: the
     # first level's columns.
-    null_when_missing: list[StandardColumn] | None = None
+    null_when_missing: list[Column] | None = None
+
+    @model_validator(mode="after")
+    def _levels_or_field(self) -> "ComparisonConfig":
+        if self.levels is None and self.field is None:
+            raise ValueError("a comparison needs 'levels', or 'field' (a declared field: its type's standard levels)")
+        if self.name is None and self.field is None:
+            raise ValueError("a comparison with levels needs a 'name'")
+        if self.tf_adjustment is not None and self.levels is not None:
+            raise ValueError("tf_adjustment here applies to a field's standard levels; with levels, set it on a level")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.field or ""
 
     @property
     def null_columns(self) -> list[str]:
         if self.null_when_missing is not None:
             return list(self.null_when_missing)
-        return self.levels[0].columns
+        return self.levels[0].columns if self.levels else []
 
 
 class SqlRule(Strict):
@@ -138,11 +168,26 @@ class SqlRule(Strict):
     sql: str
 
 
+class PrefixKey(Strict):
+    """A blocking key on the first ``first`` characters of a column: ``{column: surname, first: 3}``."""
+
+    column: Column
+    first: int = Field(ge=1)
+
+
+# One element of a rule: a column (equality), or a prefix of one.
+RuleKey = Column | PrefixKey
+
+
+def key_column(key: RuleKey) -> str:
+    return key.column if isinstance(key, PrefixKey) else key
+
+
 class ExplodeRule(Strict):
     """Equality on ``on`` after exploding the named array columns: pairs sharing any element."""
 
-    block_on: list[StandardColumn] = Field(min_length=1)
-    explode: list[StandardColumn] = Field(min_length=1)
+    block_on: list[Column] = Field(min_length=1)
+    explode: list[Column] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _exploded_in_block_on(self) -> "ExplodeRule":
@@ -162,7 +207,7 @@ def _rule_kind(value: Any) -> str:
 
 # A rule is a list of columns (equality on all), {sql: ...} or {block_on: [...], explode: [...]}.
 BlockingRule = Annotated[
-    Annotated[Annotated[list[StandardColumn], Field(min_length=1)], Tag("rule:columns")]
+    Annotated[Annotated[list[RuleKey], Field(min_length=1)], Tag("rule:columns")]
     | Annotated[SqlRule, Tag("rule:sql")]
     | Annotated[ExplodeRule, Tag("rule:explode")],
     Discriminator(_rule_kind),
@@ -170,11 +215,29 @@ BlockingRule = Annotated[
 
 
 class PriorConfig(Strict):
-    deterministic_rules: list[BlockingRule] = Field(min_length=1)
+    """The prior (the chance that two random records match), one of three ways: estimated
+    from records agreeing on ``deterministic_rules`` (with their assumed ``recall``), or given
+    as a ``probability``, or as ``matches_per_record`` (how many other records the average
+    record matches: 1 for two duplicate-free files linked; records per person - 1 in a
+    dedupe), turned into a probability on each run's own record count."""
+
+    deterministic_rules: list[BlockingRule] | None = Field(default=None, min_length=1)
     recall: float = Field(default=0.7, gt=0, le=1)
+    probability: float | None = Field(default=None, gt=0, lt=1)
+    matches_per_record: float | None = Field(default=None, gt=0)
     # With a saved model: estimate the prior again on this run's data (it falls as 1/N: a
     # model trained on a million records overstates it tenfold at ten million), or keep it.
     with_saved_model: Literal["reestimate", "keep"] = "reestimate"
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "PriorConfig":
+        given = [k for k in ("deterministic_rules", "probability", "matches_per_record") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give the prior one way: deterministic_rules (with recall), probability or matches_per_record"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
 
 
 class TrainingConfig(Strict):
@@ -187,13 +250,19 @@ class TrainingConfig(Strict):
 
 class DeterministicLink(Strict):
     name: str
-    columns: list[StandardColumn] = Field(min_length=1)
+    columns: list[Column] = Field(min_length=1)
     # A value shared by more records than this is a placeholder, not a person: its group is
     # not linked on agreement alone (the model still scores its pairs) and is counted.
     max_group_size: int = Field(default=50, ge=2)
 
 
+LinkType = Literal["link_and_dedupe", "link_only", "dedupe_only"]
+
+
 class ModelConfig(Strict):
+    # link_and_dedupe: any two records may be the same person; link_only: only records of
+    # different sources (each source free of duplicates); dedupe_only: only records of one source.
+    link_type: LinkType = "link_and_dedupe"
     blocking_rules: list[BlockingRule] = Field(min_length=1)
     comparisons: list[ComparisonConfig] = Field(min_length=1)
     training: TrainingConfig
@@ -230,13 +299,47 @@ class OutputsConfig(Strict):
     id_registry: str | None = None
 
 
+class ChecksConfig(Strict):
+    # Warn (console and manifest) when cleaning empties more than this share of a field's
+    # present values in one source: a cleaning rule that does not fit the data.
+    emptied_share: float = Field(default=0.2, gt=0, le=1)
+
+
 class JobConfig(Strict):
     job: str
     description: str = ""
+    # The justice preset brings the thirteen justice person fields (names, aliases, dates
+    # of birth, sex, PNC ID, CRO, prison number, CRN, postcode) and their standardised
+    # columns (README). Default: the preset when no ``fields`` are declared, none otherwise.
+    preset: Literal["justice", "none"] | None = None
+    # The fields the job links on, each with a type: name, date, identifier, postcode,
+    # text, number, email, category or list (of one of these).
+    fields: dict[str, AnyFieldType] = {}
     engine: EngineConfig = EngineConfig()
     sources: dict[str, SourceConfig] = Field(min_length=1)
     model: ModelConfig
     outputs: OutputsConfig = OutputsConfig()
+    checks: ChecksConfig = ChecksConfig()
+
+    @property
+    def uses_justice_preset(self) -> bool:
+        return self.preset == "justice" or (self.preset is None and not self.fields)
+
+    @property
+    def person_fields(self) -> tuple[str, ...]:
+        """The fields a source may map: the preset's, then the declared ones."""
+        return (PERSON_FIELDS if self.uses_justice_preset else ()) + tuple(self.fields)
+
+    def record_columns(self) -> dict[str, str]:
+        """Every column of the standardised records, with its DuckDB type."""
+        cols = {"source_dataset": "VARCHAR", "record_id": "VARCHAR"}
+        if self.uses_justice_preset:
+            cols.update(STANDARD_COLUMNS)
+        cols.update(declared_columns(dict(self.fields)))
+        return cols
+
+    def date_columns(self) -> set[str]:
+        return {c for c, t in self.record_columns().items() if t == "DATE"}
 
     @field_validator("job")
     @classmethod
@@ -277,7 +380,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 # pydantic puts union member names in error locations; they mean nothing to a user.
-_UNION_TAGS = {"rule:columns", "rule:sql", "rule:explode"}
+_UNION_TAGS = {"rule:columns", "rule:sql", "rule:explode", *TYPES}
 
 
 def _literal_message(value: Any, expected: str) -> str:
@@ -293,9 +396,16 @@ def _literal_message(value: Any, expected: str) -> str:
 def _pydantic_problems(err: ValidationError) -> list[str]:
     problems = []
     for e in err.errors(include_url=False):
+        tag = next((p for p in e["loc"] if isinstance(p, str) and p in TYPES), None)
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS)))
         where = _loc(loc)
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and tag and loc and loc[0] == "fields":
+            problems.append(f"{where}: {loc[-1]!r} is not an option of type {tag} "
+                            f"(its options: {', '.join(o for o in TYPES[tag].model_fields if o != 'type')})")
+        elif e["type"] == "union_tag_invalid":
+            problems.append(f"{where}: unknown type {e['input'].get('type')!r} (types: {', '.join(TYPES)})"
+                            if isinstance(e.get("input"), dict) else f"{where}: {e['msg']}")
+        elif e["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key")
         elif e["type"] == "missing":
             problems.append(f"{where}: required key is missing")
@@ -308,13 +418,148 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+# --- columns named anywhere in the config ------------------------------------------------------
+
+
+_FIELD_TYPE = TypeAdapter(AnyFieldType)
+
+
+def _unknown(value: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(str(value), known, n=1)
+    if close:
+        return f"{value!r} is not allowed here; did you mean {close[0]!r}?"
+    return f"{value!r} is not {what}"
+
+
+def _sql_columns(sql: str, side_prefix: bool) -> set[str]:
+    """Columns a ``sql:`` rule (``l.col``) or level (``col_l``) names."""
+    if side_prefix:
+        return set(re.findall(r'\b[lr]\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?', sql))
+    stripped = re.sub(r"'(?:[^']|'')*'", "''", sql)  # not inside string literals
+    return {m for m in re.findall(r'"?\b([A-Za-z_][A-Za-z0-9_]*?)_[lr]\b"?', stripped)}
+
+
+def _column_problems(raw: dict) -> list[str]:
+    """Every column the config names, checked against the columns its records will have.
+
+    Works on the raw mapping, so these problems are listed together with the shape
+    problems pydantic finds (one message for everything)."""
+    fields_raw = raw.get("fields") if isinstance(raw.get("fields"), dict) else {}
+    columns: dict[str, str] = {"source_dataset": "VARCHAR", "record_id": "VARCHAR"}
+    uses_preset = raw.get("preset") == "justice" or (raw.get("preset") is None and not fields_raw)
+    if uses_preset:
+        columns.update(STANDARD_COLUMNS)
+    typed: dict[str, FieldType] = {}
+    for name, spec in fields_raw.items():
+        try:
+            typed[name] = _FIELD_TYPE.validate_python(spec)
+            columns.update(typed[name].column_names(str(name)))
+        except ValidationError:
+            columns[str(name)] = "?"  # its own errors come from the full validation
+    known = sorted(columns)
+    person_fields = list(PERSON_FIELDS if uses_preset else ()) + [str(f) for f in fields_raw]
+    problems: list[str] = []
+
+    def check(value: Any, where: str) -> None:
+        if isinstance(value, str) and value not in columns:
+            problems.append(f"{where}: {_unknown(value, known, 'a column of the records (a field or a key it derives)')}")
+
+    def check_rule(rule: Any, where: str) -> None:
+        if isinstance(rule, list):
+            for i, k in enumerate(rule):
+                check(k.get("column") if isinstance(k, dict) else k, f"{where}[{i}]")
+        elif isinstance(rule, dict) and isinstance(rule.get("sql"), str):
+            for col in sorted(_sql_columns(rule["sql"], side_prefix=True) - set(columns)):
+                problems.append(f"{where}.sql: names column {col!r}, which the records will not have")
+        elif isinstance(rule, dict):
+            for key in ("block_on", "explode"):
+                for i, c in enumerate(rule.get(key) or []):
+                    check(c, f"{where}.{key}[{i}]")
+
+    for sname, src in (raw.get("sources") or {}).items() if isinstance(raw.get("sources"), dict) else []:
+        if isinstance(src, dict) and isinstance(src.get("columns"), dict):
+            for field in src["columns"]:
+                if field not in person_fields:
+                    hint = ("a declared field (declare it under fields:)" if not uses_preset
+                            else "a person field of the justice preset or a declared field")
+                    problems.append(f"sources.{sname}.columns.{field}: {_unknown(field, person_fields, hint)}")
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    for i, comp in enumerate(model.get("comparisons") or []):
+        if not isinstance(comp, dict):
+            continue
+        where = f"model.comparisons[{i}]"
+        if comp.get("field") is not None and comp["field"] not in typed and comp["field"] not in fields_raw:
+            problems.append(f"{where}.field: {_unknown(comp['field'], list(fields_raw), 'a declared field')}")
+        for j, level in enumerate(comp.get("levels") or []):
+            if not isinstance(level, dict):
+                continue
+            for kind in ("exact", "overlap", "jaro_winkler", "levenshtein", "damerau_levenshtein", "date_swap",
+                         "date_within", "unless_equal"):
+                check(level.get(kind), f"{where}.levels[{j}].{kind}")
+            for k, c in enumerate(level.get("reversed") or [] if isinstance(level.get("reversed"), list) else []):
+                check(c, f"{where}.levels[{j}].reversed[{k}]")
+            if isinstance(level.get("sql"), str):
+                for col in sorted(_sql_columns(level["sql"], side_prefix=False) - set(columns)):
+                    if col + "_l" in level["sql"] or col + "_r" in level["sql"]:
+                        problems.append(f"{where}.levels[{j}].sql: names column {col!r}, which the records will not have")
+        for k, c in enumerate(comp.get("null_when_missing") or []):
+            check(c, f"{where}.null_when_missing[{k}]")
+    for i, rule in enumerate(model.get("blocking_rules") or []):
+        check_rule(rule, f"model.blocking_rules[{i}]")
+    training = model.get("training") if isinstance(model.get("training"), dict) else {}
+    for i, rule in enumerate(training.get("em_blocking_rules") or []):
+        check_rule(rule, f"model.training.em_blocking_rules[{i}]")
+    prior = training.get("prior") if isinstance(training.get("prior"), dict) else {}
+    for i, rule in enumerate(prior.get("deterministic_rules") or []):
+        check_rule(rule, f"model.training.prior.deterministic_rules[{i}]")
+    for i, link in enumerate(model.get("deterministic_links") or []):
+        if isinstance(link, dict):
+            for k, c in enumerate(link.get("columns") or []):
+                check(c, f"model.deterministic_links[{i}].columns[{k}]")
+    return problems
+
+
+def _resolve_comparisons(cfg: JobConfig) -> JobConfig:
+    """``{field: X}`` comparisons get their type's standard levels; every comparison a name."""
+    out = []
+    for comp in cfg.model.comparisons:
+        update: dict[str, Any] = {"name": comp.label}
+        if comp.levels is None and comp.field is not None:
+            levels = cfg.fields[comp.field].default_levels(comp.field)
+            if comp.tf_adjustment is not None:
+                levels = [{**lv, "tf_adjustment": comp.tf_adjustment} if "exact" in lv and i == 0 else lv
+                          for i, lv in enumerate(levels)]
+            update["levels"] = [LevelConfig.model_validate(lv) for lv in levels]
+        out.append(comp.model_copy(update=update))
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"comparisons": out})})
+
+
 def _semantic_problems(cfg: JobConfig) -> list[str]:
     problems = []
+    preset_columns = set(PERSON_FIELDS) | set(STANDARD_COLUMNS)
+    for name in cfg.fields:
+        if not _NAME.match(name):
+            problems.append(f"fields.{name}: field names use lower-case letters, digits and '_'")
+        if cfg.uses_justice_preset and name in preset_columns:
+            problems.append(
+                f"fields.{name}: {name!r} is a field or column of the justice preset and cannot be redefined; "
+                "rename it, or set preset: none and declare every field"
+            )
+    if not cfg.uses_justice_preset:
+        seen: dict[str, str] = {}
+        for name, ftype in cfg.fields.items():
+            for col in ftype.column_names(name):
+                if col in seen and seen[col] != name:
+                    problems.append(f"fields.{name}: its column {col!r} clashes with field {seen[col]!r}; rename one")
+                seen[col] = name
+    if cfg.model.link_type == "link_only" and len(cfg.sources) < 2:
+        problems.append("model.link_type: link_only links records of different sources: it needs two sources or more")
     for name, src in cfg.sources.items():
         where = f"sources.{name}"
         if not _NAME.match(name):
             problems.append(f"{where}: source names use lower-case letters, digits and '_'")
-        if not ({"first_name", "surname", "full_name"} & set(src.columns)):
+        declared = set(cfg.fields) & set(src.columns)
+        if cfg.uses_justice_preset and not declared and not ({"first_name", "surname", "full_name"} & set(src.columns)):
             problems.append(f"{where}.columns: map at least one of first_name, surname or full_name")
         mapped = set(src.columns.values()) | {src.record_id}
         for col, how in src.carry.items():
@@ -324,11 +569,11 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
                     f"{where}.carry.{col}: this column is the source's {field}, an identifier; "
                     "analysts may not receive it (remove it, or coarsen it: year, postcode_area)"
                 )
-        if src.age_at and "date_of_birth" not in src.columns:
+        if src.age_at and not (cfg.uses_justice_preset and "date_of_birth" in src.columns):
             problems.append(f"{where}.age_at: needs columns.date_of_birth to compute an age")
         if len(src.date_formats) and not all("%" in f for f in src.date_formats):
             problems.append(f"{where}.date_formats: each format is a strptime pattern such as '%d/%m/%Y'")
-    names = [c.name for c in cfg.model.comparisons]
+    names = [c.label for c in cfg.model.comparisons]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model.comparisons: the name {dup!r} is used twice")
     if cfg.engine.name != "spark" and (cfg.engine.spark_master or "spark_shuffle_partitions" in cfg.engine.model_fields_set):
@@ -336,23 +581,43 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
     return problems
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, mark: Any):
+        self.key, self.problem_mark = key, mark
+        self.problem = f"the key {key!r} is given twice in one mapping (a field or source declared twice?)"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_config(text: str, path: Path) -> JobConfig:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         raise ConfigError(str(path), [f"not valid YAML at {where}: {getattr(exc, 'problem', exc)}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(str(path), ["the file must hold a mapping of keys (job, sources, model, ...)"])
+    problems = _column_problems(raw)
     try:
         cfg = JobConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(str(path), _pydantic_problems(err)) from None
-    problems = _semantic_problems(cfg)
+        raise ConfigError(str(path), list(dict.fromkeys(_pydantic_problems(err) + problems))) from None
+    problems += _semantic_problems(cfg)
     if problems:
         raise ConfigError(str(path), problems)
-    return cfg
+    return _resolve_comparisons(cfg)
 
 
 def load_config(path: str | Path) -> LoadedConfig:

@@ -29,6 +29,7 @@ from linkage.errors import InputError, LinkageError
 from linkage.progress import Stages
 from linkage.sources import lit, q
 from linkage.standardise import standardise_table
+from linkage.standardise.declared import standardise_fields
 
 MANIFEST = "manifest.json"
 
@@ -227,21 +228,7 @@ def _run(
                 stages.note(f"{r.name}: {r.rows_read:,} rows, {r.rows_rejected:,} rejected")
 
         with stages.stage("standardise"):
-            groups = _standardise_groups(cfg)
-            for i, names in enumerate(groups):
-                # Sources read alike are standardised together: their names, dates and
-                # numbers repeat across sources, and each distinct value is cleaned once.
-                first = cfg.sources[names[0]]
-                con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW __lk_group_{i} AS "
-                    + " UNION ALL ".join(f"SELECT * FROM {q('mapped_' + n)}" for n in names)
-                )
-                standardise_table(
-                    con, f"__lk_group_{i}", f"std_{i}",
-                    date_formats=list(first.date_formats), list_separator=first.list_separator,
-                    keep_raw_values=True,
-                )
-            std_tables = [f"std_{i}" for i in range(len(groups))]
+            std_tables = _standardise(con, cfg)
             con.execute(
                 "CREATE OR REPLACE VIEW records AS "
                 + " UNION ALL ".join(f"SELECT * FROM {t}" for t in std_tables)
@@ -256,16 +243,20 @@ def _run(
                 + " UNION ALL ".join(f"SELECT * FROM {t}_raw_values" for t in std_tables)
             )
             invalid = _invalid_counts(con, cfg)
+            warnings = _emptied_field_warnings(con, cfg, invalid)
+            for w in warnings:
+                stages.note("warning: " + w)
             # Number the records once; from here on ``nodes`` holds them (one copy in memory).
             clustering.build_nodes(con, "records")
             con.execute("CREATE OR REPLACE VIEW records AS SELECT * EXCLUDE (node_id) FROM nodes")
             for t in std_tables:
                 con.execute(f"DROP TABLE {t}")
+            source_counts = dict(con.execute("SELECT source_dataset, count(*) FROM nodes GROUP BY ALL").fetchall())
 
         # Guard and clustering run on DuckDB; Splink's training and scoring on the engine.
         db_api = model.make_db_api(con)
         with stages.stage("blocking guard"):
-            counts = model.count_comparisons(con, "records", list(cfg.model.blocking_rules), db_api)
+            counts = model.count_comparisons(con, "records", list(cfg.model.blocking_rules), db_api, cfg.model.link_type)
             total = model.guard_comparisons(counts, cfg.model.max_comparisons)
             stages.note(f"{total:,} comparisons at most (before rules overlap)")
 
@@ -273,18 +264,23 @@ def _run(
         try:
             settings = model.build_settings(cfg, engine.dialect, saved_model)
             linker = model.make_linker(engine.register_nodes(con, "nodes"), settings)
+            prior = None
             if saved_model is None:
+                model.check_trainable(con, cfg, "records", invalid)
                 with stages.stage("train"):
-                    model.train(linker, cfg, stages.step)
+                    prior = model.train(linker, cfg, stages.step, source_counts)
             else:
                 stages.note(f"using the saved model {opts.model_path}: training skipped")
                 if cfg.model.training.prior.with_saved_model == "reestimate":
                     with stages.stage("prior"):
                         saved_prior = float(saved_model["probability_two_random_records_match"])
-                        prior = model.estimate_prior(linker, cfg)
+                        prior = model.estimate_prior(linker, cfg, source_counts)
                     stages.note(
-                        f"prior estimated on this data: {prior:.3g} (the saved model's: {saved_prior:.3g})"
+                        f"prior estimated on this data: {prior.probability:.3g} (the saved model's: {saved_prior:.3g})"
                     )
+            if prior is not None and prior.warning():
+                warnings.append(prior.warning())
+                stages.note("warning: " + prior.warning())
             model.save_model(linker, restricted / "model.json")
 
             with stages.stage("predict"):
@@ -380,7 +376,10 @@ def _run(
                 "probability_two_random_records_match": linker._settings_obj._probability_two_random_records_match,
                 "prior_from": "saved model" if saved_model is not None and
                 cfg.model.training.prior.with_saved_model == "keep" else "this data",
+                "prior_matches_per_record": prior.matches_per_record if prior else None,
+                "link_type": cfg.model.link_type,
             },
+            "warnings": warnings,
             "comparisons_scored_kept": scored,
             "clusters": asdict(cstats),
             "id_generation": generation,
@@ -393,6 +392,79 @@ def _run(
         }
     finally:
         con.close()
+
+
+def _standardise(con: duckdb.DuckDBPyConnection, cfg) -> list[str]:
+    """Standardise every source: the justice preset's person fields and the declared fields.
+
+    Sources read alike are standardised together: their names, dates and numbers repeat
+    across sources, and each distinct value is cleaned once. Returns the record tables
+    (each with ``_invalid`` and ``_raw_values`` companions)."""
+    tables = []
+    for i, names in enumerate(_standardise_groups(cfg)):
+        first = cfg.sources[names[0]]
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW __lk_group_{i} AS "
+            + " UNION ALL ".join(f"SELECT * FROM {q('mapped_' + n)}" for n in names)
+        )
+        parts = []
+        if cfg.uses_justice_preset:
+            standardise_table(
+                con, f"__lk_group_{i}", f"std_{i}",
+                date_formats=list(first.date_formats), list_separator=first.list_separator,
+                keep_raw_values=True,
+            )  # fmt: skip
+            parts.append(f"std_{i}")
+        if cfg.fields:
+            standardise_fields(
+                con, f"__lk_group_{i}", f"fstd_{i}", dict(cfg.fields),
+                date_formats=list(first.date_formats), list_separator=first.list_separator,
+            )  # fmt: skip
+            parts.append(f"fstd_{i}")
+        if len(parts) == 1:
+            tables.append(parts[0])
+            continue
+        out = f"rec_{i}"
+        con.execute(
+            f"CREATE OR REPLACE TABLE {out} AS SELECT j.*, f.* EXCLUDE (source_dataset, record_id) "
+            f"FROM {parts[0]} j JOIN {parts[1]} f ON f.source_dataset = j.source_dataset AND f.record_id = j.record_id"
+        )
+        for suffix in ("_invalid", "_raw_values"):
+            con.execute(f"CREATE OR REPLACE TABLE {out}{suffix} AS "
+                        f"SELECT * FROM {parts[0]}{suffix} UNION ALL SELECT * FROM {parts[1]}{suffix}")
+        for t in parts:
+            for suffix in ("", "_invalid", "_raw_values"):
+                con.execute(f"DROP TABLE IF EXISTS {t}{suffix}")
+        tables.append(out)
+    return tables
+
+
+# List fields hold several values a row: their invalid counts are of elements, not rows.
+_LIST_FIELDS = {"aliases", "alias_dates_of_birth"}
+
+
+def _emptied_field_warnings(con: duckdb.DuckDBPyConnection, cfg, invalid) -> list[str]:
+    """A line for each field that cleaning emptied for more than ``checks.emptied_share``
+    of a source's present values, with the reasons (counts only)."""
+    out = []
+    lists = _LIST_FIELDS | {f for f, t in cfg.fields.items() if t.type == "list"}
+    for name, src in cfg.sources.items():
+        fields = [f for f in src.columns if f not in lists]
+        if not fields:
+            continue
+        present = con.execute(
+            "SELECT " + ", ".join(f"count({q(f)})" for f in fields) + f" FROM {q('mapped_' + name)}"
+        ).fetchall()[0]
+        for field, n in zip(fields, present):
+            reasons = invalid.get(name, {}).get(field, {})
+            emptied = sum(reasons.values())
+            if n and emptied / n > cfg.checks.emptied_share:
+                why = ", ".join(f"{r} {c:,}" for r, c in sorted(reasons.items(), key=lambda kv: -kv[1]))
+                out.append(
+                    f"{name}.{field}: cleaning emptied {emptied:,} of {n:,} values ({emptied / n:.0%}; {why}). "
+                    f"If the values are good, change the field's cleaning options (checks.emptied_share sets this warning)"
+                )
+    return out
 
 
 def _standardise_groups(cfg) -> list[list[str]]:

@@ -26,7 +26,9 @@ from linkage.config import (
     ExplodeRule,
     JobConfig,
     LevelConfig,
+    PrefixKey,
     SqlRule,
+    key_column,
 )
 from linkage.errors import ConfigError, InputError, LinkageError
 from linkage.sources import q
@@ -35,13 +37,12 @@ from linkage.sources import q
 # progress, and the manifest lists every parameter (an untrained one has m or u null).
 SPLINK_LOG_LEVEL = logging.ERROR
 
-DATE_COLUMNS = {"date_of_birth"}
 
 
 # --- settings ----------------------------------------------------------------------------
 
 
-def _level(level: LevelConfig, dialect: str) -> Any:
+def _level(level: LevelConfig, dialect: str, date_columns: frozenset[str] = frozenset({"date_of_birth"})) -> Any:
     kind = level.kind
     if kind == "exact":
         out = cll.ExactMatchLevel(level.exact, term_frequency_adjustments=level.tf_adjustment)
@@ -52,11 +53,11 @@ def _level(level: LevelConfig, dialect: str) -> Any:
         out = cll.ArrayIntersectLevel(level.overlap, min_intersection=1)
     elif kind == "jaro_winkler":
         out = cll.JaroWinklerLevel(level.jaro_winkler, level.threshold)
-    elif kind == "damerau_levenshtein":
-        col = level.damerau_levenshtein
-        expr = ColumnExpression(col).cast_to_string() if col in DATE_COLUMNS else col
+    elif kind in ("damerau_levenshtein", "levenshtein"):
+        col = getattr(level, kind)
+        expr = ColumnExpression(col).cast_to_string() if col in date_columns else col
         # Spark has no Damerau-Levenshtein; Levenshtein differs only on transpositions.
-        level_class = cll.LevenshteinLevel if dialect == "spark" else cll.DamerauLevenshteinLevel
+        level_class = cll.LevenshteinLevel if dialect == "spark" or kind == "levenshtein" else cll.DamerauLevenshteinLevel
         out = level_class(expr, level.distance)
     elif kind == "date_swap":
         c = level.date_swap
@@ -88,12 +89,22 @@ def _null_level(cols: list[str]) -> Any:
     return level.configure(is_null_level=True, label_for_charts="missing")
 
 
-def build_comparison(comp: ComparisonConfig, dialect: str = "duckdb", saved: dict | None = None) -> CustomComparison:
+def build_comparison(
+    comp: ComparisonConfig,
+    dialect: str = "duckdb",
+    saved: dict | None = None,
+    date_columns: frozenset[str] = frozenset({"date_of_birth"}),
+) -> CustomComparison:
     """The comparison as configured: a null level, the configured levels, an else level.
 
     ``saved`` is this comparison in a saved model: its m and u values are applied level by level.
+    ``date_columns`` are compared as text by the edit-distance levels.
     """
-    levels = [_null_level(comp.null_columns), *(_level(lv, dialect) for lv in comp.levels), cll.ElseLevel()]
+    levels = [
+        _null_level(comp.null_columns),
+        *(_level(lv, dialect, date_columns) for lv in comp.levels or []),
+        cll.ElseLevel(),
+    ]
     if saved is not None:
         for i, (level, params) in enumerate(zip(levels, saved["comparison_levels"])):
             if i > 0:  # the null level carries no parameters
@@ -103,12 +114,42 @@ def build_comparison(comp: ComparisonConfig, dialect: str = "duckdb", saved: dic
     return CustomComparison(levels, output_column_name=comp.name)
 
 
-def blocking_rule(rule: BlockingRule) -> Any:
+# The pairs each link type allows, as a condition every blocking rule carries.
+LINK_TYPE_CONDITION = {
+    "link_and_dedupe": None,
+    "link_only": "l.source_dataset <> r.source_dataset",
+    "dedupe_only": "l.source_dataset = r.source_dataset",
+}
+
+
+def _key_sql(key: Any, side: str) -> str:
+    col = f'{side}."{key_column(key)}"'
+    return f"substr({col}, 1, {key.first})" if isinstance(key, PrefixKey) else col
+
+
+def rule_sql(rule: BlockingRule) -> str:
+    """The rule's join condition in DuckDB SQL over ``l`` and ``r``."""
     if isinstance(rule, SqlRule):
         return rule.sql
-    if isinstance(rule, ExplodeRule):
-        return block_on(*rule.block_on, arrays_to_explode=list(rule.explode))
-    return block_on(*rule)
+    keys = list(rule.block_on) if isinstance(rule, ExplodeRule) else list(rule)
+    return " AND ".join(f"{_key_sql(k, 'l')} = {_key_sql(k, 'r')}" for k in keys)
+
+
+def blocking_rule(rule: BlockingRule, link_type: str = "link_and_dedupe") -> Any:
+    """The rule as Splink takes it, restricted to the pairs ``link_type`` allows."""
+    from splink.blocking_rule_library import CustomRule
+
+    condition = LINK_TYPE_CONDITION[link_type]
+    explode = list(rule.explode) if isinstance(rule, ExplodeRule) else None
+    if condition is None:
+        if isinstance(rule, SqlRule):
+            return CustomRule(rule.sql, sql_dialect="duckdb")
+        if isinstance(rule, ExplodeRule):
+            return block_on(*rule.block_on, arrays_to_explode=explode)
+        if not any(isinstance(k, PrefixKey) for k in rule):
+            return block_on(*rule)
+        return CustomRule(rule_sql(rule), sql_dialect="duckdb")
+    return CustomRule(f"({rule_sql(rule)}) AND {condition}", sql_dialect="duckdb", arrays_to_explode=explode)
 
 
 # The model as saved: a link_and_dedupe model over the standardised records, keyed by
@@ -129,15 +170,16 @@ def build_settings(cfg: JobConfig, dialect: str = "duckdb", saved: dict | None =
     Rebuilding from the config rather than loading the saved SQL is what lets a model
     trained on one engine score on another.
     """
+    dates = frozenset(cfg.date_columns())
     comparisons = [
-        build_comparison(c, dialect, saved["comparisons"][i] if saved else None)
+        build_comparison(c, dialect, saved["comparisons"][i] if saved else None, dates)
         for i, c in enumerate(cfg.model.comparisons)
     ]
     prior = {"probability_two_random_records_match": saved["probability_two_random_records_match"]} if saved else {}
     return SettingsCreator(
         **RUN_IDS,
         **prior,
-        blocking_rules_to_generate_predictions=[blocking_rule(r) for r in cfg.model.blocking_rules],
+        blocking_rules_to_generate_predictions=[blocking_rule(r, cfg.model.link_type) for r in cfg.model.blocking_rules],
         comparisons=comparisons,
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
@@ -174,54 +216,80 @@ def describe_rule(rule: BlockingRule) -> str:
         return rule.sql
     if isinstance(rule, ExplodeRule):
         return " & ".join(rule.block_on) + f" (exploding {', '.join(rule.explode)})"
-    return " & ".join(rule)
+    return " & ".join(f"first {k.first} of {k.column}" if isinstance(k, PrefixKey) else k for k in rule)
+
+
+# Pairs in one block of n records, of which the sources hold n_s each (``ss`` = sum of n_s^2,
+# ``sp`` = sum of n_s * (n_s - 1) / 2), for each link type.
+_BLOCK_PAIRS = {
+    "link_and_dedupe": "n * (n - 1) / 2",
+    "link_only": "(n * n - ss) / 2",
+    "dedupe_only": "sp",
+}
 
 
 def count_comparisons(
-    con: duckdb.DuckDBPyConnection, records_view: str, rules: list[BlockingRule], db_api: Any = None
+    con: duckdb.DuckDBPyConnection,
+    records_view: str,
+    rules: list[BlockingRule],
+    db_api: Any = None,
+    link_type: str = "link_and_dedupe",
 ) -> list[RuleCount]:
     """Comparisons each rule generates on its own (before rules overlap), and its largest blocks.
 
-    Column rules are counted exactly from block sizes: n * (n - 1) / 2 per block, which is
-    what a link_and_dedupe job scores. SQL rules are counted by Splink on a sample.
+    Column rules are counted exactly from block sizes (per source, for the link type). SQL
+    rules are counted by Splink, on a sample when the records are many.
     """
     out = []
     for rule in rules:
         if isinstance(rule, SqlRule):
-            out.append(RuleCount(describe_rule(rule), _count_sql_rule(con, records_view, rule, db_api), []))
+            out.append(RuleCount(describe_rule(rule), _count_sql_rule(con, records_view, rule, db_api, link_type), []))
             continue
-        cols = list(rule.block_on if isinstance(rule, ExplodeRule) else rule)
+        keys = list(rule.block_on if isinstance(rule, ExplodeRule) else rule)
         exploded = set(rule.explode) if isinstance(rule, ExplodeRule) else set()
-        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in cols)
-        if exploded:
-            # DISTINCT per record: a record whose array repeats a value is in a block once.
-            keys = [f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols]
-            rows = f"(SELECT DISTINCT source_dataset, record_id, {', '.join(keys)} FROM {records_view})"
-        else:
-            rows = records_view  # one row per record already
+        not_null = " AND ".join(f"k{i} IS NOT NULL" for i in range(len(keys)))
+        exprs = [
+            (f"unnest({q(key_column(k))})" if key_column(k) in exploded
+             else (f"substr({q(k.column)}, 1, {k.first})" if isinstance(k, PrefixKey) else q(k)))
+            for k in keys
+        ]
+        # DISTINCT per record: a record whose array repeats a value is in a block once.
+        distinct = "DISTINCT " if exploded else ""
+        rows = (f"(SELECT {distinct}source_dataset, record_id, "
+                + ", ".join(f"{e} AS k{i}" for i, e in enumerate(exprs)) + f" FROM {records_view})")
+        group = ", ".join(f"k{i}" for i in range(len(keys)))
         # One pass per rule: the block sizes, their pairs and the largest few together.
         total, largest = con.execute(
-            f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::HUGEINT, coalesce(max(n, 5), []) FROM "
-            f"(SELECT count(*) AS n FROM {rows} WHERE {not_null} GROUP BY {', '.join(q(c) for c in cols)})"
+            f"SELECT coalesce(sum({_BLOCK_PAIRS[link_type]}), 0)::HUGEINT, coalesce(max(n, 5), []) FROM "
+            f"(SELECT sum(ns) AS n, sum(ns * ns) AS ss, sum(ns * (ns - 1) / 2) AS sp FROM "
+            f"(SELECT {group}, count(*) AS ns FROM {rows} WHERE {not_null} GROUP BY ALL) GROUP BY {group})"
         ).fetchall()[0]
         out.append(RuleCount(describe_rule(rule), int(total), [(describe_rule(rule), int(n)) for n in largest]))
     return out
 
 
-def _count_sql_rule(con, records_view: str, rule: SqlRule, db_api: Any) -> int:
+def _count_sql_rule(con, records_view: str, rule: SqlRule, db_api: Any, link_type: str = "link_and_dedupe") -> int:
+    """Splink's count of the pairs a SQL rule makes: exact up to 200,000 records, else
+    estimated from a sample (Splink scales the sampled count up)."""
+    import warnings
+
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
-    proportion = 0.05
-    sdf = db_api.register(records_view, table_name=f"__guard_{abs(hash(rule.sql)) % 10**8}")
-    res = count_comparisons_from_blocking_rules(
-        sdf,
-        blocking_rules=[rule.sql],
-        link_type="dedupe_only",
-        unique_id_column_name="record_id",
-        source_dataset_column_name="source_dataset",
-        record_sample_proportion=proportion,
-    )
-    return int(res[0].row_count / proportion**2) if res else 0
+    records = con.execute(f"SELECT count(*) FROM {records_view}").fetchall()[0][0]
+    proportion = 1.0 if records <= 200_000 else max(0.05, min(1.0, (200_000 / records)))
+    view = f"__lk_guard_{abs(hash(rule.sql)) % 10**8}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT row_number() OVER () AS __lk_uid, * FROM {records_view}")
+    sdf = db_api.register(view, table_name=f"{view}_{abs(hash(records_view)) % 10**6}_{id(rule) % 10**6}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Splink warns that a sampled estimate may be unstable
+        res = count_comparisons_from_blocking_rules(
+            sdf,
+            blocking_rules=[blocking_rule(rule, link_type)],
+            link_type="dedupe_only",
+            unique_id_column_name="__lk_uid",
+            record_sample_proportion=proportion,
+        )
+    return int(res[0]["marginal_comparison_count"]) if res else 0
 
 
 def guard_comparisons(counts: list[RuleCount], cap: float) -> int:
@@ -243,30 +311,121 @@ def guard_comparisons(counts: list[RuleCount], cap: float) -> int:
 PRIOR_STEP = "prior: probability two random records match"
 
 
-def estimate_prior(linker: Linker, cfg: JobConfig) -> float:
-    """The prior from the records agreeing on the deterministic rules, set on the linker."""
+def candidate_pairs(source_counts: dict[str, int], link_type: str) -> float:
+    """How many pairs of records the link type allows (the prior's denominator)."""
+    n = sum(source_counts.values())
+    squares = sum(c * c for c in source_counts.values())
+    if link_type == "link_only":
+        return (n * n - squares) / 2
+    if link_type == "dedupe_only":
+        return sum(c * (c - 1) for c in source_counts.values()) / 2
+    return n * (n - 1) / 2
+
+
+@dataclass(frozen=True)
+class Prior:
+    probability: float
+    matches_per_record: float  # what the probability implies: the average record's matches
+    how: str
+
+    @property
+    def plausible(self) -> bool:
+        return PLAUSIBLE_MATCHES_PER_RECORD[0] <= self.matches_per_record <= PLAUSIBLE_MATCHES_PER_RECORD[1]
+
+    def warning(self) -> str | None:
+        if self.plausible:
+            return None
+        return (
+            f"the prior ({self.how}) is {self.probability:.3g}: it implies {self.matches_per_record:.3g} matches per "
+            f"record, outside {PLAUSIBLE_MATCHES_PER_RECORD[0]}-{PLAUSIBLE_MATCHES_PER_RECORD[1]}. Check "
+            "model.training.prior (a deterministic rule that few true matches meet, or a wrong recall, misstates it), "
+            "or give prior.matches_per_record"
+        )
+
+
+# Matches per record outside this range are worth a warning: a prior 10 times too low or
+# high moves every match probability and the links at the threshold.
+PLAUSIBLE_MATCHES_PER_RECORD = (0.1, 20.0)
+
+
+def estimate_prior(linker: Linker, cfg: JobConfig, source_counts: dict[str, int]) -> Prior:
+    """The prior as the config says (deterministic rules, a probability, or matches per
+    record), over the pairs the link type allows; set on the linker."""
     prior = cfg.model.training.prior
-    linker.training.estimate_probability_two_random_records_match(
-        [blocking_rule(r) for r in prior.deterministic_rules], recall=prior.recall
-    )
-    return float(linker._settings_obj._probability_two_random_records_match)
+    link_type = cfg.model.link_type
+    pairs = candidate_pairs(source_counts, link_type)
+    n = sum(source_counts.values())
+    if prior.probability is not None:
+        p, how = prior.probability, "given"
+    elif prior.matches_per_record is not None:
+        p, how = min(0.999, n * prior.matches_per_record / 2 / max(pairs, 1)), "from matches_per_record"
+    else:
+        linker.training.estimate_probability_two_random_records_match(
+            [blocking_rule(r, link_type) for r in prior.deterministic_rules or []], recall=prior.recall
+        )
+        # Splink divides by every pair of the one table it sees; the job scores only the
+        # pairs its link type allows.
+        p = float(linker._settings_obj._probability_two_random_records_match) * (n * (n - 1) / 2) / max(pairs, 1)
+        p, how = min(p, 0.999), "estimated from the deterministic rules"
+    linker._settings_obj._probability_two_random_records_match = p  # Splink offers no setter
+    return Prior(p, p * pairs * 2 / max(n, 1), how)
 
 
-def train(linker: Linker, cfg: JobConfig, step) -> None:
-    """Prior from deterministic rules, u by random sampling, m by EM over several rules."""
+def check_trainable(con: duckdb.DuckDBPyConnection, cfg: JobConfig, records_view: str, invalid: dict) -> None:
+    """Every comparison has values to learn from; else one error naming the comparison, its
+    columns, the sources and what cleaning did to them (``invalid``: source -> field ->
+    reason -> count)."""
+    problems = []
+    for comp in cfg.model.comparisons:
+        cols = comp.null_columns
+        if not cols:
+            continue
+        present = con.execute(
+            f"SELECT count(*) FROM {records_view} WHERE " + " AND ".join(f"{q(c)} IS NOT NULL" for c in cols)
+        ).fetchall()[0][0]
+        if present >= 2:
+            continue
+        fields = {c.split("_")[0] for c in cols} | set(cols)
+        emptied = [
+            f"{source}.{field}: {', '.join(f'{r} {n:,}' for r, n in reasons.items())}"
+            for source, by_field in invalid.items() for field, reasons in by_field.items()
+            if field in fields or any(c.startswith(field) for c in cols)
+        ]
+        problems.append(
+            f"comparison {comp.name!r}: {', '.join(cols)} has a value in {present} record(s), so the model cannot "
+            "learn from it"
+            + (f"; cleaning made values missing ({'; '.join(emptied)})" if emptied else "; no source fills it")
+            + ". Fix the field's cleaning options or the source's columns, or drop the comparison."
+        )
+    if problems:
+        raise LinkageError("the model cannot be trained on this data:\n  " + "\n  ".join(problems))
+
+
+def train(linker: Linker, cfg: JobConfig, step, source_counts: dict[str, int]) -> Prior:
+    """Prior as configured, u by random sampling, m by EM over several rules."""
     t = cfg.model.training
     with step(PRIOR_STEP):
-        estimate_prior(linker, cfg)
+        prior = estimate_prior(linker, cfg, source_counts)
     with step(f"u by random sampling (max {t.u_max_pairs:,.0f} pairs)"):
         linker.training.estimate_u_using_random_sampling(max_pairs=t.u_max_pairs, seed=t.seed)
     for rule in t.em_blocking_rules:
         with step(f"m by EM, blocking on {describe_rule(rule)}"):
-            linker.training.estimate_parameters_using_expectation_maximisation(
-                blocking_rule(rule), max_pairs=t.em_max_pairs
-            )
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    blocking_rule(rule, cfg.model.link_type), max_pairs=t.em_max_pairs
+                )
+            except (LinkageError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # Splink's and the engine's errors: the type only (no values)
+                raise LinkageError(
+                    f"m by EM, blocking on {describe_rule(rule)}: the data cannot support this step "
+                    f"({type(exc).__name__}). The rule may pair too few records, or pair only records that agree "
+                    "on every comparison: choose an EM blocking rule on other columns (model.training.em_blocking_rules)."
+                ) from None
     # EM's sampled pairs and comparison vectors would stay in the database through predict
     # (millions of rows at ten million records); predict rebuilds the little it needs.
     linker.table_management.invalidate_cache()
+    return prior
 
 
 def save_model(linker: Linker, path: Path) -> None:

@@ -27,6 +27,9 @@ UNREADABLE_DATE_SHARE = 0.5
 # Rows of a whole-extract problem to name in a message.
 ROWS_SHOWN = 10
 
+_NOTHING_TO_LINK_JUSTICE = "no name, date of birth or reference number"
+_NOTHING_TO_LINK = "no value in any field the job links on"
+
 REJECTS_DDL = """
 CREATE TABLE IF NOT EXISTS rejects (
     source_dataset VARCHAR, record_id VARCHAR, _row BIGINT, reason VARCHAR
@@ -170,25 +173,29 @@ def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, p
             )
 
 
-def map_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig) -> int:
-    """Define ``mapped_<name>`` (source_dataset, record_id, _row, every person field as text).
+def map_source(
+    con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, person_fields: tuple[str, ...] = PERSON_FIELDS
+) -> int:
+    """Define ``mapped_<name>`` (source_dataset, record_id, _row, every field of the job as text:
+    the justice preset's person fields and/or the declared fields, NULL where unmapped).
 
     Rows that cannot be linked are moved to ``rejects`` with a reason. Returns how many.
     """
     raw = q("raw_" + name)
     fields = ", ".join(
-        f"nullif(trim({q(src.columns[f])}), '') AS {f}" if f in src.columns else f"CAST(NULL AS VARCHAR) AS {f}"
-        for f in PERSON_FIELDS
+        f"nullif(trim({q(src.columns[f])}), '') AS {q(f)}" if f in src.columns else f"CAST(NULL AS VARCHAR) AS {q(f)}"
+        for f in person_fields
     )
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {q('all_' + name)} AS "
         f"SELECT {lit(name)} AS source_dataset, nullif(trim({q(src.record_id)}), '') AS record_id, _row, {fields} "
         f"FROM {raw}"
     )
-    identifying = " AND ".join(f"{f} IS NULL" for f in PERSON_FIELDS if f != "sex")
+    linkable = [f for f in person_fields if f != "sex"] or list(person_fields)
+    identifying = " AND ".join(f"{q(f)} IS NULL" for f in linkable)
     reason = (
         f"CASE WHEN record_id IS NULL THEN 'record id is empty' "
-        f"WHEN {identifying} THEN 'no name, date of birth or reference number' END"
+        f"WHEN {identifying} THEN {lit(_NOTHING_TO_LINK if person_fields != PERSON_FIELDS else _NOTHING_TO_LINK_JUSTICE)} END"
     )
     con.execute(REJECTS_DDL)
     con.execute(
@@ -214,7 +221,7 @@ def read_sources(
         path, cols = headers[name]
         load_source(con, name, src, path)
         check_source(con, name, src, path)
-        rejected = map_source(con, name, src)
+        rejected = map_source(con, name, src, loaded.config.person_fields)
         rows = con.execute(f"SELECT count(*) FROM {q('raw_' + name)}").fetchall()[0][0]
         out[name] = SourceRead(name, path, rows, rejected, _sha256(path), cols)
     return out

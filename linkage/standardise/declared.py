@@ -1,0 +1,167 @@
+"""Standardise a job's declared fields: each field's type cleans each distinct raw value once.
+
+For a field ``f`` of type T, the distinct raw values of ``f`` (list elements, for a list)
+go through T's stage plan into a dictionary ``(k raw, v value, why reason, keys...)``, which
+is joined back to the rows; so the cost follows the distinct values, not the rows, as in
+the justice standardiser. Values with characters outside ASCII are transliterated in
+Python first (for the types that ask), and Python keys (phonetic codes) are computed over
+distinct values only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+from anyascii import anyascii
+
+from linkage.standardise.justice import _q, _staged, install_macros
+from linkage.standardise.types import CleanContext, FieldType, ListType
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class FieldsResult:
+    """Counts only (safe to log): field -> reason -> values made missing."""
+
+    invalid: dict[str, dict[str, int]]
+
+
+def declared_columns(fields: dict[str, FieldType]) -> dict[str, str]:
+    """Every column the declared fields add to the records, with its DuckDB type."""
+    out: dict[str, str] = {}
+    for name, ftype in fields.items():
+        out.update(ftype.column_names(name))
+    return out
+
+
+def _dictionary(
+    con: duckdb.DuckDBPyConnection, name: str, ftype: FieldType, values_sql: str, ctx: CleanContext, table: str
+) -> list[str]:
+    """Build ``table(k, v, why, <suffix>...)`` over the distinct non-NULL values of
+    ``values_sql`` (one column ``x``). Returns the key suffixes."""
+    base = f"SELECT DISTINCT x FROM ({values_sql}) WHERE lk_nz(x) IS NOT NULL"
+    source = f"SELECT x AS k, x FROM ({base})"
+    registered = None
+    if ftype.transliterate_raw:
+        odd = [r[0] for r in con.execute(f"SELECT x FROM ({base}) WHERE regexp_matches(x, '[^\\x00-\\x7F]')").fetchall()]
+        if odd:
+            registered = f"__lk_tr_{abs(hash(table)) % 10**8}"
+            con.register(registered, pd.DataFrame({"k": pd.Series(odd, dtype=object),
+                                                   "t": pd.Series([anyascii(v) for v in odd], dtype=object)}))
+            source = (f"SELECT b.x AS k, coalesce(CAST(tr.t AS VARCHAR), b.x) AS x FROM ({base}) b "
+                      f"LEFT JOIN {registered} tr ON tr.k = b.x")
+    keys = ftype.keys()
+    steps = ftype.clean("x", ctx) + [(f"key_{k.suffix}", k.sql) for k in keys]
+    key_cols = "".join(f", CAST(key_{k.suffix} AS {k.sql_type}) AS {_ident('key_' + k.suffix)}" for k in keys)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT k, CAST(v AS {ftype.value_type}) AS v, why{key_cols} "
+            f"FROM ({_staged(source, steps)})"
+        )
+    finally:
+        if registered:
+            con.unregister(registered)
+    suffixes = [k.suffix for k in keys]
+    py = ftype.python_keys()
+    if py:
+        values = [r[0] for r in con.execute(f"SELECT DISTINCT v FROM {table} WHERE v IS NOT NULL").fetchall()]
+        frame = pd.DataFrame({"v": pd.Series(values, dtype=object)})
+        for suffix, fn in py.items():
+            frame["key_" + suffix] = pd.Series([fn(v) for v in values], dtype=object)
+        con.register("__lk_pykeys", frame)
+        try:
+            cols = ", ".join(f"CAST(p.{_ident('key_' + s)} AS VARCHAR) AS {_ident('key_' + s)}" for s in py)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT d.*, {cols} FROM {table} d "
+                        f"LEFT JOIN __lk_pykeys p ON p.v = d.v")
+        finally:
+            con.unregister("__lk_pykeys")
+        suffixes += list(py)
+    return suffixes
+
+
+def standardise_fields(
+    con: duckdb.DuckDBPyConnection,
+    source_table: str,
+    out_table: str,
+    fields: dict[str, FieldType],
+    *,
+    date_formats: list[str],
+    list_separator: str = ";",
+    today: _dt.date | None = None,
+) -> FieldsResult:
+    """Standardise the declared ``fields`` of ``source_table`` into ``out_table``.
+
+    ``source_table`` has ``source_dataset``, ``record_id`` and one text column per field
+    (NULL where a source does not map it). Writes ``out_table(source_dataset, record_id,
+    <field>, <field>_<key>...)`` (one row per input row), ``{out_table}_invalid``
+    (source_dataset, record_id, field, reason, raw_value: every present value made
+    missing) and ``{out_table}_raw_values(field, v)`` (every distinct raw value of each
+    identifying field, for the leakage check).
+    """
+    install_macros(con)
+    ctx = CleanContext(tuple(date_formats), (today or _dt.date.today()).isoformat())
+    src = f"__lk_fsrc_{out_table}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {src} AS SELECT source_dataset, record_id, "
+                + ", ".join(f"CAST({_ident(f)} AS VARCHAR) AS {_ident(f)}" for f in fields)
+                + f" FROM {source_table}")
+    selects, joins, invalid_parts, raw_parts, temp = [], [], [], [], [src]
+    for i, (name, ftype) in enumerate(fields.items()):
+        col = _ident(name)
+        table = f"__lk_fd_{out_table}_{i}"
+        temp.append(table)
+        if isinstance(ftype, ListType):
+            elems = f"__lk_fe_{out_table}_{i}"
+            agg = f"__lk_fa_{out_table}_{i}"
+            temp += [elems, agg]
+            sep = _q(ftype.separator or list_separator)
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {elems} AS SELECT * FROM (SELECT source_dataset, record_id, "
+                f"trim(unnest(string_split({col}, {sep}))) AS x FROM {src} WHERE {col} IS NOT NULL) "
+                "WHERE lk_nz(x) IS NOT NULL"
+            )
+            _dictionary(con, name, ftype.of, f"SELECT x FROM {elems}", ctx, table)
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {agg} AS SELECT e.source_dataset, e.record_id, "
+                f"nullif(list_sort(list_distinct(list(d.v))), []) AS v FROM {elems} e JOIN {table} d ON d.k = e.x "
+                "GROUP BY ALL"
+            )
+            selects.append(f"CAST(a{i}.v AS {ftype.value_type}) AS {col}")
+            joins.append(f"LEFT JOIN {agg} a{i} ON a{i}.source_dataset = s.source_dataset AND a{i}.record_id = s.record_id")
+            invalid_parts.append(
+                f"SELECT e.source_dataset, e.record_id, {_q(name)} AS field, d.why AS reason, e.x AS raw_value "
+                f"FROM {elems} e JOIN {table} d ON d.k = e.x WHERE d.why IS NOT NULL"
+            )
+        else:
+            suffixes = _dictionary(con, name, ftype, f"SELECT {col} AS x FROM {src}", ctx, table)
+            selects.append(f"d{i}.v AS {col}")
+            selects += [f"d{i}.{_ident('key_' + s)} AS {_ident(name + '_' + s)}" for s in suffixes]
+            joins.append(f"LEFT JOIN {table} d{i} ON d{i}.k = s.{col}")
+            invalid_parts.append(
+                f"SELECT s.source_dataset, s.record_id, {_q(name)} AS field, d.why AS reason, s.{col} AS raw_value "
+                f"FROM {src} s JOIN {table} d ON d.k = s.{col} WHERE d.why IS NOT NULL"
+            )
+        if ftype.is_identifying:
+            raw_parts.append(f"SELECT {_q(name)} AS field, k AS v FROM {table}")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {out_table} AS SELECT s.source_dataset, s.record_id"
+        + "".join(", " + s for s in selects) + f" FROM {src} s " + " ".join(joins)
+    )
+    con.execute(f"CREATE OR REPLACE TABLE {out_table}_invalid AS " + " UNION ALL ".join(invalid_parts))
+    con.execute(
+        f"CREATE OR REPLACE TABLE {out_table}_raw_values AS "
+        + (" UNION ALL ".join(raw_parts) if raw_parts else "SELECT CAST(NULL AS VARCHAR) AS field, CAST(NULL AS VARCHAR) AS v WHERE false")
+    )
+    invalid: dict[str, dict[str, int]] = {}
+    for field, reason, n in con.execute(
+        f"SELECT field, reason, count(*) FROM {out_table}_invalid GROUP BY ALL ORDER BY ALL"
+    ).fetchall():
+        invalid.setdefault(field, {})[reason] = int(n)
+    for t in temp:
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return FieldsResult(invalid)

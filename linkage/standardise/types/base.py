@@ -1,0 +1,100 @@
+"""What every field type provides: its options, its cleaning SQL, its derived keys.
+
+A type cleans one distinct raw value at a time (the declared-field runner builds a
+dictionary of distinct values, as the justice standardiser does): ``steps(x)`` is a stage
+plan over the raw text column ``x`` that ends in two columns, ``v`` (the standardised
+value, NULL when missing) and ``why`` (why a present value became missing, else NULL).
+``keys()`` derives further columns from ``v``, named ``<field>_<suffix>``; keys that need
+Python (phonetic codes) come from ``python_keys()``, computed over distinct values only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from linkage.standardise.justice import Step, _q
+
+# Whole values that mean "nothing here", whatever the type (compared upper-case, with
+# everything but letters and digits removed).
+COMMON_PLACEHOLDERS = ("", "NULL", "NONE", "NA", "NK", "UNKNOWN", "NOTKNOWN", "NOTRECORDED", "NOTENTERED")
+
+
+@dataclass(frozen=True)
+class Key:
+    """A derived column: ``<field>_<suffix>``, of DuckDB type ``sql_type``, from SQL over ``v``."""
+
+    suffix: str
+    sql: str
+    sql_type: str
+
+
+class FieldType(BaseModel):
+    """Options common to every type. Subclasses add their own and implement ``clean``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    # Whole values meaning "not known" in this field (compared after the type's cleaning,
+    # upper-case, letters and digits only), beside the common ones (NULL, N/A, UNKNOWN...).
+    placeholders: list[str] = []
+    # Whether values of this field identify a person: they are kept for the leakage check
+    # and never carried to analysts. Default: the type's (category and number: no).
+    identifying: bool | None = None
+
+    value_type: ClassVar[str] = "VARCHAR"
+    default_identifying: ClassVar[bool] = True
+    # Raw values with characters outside ASCII are transliterated first (Python, distinct values).
+    transliterate_raw: ClassVar[bool] = False
+
+    @property
+    def is_identifying(self) -> bool:
+        return self.default_identifying if self.identifying is None else self.identifying
+
+    # -- what subclasses implement ------------------------------------------------------
+
+    def clean(self, x: str, ctx: "CleanContext") -> list[Step]:
+        """A stage plan over raw text ``x`` ending in ``v`` and ``why``."""
+        raise NotImplementedError
+
+    def keys(self) -> list[Key]:
+        return []
+
+    def python_keys(self) -> dict[str, Callable[[Any], Any]]:
+        """suffix -> function of the standardised value (VARCHAR keys only)."""
+        return {}
+
+    def default_levels(self, field: str) -> list[dict[str, Any]]:
+        """The comparison levels of ``{field: NAME}`` without ``levels:``, most similar first."""
+        return [{"exact": field, "tf_adjustment": True}]
+
+    # -- shared pieces -------------------------------------------------------------------
+
+    def placeholder_sql(self, c: str) -> str:
+        """SQL: is the cleaned text ``c`` a placeholder?"""
+        values = sorted({re.sub(r"[^A-Z0-9]", "", p.upper()) for p in (*COMMON_PLACEHOLDERS, *self.placeholders)})
+        listed = "(" + ", ".join(_q(v) for v in values) + ")"
+        return f"(regexp_replace(upper({c}), '[^A-Z0-9]', '', 'g') IN {listed})"
+
+    def column_names(self, field: str) -> dict[str, str]:
+        """Every column this field adds to the records, with its DuckDB type."""
+        out = {field: self.value_type}
+        out.update({f"{field}_{k.suffix}": k.sql_type for k in self.keys()})
+        out.update({f"{field}_{s}": "VARCHAR" for s in self.python_keys()})
+        return out
+
+
+@dataclass(frozen=True)
+class CleanContext:
+    """What cleaning may depend on beyond the value: the source's date formats, today."""
+
+    date_formats: tuple[str, ...]
+    today_iso: str
+
+
+def result(value_sql: str, reason_sql: str) -> list[Step]:
+    return [("v", value_sql), ("why", reason_sql)]

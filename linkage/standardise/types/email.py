@@ -1,0 +1,34 @@
+"""``type: email``: an email address, lower case; one that is not ``user@domain.tld`` is
+missing (reason ``malformed``). Keys: ``<field>_user``, ``<field>_domain``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from linkage.standardise.justice import Step
+from linkage.standardise.types.base import CleanContext, FieldType, Key
+
+
+class EmailType(FieldType):
+    type: Literal["email"] = "email"
+
+    def clean(self, x: str, ctx: CleanContext) -> list[Step]:
+        return [
+            ("t_c", f"lower(trim({x}))"),
+            ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL WHEN {self.placeholder_sql('t_c')} THEN 'placeholder'"
+                    " WHEN NOT regexp_full_match(t_c, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+') THEN 'malformed' END"),
+            ("v", "CASE WHEN why IS NULL THEN t_c END"),
+        ]
+
+    def keys(self) -> list[Key]:
+        return [
+            Key("user", "split_part(v, '@', 1)", "VARCHAR"),
+            Key("domain", "split_part(v, '@', 2)", "VARCHAR"),
+        ]
+
+    def default_levels(self, field: str) -> list[dict[str, Any]]:
+        return [
+            {"exact": field, "tf_adjustment": True},
+            {"exact": f"{field}_user", "label": "same user name"},
+            {"jaro_winkler": field, "threshold": 0.88},
+        ]
