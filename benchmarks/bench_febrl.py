@@ -283,7 +283,9 @@ def run_toolkit(prep: Prepared, config: Path, run_dir: Path, toolkit_root: Path,
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
         threshold = (manifest.get("model") or {}).get("threshold_match_probability")
-        info["stage_seconds"] = manifest.get("timings") or manifest.get("stages")
+        info["stage_seconds"] = manifest.get("stage_seconds")
+        info["job_seconds"] = manifest.get("total_seconds")
+        info["rows"] = manifest.get("rows")
     crosswalk = run_dir / "restricted" / "crosswalk.parquet"
     con = duckdb.connect()
     cols = [c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{crosswalk}')").fetchall()]
@@ -294,6 +296,14 @@ def run_toolkit(prep: Prepared, config: Path, run_dir: Path, toolkit_root: Path,
     scores = score(assigned, truth)
     if scores.unknown_records:
         print(f"toolkit: {scores.unknown_records} crosswalk records are not in the truth (not scored)")
+    if "evaluation_json" in info:
+        ev = info["evaluation_json"]
+        theirs = ((ev.get("pairwise") or {}).get("f1"), (ev.get("cluster") or {}).get("f1"))
+        ours = (scores.pairwise_f1, scores.bcubed_f1)
+        agree = all(t is not None and abs(t - o) < 1e-5 for t, o in zip(theirs, ours))
+        print(f"toolkit {prep.dataset}: evaluation.json pairwise {ev.get('pairwise')}, cluster {ev.get('cluster')}; "
+              f"{'agrees with' if agree else 'DIFFERS from'} the crosswalk scored here "
+              f"(pairwise F1 {ours[0]:.6f}, B-cubed F1 {ours[1]:.6f})", flush=True)
     return [Row("toolkit", prep.dataset, threshold, round(seconds, 2), scores)], info
 
 
@@ -384,10 +394,6 @@ def main(argv: list[str] | None = None) -> int:
             tk_rows, info = run_toolkit(prep, config, run_dir, args.toolkit_root, truth, key)
             rows += tk_rows
             detail["toolkit"] = info
-            if "evaluation_json" in info:
-                ev = info["evaluation_json"]
-                print(f"toolkit evaluation.json (cross-check): pairwise {ev.get('pairwise')}; cluster {ev.get('cluster')}",
-                      flush=True)
         details[dataset] = detail
 
     print()
