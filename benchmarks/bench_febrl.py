@@ -18,7 +18,7 @@ For each data set:
 3. The toolkit through its CLI, timed: ``linkage run configs/examples/<data set>.yaml
    --data WORKDIR --out RUNDIR`` then ``linkage evaluate RUNDIR --truth WORKDIR/truth.csv``.
    Skipped with "toolkit: config not found" when the config does not exist.
-4. Every clustering scored by ``cluster_scores.score``: pairwise and B-cubed precision,
+4. Every clustering is scored by ``cluster_scores.score``: pairwise and B-cubed precision,
    recall and F1 over the truth's records. The toolkit's clusters are read from
    ``RUNDIR/restricted/crosswalk.parquet``; its own ``evaluation.json`` is printed beside
    as a cross-check.
@@ -27,6 +27,8 @@ Plain Splink reads the prepared CSVs the obvious way: every value trimmed, empty
 (FEBRL writes ``a, b, c``). Its wall time runs from reading the files to the clusters
 (Splink already imported; the import is timed apart); the toolkit's is the ``linkage run``
 process, interpreter start and imports included.
+
+Exit status 0, or 1 when a toolkit run or evaluation failed (its log is named on the console).
 """
 
 from __future__ import annotations
@@ -277,6 +279,7 @@ def run_toolkit(prep: Prepared, config: Path, run_dir: Path, toolkit_root: Path,
         info["evaluation_json"] = {k: evaluation.get(k) for k in ("pairwise", "cluster", "threshold_match_probability")}
     else:
         print(f"toolkit: linkage evaluate failed (exit {ev.returncode}); see {log}")
+        info["error"] = f"linkage evaluate exit {ev.returncode}"
 
     manifest_path = run_dir / "manifest.json"
     threshold = None
@@ -357,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[Row] = []
     details: dict = {}
+    failed = False
     for dataset in datasets:
         folder = args.workdir / dataset / "data"
         if folder.exists():
@@ -378,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tk = toolkit_threshold(config)
             if tk != args.threshold:
-                print(f"note: {config.name} links at {tk:g}, not --threshold {args.threshold:g}: "
-                      f"plain Splink is scored at {tk:g} too", flush=True)
+                print(f"note: {config.name} links at {tk:g}, not --threshold {args.threshold:g}"
+                      f"{'' if args.no_plain else f': plain Splink is scored at {tk:g} too'}", flush=True)
                 plain_thresholds.append(tk)
 
         if not args.no_plain:
@@ -394,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             tk_rows, info = run_toolkit(prep, config, run_dir, args.toolkit_root, truth, key)
             rows += tk_rows
             detail["toolkit"] = info
+            failed = failed or "error" in info
         details[dataset] = detail
 
     print()
@@ -412,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(f"\nwrote {args.json}")
-    return 0
+    return 1 if failed else 0
 
 
 def _versions() -> dict:
