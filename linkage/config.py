@@ -48,10 +48,35 @@ class SourceConfig(Strict):
     date_formats: list[str] = Field(default=["%Y-%m-%d"], min_length=1)
     list_separator: str = Field(default=";", min_length=1)
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+    # CSV dialect (RFC 4180 by default), set here and never guessed per file: the quote
+    # character, the character that escapes a quote inside a quoted field (default: the
+    # quote itself, doubled), and the file's text encoding (any Python codec name).
+    quote: str = Field(default='"', min_length=1, max_length=1)
+    escape: str | None = Field(default=None, min_length=1, max_length=1)
+    encoding: str = "utf-8"
     # Non-identifying columns for analysts: column -> how to coarsen it.
     carry: dict[str, CarryTransform] = {}
     # Date columns at which to give the person's age (in whole years) instead of a date of birth.
     age_at: list[str] = []
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r} (for example utf-8, latin-1, cp1252, utf-16)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _dialect(self) -> "SourceConfig":
+        if self.quote == self.delimiter:
+            raise ValueError("quote and delimiter must be different characters")
+        if self.escape is not None and self.escape == self.delimiter:
+            raise ValueError("escape and delimiter must be different characters")
+        return self
 
     @property
     def file_format(self) -> str:
