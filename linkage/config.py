@@ -363,6 +363,26 @@ class JobConfig(Strict):
         cols.update(declared_columns(dict(self.fields)))
         return cols
 
+    def date_fields(self, source: str) -> list[tuple[str, list[str], str | None, str]]:
+        """(field, formats, list separator or None, the key that sets the formats) of every
+        date field the source maps: what the extract check reads its dates with."""
+        src = self.sources[source]
+        out: list[tuple[str, list[str], str | None, str]] = []
+        if self.uses_justice_preset:
+            for f in DATE_FIELDS:
+                if f in src.columns:
+                    sep = src.list_separator if f == "alias_dates_of_birth" else None
+                    out.append((f, list(src.date_formats), sep, f"sources.{source}.date_formats"))
+        for f, ftype in self.fields.items():
+            element = getattr(ftype, "of", ftype)
+            if f not in src.columns or element.type != "date":
+                continue
+            formats = element.formats or list(src.date_formats)
+            key = f"fields.{f}.formats" if element.formats else f"sources.{source}.date_formats"
+            sep = (ftype.separator or src.list_separator) if ftype.type == "list" else None
+            out.append((f, formats, sep, key))
+        return out
+
     def date_columns(self) -> set[str]:
         return {c for c, t in self.record_columns().items() if t == "DATE"}
 

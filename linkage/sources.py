@@ -495,7 +495,13 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, 
     con.execute(f"CREATE OR REPLACE TEMP VIEW {q('raw_' + name)} AS SELECT {row}* FROM {table}")
 
 
-def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, path: Path) -> None:
+def check_source(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    src: SourceConfig,
+    path: Path,
+    date_fields: list[tuple[str, list[str], str | None, str]] | None = None,
+) -> None:
     """Whole-extract checks: empty, duplicate record ids, unreadable date columns.
 
     Every problem of the extract is raised together in one ``InputError``.
@@ -533,22 +539,23 @@ def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, p
             f"another row (rows {_rows_list(dup_rows)}; surrounding spaces ignored). Each record needs its own id."
         )
     # What standardisation can read, judged by standardisation itself.
-    for field in DATE_FIELDS:
-        col = src.columns.get(field)
-        if col is None:
-            continue
+    if date_fields is None:  # the justice preset's date fields
+        date_fields = [(f, list(src.date_formats), src.list_separator if f == "alias_dates_of_birth" else None,
+                        f"sources.{name}.date_formats") for f in DATE_FIELDS if f in src.columns]
+    for field, formats, separator, fix in date_fields:
+        col = src.columns[field]
         table, column = raw, col
-        if field == "alias_dates_of_birth":
-            table = (f"(SELECT _row, split_part({q(col)}, {lit(src.list_separator)}, 1) AS first_alias_date "
+        if separator is not None:
+            table = (f"(SELECT _row, split_part({q(col)}, {lit(separator)}, 1) AS first_listed_date "
                      f"FROM {raw})")
-            column = "first_alias_date"
-        check = date_parse_failures(con, table, column, list(src.date_formats))
+            column = "first_listed_date"
+        check = date_parse_failures(con, table, column, formats)
         if check.present and check.share >= UNREADABLE_DATE_SHARE:
-            bad = date_parse_failure_keys(con, table, column, list(src.date_formats), "_row", ROWS_SHOWN + 1)
+            bad = date_parse_failure_keys(con, table, column, formats, "_row", ROWS_SHOWN + 1)
             problems.append(
-                f"{path}: column {col!r} ({field}) is unreadable with date_formats {src.date_formats}: "
+                f"{path}: column {col!r} ({field}) is unreadable with date_formats {formats}: "
                 f"{check.failed} of {check.present} non-empty values fail (rows {_rows_list(bad)}). "
-                f"Fix sources.{name}.date_formats."
+                f"Fix {fix}."
             )
     if problems:
         raise InputError("\n".join(problems))
@@ -608,7 +615,7 @@ def read_sources(
         path, _ = headers[name]
         try:
             loads[name] = load_source(con, name, src, path)
-            check_source(con, name, src, path)
+            check_source(con, name, src, path, loaded.config.date_fields(name))
         except InputError as exc:
             problems.append(str(exc))
     if len(problems) == 1:
