@@ -699,7 +699,9 @@ def test_table_equals_python_helpers_and_is_idempotent(records):
 def test_docstring_examples_run():
     import doctest
 
-    result = doctest.testmod(S)
+    from linkage.standardise import justice
+
+    result = doctest.testmod(justice)
     assert result.attempted > 10 and result.failed == 0
 
 
@@ -732,3 +734,18 @@ def test_raw_values_keep_every_distinct_raw_value_once():
                 elif value is not None:
                     want.add((field, value))
     assert set(got) == want
+
+
+def test_names_in_other_scripts_are_transliterated_not_dropped():
+    con = duckdb.connect()
+    nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in S.INPUT_COLUMNS
+                      if c not in ("source_dataset", "record_id", "first_name", "surname", "full_name"))
+    con.execute(
+        f"CREATE TABLE t AS SELECT 's' AS source_dataset, '1' AS record_id, 'Владимир' AS first_name, "
+        f"'Путин' AS surname, NULL::VARCHAR AS full_name, {nulls} UNION ALL "
+        f"SELECT 's', '2', NULL, NULL, 'Mr 王 小明', {nulls}"
+    )
+    S.standardise_table(con, "t", "o", date_formats=["%Y-%m-%d"])
+    rows = con.execute("SELECT record_id, first_name, surname FROM o ORDER BY 1").fetchall()
+    assert rows == [("1", "VLADIMIR", "PUTIN"), ("2", "WANG", "XIAOMING")]
+    assert con.execute("SELECT count(*) FROM o_invalid").fetchall()[0][0] == 0

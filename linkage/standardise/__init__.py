@@ -15,3 +15,14 @@ from linkage.standardise.justice import *  # noqa: F403 - the public API of the 
 from linkage.standardise.justice import __all__ as _justice_all
 
 __all__ = list(_justice_all)
+
+
+def __getattr__(name: str):
+    """The justice preset's reference data (``DUMMY_PNC_KEYS``, ``INPUT_COLUMNS``...) as before
+    the package split: ``linkage.standardise.X`` still finds it."""
+    from linkage.standardise import justice
+
+    try:
+        return getattr(justice, name)
+    except AttributeError:
+        raise AttributeError(f"module 'linkage.standardise' has no attribute {name!r}") from None

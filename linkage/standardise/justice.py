@@ -1128,6 +1128,31 @@ _INVALID_FIELDS = {
 }  # fmt: skip
 
 
+# Dictionaries of names: values in a non-Latin script are transliterated before cleaning.
+_NAME_DICTIONARIES = {"first", "middle", "surname", "full"}
+
+
+def _needs_transliteration(text: str) -> bool:
+    """A letter beyond the Latin blocks (Cyrillic, Greek, Arabic, CJK...): the SQL cleaning
+    strips accents from Latin letters but would drop these."""
+    return any(ord(ch) > 0x024F and ch.isalpha() for ch in text)
+
+
+def _register_transliterations(con: duckdb.DuckDBPyConnection, distinct_sql: str) -> str | None:
+    """Register ``(k raw, t transliterated)`` for the distinct values needing it; its name or None."""
+    from anyascii import anyascii
+
+    odd = [r[0] for r in con.execute(
+        f"SELECT x FROM ({distinct_sql}) WHERE regexp_matches(x, '[^\\x00-\\x{{024F}}]')").fetchall()]
+    odd = [v for v in odd if _needs_transliteration(v)]
+    if not odd:
+        return None
+    name = "__lk_std_translit"
+    con.register(name, pd.DataFrame({"k": pd.Series(odd, dtype=object),
+                                     "t": pd.Series([anyascii(v) for v in odd], dtype=object)}))
+    return name
+
+
 def _one_or_set(value: str, alias_values: str) -> str:
     """SQL: sorted distinct non-NULL array of a value and a row's alias values, NULL if empty."""
     return (
@@ -1221,12 +1246,20 @@ def standardise_table(
         values = " UNION ALL ".join(
             f"SELECT {c} AS x FROM {element_table.get(c, src)}" for c in inputs
         )
-        staged = _staged(f"SELECT DISTINCT x FROM ({values}) WHERE x IS NOT NULL", steps("x", "z"))
+        distinct = f"SELECT DISTINCT x FROM ({values}) WHERE x IS NOT NULL"
+        registered = _register_transliterations(con, distinct) if name in _NAME_DICTIONARIES else None
+        base = (f"SELECT d.x AS __lk_raw, coalesce(CAST(t.t AS VARCHAR), d.x) AS x FROM ({distinct}) d "
+                f"LEFT JOIN {registered} t ON t.k = d.x") if registered else f"SELECT x AS __lk_raw, x FROM ({distinct})"
+        staged = _staged(base, steps("x", "z"))
         flat = ", ".join(f"{expr} AS v{suffix}" for suffix, expr in outputs)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {dictionary} AS"
-            f" SELECT x AS k, {flat}, {reason} AS why FROM ({staged})"
-        )
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {dictionary} AS"
+                f" SELECT __lk_raw AS k, {flat}, {reason} AS why FROM ({staged})"
+            )
+        finally:
+            if registered:
+                con.unregister(registered)
         dictionaries[name] = (dictionary, inputs, outputs)
 
     if keep_raw_values:
