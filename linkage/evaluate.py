@@ -298,7 +298,7 @@ def error_attribution(con: duckdb.DuckDBPyConnection, threshold: float) -> dict[
         n = con.execute(
             f"""SELECT coalesce(sum(f.false_pairs - coalesce(d.n, 0)), 0)
             FROM ea_false_by_cluster f
-            JOIN (SELECT DISTINCT cluster, weakest FROM ea_nodes) w USING (cluster)
+            JOIN (SELECT cluster, min(weakest) AS weakest FROM ea_nodes GROUP BY ALL) w USING (cluster)
             LEFT JOIN (SELECT cluster, sum(n) AS n FROM ea_direct GROUP BY ALL) d USING (cluster)
             WHERE {cond}"""
         ).fetchall()[0][0]
@@ -306,7 +306,7 @@ def error_attribution(con: duckdb.DuckDBPyConnection, threshold: float) -> dict[
         buckets.append({"weakest_link_match_weight": label, "chain_pairs": int(n)})
     only_det = con.execute(
         """SELECT coalesce(sum(f.false_pairs - coalesce(d.n, 0)), 0) FROM ea_false_by_cluster f
-        JOIN (SELECT DISTINCT cluster, weakest FROM ea_nodes) w USING (cluster)
+        JOIN (SELECT cluster, min(weakest) AS weakest FROM ea_nodes GROUP BY ALL) w USING (cluster)
         LEFT JOIN (SELECT cluster, sum(n) AS n FROM ea_direct GROUP BY ALL) d USING (cluster)
         WHERE w.weakest IS NULL"""
     ).fetchall()[0][0]
