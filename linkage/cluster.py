@@ -1,20 +1,34 @@
-"""Clusters: connected components of the links at the job's threshold plus deterministic links.
+"""Clusters: the links at the job's threshold plus deterministic links, checked.
+
+1. Links: scored pairs at or above the threshold, and pairs agreeing on a deterministic
+   rule (gated: ``unless_disagree``).
+2. Duplicate-free sources (set-based): a link into a duplicate-free source is kept only
+   when it is the best-scoring link of its record into that source.
+3. Connected components.
+4. Cluster validity, on the few suspicious clusters only (a link below the fracture
+   weight in a cluster of three or more, two different valid PNC IDs or CRO numbers, or
+   two records of a duplicate-free source): ``split_cluster``, a pure function of one
+   cluster's links. What it cuts is kept in ``cluster_splits`` for review.
 
 Tables (in the job's DuckDB database):
 - ``nodes(node_id, source_dataset, record_id, ...)``: every standardised record, numbered,
   with all its columns (the model scores this table: ``linkage.model.RUN_IDS``).
-- ``links(node_id_l, node_id_r, match_weight, match_probability, kind)``: the edges used.
+- ``links(node_id_l, node_id_r, match_weight, match_probability, kind)``: the edges kept.
+- ``cluster_splits(node_id_l, node_id_r, match_weight, match_probability, kind, reason)``:
+  links cut by clustering.
 - ``clusters(node_id, source_dataset, record_id, cluster_id, cluster_size,
   cluster_min_match_weight, cluster_links, deterministic_links)``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import duckdb
 
-from linkage.config import DeterministicLink
+from linkage.config import ClusteringConfig, DeterministicLink
 from linkage.sources import lit, q
 
 
@@ -30,6 +44,12 @@ class ClusterStats:
     size_histogram: dict[int, int]
     # deterministic rule -> groups over its max_group_size (not linked on agreement alone)
     oversized_deterministic_groups: dict[str, dict[str, int]] = field(default_factory=dict)
+    # deterministic rule -> pairs not linked on agreement alone because they disagree
+    gated_deterministic_pairs: dict[str, int] = field(default_factory=dict)
+    # reason -> links cut by clustering; clusters checked and clusters split
+    cut_links: dict[str, int] = field(default_factory=dict)
+    clusters_checked: int = 0
+    clusters_split: int = 0
 
 
 def build_nodes(con: duckdb.DuckDBPyConnection, records_view: str) -> None:
@@ -52,14 +72,17 @@ def build_links(
     predictions: str,
     threshold: float,
     deterministic: list[DeterministicLink],
-) -> dict[str, dict[str, int]]:
-    """Edges: scored pairs at or above the threshold, and a star per deterministic group.
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Edges: scored pairs at or above the threshold, and the deterministic links.
 
-    Returns, per deterministic rule, the groups too large to link on agreement alone.
+    Returns, per deterministic rule, the groups too large to link on agreement alone and
+    the pairs withheld because they disagree on a column of ``unless_disagree``.
 
     ``predictions`` has ``node_id_l, node_id_r, match_weight, match_probability``. A
     deterministic group (records agreeing on every column of a rule) is joined to its
-    lowest node: n - 1 edges instead of n * (n - 1) / 2, with the same components.
+    lowest node: n - 1 edges instead of n * (n - 1) / 2, with the same components. A
+    gated rule (``unless_disagree``) needs every pair of the group, each checked; groups
+    are small (``max_group_size``).
     """
     con.execute(
         f"""CREATE OR REPLACE TABLE links AS
@@ -67,23 +90,40 @@ def build_links(
         FROM {predictions} WHERE match_probability >= {threshold}"""
     )
     oversized: dict[str, dict[str, int]] = {}
+    gated: dict[str, int] = {}
     for rule in deterministic:
         cols = ", ".join(q(c) for c in rule.columns)
         not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
-        con.execute(
-            f"""INSERT INTO links
-            SELECT min(node_id) OVER (PARTITION BY {cols}) AS node_id_l, node_id AS node_id_r,
-                   NULL, 1.0, {lit('deterministic: ' + rule.name)}
-            FROM nodes WHERE {not_null}
-            QUALIFY node_id_l <> node_id_r AND count(*) OVER (PARTITION BY {cols}) <= {rule.max_group_size}"""
-        )
+        kind = lit("deterministic: " + rule.name)
+        small = f"SELECT * FROM nodes WHERE {not_null} QUALIFY count(*) OVER (PARTITION BY {cols}) <= {rule.max_group_size}"
+        if not rule.unless_disagree:
+            con.execute(
+                f"""INSERT INTO links
+                SELECT min(node_id) OVER (PARTITION BY {cols}) AS node_id_l, node_id AS node_id_r,
+                       NULL, 1.0, {kind}
+                FROM ({small}) QUALIFY node_id_l <> node_id_r"""
+            )
+        else:
+            same = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in rule.columns)
+            disagree = " OR ".join(
+                f"(l.{q(c)} IS NOT NULL AND r.{q(c)} IS NOT NULL AND l.{q(c)} <> r.{q(c)})" for c in rule.unless_disagree
+            )
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _det_pairs AS
+                WITH g AS ({small})
+                SELECT l.node_id AS node_id_l, r.node_id AS node_id_r, ({disagree}) AS disagree
+                FROM g l JOIN g r ON {same} AND l.node_id < r.node_id"""
+            )
+            con.execute(f"INSERT INTO links SELECT node_id_l, node_id_r, NULL, 1.0, {kind} FROM _det_pairs WHERE NOT disagree")
+            gated[rule.name] = int(con.execute("SELECT count(*) FROM _det_pairs WHERE disagree").fetchall()[0][0])
+            con.execute("DROP TABLE _det_pairs")
         groups, records = con.execute(
             f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM nodes WHERE {not_null} "
             f"GROUP BY {cols} HAVING n > {rule.max_group_size})"
         ).fetchall()[0]
         if groups:
             oversized[rule.name] = {"groups": int(groups), "records": int(records)}
-    return oversized
+    return oversized, gated
 
 
 def connected_components(
@@ -144,13 +184,300 @@ def summarise_clusters(con: duckdb.DuckDBPyConnection) -> ClusterStats:
     return ClusterStats(records, clusters, singletons, largest, model_links, det_links, conflicts, hist)
 
 
+# --- cluster validity: a pure decision on one cluster's links ------------------------------
+
+# Two groups joined only by weak links stay one person when the links between them cover
+# at least this share of their pairs of records: many weak links corroborate each other,
+# one is a chain.
+MIN_WEAK_LINK_DENSITY = 0.5
+
+REASON_DUPLICATE_FREE = "duplicate-free source twice"
+REASON_NOT_BEST = "duplicate-free source: not the best link"
+REASON_WEAK = "weak link between groups"
+
+
+@dataclass(frozen=True)
+class Member:
+    """A record of a cluster as the validity check sees it."""
+
+    source_dataset: str
+    # (identifier, value) pairs, e.g. ("pnc_key", ...): two different values of one
+    # identifier in a person are a conflict.
+    identifiers: tuple[tuple[str, str], ...] = ()
+
+
+def _conflict_reason(column: str) -> str:
+    return f"different {column} values"
+
+
+class _Parts:
+    """Union-find over one cluster's records, each part with its sources and identifiers."""
+
+    def __init__(self, members: dict[int, Member]):
+        self.parent = {n: n for n in members}
+        self.nodes = {n: [n] for n in members}
+        self.sources = {n: {m.source_dataset: 1} for n, m in members.items()}
+        self.ids = {n: {k: {v} for k, v in m.identifiers} for n, m in members.items()}
+
+    def find(self, n: int) -> int:
+        while self.parent[n] != n:
+            self.parent[n] = self.parent[self.parent[n]]
+            n = self.parent[n]
+        return n
+
+    def clash(self, a: int, b: int, duplicate_free: frozenset[str]) -> str | None:
+        """Why parts a and b (roots) cannot be one person whatever the evidence, if they cannot."""
+        if any(s in self.sources[b] for s in self.sources[a] if s in duplicate_free):
+            return REASON_DUPLICATE_FREE
+        return None
+
+    def conflict(self, a: int, b: int) -> str | None:
+        for column, values in self.ids[a].items():
+            other = self.ids[b].get(column)
+            if other and other != values:
+                return _conflict_reason(column)
+        return None
+
+    def union(self, a: int, b: int) -> None:
+        if len(self.nodes[a]) < len(self.nodes[b]):
+            a, b = b, a
+        self.parent[b] = a
+        self.nodes[a] += self.nodes.pop(b)
+        for s, k in self.sources.pop(b).items():
+            self.sources[a][s] = self.sources[a].get(s, 0) + k
+        for column, values in self.ids.pop(b).items():
+            self.ids[a].setdefault(column, set()).update(values)
+
+
+def _weight(w: float | None) -> float:
+    return math.inf if w is None else w  # a deterministic link: agreement alone
+
+
+def split_cluster(
+    members: dict[int, Member],
+    links: Iterable[tuple[int, int, float | None]],
+    *,
+    fracture_match_weight: float,
+    conflict_match_weight: float,
+    duplicate_free: Iterable[str] = (),
+) -> list[list[int]]:
+    """The parts one cluster falls into, largest first (one part: the cluster is valid).
+
+    ``links`` are ``(node_a, node_b, match_weight)``, None for a deterministic link. Links
+    are taken strongest first (Kruskal's order) and a link joins its two parts unless:
+
+    - the parts would hold two records of a ``duplicate_free`` source;
+    - the parts hold different values of one identifier (two valid PNC IDs) and the link
+      is below ``conflict_match_weight``;
+    - the link is below ``fracture_match_weight``, both parts hold two records or more,
+      and the links between them cover less than ``MIN_WEAK_LINK_DENSITY`` of their pairs:
+      a weak link may attach one record to a person, not chain two people together.
+
+    >>> m = {n: Member("s") for n in range(1, 6)}
+    >>> split_cluster(m, [(1, 2, 20), (2, 3, 20), (4, 5, 20), (3, 4, 6)],
+    ...               fracture_match_weight=10, conflict_match_weight=20)
+    [[1, 2, 3], [4, 5]]
+    """
+    dup_free = frozenset(duplicate_free)
+    parts = _Parts(members)
+    ordered = sorted(links, key=lambda e: (-_weight(e[2]), e[0], e[1]))
+    adjacency: dict[int, set[int]] = {n: set() for n in members}
+    for a, b, _ in ordered:
+        adjacency[a].add(b)
+        adjacency[b].add(a)
+    for a, b, w in ordered:
+        ra, rb = parts.find(a), parts.find(b)
+        if ra == rb or parts.clash(ra, rb, dup_free):
+            continue
+        weight = _weight(w)
+        if weight < conflict_match_weight and parts.conflict(ra, rb):
+            continue
+        if weight < fracture_match_weight:
+            na, nb = len(parts.nodes[ra]), len(parts.nodes[rb])
+            if min(na, nb) >= 2:
+                small, big = (ra, rb) if na <= nb else (rb, ra)
+                between = sum(1 for n in parts.nodes[small] for o in adjacency[n] if parts.find(o) == big)
+                if between < MIN_WEAK_LINK_DENSITY * na * nb:
+                    continue
+        parts.union(ra, rb)
+    out = [sorted(nodes) for nodes in parts.nodes.values()]
+    return sorted(out, key=lambda p: (-len(p), p[0]))
+
+
+def cut_reasons(
+    parts: Sequence[Sequence[int]],
+    members: dict[int, Member],
+    links: Iterable[tuple[int, int, float | None]],
+    *,
+    conflict_match_weight: float,
+    duplicate_free: Iterable[str] = (),
+) -> list[tuple[int, int, str]]:
+    """Each link between two parts with why it was cut: the parts' clash, else their
+    identifier conflict (below ``conflict_match_weight``), else a weak link between groups."""
+    dup_free = frozenset(duplicate_free)
+    part_of = {n: i for i, p in enumerate(parts) for n in p}
+    sources = [{members[n].source_dataset for n in p} for p in parts]
+    ids: list[dict[str, set[str]]] = []
+    for p in parts:
+        d: dict[str, set[str]] = {}
+        for n in p:
+            for k, v in members[n].identifiers:
+                d.setdefault(k, set()).add(v)
+        ids.append(d)
+    out = []
+    for a, b, w in links:
+        i, j = part_of[a], part_of[b]
+        if i == j:
+            continue
+        if sources[i] & sources[j] & dup_free:
+            reason = REASON_DUPLICATE_FREE
+        else:
+            conflict = next((k for k, v in ids[i].items() if ids[j].get(k) and ids[j][k] != v), None)
+            reason = _conflict_reason(conflict) if conflict and _weight(w) < conflict_match_weight else REASON_WEAK
+        out.append((a, b, reason))
+    return out
+
+
+# --- the clustering stage ---------------------------------------------------------------------
+
+
+def _cut(con: duckdb.DuckDBPyConnection, cut_table: str) -> None:
+    """Move the links named in ``cut_table(node_id_l, node_id_r, reason)`` to ``cluster_splits``."""
+    con.execute(
+        f"""INSERT INTO cluster_splits
+        SELECT l.*, c.reason FROM links l JOIN {cut_table} c USING (node_id_l, node_id_r)"""
+    )
+    con.execute(f"DELETE FROM links WHERE (node_id_l, node_id_r) IN (SELECT (node_id_l, node_id_r) FROM {cut_table})")
+
+
+def keep_best_links_into(con: duckdb.DuckDBPyConnection, duplicate_free: Sequence[str]) -> int:
+    """Set-based: a link into a duplicate-free source is kept only when it is its record's
+    best-scoring link into that source (deterministic links count as best), and two
+    records of one duplicate-free source are never linked. Returns the links cut.
+
+    Connected components can still chain two records of such a source through a third
+    record: ``split_cluster`` resolves those clusters.
+    """
+    if not duplicate_free:
+        return 0
+    sources = ", ".join(lit(s) for s in duplicate_free)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _dup_cut AS
+        WITH e AS (
+            SELECT node_id_l AS a, node_id_r AS b, node_id_l, node_id_r, coalesce(match_weight, 'inf'::DOUBLE) AS w
+            FROM links
+            UNION ALL
+            SELECT node_id_r, node_id_l, node_id_l, node_id_r, coalesce(match_weight, 'inf'::DOUBLE) FROM links),
+        ends AS (
+            SELECT e.*, na.source_dataset AS sa, nb.source_dataset AS sb FROM e
+            JOIN nodes na ON na.node_id = e.a JOIN nodes nb ON nb.node_id = e.b
+            WHERE nb.source_dataset IN ({sources}))
+        SELECT node_id_l, node_id_r,
+               CASE WHEN bool_or(sa = sb) THEN {lit(REASON_DUPLICATE_FREE)} ELSE {lit(REASON_NOT_BEST)} END AS reason
+        FROM (SELECT *, row_number() OVER (PARTITION BY a, sb ORDER BY w DESC, b) AS rank FROM ends)
+        WHERE sa = sb OR rank > 1
+        GROUP BY ALL"""
+    )
+    n = con.execute("SELECT count(*) FROM _dup_cut").fetchall()[0][0]
+    _cut(con, "_dup_cut")
+    con.execute("DROP TABLE _dup_cut")
+    return int(n)
+
+
+def check_clusters(
+    con: duckdb.DuckDBPyConnection,
+    settings: ClusteringConfig,
+    duplicate_free: Sequence[str] = (),
+    conflict_columns: Sequence[str] = ("pnc_key", "cro_number"),
+) -> tuple[int, int]:
+    """Split the suspicious clusters of ``cc`` with ``split_cluster``; returns (checked, split).
+
+    Suspicious (found set-based, the rest is never read into Python): a cluster of three
+    or more records with a link below the fracture weight, two different values of a
+    conflict column, or two records of a duplicate-free source. Parts keep the lowest
+    node id as their cluster id; the cut links move to ``cluster_splits``.
+    """
+    have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
+    columns = [c for c in conflict_columns if c in have]
+    dup = ", ".join(lit(s) for s in duplicate_free) or "NULL"
+    conflicts = " OR ".join(f"count(DISTINCT n.{q(c)}) > 1" for c in columns) or "false"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _suspect AS
+        WITH c AS (
+            SELECT cc.cluster_id, count(*) AS size, ({conflicts}) AS conflict,
+                   count(*) FILTER (WHERE n.source_dataset IN ({dup}))
+                     > count(DISTINCT n.source_dataset) FILTER (WHERE n.source_dataset IN ({dup})) AS dup
+            FROM cc JOIN nodes n USING (node_id) GROUP BY ALL),
+        w AS (SELECT cc.cluster_id, min(l.match_weight) AS weakest FROM links l JOIN cc ON cc.node_id = l.node_id_l
+              GROUP BY ALL)
+        SELECT cluster_id FROM c LEFT JOIN w USING (cluster_id)
+        WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND weakest < {float(settings.fracture_match_weight)}))"""
+    )
+    ids = ", ".join(f"n.{q(c)}" for c in columns)
+    members_rows = con.execute(
+        f"""SELECT cc.cluster_id, n.node_id, n.source_dataset {', ' + ids if ids else ''}
+        FROM cc JOIN _suspect USING (cluster_id) JOIN nodes n USING (node_id)"""
+    ).fetchall()
+    link_rows = con.execute(
+        """SELECT cc.cluster_id, l.node_id_l, l.node_id_r, l.match_weight
+        FROM links l JOIN cc ON cc.node_id = l.node_id_l JOIN _suspect USING (cluster_id)"""
+    ).fetchall()
+    con.execute("DROP TABLE _suspect")
+    members: dict[int, dict[int, Member]] = {}
+    for cid, node, source, *values in members_rows:
+        idents = tuple((c, str(v)) for c, v in zip(columns, values) if v is not None)
+        members.setdefault(cid, {})[node] = Member(source, idents)
+    edges: dict[int, list[tuple[int, int, float | None]]] = {}
+    for cid, a, b, w in link_rows:
+        edges.setdefault(cid, []).append((a, b, w))
+    reassign: list[tuple[int, int]] = []
+    cuts: list[tuple[int, int, str]] = []
+    split = 0
+    for cid, m in members.items():
+        parts = split_cluster(
+            m, edges.get(cid, []), fracture_match_weight=settings.fracture_match_weight,
+            conflict_match_weight=settings.conflict_match_weight, duplicate_free=duplicate_free,
+        )
+        if len(parts) == 1:
+            continue
+        split += 1
+        reassign += [(n, p[0]) for p in parts for n in p]
+        cuts += cut_reasons(parts, m, edges.get(cid, []), conflict_match_weight=settings.conflict_match_weight,
+                            duplicate_free=duplicate_free)
+    if reassign:
+        import pandas as pd
+
+        con.register("_reassign_df", pd.DataFrame(reassign, columns=["node_id", "new_cluster_id"]))
+        con.execute(
+            """UPDATE cc SET cluster_id = r.new_cluster_id FROM _reassign_df r WHERE cc.node_id = r.node_id"""
+        )
+        con.unregister("_reassign_df")
+        con.register("_cuts_df", pd.DataFrame(cuts, columns=["node_id_l", "node_id_r", "reason"]))
+        con.execute("CREATE OR REPLACE TEMP TABLE _cuts AS SELECT * FROM _cuts_df")
+        con.unregister("_cuts_df")
+        _cut(con, "_cuts")
+        con.execute("DROP TABLE _cuts")
+    return len(members), split
+
+
 def cluster(
     con: duckdb.DuckDBPyConnection,
     db_api,
     predictions: str,
     threshold: float,
     deterministic: list[DeterministicLink],
+    settings: ClusteringConfig | None = None,
+    duplicate_free: Sequence[str] = (),
 ) -> ClusterStats:
-    oversized = build_links(con, predictions, threshold, deterministic)
+    """Links, duplicate-free sources, connected components, cluster validity; ``clusters``."""
+    settings = settings or ClusteringConfig()
+    oversized, gated = build_links(con, predictions, threshold, deterministic)
+    con.execute("CREATE OR REPLACE TABLE cluster_splits AS SELECT *, '' AS reason FROM links WHERE false")
+    keep_best_links_into(con, list(duplicate_free))
     connected_components(con, db_api)
-    return replace(summarise_clusters(con), oversized_deterministic_groups=oversized)
+    checked, split = check_clusters(con, settings, list(duplicate_free))
+    cut = dict(con.execute("SELECT reason, count(*) FROM cluster_splits GROUP BY ALL ORDER BY 1").fetchall())
+    return replace(
+        summarise_clusters(con), oversized_deterministic_groups=oversized, gated_deterministic_pairs=gated,
+        cut_links={k: int(v) for k, v in cut.items()}, clusters_checked=checked, clusters_split=split,
+    )

@@ -58,6 +58,9 @@ class SourceConfig(Strict):
     carry: dict[str, CarryTransform] = {}
     # Date columns at which to give the person's age (in whole years) instead of a date of birth.
     age_at: list[str] = []
+    # The source holds at most one record per person: clustering keeps one record of it
+    # per person, the one with the best-scoring link (linkage.cluster).
+    duplicate_free: bool = False
 
     @field_validator("encoding")
     @classmethod
@@ -279,6 +282,21 @@ class DeterministicLink(Strict):
     # A value shared by more records than this is a placeholder, not a person: its group is
     # not linked on agreement alone (the model still scores its pairs) and is counted.
     max_group_size: int = Field(default=50, ge=2)
+    # Two records sharing the value are not linked on agreement alone when every one of
+    # these columns is present on both and differs (another person's PNC ID keyed on a
+    # record): the model still scores the pair.
+    unless_disagree: list[StandardColumn] = []
+
+
+class ClusteringConfig(Strict):
+    """How clusters are checked after connected components (``linkage.cluster``)."""
+
+    # A link below this match weight may attach one record to a group, but not join two
+    # groups of records that hold together without it (a chain through one weak link).
+    fracture_match_weight: float = 10.0
+    # Two different valid PNC IDs (or CRO numbers) in one person need a link at least this
+    # strong to join them; weaker joins are cut.
+    conflict_match_weight: float = 20.0
 
 
 LinkType = Literal["link_and_dedupe", "link_only", "dedupe_only"]
@@ -293,6 +311,7 @@ class ModelConfig(Strict):
     training: TrainingConfig
     threshold: float = Field(default=0.95, gt=0, lt=1)
     deterministic_links: list[DeterministicLink] = []
+    clustering: ClusteringConfig = ClusteringConfig()
     max_comparisons: float = Field(default=2e9, gt=0)
 
 

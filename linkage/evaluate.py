@@ -14,6 +14,7 @@ Records the run rejected count as singletons (the run did not link them).
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,8 +185,153 @@ def _star_edges(columns: list[str]) -> str:
                WINDOW w AS (PARTITION BY {cols} ORDER BY source_dataset, record_id)"""
 
 
-# How linkage is done without a model: a shared valid PNC ID, then exact name and date of birth.
-BASELINE_RULES = (["pnc_key"], ["first_name", "surname", "date_of_birth"])
+# Without deterministic rules in the job, the baseline links records agreeing exactly on
+# every name and date column the job has.
+BASELINE_FALLBACK = ("first_name", "surname", "date_of_birth")
+
+
+def baseline_rules(manifest: dict[str, Any], standardised_columns: list[str]) -> list[list[str]]:
+    """The job's own deterministic rules (from its config), plus exact agreement on every
+    name and date column: the linkage a team would do without a model."""
+    rules: list[list[str]] = []
+    config_path = manifest.get("config_path")
+    if config_path and Path(config_path).is_file():
+        from linkage.config import load_config
+
+        try:
+            rules = [list(d.columns) for d in load_config(config_path).config.model.deterministic_links]
+        except Exception:  # a config changed since the run: fall back on the columns alone
+            rules = []
+    exact = [c for c in BASELINE_FALLBACK if c in standardised_columns]
+    if exact:
+        rules.append(exact)
+    return [r for r in rules if all(c in standardised_columns for c in r)]
+
+
+# --- error attribution -------------------------------------------------------------------------
+
+# Buckets of the weakest link of a cluster holding a false chain (match weight).
+WEAKEST_LINK_BUCKETS = ((None, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, None))
+
+
+def error_attribution(con: duckdb.DuckDBPyConnection, threshold: float) -> dict[str, Any]:
+    """Every missed and every false pair, classed. Set-based over these tables:
+
+    ``node_truth(node_id, person)``, ``node_cluster(node_id, cluster, weakest)`` (the run's
+    clusters with their weakest link's match weight), ``eval_scored(node_id_l, node_id_r,
+    match_probability)``, ``eval_deterministic(node_id_l, node_id_r)`` (links kept) and
+    ``eval_cut(node_id_l, node_id_r, reason)`` (links clustering cut).
+
+    Missed pairs (true pairs not placed together) are: ``not_scored`` (never compared by
+    the blocking rules, or scored below the kept floor, so not in predictions), ``below_threshold``
+    (scored under the threshold) or ``cut_by_clustering`` (a link at or above the threshold,
+    or a deterministic link, that clustering cut). False pairs (placed together, not the same
+    person) are ``direct`` (the two records are linked themselves) or ``chain`` (joined
+    only through other records), the chains counted by their cluster's weakest link.
+    """
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE ea_links AS
+        SELECT least(node_id_l, node_id_r) AS a, greatest(node_id_l, node_id_r) AS b,
+               max(match_probability) AS p FROM eval_scored GROUP BY ALL"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE ea_det AS
+        SELECT DISTINCT least(node_id_l, node_id_r) AS a, greatest(node_id_l, node_id_r) AS b FROM eval_deterministic"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE ea_cut AS
+        SELECT least(node_id_l, node_id_r) AS a, greatest(node_id_l, node_id_r) AS b, min(reason) AS reason
+        FROM eval_cut GROUP BY ALL"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE ea_nodes AS
+        SELECT t.node_id, t.person, c.cluster, c.weakest FROM node_truth t JOIN node_cluster c USING (node_id)"""
+    )
+    # Missed: true pairs in different clusters (true persons are small: their pairs are few).
+    missed = con.execute(
+        f"""WITH m AS (
+            SELECT x.node_id AS a, y.node_id AS b FROM ea_nodes x JOIN ea_nodes y
+            ON x.person = y.person AND x.node_id < y.node_id AND x.cluster <> y.cluster)
+        SELECT CASE WHEN c.a IS NOT NULL THEN 'cut_by_clustering'
+                    WHEN d.a IS NOT NULL OR l.p >= {threshold} THEN 'cut_by_clustering'
+                    WHEN l.a IS NOT NULL THEN 'below_threshold'
+                    ELSE 'not_scored' END AS class,
+               coalesce(c.reason, CASE WHEN d.a IS NOT NULL OR l.p >= {threshold} THEN 'linked, clustered apart' END) AS reason,
+               count(*)
+        FROM m LEFT JOIN ea_links l USING (a, b) LEFT JOIN ea_det d USING (a, b) LEFT JOIN ea_cut c USING (a, b)
+        GROUP BY ALL"""
+    ).fetchall()
+    missed_classes = {"not_scored": 0, "below_threshold": 0, "cut_by_clustering": 0}
+    cut_reasons: dict[str, int] = {}
+    for cls, reason, n in missed:
+        missed_classes[cls] += int(n)
+        if cls == "cut_by_clustering":
+            cut_reasons[reason] = cut_reasons.get(reason, 0) + int(n)
+    # False pairs: totals from group sizes; the direct ones from the kept links.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE ea_false_by_cluster AS
+        WITH ct AS (SELECT cluster, person, count(*) AS n FROM ea_nodes GROUP BY ALL),
+        c AS (SELECT cluster, sum(n) AS n, sum(n * n) AS nn FROM ct GROUP BY ALL)
+        SELECT cluster, CAST((n * n - nn) / 2 AS BIGINT) AS false_pairs FROM c WHERE n * n > nn"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE ea_direct AS
+        WITH kept AS (
+            -- a pair linked both ways counts once, as deterministic
+            SELECT a, b, min(kind) AS kind FROM (
+                SELECT a, b, 'model' AS kind FROM ea_links WHERE p >= {threshold}
+                UNION ALL SELECT a, b, 'deterministic' FROM ea_det) GROUP BY ALL)
+        SELECT x.cluster, k.kind, count(*) AS n
+        FROM kept k JOIN ea_nodes x ON x.node_id = k.a JOIN ea_nodes y ON y.node_id = k.b
+        LEFT JOIN ea_cut c ON c.a = k.a AND c.b = k.b
+        WHERE x.cluster = y.cluster AND x.person <> y.person AND c.a IS NULL
+        GROUP BY ALL"""
+    )
+    total_false = con.execute("SELECT coalesce(sum(false_pairs), 0) FROM ea_false_by_cluster").fetchall()[0][0]
+    direct = dict(con.execute("SELECT kind, sum(n) FROM ea_direct GROUP BY ALL").fetchall())
+    direct_total = int(sum(direct.values()))
+    buckets = []
+    for lo, hi in WEAKEST_LINK_BUCKETS:
+        cond = " AND ".join(
+            ([f"w.weakest >= {lo}"] if lo is not None else []) + ([f"w.weakest < {hi}"] if hi is not None else [])
+        )
+        n = con.execute(
+            f"""SELECT coalesce(sum(f.false_pairs - coalesce(d.n, 0)), 0)
+            FROM ea_false_by_cluster f
+            JOIN (SELECT cluster, min(weakest) AS weakest FROM ea_nodes GROUP BY ALL) w USING (cluster)
+            LEFT JOIN (SELECT cluster, sum(n) AS n FROM ea_direct GROUP BY ALL) d USING (cluster)
+            WHERE {cond}"""
+        ).fetchall()[0][0]
+        label = f"< {hi:g}" if lo is None else (f">= {lo:g}" if hi is None else f"{lo:g} to {hi:g}")
+        buckets.append({"weakest_link_match_weight": label, "chain_pairs": int(n)})
+    only_det = con.execute(
+        """SELECT coalesce(sum(f.false_pairs - coalesce(d.n, 0)), 0) FROM ea_false_by_cluster f
+        JOIN (SELECT cluster, min(weakest) AS weakest FROM ea_nodes GROUP BY ALL) w USING (cluster)
+        LEFT JOIN (SELECT cluster, sum(n) AS n FROM ea_direct GROUP BY ALL) d USING (cluster)
+        WHERE w.weakest IS NULL"""
+    ).fetchall()[0][0]
+    buckets.append({"weakest_link_match_weight": "deterministic links only", "chain_pairs": int(only_det)})
+    chain = int(total_false) - direct_total
+    return {
+        "missed_pairs": {"total": int(sum(missed_classes.values())), **missed_classes,
+                         "cut_by_clustering_reasons": dict(sorted(cut_reasons.items()))},
+        "false_pairs": {"total": int(total_false), "direct_model_link": int(direct.get("model", 0)),
+                        "direct_deterministic_link": int(direct.get("deterministic", 0)),
+                        "chain": chain, "chain_by_weakest_link": buckets},
+    }
+
+
+def format_attribution(att: dict[str, Any]) -> str:
+    m, f = att["missed_pairs"], att["false_pairs"]
+    lines = [
+        f"missed pairs {m['total']:,}: never scored {m['not_scored']:,}, below the threshold "
+        f"{m['below_threshold']:,}, cut by clustering {m['cut_by_clustering']:,}",
+        f"false pairs {f['total']:,}: direct model links {f['direct_model_link']:,}, direct deterministic "
+        f"links {f['direct_deterministic_link']:,}, chains {f['chain']:,} (by the cluster's weakest link: "
+        + ", ".join(f"{b['weakest_link_match_weight']} {b['chain_pairs']:,}" for b in f["chain_by_weakest_link"])
+        + ")",
+    ]
+    return "\n".join(lines)
 
 
 def evaluate_run(run_dir: Path, truth_csv: Path, thresholds: tuple[float, ...] = THRESHOLDS) -> dict[str, Any]:
@@ -256,10 +402,37 @@ def evaluate_run(run_dir: Path, truth_csv: Path, thresholds: tuple[float, ...] =
         curve.append({"threshold_match_probability": t, "pairwise": s["pairwise"], "cluster": s["cluster"]})
     result["threshold_curve"] = curve
 
-    baseline_edges = " UNION ALL ".join(_star_edges(cols) for cols in BASELINE_RULES)
+    # The run's own clusters by node, with their weakest link, for the error attribution.
+    con.execute(
+        f"""CREATE TABLE node_cluster AS
+        SELECT n.node_id, p.cluster, c.cluster_min_match_weight AS weakest FROM nodes n
+        JOIN predicted p USING (source_dataset, record_id)
+        LEFT JOIN read_parquet({r['crosswalk']}) c USING (source_dataset, record_id)"""
+    )
+    splits = restricted / "cluster_splits.parquet"
+    cut = (
+        f"SELECT source_dataset_l, record_id_l, source_dataset_r, record_id_r, reason FROM read_parquet({lit(str(splits))})"
+        if splits.is_file() else
+        "SELECT NULL AS source_dataset_l, NULL AS record_id_l, NULL AS source_dataset_r, NULL AS record_id_r, "
+        "NULL AS reason WHERE false"
+    )
+    con.execute(
+        f"""CREATE TABLE eval_cut AS SELECT nl.node_id AS node_id_l, nr.node_id AS node_id_r, e.reason FROM ({cut}) e
+        JOIN nodes nl ON nl.source_dataset = e.source_dataset_l AND nl.record_id = e.record_id_l
+        JOIN nodes nr ON nr.source_dataset = e.source_dataset_r AND nr.record_id = e.record_id_r"""
+    )
+    result["error_attribution"] = error_attribution(con, threshold)
+
+    columns = [c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE standardised)").fetchall()]
+    rules = baseline_rules(manifest, columns)
+    baseline_edges = " UNION ALL ".join(_star_edges(cols) for cols in rules) or (
+        "SELECT source_dataset AS source_dataset_l, record_id AS record_id_l, source_dataset AS source_dataset_r, "
+        "record_id AS record_id_r FROM standardised WHERE false")
     base = _components_scores(con, db_api, _node_edges(baseline_edges))
     result["baseline"] = {
-        "description": "deterministic: a shared valid PNC ID, or exact first name, surname and date of birth",
+        "description": "deterministic: exact agreement on every column of one of these rules: "
+        + "; ".join(" & ".join(r) for r in rules),
+        "rules": rules,
         "pairwise": base["pairwise"],
         "cluster": base["cluster"],
     }
@@ -278,6 +451,8 @@ def evaluate_run(run_dir: Path, truth_csv: Path, thresholds: tuple[float, ...] =
         )
     con.close()
     write_evaluation(run_dir / "evaluation.json", result)
+    # The command prints the scores; the attribution is printed here until it has a table there.
+    print(format_attribution(result["error_attribution"]), file=sys.stderr)
     from linkage.report import write_report
 
     write_report(run_dir)

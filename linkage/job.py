@@ -294,8 +294,14 @@ def _run(
 
         with stages.stage("cluster"):
             cstats = clustering.cluster(
-                con, db_api, "predictions", cfg.model.threshold, list(cfg.model.deterministic_links)
+                con, db_api, "predictions", cfg.model.threshold, list(cfg.model.deterministic_links),
+                cfg.model.clustering, [n for n, src in cfg.sources.items() if src.duplicate_free],
             )
+            if cstats.clusters_split or cstats.cut_links:
+                stages.note(
+                    f"{cstats.clusters_split:,} of {cstats.clusters_checked:,} suspicious clusters split; "
+                    f"links cut: {', '.join(f'{k} {v:,}' for k, v in cstats.cut_links.items())}"
+                )
             stages.note(
                 f"{cstats.records:,} records in {cstats.clusters:,} people "
                 f"({cstats.singletons:,} alone, largest {cstats.largest})"
@@ -339,6 +345,12 @@ def _run(
                   "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, kind FROM links "
                   "JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r "
                   "WHERE kind <> 'model'", restricted / "deterministic_links.parquet")
+            # Links clustering cut (chains, conflicting identifiers, duplicate-free sources): for review.
+            _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
+                  "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, match_weight, "
+                  "match_probability, kind, reason FROM cluster_splits "
+                  "JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r",
+                  restricted / "cluster_splits.parquet")
             _copy(con, "records", restricted / "standardised.parquet")
             _copy(con, "invalid_values", restricted / "invalid_values.parquet")
 

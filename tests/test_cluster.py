@@ -1,0 +1,263 @@
+"""Clustering: the validity decision on tiny hand-made graphs, and the DuckDB stage around it."""
+
+from __future__ import annotations
+
+import random
+
+import duckdb
+import pytest
+
+from linkage.cluster import (
+    REASON_DUPLICATE_FREE,
+    REASON_NOT_BEST,
+    REASON_WEAK,
+    Member,
+    cluster,
+    cut_reasons,
+    split_cluster,
+)
+from linkage.config import ClusteringConfig, DeterministicLink
+from linkage.identity import assign_person_keys
+from linkage.model import make_db_api
+
+SETTINGS = {"fracture_match_weight": 10.0, "conflict_match_weight": 20.0}
+
+
+def _members(n: int, source: str = "s", **identifiers: dict[int, str]) -> dict[int, Member]:
+    return {
+        i: Member(source, tuple((col, values[i]) for col, values in identifiers.items() if i in values))
+        for i in range(1, n + 1)
+    }
+
+
+# --- split_cluster: the pure decision -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case, links, parts",
+    [
+        # Two people, each holding together strongly, chained through one weak link.
+        ("chain through one weak link", [(1, 2, 20), (2, 3, 18), (4, 5, 22), (3, 4, 6)], [[1, 2, 3], [4, 5]]),
+        # A strong triangle: valid.
+        ("strong cluster", [(1, 2, 20), (2, 3, 18), (1, 3, 15)], [[1, 2, 3]]),
+        # A weak link attaching one record (a Libra record without a date of birth): valid.
+        ("weak link attaches one record", [(1, 2, 20), (2, 3, 18), (3, 4, 6)], [[1, 2, 3, 4]]),
+        # Two groups joined by weak links covering most of their pairs corroborate each other.
+        ("dense weak links", [(1, 2, 20), (3, 4, 20), (1, 3, 6), (1, 4, 6), (2, 3, 7)], [[1, 2, 3, 4]]),
+        # A record weakly linked to two people joins the one it is closer to, not both.
+        ("one record, two people", [(1, 2, 20), (4, 5, 20), (3, 2, 8), (3, 4, 6)], [[1, 2, 3], [4, 5]]),
+        # A chain through a link at the fracture weight is not weak.
+        ("link at the fracture weight", [(1, 2, 20), (3, 4, 20), (2, 3, 10)], [[1, 2, 3, 4]]),
+    ],
+)
+def test_split_cluster_hand_made(case, links, parts):
+    nodes = {n for a, b, _ in links for n in (a, b)}
+    assert split_cluster(_members(max(nodes)), links, **SETTINGS) == parts, case
+
+
+def test_weak_chain_cut_is_recorded_with_its_reason():
+    members, links = _members(5), [(1, 2, 20), (2, 3, 18), (4, 5, 22), (3, 4, 6)]
+    parts = split_cluster(members, links, **SETTINGS)
+    assert cut_reasons(parts, members, links, conflict_match_weight=20) == [(3, 4, REASON_WEAK)]
+
+
+def test_two_pnc_ids_need_strong_evidence():
+    # 1, 2 hold PNC X; 3, 4 hold PNC Y.
+    members = _members(4, pnc_key={1: "X", 2: "X", 3: "Y", 4: "Y"})
+    weak = [(1, 2, 25), (3, 4, 25), (2, 3, 15)]
+    assert split_cluster(members, weak, **SETTINGS) == [[1, 2], [3, 4]]
+    assert cut_reasons([[1, 2], [3, 4]], members, weak, conflict_match_weight=20) == [
+        (2, 3, "different pnc_key values")
+    ]
+    strong = [(1, 2, 25), (3, 4, 25), (2, 3, 30)]
+    assert split_cluster(members, strong, **SETTINGS) == [[1, 2, 3, 4]]
+
+
+def test_a_record_without_a_pnc_id_is_no_conflict():
+    members = _members(3, pnc_key={1: "X", 2: "X"})
+    assert split_cluster(members, [(1, 2, 25), (2, 3, 12)], **SETTINGS) == [[1, 2, 3]]
+
+
+def test_duplicate_free_source_keeps_the_best_link():
+    # 1 and 2 are records of the duplicate-free source "pnc"; 3 links to both.
+    members = {1: Member("pnc"), 2: Member("pnc"), 3: Member("prison")}
+    links = [(1, 3, 12), (2, 3, 16)]
+    parts = split_cluster(members, links, **SETTINGS, duplicate_free=["pnc"])
+    assert parts == [[2, 3], [1]]
+    assert cut_reasons(parts, members, links, conflict_match_weight=20, duplicate_free=["pnc"]) == [
+        (1, 3, REASON_DUPLICATE_FREE)
+    ]
+    # Not duplicate-free: one person.
+    assert split_cluster(members, links, **SETTINGS) == [[1, 2, 3]]
+
+
+def _components(nodes, links):
+    """Oracle: connected components by breadth-first search."""
+    adjacency = {n: set() for n in nodes}
+    for a, b, _ in links:
+        adjacency[a].add(b)
+        adjacency[b].add(a)
+    seen, out = set(), []
+    for n in sorted(nodes):
+        if n in seen:
+            continue
+        part, todo = [], [n]
+        seen.add(n)
+        while todo:
+            x = todo.pop()
+            part.append(x)
+            for y in adjacency[x] - seen:
+                seen.add(y)
+                todo.append(y)
+        out.append(sorted(part))
+    return sorted(out, key=lambda p: (-len(p), p[0]))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_without_rules_split_cluster_is_connected_components(seed):
+    rng = random.Random(seed)
+    n = rng.randint(2, 30)
+    links = [(a, b, rng.uniform(0, 30)) for a in range(1, n + 1) for b in range(a + 1, n + 1) if rng.random() < 0.1]
+    no_rules = {"fracture_match_weight": float("-inf"), "conflict_match_weight": float("-inf")}
+    assert split_cluster(_members(n), links, **no_rules) == _components(range(1, n + 1), links)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_parts_never_join_what_links_do_not(seed):
+    # Every part is connected by the links kept inside it, and the parts cover the cluster.
+    rng = random.Random(seed)
+    n = rng.randint(2, 25)
+    pnc = {i: rng.choice("XYZ") for i in range(1, n + 1) if rng.random() < 0.3}
+    links = [(a, b, rng.uniform(0, 30)) for a in range(1, n + 1) for b in range(a + 1, n + 1) if rng.random() < 0.15]
+    parts = split_cluster(_members(n, pnc_key=pnc), links, **SETTINGS)
+    assert sorted(x for p in parts for x in p) == list(range(1, n + 1))
+    for p in parts:
+        inside = [link for link in links if link[0] in p and link[1] in p]
+        assert _components(p, inside) == [sorted(p)]
+        assert len({pnc[i] for i in p if i in pnc}) <= 1 or any(w >= 20 for *_, w in inside)
+
+
+# --- the DuckDB stage ---------------------------------------------------------------------------
+
+
+def _stage(records, predictions, deterministic=(), duplicate_free=(), settings=None):
+    """Run ``cluster`` over hand-made records (node_id, source, record_id, first, surname, dob, pnc)."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE nodes (node_id BIGINT, source_dataset VARCHAR, record_id VARCHAR, first_name VARCHAR, "
+        "surname VARCHAR, date_of_birth DATE, pnc_key VARCHAR, cro_number VARCHAR)"
+    )
+    con.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, NULL)", records)
+    con.execute(
+        "CREATE TABLE predictions (node_id_l BIGINT, node_id_r BIGINT, match_weight DOUBLE, match_probability DOUBLE)"
+    )
+    if predictions:
+        con.executemany(
+            "INSERT INTO predictions VALUES (?, ?, ?, pow(2, ?) / (1 + pow(2, ?)))",
+            [(a, b, w, w, w) for a, b, w in predictions],
+        )
+    stats = cluster(con, make_db_api(con), "predictions", 0.95, list(deterministic),
+                    settings or ClusteringConfig(**SETTINGS), list(duplicate_free))
+    groups = con.execute(
+        "SELECT list(record_id ORDER BY record_id) FROM clusters GROUP BY cluster_id ORDER BY 1"
+    ).fetchall()
+    return con, stats, sorted(g for (g,) in groups)
+
+
+def test_stage_splits_a_weak_chain_and_records_it():
+    recs = [(i, "s", f"r{i}", None, None, None, None) for i in range(1, 6)]
+    con, stats, groups = _stage(recs, [(1, 2, 20), (2, 3, 18), (4, 5, 22), (3, 4, 6)])
+    assert groups == [["r1", "r2", "r3"], ["r4", "r5"]]
+    assert stats.clusters_split == 1 and stats.cut_links == {REASON_WEAK: 1}
+    assert con.execute("SELECT node_id_l, node_id_r, reason FROM cluster_splits").fetchall() == [(3, 4, REASON_WEAK)]
+    # The kept links are the clusters' links: none crosses two clusters.
+    assert con.execute("SELECT count(*) FROM links").fetchall()[0][0] == 3
+
+
+def test_valid_cluster_is_not_split():
+    recs = [(i, "s", f"r{i}", None, None, None, None) for i in range(1, 5)]
+    _, stats, groups = _stage(recs, [(1, 2, 20), (2, 3, 18), (3, 4, 6)])
+    assert groups == [["r1", "r2", "r3", "r4"]] and stats.clusters_split == 0
+
+
+PNC = "2002/0073319Z"
+
+
+def test_another_persons_pnc_id_is_not_linked_on_the_pnc_alone():
+    recs = [
+        (1, "pnc", "p1", "ARTHUR", "MORGAN", "1980-02-03", PNC),
+        (2, "prison", "b1", "ARTHUR", "MORGAN", "1980-02-03", PNC),
+        (3, "libra", "l1", "ARTHUR", "MORGAN", None, PNC),  # no date of birth: nothing disagrees
+        (4, "crest", "c1", "JOHN", "MARSTON", "1975-07-30", PNC),  # another person keyed the PNC
+    ]
+    rule = DeterministicLink(name="same valid PNC ID", columns=["pnc_key"],
+                             unless_disagree=["first_name", "surname", "date_of_birth"])
+    _, stats, groups = _stage(recs, [], deterministic=[rule])
+    assert groups == [["b1", "l1", "p1"], ["c1"]]
+    assert stats.gated_deterministic_pairs == {"same valid PNC ID": 3}
+    # Ungated, the PNC links all four.
+    ungated = DeterministicLink(name="same valid PNC ID", columns=["pnc_key"])
+    _, _, groups = _stage(recs, [], deterministic=[ungated])
+    assert groups == [["b1", "c1", "l1", "p1"]]
+
+
+def test_two_pnc_ids_in_one_chain_are_split_in_the_stage():
+    recs = [
+        (1, "pnc", "p1", None, None, None, PNC),
+        (2, "prison", "b1", None, None, None, None),
+        (3, "pnc", "p2", None, None, None, "1981/0000034U"),
+    ]
+    _, stats, groups = _stage(recs, [(1, 2, 25), (2, 3, 15)])
+    assert groups == [["b1", "p1"], ["p2"]]
+    assert stats.cut_links == {"different pnc_key values": 1}
+
+
+def test_duplicate_free_source_at_most_one_record_per_person():
+    recs = [
+        (1, "pnc", "p1", None, None, None, None),
+        (2, "pnc", "p2", None, None, None, None),
+        (3, "prison", "b1", None, None, None, None),
+        (4, "prison", "b2", None, None, None, None),
+        (5, "pnc", "p3", None, None, None, None),
+    ]
+    # b1 links to p1 and p2 (p2 better); b2 links to p3 and to b1 strongly; p1-p2 linked directly.
+    preds = [(1, 3, 12), (2, 3, 16), (4, 5, 14), (3, 4, 30), (1, 2, 20)]
+    con, stats, groups = _stage(recs, preds, duplicate_free=["pnc"])
+    for g in groups:
+        assert sum(r.startswith("p") for r in g) <= 1, groups
+    # Set-based: p1-b1 is not b1's best link into pnc, p1-p2 joins two pnc records. b1-b2
+    # then chains p2 and p3: the stronger side keeps b2.
+    assert groups == [["b1", "b2", "p2"], ["p1"], ["p3"]]
+    reasons = dict(((a, b), r) for a, b, r in con.execute("SELECT node_id_l, node_id_r, reason FROM cluster_splits").fetchall())
+    assert reasons[(1, 3)] == REASON_NOT_BEST and reasons[(1, 2)] == REASON_DUPLICATE_FREE
+    assert reasons[(4, 5)] == REASON_DUPLICATE_FREE
+    # Without the setting, one person.
+    _, _, groups = _stage(recs, preds)
+    assert groups == [["b1", "b2", "p1", "p2", "p3"]]
+
+
+def test_person_ids_stay_stable_through_a_split():
+    recs = [(i, "s", f"r{i}", None, None, None, None) for i in range(1, 6)]
+    chain = [(1, 2, 20), (2, 3, 18), (4, 5, 22), (3, 4, 6)]
+    # A first run that trusted the weak link: one person.
+    con, _, groups = _stage(recs, chain, settings=ClusteringConfig(fracture_match_weight=0))
+    assert groups == [["r1", "r2", "r3", "r4", "r5"]]
+    assign_person_keys(con, None, 1)
+    con.execute("CREATE TABLE prev AS SELECT c.source_dataset, c.record_id, k.person_key FROM clusters c "
+                "JOIN person_keys k USING (cluster_id)")
+    (first_key,) = {k for (k,) in con.execute("SELECT person_key FROM prev").fetchall()}
+    # The next run splits it: the larger part keeps the person id.
+    con2, _, groups = _stage(recs, chain)
+    assert groups == [["r1", "r2", "r3"], ["r4", "r5"]]
+    stats = _keys_after(con2, con.execute("SELECT * FROM prev").fetchall())
+    assert stats["r1"] == stats["r2"] == stats["r3"] == first_key
+    assert stats["r4"] == stats["r5"] != first_key
+
+
+def _keys_after(con, previous_rows) -> dict[str, str]:
+    con.execute("CREATE OR REPLACE TABLE prev (source_dataset VARCHAR, record_id VARCHAR, person_key VARCHAR)")
+    con.executemany("INSERT INTO prev VALUES (?, ?, ?)", previous_rows)
+    assign_person_keys(con, "prev", 2)
+    return dict(con.execute(
+        "SELECT c.record_id, k.person_key FROM clusters c JOIN person_keys k USING (cluster_id)"
+    ).fetchall())
