@@ -170,11 +170,13 @@ def summarise_clusters(con: duckdb.DuckDBPyConnection) -> ClusterStats:
     model_links, det_links = con.execute(
         "SELECT count(*) FILTER (WHERE kind = 'model'), count(*) FILTER (WHERE kind <> 'model') FROM links"
     ).fetchall()[0]
+    has_pnc = con.execute(
+        "SELECT count(*) FROM (DESCRIBE nodes) WHERE column_name = 'pnc_key'").fetchall()[0][0]
     conflicts = con.execute(
         """SELECT count(*) FROM (
             SELECT c.cluster_id FROM clusters c JOIN nodes n USING (node_id)
             WHERE n.pnc_key IS NOT NULL GROUP BY ALL HAVING count(DISTINCT n.pnc_key) > 1)"""
-    ).fetchall()[0][0]
+    ).fetchall()[0][0] if has_pnc else 0
     hist = dict(
         con.execute(
             "SELECT cluster_size, count(*) FROM (SELECT DISTINCT cluster_id, cluster_size FROM clusters) "

@@ -285,7 +285,7 @@ class DeterministicLink(Strict):
     # Two records sharing the value are not linked on agreement alone when every one of
     # these columns is present on both and differs (another person's PNC ID keyed on a
     # record): the model still scores the pair.
-    unless_disagree: list[StandardColumn] = []
+    unless_disagree: list[Column] = []
 
 
 class ClusteringConfig(Strict):
@@ -578,8 +578,9 @@ def _column_problems(raw: dict) -> list[str]:
         check_rule(rule, f"model.training.prior.deterministic_rules[{i}]")
     for i, link in enumerate(model.get("deterministic_links") or []):
         if isinstance(link, dict):
-            for k, c in enumerate(link.get("columns") or []):
-                check(c, f"model.deterministic_links[{i}].columns[{k}]")
+            for key in ("columns", "unless_disagree"):
+                for k, c in enumerate(link.get(key) or []):
+                    check(c, f"model.deterministic_links[{i}].{key}[{k}]")
     return problems
 
 
