@@ -32,17 +32,77 @@ def test_pseudonyms_in_sql_equal_the_python_hmac(secret):
     assert len(rows) == 3 and all(pid == key.pseudonym(k) for k, pid in rows)
 
 
+STRONG_KEY = "5ba0218ced84e77603da23d6686046450770d007e69cfadb1ac0421ecdeb9120"
+
+
 def test_short_or_missing_keys_are_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", "short")
-    with pytest.raises(LinkageError, match="shorter than 16"):
+    with pytest.raises(LinkageError, match="shorter than 16 characters"):
         resolve_key(None, tmp_path)
     monkeypatch.delenv("LINKAGE_PSEUDONYM_KEY")
     with pytest.raises(LinkageError, match="no pseudonymisation key"):
         resolve_key(None, tmp_path)
     with pytest.raises(LinkageError, match="outputs.key_file: .* does not exist"):
         resolve_key("missing.key", tmp_path)
-    (tmp_path / "job.key").write_text("x" * 40 + "\n")
+    (tmp_path / "job.key").write_text(STRONG_KEY + "\n")
     assert resolve_key("job.key", tmp_path).origin.startswith("key file")
+    (tmp_path / "bad.key").write_bytes(b"\xff\xfe" * 40)
+    with pytest.raises(LinkageError, match="not UTF-8 text"):
+        resolve_key("bad.key", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "\U0001f511" * 4,  # 16 bytes but 4 characters
+        "\U0001f511" * 40,  # 40 characters, one repeated
+        "test-key-0123456789abcdef",  # words and runs
+        "a" * 64,
+        "0f" * 32,  # a repeated stretch
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+        "passwordpassword12345678",
+        "correct horse battery staple",  # a passphrase of four words
+        "a-completely-different-key-42",
+        "0123456789abcdef0123456789abcdef",
+    ],
+)
+def test_low_entropy_keys_are_refused_with_what_is_needed(monkeypatch, tmp_path, weak):
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", weak)
+    with pytest.raises(LinkageError, match="at least 128 bits of randomness: 32 or more random hex") as err:
+        resolve_key(None, tmp_path)
+    assert weak not in str(err.value)
+
+
+def test_random_keys_are_accepted(monkeypatch, tmp_path):
+    """Keys from the advised command always pass; 32 hex or 22 base64 characters almost always."""
+    import secrets
+
+    from linkage.deidentify import key_entropy_bits
+
+    for _ in range(200):
+        monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", secrets.token_hex(32))
+        resolve_key(None, tmp_path)
+    assert sum(key_entropy_bits(secrets.token_hex(16)) >= 128 for _ in range(500)) >= 450
+    assert sum(key_entropy_bits(secrets.token_urlsafe(16)) >= 128 for _ in range(500)) >= 450
+    assert key_entropy_bits(STRONG_KEY[:31]) < 128 <= key_entropy_bits(STRONG_KEY[:32])
+
+
+def test_key_fingerprint_is_slow_to_test_guesses_against_and_stable():
+    """PBKDF2-HMAC-SHA256 with the documented salt and iterations; runs before it still match."""
+    import hashlib
+    import hmac
+
+    from linkage.deidentify import FINGERPRINT_ITERATIONS, FINGERPRINT_SALT
+
+    key = PseudonymKey(STRONG_KEY.encode(), "test")
+    assert FINGERPRINT_ITERATIONS >= 600_000 and FINGERPRINT_SALT == b"linkage pseudonym key fingerprint v2"
+    expected = hashlib.pbkdf2_hmac("sha256", STRONG_KEY.encode(), FINGERPRINT_SALT, FINGERPRINT_ITERATIONS).hex()[:16]
+    assert key.fingerprint == expected
+    assert key.fingerprint != hmac.new(STRONG_KEY.encode(), b"linkage key fingerprint v1", hashlib.sha256).hexdigest()[:16]
+    legacy = hmac.new(STRONG_KEY.encode(), b"linkage key fingerprint v1", hashlib.sha256).hexdigest()[:16]
+    assert key.matches_fingerprint(expected) and key.matches_fingerprint(legacy)
+    assert not key.matches_fingerprint(PseudonymKey(b"another" + STRONG_KEY.encode(), "").fingerprint)
+    assert not key.matches_fingerprint(None)
 
 
 @pytest.mark.parametrize(
