@@ -383,7 +383,6 @@ def write_linkage_summary(
 
 MIN_IDENTIFIER_LENGTH = 4  # whole values and name words shorter than this count only as above
 _COMMON_ROWS, _COMMON_SHARE = 10, 0.01  # a value on this many rows and this share is a category
-_CODE_SET_VALUES = 12  # a field with at most this many distinct values (and 20x the records) holds codes
 _DOMINANT_VALUES, _DOMINANT_SHARE = 20, 0.9
 
 # Upper case, spaces and punctuation removed: the spelling every comparison uses.
@@ -434,7 +433,8 @@ def _matches(pattern: str, groups: list[str]) -> str:
 
 
 def _candidates_sql() -> str:
-    """SQL: ``(tab, col, v, kind, whole, key)``: what each analyst value could disguise, spelt compact.
+    """SQL: ``(tab, col, v, kind, whole, key, d)``: what each analyst value could disguise, spelt compact
+    (``d``: the date, for dates).
 
     Kinds: value (the whole value), date, pnc, cro, postcode, email; ``whole`` when the
     match is the whole value. Dates are keyed by each spelling a date of birth could have
@@ -451,12 +451,9 @@ def _candidates_sql() -> str:
                     f"SELECT tab, col, v, whole, try_strptime({ymd}, '%Y-%m-%d') AS d FROM ({_matches(pattern, ['a', 'b', 'c'])})"
                 )
     dates = " UNION ALL ".join(parts)
-    spellings = ", ".join(
-        f"strftime(d, {lit(f)})" if "%b" not in f and "%B" not in f else f"upper(strftime(d, {lit(f)}))"
-        for f in ("%Y%m%d", "%d%m%Y", "%m%d%Y", "%d%b%Y", "%d%B%Y", "%-d%-m%Y")
-    )
+    spellings = _date_spellings("d")
     date_keys = (
-        f"SELECT tab, col, v, 'date' AS kind, whole, unnest([{spellings}]) AS key "
+        f"SELECT tab, col, v, 'date' AS kind, whole, unnest([{spellings}]) AS key, d "
         f"FROM (SELECT DISTINCT tab, col, v, whole, d FROM ({dates}) WHERE d IS NOT NULL)"
     )
     # PNC: compared on (two-digit year, serial, check letter), valid check letters only.
@@ -493,7 +490,16 @@ def _candidates_sql() -> str:
         f"SELECT tab, col, v, 'value' AS kind, true AS whole, {_compact('v')} AS key FROM analyst_values "
         f"WHERE length({_compact('v')}) >= {MIN_IDENTIFIER_LENGTH}"
     )
-    return " UNION ALL ".join([date_keys, pnc_keys, cro, sf_cro, postcodes, emails, values])
+    others = " UNION ALL ".join([pnc_keys, cro, sf_cro, postcodes, emails, values])
+    return f"{date_keys} UNION ALL SELECT *, CAST(NULL AS TIMESTAMP) AS d FROM ({others})"
+
+
+def _date_spellings(d: str) -> str:
+    """SQL list items: the compact spellings a date of birth ``d`` could have in the inputs."""
+    return ", ".join(
+        f"strftime({d}, {lit(f)})" if "%b" not in f and "%B" not in f else f"upper(strftime({d}, {lit(f)}))"
+        for f in ("%Y%m%d", "%d%m%Y", "%m%d%Y", "%d%b%Y", "%d%B%Y", "%-d%-m%Y")
+    )
 
 
 def _name_words_sql() -> str:
@@ -515,26 +521,25 @@ def _words(expr: str) -> str:
     )
 
 
+def _identifier_keys_sql(cfg: JobConfig, raw_values: str) -> str:
+    """SQL: ``k``, every identifier value (raw values and record ids) spelt compact."""
+    ids = [f"SELECT CAST(record_id AS VARCHAR) AS v FROM {q('all_' + name)}" for name in cfg.sources]
+    return f"SELECT {_compact('v')} AS k FROM (SELECT v FROM {q(raw_values)} UNION ALL {' UNION ALL '.join(ids)})"
+
+
 def build_identifier_values(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str = "raw_values") -> int:
     """``identifier_keys(key)`` and ``identifier_words(word)``: the identifier values, compact,
     and their letter words, among the analyst candidates (``analyst_candidates``,
     ``analyst_words``).
 
     Identifier values: every row of ``raw_values(field, v)`` (every identifying field,
-    whatever it is called) and every record id, except fields that hold a code set (at
-    most 12 distinct values over at least 20 times as many records, such as sex codes).
+    whatever it is called: sex codes too, which analyst tables hold only as categories
+    shared by many rows) and every record id.
     """
-    records = sum(con.execute(f"SELECT count(*) FROM {q('all_' + n)}").fetchall()[0][0] for n in cfg.sources)
-    code_sets = (
-        f"SELECT field FROM {q(raw_values)} GROUP BY field "
-        f"HAVING count(*) <= {_CODE_SET_VALUES} AND {records} >= 20 * count(*)"
-    )
-    raw = [f"SELECT v FROM {q(raw_values)} WHERE field NOT IN ({code_sets})"]
-    ids = [f"SELECT CAST(record_id AS VARCHAR) AS v FROM {q('all_' + name)}" for name in cfg.sources]
+    raw = [f"SELECT v FROM {q(raw_values)}"]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE identifier_keys AS SELECT DISTINCT k AS key FROM ("
-        f"SELECT {_compact('v')} AS k FROM ({' UNION ALL '.join(raw + ids)})) "
-        f"WHERE k IN (SELECT key FROM analyst_candidates)"
+        f"CREATE OR REPLACE TEMP TABLE identifier_keys AS SELECT DISTINCT k AS key FROM "
+        f"({_identifier_keys_sql(cfg, raw_values)}) WHERE k IN (SELECT key FROM analyst_candidates)"
     )
     # Words of values with letters and no digits (names, not references), each value split once.
     con.execute(
@@ -593,7 +598,7 @@ def _common(rows: str, col_rows: str) -> str:
     return f"({rows} >= {_COMMON_ROWS} AND {rows} >= {_COMMON_SHARE} * {col_rows})"
 
 
-def _hits(con: duckdb.DuckDBPyConnection, raw_values: str) -> dict[str, int]:
+def _hits(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str) -> dict[str, int]:
     """Rows per table.column whose value holds an identifier, by the rules above."""
     common = _common("n", "col_rows")
     con.execute(
@@ -640,7 +645,7 @@ def _hits(con: duckdb.DuckDBPyConnection, raw_values: str) -> dict[str, int]:
         SELECT tab, col, kind, count(DISTINCT v), any_value(col_values) FROM __lk_found JOIN __lk_cols USING (tab, col)
         WHERE kind IN ('date', 'postcode') GROUP BY ALL ORDER BY ALL""").fetchall()
     chance = [(tab, col, kind) for tab, col, kind, values, col_values in kinds
-              if not _beyond_chance(con, tab, col, kind, values, col_values, raw_values)]
+              if not _beyond_chance(con, cfg, tab, col, kind, values, col_values, raw_values)]
     con.execute("CREATE OR REPLACE TEMP TABLE __lk_chance (tab VARCHAR, col VARCHAR, kind VARCHAR)")
     if chance:
         con.executemany("INSERT INTO __lk_chance VALUES (?, ?, ?)", chance)
@@ -654,11 +659,12 @@ def _hits(con: duckdb.DuckDBPyConnection, raw_values: str) -> dict[str, int]:
     return {f"{tab}.{col}": int(rows) for tab, col, rows in found}
 
 
-def _beyond_chance(con, tab: str, col: str, kind: str, hit_values: int, col_values: int, raw_values: str) -> bool:
+def _beyond_chance(con, cfg: JobConfig, tab: str, col: str, kind: str, hit_values: int, col_values: int, raw_values: str) -> bool:
     """Whether a column's date (postcode) hits count: always, unless the column's values are
     nearly all dates (postcodes); then only when more than chance gives.
 
-    Chance: the share p of the column's span of days that are dates of birth in the inputs
+    Chance: the share p of the days of the column's span that some spelling of an
+    identifier value falls on (a date of birth, or one with day and month swapped)
     (for postcodes, the inputs' postcodes over the 1.7 million spellings of the rarest
     layout, A9 9AA); the hits count when above n·p + 3·sqrt(n·p·(1-p)) + 1.
     """
@@ -670,18 +676,19 @@ def _beyond_chance(con, tab: str, col: str, kind: str, hit_values: int, col_valu
         return True
     if kind == "date":
         lo, hi = con.execute(
-            "SELECT min(try_strptime(v, '%Y-%m-%d')), max(try_strptime(v, '%Y-%m-%d')) FROM analyst_values "
-            "WHERE tab = ? AND col = ?", [tab, col]
+            "SELECT min(d), max(d) FROM analyst_candidates WHERE tab = ? AND col = ? AND kind = 'date' AND whole",
+            [tab, col],
         ).fetchall()[0]
         if lo is None:
             return True
-        days = (hi - lo).days + 1
-        births = con.execute(
-            f"SELECT count(DISTINCT d) FROM (SELECT coalesce(try_strptime(k, '%Y%m%d'), try_strptime(k, '%d%m%Y')) AS d "
-            f"FROM (SELECT {_compact('v')} AS k FROM {q(raw_values)} WHERE length(v) BETWEEN 8 AND 12) "
-            f"WHERE length(k) = 8) WHERE d BETWEEN ? AND ?", [lo, hi]
+        # The days of the span that some spelling of an identifier value falls on.
+        days = "SELECT range AS d FROM range(CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP) + INTERVAL 1 DAY, INTERVAL 1 DAY)"
+        p = con.execute(
+            f"WITH days AS ({days}), spelt AS (SELECT d, unnest([{_date_spellings('d')}]) AS k FROM days) "
+            f"SELECT count(DISTINCT d) FILTER (WHERE k IN (SELECT k FROM ({_identifier_keys_sql(cfg, raw_values)}) "
+            f"WHERE k IN (SELECT k FROM spelt))) / count(DISTINCT d) FROM spelt",
+            [lo, hi],
         ).fetchall()[0][0]
-        p = min(1.0, births / days)
     else:
         postcodes = con.execute(
             f"SELECT count(*) FROM {q(raw_values)} WHERE regexp_full_match(upper(trim(v)), {lit(_POSTCODE_PATTERN)})"
@@ -702,7 +709,7 @@ def check_leakage(
     con.execute(f"CREATE OR REPLACE TEMP TABLE analyst_candidates AS {_candidates_sql()}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE analyst_words AS {_name_words_sql()}")
     n_identifiers = build_identifier_values(con, cfg, raw_values)
-    hits = _hits(con, raw_values)
+    hits = _hits(con, cfg, raw_values)
     if hits:
         listed = ", ".join(f"{k} ({v} rows)" for k, v in sorted(hits.items()))
         raise LeakageError(
