@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
@@ -25,8 +28,96 @@ from linkage.errors import LeakageError, LinkageError
 from linkage.sources import lit, q
 
 KEY_ENV = "LINKAGE_PSEUDONYM_KEY"
-MIN_KEY_LENGTH = 16
+# A key must carry at least this much entropy (estimated conservatively from its
+# characters, never its bytes): 32 random hex characters, or 22 random base64 characters.
+MIN_KEY_BITS = 128
+MIN_KEY_LENGTH = 16  # characters; shorter keys are refused before any estimate
 PERSON_ID_HEX = 32  # 128 bits of the HMAC
+# The key fingerprint: PBKDF2-HMAC-SHA256 of the key with this fixed salt and iteration
+# count (documented in README; keep both, or manifests from earlier runs stop matching).
+FINGERPRINT_SALT = b"linkage pseudonym key fingerprint v2"
+FINGERPRINT_ITERATIONS = 600_000
+KEY_ADVICE = 'python3 -c "import secrets; print(secrets.token_hex(32))"'
+
+# Parts of keys that people type: each counts as a few characters' worth, not its length.
+_COMMON_WORDS = (
+    "password", "passwd", "secret", "linkage", "pseudonym", "letmein", "qwerty", "azerty", "admin",
+    "welcome", "changeme", "default", "example", "test", "key", "pass", "login", "master", "dragon",
+    "monkey", "football", "iloveyou", "sunshine", "princess", "justice", "prison", "probation",
+    "police", "court", "crown", "london", "summer", "winter", "spring", "autumn", "hello",
+)
+
+
+def key_entropy_bits(key: str) -> float:
+    """A conservative estimate of the entropy of ``key``, counted over characters.
+
+    The alphabet is what the key's characters suggest (16 when all are hex digits, else
+    the sum of the classes used: lower case, upper case, digits, ASCII punctuation and
+    space, other characters). Only unpredictable characters count: from the fourth
+    character of a run (``aaaa``, ``1234``, ``dcba``), the letters of a common word after
+    its first, and the end of a stretch of four characters seen before count nothing; in a
+    passphrase (words between spaces, hyphens, dots or underscores) a letter counts 2 bits.
+
+    >>> round(key_entropy_bits("0f" * 16))
+    8
+    >>> key_entropy_bits("7c1e4a09b2d85f36e0a7c94b1d2e8f53") >= 128
+    True
+    """
+    if not key:
+        return 0.0
+    if all(c in "0123456789abcdef" for c in key) or all(c in "0123456789ABCDEF" for c in key):
+        alphabet = 16
+    else:
+        alphabet = 0
+        alphabet += 26 if any("a" <= c <= "z" for c in key) else 0
+        alphabet += 26 if any("A" <= c <= "Z" for c in key) else 0
+        alphabet += 10 if any(c.isdigit() and c.isascii() for c in key) else 0
+        alphabet += 33 if any(c.isascii() and not c.isalnum() for c in key) else 0
+        alphabet += 100 if any(not c.isascii() for c in key) else 0
+    predictable = [False] * len(key)
+    lower = key.lower()
+    for word in _COMMON_WORDS:
+        for m in re.finditer(re.escape(word), lower):
+            for i in range(m.start() + 1, m.end()):  # the word's first character counts
+                predictable[i] = True
+    for i in range(3, len(key)):
+        # the fourth character on of a run such as aaaa, 1234 or dcba (random keys rarely
+        # hold one: shorter runs are left to chance)
+        steps = {ord(key[j]) - ord(key[j - 1]) for j in range(i - 2, i + 1)}
+        if len(steps) == 1 and abs(next(iter(steps))) <= 1:
+            predictable[i] = True
+    for i in range(4, len(key)):
+        # a stretch of four or more characters seen before (period repeats, copied parts)
+        if key[i - 3 : i + 1] in key[: i]:
+            predictable[i] = True
+    # A passphrase of words (most of the key in one-case letter pieces between spaces,
+    # hyphens, dots or underscores): English words carry about 2 bits a letter, not 4.7.
+    pieces = [m for m in re.finditer(r"[^\s._-]+", key) if re.fullmatch(r"[a-z]{3,}|[A-Z][a-z]{2,}|[A-Z]{3,}", m.group())]
+    word_letters = {i for m in pieces for i in range(m.start(), m.end())}
+    if len(re.split(r"[\s._-]+", key.strip())) >= 2 and len(word_letters) >= 0.6 * len(key):
+        per_char = [0.0 if p else (2.0 if i in word_letters else math.log2(alphabet)) for i, p in enumerate(predictable)]
+        return sum(per_char)
+    unpredictable = sum(not p for p in predictable)
+    return unpredictable * math.log2(alphabet)
+
+
+def check_key_strength(secret: str, origin: str) -> None:
+    """Refuse a key that is too short or too predictable; the message never holds the key."""
+    advice = (
+        f"Use at least {MIN_KEY_BITS} bits of randomness: 32 or more random hex characters, or 22 or "
+        f"more random base64 characters (for example: {KEY_ADVICE})."
+    )
+    if len(secret) < MIN_KEY_LENGTH:
+        raise LinkageError(
+            f"the pseudonymisation key in {origin} is empty or shorter than {MIN_KEY_LENGTH} characters. {advice}"
+        )
+    bits = key_entropy_bits(secret)
+    if bits < MIN_KEY_BITS:
+        raise LinkageError(
+            f"the pseudonymisation key in {origin} is too predictable: about {int(bits)} bits of entropy "
+            f"(repeated characters, runs such as 1234, common words and repeated parts count for nothing), "
+            f"fewer than the {MIN_KEY_BITS} needed. {advice}"
+        )
 
 
 @dataclass(frozen=True)
@@ -34,17 +125,35 @@ class PseudonymKey:
     secret: bytes
     origin: str  # where it came from, for messages: never the key itself
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """Identifies the key without revealing it: releases with equal fingerprints can be joined."""
-        return hmac.new(self.secret, b"linkage key fingerprint v1", hashlib.sha256).hexdigest()[:16]
+        """Identifies the key without revealing it: releases with equal fingerprints can be joined.
+
+        PBKDF2-HMAC-SHA256 with a fixed salt and 600,000 iterations, computed once per key:
+        testing one guessed key against a fingerprint costs as much as 600,000 HMACs.
+        """
+        return hashlib.pbkdf2_hmac("sha256", self.secret, FINGERPRINT_SALT, FINGERPRINT_ITERATIONS).hex()[:16]
+
+    def matches_fingerprint(self, fingerprint: str | None) -> bool:
+        """Whether ``fingerprint`` (from a manifest) is this key's, today's or the one before (v1).
+
+        Runs made before the fingerprint became PBKDF2 recorded a single HMAC; a run can
+        still take its ids from them.
+        """
+        if not fingerprint:
+            return False
+        legacy = hmac.new(self.secret, b"linkage key fingerprint v1", hashlib.sha256).hexdigest()[:16]
+        return hmac.compare_digest(fingerprint, self.fingerprint) or hmac.compare_digest(fingerprint, legacy)
 
     def pseudonym(self, person_key: str) -> str:
         return "P" + hmac.new(self.secret, person_key.encode(), hashlib.sha256).hexdigest()[:PERSON_ID_HEX]
 
 
 def resolve_key(key_file: str | None, config_dir: Path, *, throwaway: bool = False) -> PseudonymKey:
-    """The pseudonymisation secret: the config's key file, else ``LINKAGE_PSEUDONYM_KEY``."""
+    """The pseudonymisation secret: the config's key file, else ``LINKAGE_PSEUDONYM_KEY``.
+
+    The key is checked as text (characters, not bytes) for length and entropy.
+    """
     if throwaway:
         return PseudonymKey(os.urandom(32), "a throwaway key (demo only)")
     if key_file:
@@ -53,22 +162,26 @@ def resolve_key(key_file: str | None, config_dir: Path, *, throwaway: bool = Fal
         if not path.is_file():
             raise LinkageError(
                 f"outputs.key_file: {path} does not exist. Create it with a long random secret "
-                f"(for example: python -c \"import secrets; print(secrets.token_hex(32))\" > {path})."
+                f"(for example: {KEY_ADVICE} > {path})."
             )
-        secret = path.read_bytes().strip()
+        try:
+            text = path.read_bytes().decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise LinkageError(
+                f"outputs.key_file: {path} is not UTF-8 text. Write the key as text (for example: {KEY_ADVICE} > {path})."
+            ) from None
         origin = f"key file {path}"
     else:
-        secret = os.environ.get(KEY_ENV, "").strip().encode()
+        text = os.environ.get(KEY_ENV, "").strip()
         origin = f"environment variable {KEY_ENV}"
-        if not secret:
+        if not text:
             raise LinkageError(
                 f"no pseudonymisation key: set {KEY_ENV} to a long random secret (for example: "
-                f"export {KEY_ENV}=$(python -c \"import secrets; print(secrets.token_hex(32))\")), "
+                f"export {KEY_ENV}=$({KEY_ADVICE})), "
                 "or name a key file under outputs.key_file. Keep it out of the config and the data."
             )
-    if len(secret) < MIN_KEY_LENGTH:
-        raise LinkageError(f"the pseudonymisation key in {origin} is empty or shorter than {MIN_KEY_LENGTH} characters.")
-    return PseudonymKey(secret, origin)
+    check_key_strength(text, origin)
+    return PseudonymKey(text.encode(), origin)
 
 
 def _hmac_pads(secret: bytes) -> tuple[bytes, bytes]:
@@ -249,51 +362,196 @@ def write_linkage_summary(
 
 
 # --- leakage check -------------------------------------------------------------------------------
+#
+# Every analyst table (every Parquet file in analyst/, found there, not listed) is read as
+# its columns' distinct values. Each value is searched, by shape, for what could disguise
+# an identifier: the whole value, dates in any common layout, PNC IDs and CRO numbers
+# (compared on their keys), postcodes with or without their space, e-mail addresses and
+# name words. Each is then looked up among the identifier values of the inputs
+# (``raw_values(field, v)``: every distinct value of every identifying field, whatever
+# the field is called, and the record ids), in one compact spelling: upper case with
+# spaces and punctuation removed. So the millions of identifier values are spelt once, by
+# ``translate``, and joined with the few thousand candidates; no regex runs over them.
+#
+# What is a hit: a PNC, CRO or e-mail address, always. A whole value, a name word or two
+# name words side by side (short names such as LEE or HO only so, or as a column's
+# values) unless many rows share the value (at least 10 rows and 1% of the column's rows:
+# a category such as a region, not a person). A date of birth or a postcode, always,
+# except in a column whose values are nearly all dates (postcodes): there the hits must
+# exceed what chance gives (an event date that is also someone's birthday; a court code
+# such as B10JQ spelt like a postcode).
 
-# Values shorter than this are too common to be identifying (a sex code, a count).
-MIN_IDENTIFIER_LENGTH = 4
+MIN_IDENTIFIER_LENGTH = 4  # whole values and name words shorter than this count only as above
+_COMMON_ROWS, _COMMON_SHARE = 10, 0.01  # a value on this many rows and this share is a category
+_DOMINANT_VALUES, _DOMINANT_SHARE = 20, 0.9
+
+# Upper case, spaces and punctuation removed: the spelling every comparison uses.
+_PUNCTUATION = " \t\n\r\f/-.,'’`:;()_\"#\\"
 
 
-def build_identifier_values(
-    con: duckdb.DuckDBPyConnection, cfg: JobConfig, among: str | None = None, raw_values: str = "raw_values"
-) -> int:
-    """``identifier_values(v)``: every identifying value in the inputs, normalised.
+def _compact(expr: str) -> str:
+    return f"translate(upper({expr}), {lit(_PUNCTUATION)}, '')"
 
-    Raw values (names, dates of birth, reference numbers, postcodes, aliases and alias
-    dates of birth, as read: ``raw_values(field, v)``, which standardisation keeps with
-    each distinct value once), record ids, and the standardised forms. With ``among`` (a
-    table with a column ``v``), only the values that are also there: the leakage check
-    needs no more, and the full set is millions of values at a million records.
+
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_SEP = r"\s*[-/.]\s*"
+# (pattern, SQL building 'Y-M-D' texts from the groups a, b, c of one match)
+_DATE_PATTERNS = [
+    (rf"(\d{{4}}){_SEP}(\d{{1,2}}){_SEP}(\d{{1,2}})", ["a || '-' || b || '-' || c"]),
+    (rf"(\d{{1,2}}){_SEP}(\d{{1,2}}){_SEP}(\d{{4}}|\d{{2}})", ["{y} || '-' || b || '-' || a", "{y} || '-' || a || '-' || b"]),
+    (rf"(\d{{1,2}})(?:ST|ND|RD|TH)?[\s./-]*({_MONTHS})[A-Z]*[\s.,/-]*(\d{{4}}|\d{{2}})",
+     ["{y} || '-' || lpad(CAST(list_position(['JAN','FEB','MAR','APR','MAY','JUN','JUL','AUG','SEP','OCT','NOV','DEC'], b) AS VARCHAR), 2, '0') || '-' || a"]),
+    (rf"({_MONTHS})[A-Z]*\.?\s+(\d{{1,2}})(?:ST|ND|RD|TH)?,?\s+(\d{{4}})",
+     ["c || '-' || lpad(CAST(list_position(['JAN','FEB','MAR','APR','MAY','JUN','JUL','AUG','SEP','OCT','NOV','DEC'], a) AS VARCHAR), 2, '0') || '-' || b"]),
+    (r"\b(\d{4})(\d{2})(\d{2})\b", ["a || '-' || b || '-' || c"]),
+    (r"\b(\d{2})(\d{2})(\d{4})\b", ["c || '-' || b || '-' || a", "c || '-' || a || '-' || b"]),
+]
+_PNC_PATTERN = r"(\d{4}|\d{2})\s*/\s*(\d{1,7})\s*([A-Z])|\b(\d{4}|\d{2})(\d{7})([A-Z])\b"
+_CRO_PATTERN = r"\b(\d{1,6})\s*/\s*(\d{2})\s*([A-Z])\b"
+_SF_CRO_PATTERN = r"\bSF\s*(\d{2})\s*/\s*(\d{1,5})\s*([A-Z])\b"
+_POSTCODE_PATTERN = r"\b([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9][A-Z]{2})\b"
+_EMAIL_PATTERN = r"[A-Z0-9._%+-]+@[A-Z0-9-]+(\.[A-Z0-9-]+)*\.[A-Z]{2,}"
+_CHECK_LETTERS = "ZABCDEFGHJKLMNPQRTUVWXY"  # the modulus-23 check of PNC and CRO numbers
+
+
+_CRO_DIGITS = "b || lpad(CAST(CAST(a AS BIGINT) AS VARCHAR), 6, '0')"  # YY + serial of NNNNNN/YYC
+_SF_CRO_DIGITS = "a || lpad(CAST(CAST(b AS BIGINT) AS VARCHAR), 5, '0')"  # YY + serial of SFYY/NNNNNC
+
+
+def _check_letter(digits: str) -> str:
+    return f"substr({lit(_CHECK_LETTERS)}, CAST(CAST({digits} AS HUGEINT) % 23 AS INTEGER) + 1, 1)"
+
+
+def _matches(pattern: str, groups: list[str]) -> str:
+    """SQL: (tab, col, v, m, whole, <groups>) for every match of ``pattern`` in analyst values."""
+    picks = ", ".join(f"regexp_extract(m, {lit(pattern)}, {i + 1}) AS {g}" for i, g in enumerate(groups))
+    return (
+        f"SELECT tab, col, v, m, m = v AS whole, {picks} FROM "
+        f"(SELECT DISTINCT tab, col, v, unnest(regexp_extract_all(v, {lit(pattern)})) AS m "
+        f"FROM analyst_values WHERE regexp_matches(v, {lit(pattern)}))"
+    )
+
+
+def _candidates_sql() -> str:
+    """SQL: ``(tab, col, v, kind, whole, key, d)``: what each analyst value could disguise, spelt compact
+    (``d``: the date, for dates).
+
+    Kinds: value (the whole value), date, pnc, cro, postcode, email; ``whole`` when the
+    match is the whole value. Dates are keyed by each spelling a date of birth could have
+    in the inputs (20240131, 31012024, 01312024, 31JAN2024, 31JANUARY2024, 3112024).
     """
-    # Sex codes are too short and common to identify anyone. Written without its space a
-    # postcode has the shape of other codes (a Libra court code such as B10JQ is letter,
-    # two digits, two letters), so only a postcode with its space is an identifier value.
-    raw = [f"SELECT v FROM {q(raw_values)} WHERE field <> 'sex' AND (field <> 'postcode' OR v LIKE '% %')"]
-    for name in cfg.sources:
-        raw.append(f"SELECT record_id AS v FROM {q('all_' + name)}")
-    std = []
-    std_text = ["first_name", "middle_names", "surname", "full_name", "pnc_id", "cro_number", "prison_number", "crn", "postcode"]
-    for col in std_text:
-        std.append(f"SELECT {col} AS v FROM records")
-    std.append("SELECT unnest(name_set) AS v FROM records")
-    std.append("SELECT unnest(surname_set) AS v FROM records")
-    std.append("SELECT unnest(forename_set) AS v FROM records")
-    std.append("SELECT strftime(date_of_birth, '%Y-%m-%d') AS v FROM records")
-    std.append("SELECT strftime(date_of_birth, '%d/%m/%Y') AS v FROM records")
-    # Raw values are normalised as analyst cells are; standardised ones are already.
-    values = f"SELECT {_NORM.format('v')} AS v FROM ({' UNION ALL '.join(raw)}) UNION ALL {' UNION ALL '.join(std)}"
-    wanted = f"v IS NOT NULL AND length(v) >= {MIN_IDENTIFIER_LENGTH}"
-    if among:
-        # Test the few candidates, not the millions of values: a condition on the values
-        # would be pushed into every branch and normalise each value once more.
-        wanted = f"v IN (SELECT v FROM {q(among)} WHERE {wanted})"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE identifier_values AS SELECT DISTINCT v FROM ({values}) WHERE {wanted}")
-    return con.execute("SELECT count(*) FROM identifier_values").fetchall()[0][0]
+    parts = []
+    for pattern, layouts in _DATE_PATTERNS:
+        for layout in layouts:
+            years = ["c"] if "{y}" not in layout else ["CASE WHEN length(c) = 4 THEN c ELSE '19' || c END",
+                                                       "CASE WHEN length(c) = 4 THEN c ELSE '20' || c END"]
+            for y in years:
+                ymd = layout.replace("{y}", f"({y})")
+                parts.append(
+                    f"SELECT tab, col, v, whole, try_strptime({ymd}, '%Y-%m-%d') AS d FROM ({_matches(pattern, ['a', 'b', 'c'])})"
+                )
+    dates = " UNION ALL ".join(parts)
+    spellings = _date_spellings("d")
+    date_keys = (
+        f"SELECT tab, col, v, 'date' AS kind, whole, unnest([{spellings}]) AS key, d "
+        f"FROM (SELECT DISTINCT tab, col, v, whole, d FROM ({dates}) WHERE d IS NOT NULL)"
+    )
+    # PNC: compared on (two-digit year, serial, check letter), valid check letters only.
+    pnc = (
+        "SELECT tab, col, v, whole, right(coalesce(nullif(a, ''), d), 2) AS yy, "
+        "CAST(coalesce(nullif(b, ''), e) AS BIGINT) AS serial, coalesce(nullif(c, ''), f) AS letter "
+        f"FROM ({_matches(_PNC_PATTERN, ['a', 'b', 'c', 'd', 'e', 'f'])})"
+    )
+    pnc_keys = (
+        "SELECT tab, col, v, 'pnc' AS kind, whole, unnest(list_transform(["
+        "yy, '19' || yy, '20' || yy], lambda y: [y || serial || letter, y || lpad(CAST(serial AS VARCHAR), 7, '0') || letter])) "
+        "AS keys FROM (" + pnc + ") WHERE letter = " + _check_letter("yy || lpad(CAST(serial AS VARCHAR), 7, '0')")
+    )
+    pnc_keys = f"SELECT tab, col, v, kind, whole, unnest(keys) AS key FROM ({pnc_keys})"
+    cro = (
+        f"SELECT tab, col, v, 'cro' AS kind, whole, unnest([CAST(CAST(a AS BIGINT) AS VARCHAR) || b || c, "
+        f"lpad(CAST(CAST(a AS BIGINT) AS VARCHAR), 6, '0') || b || c]) AS key "
+        f"FROM ({_matches(_CRO_PATTERN, ['a', 'b', 'c'])}) "
+        f"WHERE c = {_check_letter(_CRO_DIGITS)}"
+    )
+    sf_cro = (
+        f"SELECT tab, col, v, 'cro' AS kind, whole, unnest(['SF' || a || CAST(CAST(b AS BIGINT) AS VARCHAR) || c, "
+        f"'SF' || a || lpad(CAST(CAST(b AS BIGINT) AS VARCHAR), 5, '0') || c]) AS key "
+        f"FROM ({_matches(_SF_CRO_PATTERN, ['a', 'b', 'c'])}) "
+        f"WHERE c = {_check_letter(_SF_CRO_DIGITS)}"
+    )
+    postcodes = f"SELECT tab, col, v, 'postcode' AS kind, whole, a || b AS key FROM ({_matches(_POSTCODE_PATTERN, ['a', 'b'])})"
+    emails = (
+        f"SELECT tab, col, v, 'email' AS kind, whole, {_compact('m')} AS key "
+        f"FROM ({_matches(_EMAIL_PATTERN, ['a'])})"
+    )
+    # The whole value, unless it is all a date or a postcode (judged as one, above).
+    values = (
+        f"SELECT tab, col, v, 'value' AS kind, true AS whole, {_compact('v')} AS key FROM analyst_values "
+        f"WHERE length({_compact('v')}) >= {MIN_IDENTIFIER_LENGTH}"
+    )
+    others = " UNION ALL ".join([pnc_keys, cro, sf_cro, postcodes, emails, values])
+    return f"{date_keys} UNION ALL SELECT *, CAST(NULL AS TIMESTAMP) AS d FROM ({others})"
+
+
+def _date_spellings(d: str) -> str:
+    """SQL list items: the compact spellings a date of birth ``d`` could have in the inputs."""
+    return ", ".join(
+        f"strftime({d}, {lit(f)})" if "%b" not in f and "%B" not in f else f"upper(strftime({d}, {lit(f)}))"
+        for f in ("%Y%m%d", "%d%m%Y", "%m%d%Y", "%d%b%Y", "%d%B%Y", "%-d%-m%Y")
+    )
+
+
+def _name_words_sql() -> str:
+    """SQL: ``(tab, col, v, pos, word)``: the letter words of each analyst value, in order.
+
+    Apostrophes go (O'CONNOR is OCONNOR), accents are stripped, anything else but a
+    letter separates words, as for the words of identifier values.
+    """
+    return (
+        "SELECT tab, col, v, generate_subscripts(words, 1) AS pos, unnest(words) AS word FROM ("
+        f"SELECT tab, col, v, {_words('v')} AS words FROM analyst_values)"
+    )
+
+
+def _words(expr: str) -> str:
+    return (
+        f"list_filter(string_split(regexp_replace(strip_accents(translate(upper({expr}), '''’`', '')), "
+        f"'[^A-Z]+', ' ', 'g'), ' '), lambda w: w <> '')"
+    )
+
+
+def _identifier_keys_sql(cfg: JobConfig, raw_values: str) -> str:
+    """SQL: ``k``, every identifier value (raw values and record ids) spelt compact."""
+    ids = [f"SELECT CAST(record_id AS VARCHAR) AS v FROM {q('all_' + name)}" for name in cfg.sources]
+    return f"SELECT {_compact('v')} AS k FROM (SELECT v FROM {q(raw_values)} UNION ALL {' UNION ALL '.join(ids)})"
+
+
+def build_identifier_values(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str = "raw_values") -> int:
+    """``identifier_keys(key)`` and ``identifier_words(word)``: the identifier values, compact,
+    and their letter words, among the analyst candidates (``analyst_candidates``,
+    ``analyst_words``).
+
+    Identifier values: every row of ``raw_values(field, v)`` (every identifying field,
+    whatever it is called: sex codes too, which analyst tables hold only as categories
+    shared by many rows) and every record id.
+    """
+    raw = [f"SELECT v FROM {q(raw_values)}"]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE identifier_keys AS SELECT DISTINCT k AS key FROM "
+        f"({_identifier_keys_sql(cfg, raw_values)}) WHERE k IN (SELECT key FROM analyst_candidates)"
+    )
+    # Words of values with letters and no digits (names, not references), each value split once.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE identifier_words AS SELECT DISTINCT word FROM ("
+        f"SELECT unnest({_words('v')}) AS word FROM ({' UNION ALL '.join(raw)}) "
+        f"WHERE NOT regexp_matches(v, '[0-9]')) WHERE word IN (SELECT word FROM analyst_words)"
+    )
+    return con.execute("SELECT (SELECT count(*) FROM identifier_keys) + (SELECT count(*) FROM identifier_words)").fetchall()[0][0]
 
 
 # How a value is compared: upper case, trimmed, runs of white space as one space. The
-# regex runs only on values with a run to collapse (found without a regex): several times
-# faster over the millions of identifier values.
+# regex runs only on values with a run to collapse (found without a regex).
 _NORM = (
     "CASE WHEN contains({0}, '  ') OR contains({0}, chr(9)) OR contains({0}, chr(10))"
     " OR contains({0}, chr(12)) OR contains({0}, chr(13))"
@@ -304,8 +562,9 @@ _NORM = (
 def collect_analyst_values(con: duckdb.DuckDBPyConnection, analyst_dir: Path) -> int:
     """``analyst_values(tab, col, v, n)``: each analyst column's distinct normalised values, with rows.
 
-    Analyst columns hold codes, months, years and counts: a few thousand distinct values
-    against millions of identifier values, so the check looks up these, not those.
+    Every Parquet table in ``analyst_dir``, every column but ``person_id``. Analyst
+    columns hold codes, months, years and counts: a few thousand distinct values against
+    millions of identifier values, so the check looks up these, not those.
     """
     parts = []
     for path in sorted(analyst_dir.glob("*.parquet")):
@@ -330,26 +589,129 @@ def collect_analyst_values(con: duckdb.DuckDBPyConnection, analyst_dir: Path) ->
 @dataclass(frozen=True)
 class LeakageCheck:
     analyst_values: int  # distinct values in the analyst tables (person ids aside)
-    identifier_values: int  # of those, how many are identifier values: 0 when the check passes
+    identifier_values: int  # identifier spellings and words among the candidates looked up
     hits: dict[str, int]  # rows per table.column holding an identifier value
 
 
-def check_leakage(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path) -> LeakageCheck:
+def _common(rows: str, col_rows: str) -> str:
+    """SQL: a value on so many of its column's rows that it is a category, not a person."""
+    return f"({rows} >= {_COMMON_ROWS} AND {rows} >= {_COMMON_SHARE} * {col_rows})"
+
+
+def _hits(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str) -> dict[str, int]:
+    """Rows per table.column whose value holds an identifier, by the rules above."""
+    common = _common("n", "col_rows")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __lk_cols AS SELECT tab, col, sum(n) AS col_rows, count(*) AS col_values "
+        "FROM analyst_values GROUP BY ALL"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __lk_found AS "
+        "SELECT DISTINCT c.tab, c.col, c.v, c.kind, c.whole FROM analyst_candidates c "
+        "WHERE (c.kind = 'email' OR c.key IN (SELECT key FROM identifier_keys)) "
+        # A value that is all a date (postcode) is judged as one.
+        "AND NOT (c.kind = 'value' AND (c.tab, c.col, c.v) IN "
+        "(SELECT (tab, col, v) FROM analyst_candidates WHERE whole AND kind IN ('date', 'postcode')))"
+    )
+    # Name words: a word of at least 4 letters seen on few rows of its column; two name
+    # words side by side (any length from 2: OBI Femi, LEE John) in a value on few rows.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE __lk_words AS
+        SELECT w.*, w.word IN (SELECT word FROM identifier_words) AS is_name, a.n, k.col_rows
+        FROM analyst_words w JOIN analyst_values a USING (tab, col, v) JOIN __lk_cols k USING (tab, col)""")
+    con.execute(f"""
+        INSERT INTO __lk_found
+        SELECT DISTINCT tab, col, v, 'name word', false FROM (
+            SELECT tab, col, v, word, sum(n) OVER (PARTITION BY tab, col, word) AS n, col_rows
+            FROM __lk_words WHERE is_name AND length(word) >= {MIN_IDENTIFIER_LENGTH})
+        WHERE NOT {common}
+        UNION ALL
+        SELECT DISTINCT a.tab, a.col, a.v, 'name pair', false FROM __lk_words a JOIN __lk_words b
+            ON a.tab = b.tab AND a.col = b.col AND a.v = b.v AND b.pos = a.pos + 1
+        WHERE a.is_name AND b.is_name AND length(a.word) >= 2 AND length(b.word) >= 2 AND NOT {_common('a.n', 'a.col_rows')}""")
+    # Short names alone (OBI): counted when most of the column's short words are names.
+    con.execute(f"""
+        INSERT INTO __lk_found
+        SELECT tab, col, v, 'short name', true FROM (
+            SELECT tab, col, v, is_name, n, col_rows,
+                   avg(CAST(is_name AS INTEGER)) OVER (PARTITION BY tab, col) AS share
+            FROM __lk_words w WHERE length(word) BETWEEN 2 AND {MIN_IDENTIFIER_LENGTH - 1}
+              AND v = word)
+        WHERE is_name AND share >= 0.5 AND NOT {common}""")
+    # Whole values and name words count when few rows share them; dates and postcodes
+    # when beyond chance; PNC, CRO and e-mail addresses always.
+    per_value = "('value', 'name word', 'name pair', 'short name')"
+    kinds = con.execute("""
+        SELECT tab, col, kind, count(DISTINCT v), any_value(col_values) FROM __lk_found JOIN __lk_cols USING (tab, col)
+        WHERE kind IN ('date', 'postcode') GROUP BY ALL ORDER BY ALL""").fetchall()
+    chance = [(tab, col, kind) for tab, col, kind, values, col_values in kinds
+              if not _beyond_chance(con, cfg, tab, col, kind, values, col_values, raw_values)]
+    con.execute("CREATE OR REPLACE TEMP TABLE __lk_chance (tab VARCHAR, col VARCHAR, kind VARCHAR)")
+    if chance:
+        con.executemany("INSERT INTO __lk_chance VALUES (?, ?, ?)", chance)
+    found = con.execute(f"""
+        SELECT tab, col, sum(n) FROM (
+            SELECT DISTINCT f.tab, f.col, f.v, a.n FROM __lk_found f
+            JOIN analyst_values a USING (tab, col, v) JOIN __lk_cols k USING (tab, col)
+            WHERE CASE WHEN f.kind IN {per_value} THEN NOT {_common('a.n', 'k.col_rows')}
+                       ELSE (f.tab, f.col, f.kind) NOT IN (SELECT (tab, col, kind) FROM __lk_chance) END)
+        GROUP BY ALL ORDER BY ALL""").fetchall()
+    return {f"{tab}.{col}": int(rows) for tab, col, rows in found}
+
+
+def _beyond_chance(con, cfg: JobConfig, tab: str, col: str, kind: str, hit_values: int, col_values: int, raw_values: str) -> bool:
+    """Whether a column's date (postcode) hits count: always, unless the column's values are
+    nearly all dates (postcodes); then only when more than chance gives.
+
+    Chance: the share p of the days of the column's span that some spelling of an
+    identifier value falls on (a date of birth, or one with day and month swapped)
+    (for postcodes, the inputs' postcodes over the 1.7 million spellings of the rarest
+    layout, A9 9AA); the hits count when above n·p + 3·sqrt(n·p·(1-p)) + 1.
+    """
+    shaped = con.execute(
+        "SELECT count(DISTINCT v) FROM analyst_candidates WHERE tab = ? AND col = ? AND kind = ? AND whole",
+        [tab, col, kind],
+    ).fetchall()[0][0]
+    if shaped < _DOMINANT_VALUES or shaped < _DOMINANT_SHARE * col_values:
+        return True
+    if kind == "date":
+        lo, hi = con.execute(
+            "SELECT min(d), max(d) FROM analyst_candidates WHERE tab = ? AND col = ? AND kind = 'date' AND whole",
+            [tab, col],
+        ).fetchall()[0]
+        if lo is None:
+            return True
+        # The days of the span that some spelling of an identifier value falls on.
+        days = "SELECT range AS d FROM range(CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP) + INTERVAL 1 DAY, INTERVAL 1 DAY)"
+        p = con.execute(
+            f"WITH days AS ({days}), spelt AS (SELECT d, unnest([{_date_spellings('d')}]) AS k FROM days) "
+            f"SELECT count(DISTINCT d) FILTER (WHERE k IN (SELECT k FROM ({_identifier_keys_sql(cfg, raw_values)}) "
+            f"WHERE k IN (SELECT k FROM spelt))) / count(DISTINCT d) FROM spelt",
+            [lo, hi],
+        ).fetchall()[0][0]
+    else:
+        postcodes = con.execute(
+            f"SELECT count(*) FROM {q(raw_values)} WHERE regexp_full_match(upper(trim(v)), {lit(_POSTCODE_PATTERN)})"
+        ).fetchall()[0][0]
+        p = min(1.0, postcodes / 1_757_600)
+    expected = shaped * p
+    return hit_values > expected + 3 * math.sqrt(expected * (1 - p)) + 1
+
+
+def check_leakage(
+    con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path, raw_values: str = "raw_values"
+) -> LeakageCheck:
     """Hits per table.column of any identifier value in any analyst table; raise on any hit.
 
     The message names tables, columns and counts, never the values.
     """
     n_analyst = collect_analyst_values(con, analyst_dir)
-    n_identifiers = build_identifier_values(con, cfg, among="analyst_values")
-    hits = dict(
-        (f"{tab}.{col}", int(n))
-        for tab, col, n in con.execute(
-            "SELECT tab, col, sum(n) FROM analyst_values WHERE v IN (SELECT v FROM identifier_values) "
-            "GROUP BY ALL ORDER BY tab, col"
-        ).fetchall()
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE analyst_candidates AS {_candidates_sql()}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE analyst_words AS {_name_words_sql()}")
+    n_identifiers = build_identifier_values(con, cfg, raw_values)
+    hits = _hits(con, cfg, raw_values)
     if hits:
-        listed = ", ".join(f"{k} ({v} rows)" for k, v in hits.items())
+        listed = ", ".join(f"{k} ({v} rows)" for k, v in sorted(hits.items()))
         raise LeakageError(
             f"leakage check failed: identifier values from the inputs appear in analyst tables: {listed}. "
             "Nothing was published. Remove or coarsen those columns under sources.<name>.carry."

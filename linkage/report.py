@@ -66,6 +66,13 @@ class Charts:
         return f'<figure class="chart"><div class="vis" id="{esc(chart_id)}" data-chart="{esc(chart_id)}"></div>{cap}</figure>'
 
 
+# Twenty distinct colours (Tableau 10 and its light companions, alternated so that
+# neighbours differ): enough for every invalid-value reason a job can give.
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+           "#bab0ac", "#1f77b4", "#aec7e8", "#ffbb78", "#98df8a", "#d62728", "#c5b0d5", "#8c564b", "#e377c2",
+           "#17becf", "#7f7f7f"]
+
+
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -363,6 +370,11 @@ def _invalid_values(run: Run, charts: Charts) -> Section:
     totals: dict[tuple[str, str], int] = {}
     for _, fld, reason, n in rows:
         totals[(fld, reason)] = totals.get((fld, reason), 0) + n
+    reasons = sorted({r for _, _, r, _ in rows})
+    if len(reasons) > len(PALETTE):  # more reasons than distinct colours: the rarest share "other"
+        kept = set(sorted(reasons, key=lambda r: -sum(n for _, _, x, n in rows if x == r))[: len(PALETTE) - 1])
+        rows = [(s_, f, r if r in kept else "other", n) for s_, f, r, n in rows]
+        reasons = sorted({r for _, _, r, _ in rows})
     sec.add(
         para("Values present in an extract but made missing by standardisation (placeholders, malformed "
              "reference numbers, default or impossible dates), by field and reason. The records stay in; "
@@ -373,7 +385,8 @@ def _invalid_values(run: Run, charts: Charts) -> Section:
             "encoding": {
                 "y": {"field": "field", "type": "nominal", "title": None},
                 "x": {"field": "values", "type": "quantitative", "title": "values made missing"},
-                "color": {"field": "reason", "type": "nominal", "legend": {"orient": "right"}},
+                "color": {"field": "reason", "type": "nominal", "legend": {"orient": "right"},
+                          "scale": {"domain": reasons, "range": PALETTE[: len(reasons)]}},
                 "tooltip": [{"field": "source"}, {"field": "field"}, {"field": "reason"},
                             {"field": "values", "format": ","}],
             },
@@ -463,17 +476,40 @@ def _model(run: Run, charts: Charts) -> Section:
         sec.add(note("restricted/model.json is missing: Splink's charts cannot be drawn."))
     params = model.get("parameters") or []
     if params:
-        body = [
-            [p["comparison"], p["level"], _prob(p.get("m_probability")), _prob(p.get("u_probability")),
-             num(p.get("match_weight"), 2) if p.get("match_weight") is not None else "untrained"]
-            for p in params
-        ]
+        untrained = _untrained_levels(run)
+        body = []
+        for p in params:
+            m, u, w = p.get("m_probability"), p.get("u_probability"), p.get("match_weight")
+            if (p["comparison"], p["level"]) in untrained:
+                # The saved model has no m or u here: whatever the manifest holds is Splink's
+                # starting value, not something the data taught.
+                body.append([p["comparison"], p["level"], _prob(untrained[(p["comparison"], p["level"])][0]),
+                             _prob(untrained[(p["comparison"], p["level"])][1]),
+                             Raw('<span class="untrained">never trained</span>')])
+            else:
+                body.append([p["comparison"], p["level"], _prob(m), _prob(u),
+                             num(w, 2) if w is not None else Raw('<span class="untrained">never trained</span>')])
         sec.add(
             "<h3>Parameters</h3>",
-            note("Levels with m or u untrained have no weight: their pairs score as if the level were absent."),
+            note("Levels marked never trained have no m or u in the saved model (restricted/model.json): "
+                 "no pair in training reached them, so they carry no learnt weight."),
             table(["comparison", "level", "m", "u", "match weight"], body, numeric_from=2),
         )
     return sec
+
+
+def _untrained_levels(run: Run) -> dict[tuple[str, str], tuple[float | None, float | None]]:
+    """(comparison, level) -> (m, u) of the levels whose m or u is null in restricted/model.json."""
+    saved = _read_json(run.path("restricted", "model.json")) if run.has("restricted", "model.json") else None
+    out = {}
+    for comp in (saved or {}).get("comparisons", []):
+        for level in comp.get("comparison_levels", []):
+            if level.get("is_null_level"):
+                continue
+            m, u = level.get("m_probability"), level.get("u_probability")
+            if m is None or u is None:
+                out[(comp.get("output_column_name"), level.get("label_for_charts"))] = (m, u)
+    return out
 
 
 def _prob(value: float | None) -> str:
@@ -514,7 +550,7 @@ def _weight_distribution(run: Run, charts: Charts) -> Section:
              f"the threshold are not stored). {num(above)} are at or above the threshold and become links; "
              f"those just below it are the candidates for clerical review."),
         charts.add("chart-weights", {
-            "width": 640, "height": 260,
+            "width": 640, "height": 260, "padding": {"top": 24, "left": 5, "right": 5, "bottom": 5},
             "layer": [
                 {"data": {"values": values}, "mark": {"type": "bar", "binSpacing": 0},
                  "encoding": {
@@ -534,8 +570,10 @@ def _weight_distribution(run: Run, charts: Charts) -> Section:
                  "layer": [
                      {"mark": {"type": "rule", "color": "#e31a1c", "strokeWidth": 2, "strokeDash": [6, 3]},
                       "encoding": {"x": {"field": "w", "type": "quantitative"}}},
-                     {"mark": {"type": "text", "color": "#e31a1c", "align": "left", "baseline": "top", "dx": 5,
-                               "dy": 2, "fontWeight": "bold"},
+                     # Above the plot area (y in pixels, negative is above its top edge): the
+                     # bars never reach it.
+                     {"mark": {"type": "text", "color": "#e31a1c", "align": "left", "baseline": "bottom", "dx": 5,
+                               "dy": -4, "fontWeight": "bold"},
                       "encoding": {"x": {"field": "w", "type": "quantitative"}, "y": {"value": 0},
                                    "text": {"field": "label"}}},
                  ]},
@@ -559,6 +597,10 @@ def _clusters(run: Run, charts: Charts) -> Section:
         return sec.add(note("restricted/crosswalk.parquet is missing."))
     cw = run.parquet("crosswalk")
     stats = run.manifest.get("clusters", {})
+    has_std = run.has("restricted", "standardised.parquet")
+    # A job without PNC IDs (no pnc_key column) hears nothing of them.
+    has_pnc = has_std and "pnc_key" in {
+        r[0] for r in run.sql(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {run.parquet('standardised')})")}
     hist = run.sql(f"SELECT cluster_size, count(*) // cluster_size FROM {cw} GROUP BY cluster_size ORDER BY 1")
     people = sum(n for _, n in hist)
     records = sum(s * n for s, n in hist)
@@ -569,8 +611,7 @@ def _clusters(run: Run, charts: Charts) -> Section:
         ("largest cluster", num(max((s for s, _ in hist), default=0))),
         ("model links", num(stats.get("model_links"))),
         ("deterministic links", num(stats.get("deterministic_links"))),
-        ("clusters with conflicting PNC IDs", num(stats.get("conflicting_pnc_clusters"))),
-    ]))
+    ] + ([("clusters with conflicting PNC IDs", num(stats.get("conflicting_pnc_clusters")))] if has_pnc else [])))
     sec.add(charts.add("chart-cluster-sizes", {
         "data": {"values": [{"size": s, "clusters": n, "records": s * n} for s, n in hist]},
         "mark": "bar", "width": 640, "height": 220,
@@ -592,67 +633,70 @@ def _clusters(run: Run, charts: Charts) -> Section:
         cutoff, seen = size, seen + n
         if seen >= LARGEST_CLUSTERS:
             break
-    has_std = run.has("restricted", "standardised.parquet")
     with_pnc = (f"(SELECT source_dataset, record_id, pnc_key FROM {run.parquet('standardised')} "
                 f"WHERE pnc_key IS NOT NULL)")
-    if has_std:
+    if has_pnc:
         run.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE report_pnc_conflicts AS
-            SELECT c.person_key, count(DISTINCT s.pnc_key) AS pncs
-            FROM {with_pnc} s JOIN (SELECT source_dataset, record_id, person_key FROM {cw} WHERE cluster_size > 1) c
+            SELECT c.person_id, count(DISTINCT s.pnc_key) AS pncs
+            FROM {with_pnc} s JOIN (SELECT source_dataset, record_id, person_id FROM {cw} WHERE cluster_size > 1) c
             USING (source_dataset, record_id) GROUP BY ALL HAVING count(DISTINCT s.pnc_key) > 1"""
         )
     else:
-        run.con.execute("CREATE OR REPLACE TEMP TABLE report_pnc_conflicts (person_key VARCHAR, pncs BIGINT)")
+        run.con.execute("CREATE OR REPLACE TEMP TABLE report_pnc_conflicts (person_id VARCHAR, pncs BIGINT)")
     run.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE report_listed AS
-        SELECT * FROM {cw} WHERE person_key IN (
-            (SELECT person_key FROM {cw} WHERE cluster_size >= {cutoff} AND cluster_size > 1
-             GROUP BY person_key ORDER BY any_value(cluster_size) DESC, person_key LIMIT {LARGEST_CLUSTERS})
+        SELECT * FROM {cw} WHERE person_id IN (
+            (SELECT person_id FROM {cw} WHERE cluster_size >= {cutoff} AND cluster_size > 1
+             GROUP BY person_id ORDER BY any_value(cluster_size) DESC, person_id LIMIT {LARGEST_CLUSTERS})
             UNION ALL
-            (SELECT person_key FROM report_pnc_conflicts ORDER BY pncs DESC, person_key LIMIT {CONFLICT_CLUSTERS * 5}))"""
+            (SELECT person_id FROM report_pnc_conflicts ORDER BY pncs DESC, person_id LIMIT {CONFLICT_CLUSTERS * 5}))"""
     )
-    pnc_join = f"LEFT JOIN {with_pnc} s USING (source_dataset, record_id)" if has_std else ""
+    pnc_join = f"LEFT JOIN {with_pnc} s USING (source_dataset, record_id)" if has_pnc else ""
     run.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE report_clusters AS
         WITH per_source AS (
-            SELECT c.person_key, c.source_dataset, count(*) AS n, any_value(c.cluster_size) AS size,
+            SELECT c.person_id, c.source_dataset, count(*) AS n, any_value(c.cluster_size) AS size,
                    min(c.cluster_min_match_weight) AS min_weight, any_value(c.cluster_links) AS links,
                    any_value(c.deterministic_links) AS det_links
             FROM report_listed c GROUP BY ALL),
         pncs AS (
-            SELECT c.person_key, count(DISTINCT {'s.pnc_key' if has_std else 'NULL'}) AS pncs
+            SELECT c.person_id, count(DISTINCT {'s.pnc_key' if has_pnc else 'NULL'}) AS pncs
             FROM report_listed c {pnc_join} GROUP BY ALL)
-        SELECT person_key, any_value(size) AS size, min(min_weight) AS min_weight, any_value(links) AS links,
+        SELECT person_id, any_value(size) AS size, min(min_weight) AS min_weight, any_value(links) AS links,
                any_value(det_links) AS det_links,
                string_agg(source_dataset || ' ' || n, ', ' ORDER BY source_dataset) AS sources, any_value(p.pncs) AS pncs
-        FROM per_source JOIN pncs p USING (person_key) GROUP BY ALL"""
+        FROM per_source JOIN pncs p USING (person_id) GROUP BY ALL"""
     )
-    cols = "person_key, sources, size, links, det_links, min_weight, pncs"
-    largest = run.sql(f"SELECT {cols} FROM report_clusters ORDER BY size DESC, person_key LIMIT {LARGEST_CLUSTERS}")
+    cols = "person_id, sources, size, links, det_links, min_weight, pncs"
+    largest = run.sql(f"SELECT {cols} FROM report_clusters ORDER BY size DESC, person_id LIMIT {LARGEST_CLUSTERS}")
     conflicts_total, = run.sql("SELECT count(*) FROM report_pnc_conflicts")[0]
     conflicts = run.sql(
         f"SELECT {cols} FROM report_clusters WHERE pncs > 1 "
-        f"ORDER BY pncs DESC, size DESC, person_key LIMIT {CONFLICT_CLUSTERS}"
+        f"ORDER BY pncs DESC, size DESC, person_id LIMIT {CONFLICT_CLUSTERS}"
     )
-    headers = ["person_key", "records by source", "records", "model links", "deterministic links",
-               "weakest link (weight)", "distinct PNC IDs"]
+    headers = ["person_id", "records by source", "records", "model links", "deterministic links",
+               "weakest link (weight)"] + (["distinct PNC IDs"] if has_pnc else [])
 
     def rows(found):
-        return [[k, srcs, num(s), num(lk), num(dl), num(w, 2) if w is not None else "–", num(p)]
+        return [[k, srcs, num(s), num(lk), num(dl), num(w, 2) if w is not None else "–"] + ([num(p)] if has_pnc else [])
                 for k, srcs, s, lk, dl, w, p in found]
 
     sec.add(
         "<h3>Largest clusters: review these first</h3>",
         para("A cluster much larger than a person's usual number of records is the typical sign of a chain of "
-             "false links. Look these up by person_key in restricted/crosswalk.parquet."),
+             "false links. Look these up by person_id in restricted/crosswalk.parquet "
+             "(the keyed pseudonym analysts see: not derived from any identifier without the key)."),
         table(headers, rows(largest), numeric_from=2) if largest else para("No cluster has more than one record."),
-        "<h3>Clusters holding more than one PNC ID</h3>",
-        para(f"{num(conflicts_total)} clusters join records carrying different valid PNC IDs: either "
-             f"one person with two PNC records (a PNC duplicate) or a false link. "
-             + (f"The {len(conflicts)} with most PNC IDs:" if conflicts else "")),
     )
-    if conflicts:
+    if has_pnc:
+        sec.add(
+            "<h3>Clusters holding more than one PNC ID</h3>",
+            para(f"{num(conflicts_total)} clusters join records carrying different valid PNC IDs: either "
+                 f"one person with two PNC records (a PNC duplicate) or a false link. "
+                 + (f"The {len(conflicts)} with most PNC IDs:" if conflicts else "")),
+        )
+    if has_pnc and conflicts:
         sec.add(table(headers, rows(conflicts), numeric_from=2))
     return sec
 
@@ -671,6 +715,8 @@ def _link_rates(run: Run, charts: Charts) -> Section:
         f"GROUP BY person_key) GROUP BY mask"
     )
     masks = [(int(m), n) for m, n in masks]
+    if len(order) < 2:
+        return sec.add(para("This job links one source: there are no link rates between sources to show."))
     per_source = {s: sum(n for m, n in masks if m >> i & 1) for i, s in enumerate(order)}
     values, body = [], []
     for i, a in enumerate(order):
@@ -690,8 +736,8 @@ def _link_rates(run: Run, charts: Charts) -> Section:
     by_k = sorted(by_k_counts.items())
     sec.add(
         para("Of the people found in the source on the left, the share also found in the source on top. "
-             "The matrix is not symmetric: most Crown Court defendants may be on the PNC while most PNC "
-             "subjects never reach the Crown Court."),
+             "The matrix is not symmetric: most people of a small source may be in a large one while most "
+             "of the large one's people never appear in the small one."),
         charts.add("chart-link-rates", {
             "data": {"values": values},
             "width": {"step": 70}, "height": {"step": 34},
@@ -761,7 +807,10 @@ def _timings(run: Run, charts: Charts) -> Section:
                 "x": {"field": "seconds", "type": "quantitative"},
                 "tooltip": [{"field": "stage"}, {"field": "seconds", "format": ".1f"}],
             },
-        }, "Seconds per stage (the report itself is not included)."))
+        }, "Seconds per top-level stage"
+           + (", the report included" if any(v["stage"] == "report" for v in values)
+              else " (the report itself is written after this chart and is not included)")
+           + "; sub-steps are in the table below."))
     if rows:
         sec.add(table(["stage (sub-steps indented)", "seconds"], rows))
     return sec
@@ -1036,9 +1085,12 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans
 header { background: #243447; color: #fff; padding: 18px 32px; }
 header h1 { margin: 0 0 4px; font-size: 22px; }
 header .sub { opacity: .8; }
-nav { background: #fff; border-bottom: 1px solid #ddd; padding: 8px 32px; position: sticky; top: 0; z-index: 5; }
-nav a { margin-right: 14px; color: #1f5fa8; text-decoration: none; white-space: nowrap; }
-main { max-width: 1150px; margin: 0 auto; padding: 8px 32px 48px; }
+nav { background: #fff; border-bottom: 1px solid #ddd; padding: 8px 32px; position: sticky; top: 0; z-index: 5;
+      display: flex; flex-wrap: wrap; gap: 4px 14px; }
+nav a { color: #1f5fa8; text-decoration: none; white-space: nowrap; }
+main { max-width: 1150px; margin: 0 auto; padding: 8px 32px 48px; box-sizing: border-box; }
+section { overflow-x: auto; }
+figure.chart, .vis { max-width: 100%; overflow-x: auto; }
 section { background: #fff; border: 1px solid #e1e4e8; border-radius: 6px; padding: 12px 22px 18px; margin: 18px 0; }
 h2 { font-size: 18px; margin: 6px 0 10px; }
 h3 { font-size: 15px; margin: 18px 0 6px; }
@@ -1053,6 +1105,7 @@ table.facts td:first-child { color: #555; }
 .note { color: #8a5a00; }
 .error { color: #b00020; font-weight: 600; }
 .substep { padding-left: 18px; color: #555; }
+.untrained { color: #8a5a00; font-style: italic; }
 figure.chart { margin: 10px 0 16px; }
 figcaption { color: #555; font-size: 12px; margin-top: 2px; }
 details summary { cursor: pointer; color: #1f5fa8; margin: 6px 0; }

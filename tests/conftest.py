@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 JUSTICE = ROOT / "configs" / "justice.yaml"
-TEST_KEY = "test-key-0123456789abcdef"
+TEST_KEY = "9f3c6b1e07d24a58c1e0b7d93a6f2c4e8d15b70a3e9c2f64"  # 192 random bits: the key check refuses weak keys
 
 
 @pytest.fixture(scope="session")

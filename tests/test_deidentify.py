@@ -32,17 +32,77 @@ def test_pseudonyms_in_sql_equal_the_python_hmac(secret):
     assert len(rows) == 3 and all(pid == key.pseudonym(k) for k, pid in rows)
 
 
+STRONG_KEY = "5ba0218ced84e77603da23d6686046450770d007e69cfadb1ac0421ecdeb9120"
+
+
 def test_short_or_missing_keys_are_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", "short")
-    with pytest.raises(LinkageError, match="shorter than 16"):
+    with pytest.raises(LinkageError, match="shorter than 16 characters"):
         resolve_key(None, tmp_path)
     monkeypatch.delenv("LINKAGE_PSEUDONYM_KEY")
     with pytest.raises(LinkageError, match="no pseudonymisation key"):
         resolve_key(None, tmp_path)
     with pytest.raises(LinkageError, match="outputs.key_file: .* does not exist"):
         resolve_key("missing.key", tmp_path)
-    (tmp_path / "job.key").write_text("x" * 40 + "\n")
+    (tmp_path / "job.key").write_text(STRONG_KEY + "\n")
     assert resolve_key("job.key", tmp_path).origin.startswith("key file")
+    (tmp_path / "bad.key").write_bytes(b"\xff\xfe" * 40)
+    with pytest.raises(LinkageError, match="not UTF-8 text"):
+        resolve_key("bad.key", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "\U0001f511" * 4,  # 16 bytes but 4 characters
+        "\U0001f511" * 40,  # 40 characters, one repeated
+        "test-key-0123456789abcdef",  # words and runs
+        "a" * 64,
+        "0f" * 32,  # a repeated stretch
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+        "passwordpassword12345678",
+        "correct horse battery staple",  # a passphrase of four words
+        "a-completely-different-key-42",
+        "0123456789abcdef0123456789abcdef",
+    ],
+)
+def test_low_entropy_keys_are_refused_with_what_is_needed(monkeypatch, tmp_path, weak):
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", weak)
+    with pytest.raises(LinkageError, match="at least 128 bits of randomness: 32 or more random hex") as err:
+        resolve_key(None, tmp_path)
+    assert weak not in str(err.value)
+
+
+def test_random_keys_are_accepted(monkeypatch, tmp_path):
+    """Keys from the advised command always pass; 32 hex or 22 base64 characters almost always."""
+    import secrets
+
+    from linkage.deidentify import key_entropy_bits
+
+    for _ in range(200):
+        monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", secrets.token_hex(32))
+        resolve_key(None, tmp_path)
+    assert sum(key_entropy_bits(secrets.token_hex(16)) >= 128 for _ in range(500)) >= 450
+    assert sum(key_entropy_bits(secrets.token_urlsafe(16)) >= 128 for _ in range(500)) >= 450
+    assert key_entropy_bits(STRONG_KEY[:31]) < 128 <= key_entropy_bits(STRONG_KEY[:32])
+
+
+def test_key_fingerprint_is_slow_to_test_guesses_against_and_stable():
+    """PBKDF2-HMAC-SHA256 with the documented salt and iterations; runs before it still match."""
+    import hashlib
+    import hmac
+
+    from linkage.deidentify import FINGERPRINT_ITERATIONS, FINGERPRINT_SALT
+
+    key = PseudonymKey(STRONG_KEY.encode(), "test")
+    assert FINGERPRINT_ITERATIONS >= 600_000 and FINGERPRINT_SALT == b"linkage pseudonym key fingerprint v2"
+    expected = hashlib.pbkdf2_hmac("sha256", STRONG_KEY.encode(), FINGERPRINT_SALT, FINGERPRINT_ITERATIONS).hex()[:16]
+    assert key.fingerprint == expected
+    assert key.fingerprint != hmac.new(STRONG_KEY.encode(), b"linkage key fingerprint v1", hashlib.sha256).hexdigest()[:16]
+    legacy = hmac.new(STRONG_KEY.encode(), b"linkage key fingerprint v1", hashlib.sha256).hexdigest()[:16]
+    assert key.matches_fingerprint(expected) and key.matches_fingerprint(legacy)
+    assert not key.matches_fingerprint(PseudonymKey(b"another" + STRONG_KEY.encode(), "").fingerprint)
+    assert not key.matches_fingerprint(None)
 
 
 @pytest.mark.parametrize(
@@ -146,6 +206,128 @@ def test_planted_identifiers_fail_the_run_and_publish_nothing(synth_dir, tmp_pat
         assert f"libra.{column} (1 rows)" in message, column
     assert "Nothing was published" in message
     assert not out.exists()
+
+
+def _copy_extracts(synth_dir, data):
+    data.mkdir()
+    for f in synth_dir.iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    con = duckdb.connect()
+    for source in ("pnc", "prison", "probation", "libra", "crest"):
+        con.execute(f"CREATE TABLE {source} AS SELECT * FROM read_csv('{data}/{source}.csv', header=true, all_varchar=true)")
+    return con
+
+
+def _disguises(con) -> dict[str, str]:
+    """Identifier values of the inputs, disguised as an analyst-bound column could hold them."""
+    import datetime as dt
+
+    dob = dt.date.fromisoformat(con.execute(
+        "SELECT date_of_birth FROM pnc WHERE date_of_birth LIKE '19__-__-__' ORDER BY pnc_record_id LIMIT 1").fetchall()[0][0])
+    pnc = con.execute("SELECT pnc_id FROM pnc WHERE pnc_id LIKE '20__/_______%' ORDER BY pnc_record_id LIMIT 1").fetchall()[0][0]
+    year, rest = pnc.split("/")
+    cro = con.execute("SELECT cro_number FROM pnc WHERE cro_number LIKE '0%/%' ORDER BY 1 LIMIT 1").fetchall()
+    cro = cro[0][0] if cro else con.execute("SELECT cro_number FROM pnc WHERE cro_number LIKE '%/%' ORDER BY 1 LIMIT 1").fetchall()[0][0]
+    surname, forename = con.execute(
+        "SELECT surname, split_part(forenames, ' ', 1) FROM pnc WHERE length(surname) > 4 AND length(forenames) > 3 "
+        "ORDER BY pnc_record_id LIMIT 1").fetchall()[0]
+    postcode = con.execute("SELECT postcode FROM probation WHERE postcode LIKE '% %' ORDER BY 1 LIMIT 1").fetchall()[0][0]
+    return {
+        "dob_words": dob.strftime("%d %b %Y"),  # 21 Oct 1998
+        "dob_dashes": dob.strftime("%d-%m-%Y"),
+        "dob_compact": dob.strftime("%Y%m%d"),
+        "dob_short_year": dob.strftime("%d/%m/%y"),
+        "dob_dots": dob.strftime("%d.%m.%Y"),
+        "pnc_short": f"{year[2:]}/{rest.lstrip('0')}",  # 15/9663713N
+        "pnc_spaced": f"{year} / {rest}",
+        "cro_unpadded": cro.lstrip("0"),
+        "name_comma": f"{surname.upper()}, {forename.title()}",  # OLAWALE, Femi
+        "name_plain": f"{surname.title()} {forename.title()}",
+        "name_sentence": f"Seen at court with {forename.title()} {surname.title()} on Monday",
+        "email": f"{forename.lower()}.{surname.lower()}@example.org",
+        "postcode_no_space": postcode.replace(" ", ""),
+        "postcode_sentence": f"moved to {postcode.lower()} last year",
+        "short_obi": "OBI",
+        "short_ho": "Ho",
+        "short_lee": "LEE",
+        "short_pair": "LEE, Femi",
+    }
+
+
+def test_disguised_identifiers_fail_the_run(synth_dir, tmp_path):
+    """Dates of birth in five layouts, PNCs and CROs respelt, names reordered or in a sentence,
+    an e-mail address, postcodes without their space, and short surnames (OBI, HO, LEE: made
+    input values here) are each caught in their column, and nothing is published."""
+    data = tmp_path / "data"
+    con = _copy_extracts(synth_dir, data)
+    # Short names as the inputs hold them: three PNC records renamed.
+    con.execute("UPDATE pnc SET surname = 'OBI' WHERE pnc_record_id = (SELECT min(pnc_record_id) FROM pnc)")
+    con.execute("UPDATE pnc SET surname = 'HO' WHERE pnc_record_id = (SELECT max(pnc_record_id) FROM pnc)")
+    con.execute("UPDATE pnc SET forenames = 'LEE' WHERE pnc_record_id = (SELECT min(pnc_record_id) FROM pnc WHERE surname <> 'OBI')")
+    con.execute("UPDATE pnc SET forenames = 'FEMI' WHERE pnc_record_id = (SELECT max(pnc_record_id) FROM pnc WHERE surname <> 'HO')")
+    con.execute(f"COPY pnc TO '{data}/pnc.csv' (HEADER)")
+    planted = _disguises(con)
+    assert len(planted) == 18
+    con.execute("CREATE TABLE t AS SELECT *, row_number() OVER () AS _n FROM libra")
+    for i, (column, value) in enumerate(planted.items()):
+        con.execute(f"ALTER TABLE t ADD COLUMN {column} VARCHAR DEFAULT ''")
+        con.execute(f"UPDATE t SET {column} = ? WHERE _n = ?", [value, 10 * i + 1])
+    con.execute(f"COPY (SELECT * EXCLUDE (_n) FROM t) TO '{data}/libra.csv' (HEADER)")
+    out = tmp_path / "run"
+    config = fast_config(tmp_path, carry={"libra": {column: "keep" for column in planted}})
+    res = cli("run", str(config), "--data", str(data), "--out", str(out))
+    assert res.returncode == 1, res.stderr
+    message = " ".join(res.stderr.split())
+    assert "leakage check failed" in message and "Nothing was published" in message
+    missed = [column for column in planted if f"libra.{column} (1 rows)" not in message]
+    assert not missed, missed
+    for value in planted.values():
+        assert value not in message
+    assert not out.exists()
+
+
+def test_legitimate_carried_columns_pass_the_check(synth_dir, tmp_path):
+    """Court, offence and outcome codes, regions, sentence types and whole event dates (which
+    can fall on someone's birthday) are published: the check does not mistake them."""
+    out = tmp_path / "run"
+    dates = {"pnc": {"first_arrest_date": "keep", "force_code": "keep"},
+             "prison": {"reception_date": "keep", "release_date": "keep", "establishment_code": "keep"},
+             "probation": {"order_start_date": "keep", "probation_region": "keep", "order_type": "keep"},
+             "libra": {"hearing_date": "keep", "court_code": "keep", "offence_code": "keep", "outcome_code": "keep"},
+             "crest": {"committal_date": "keep", "crown_court_code": "keep", "sentence_type": "keep", "case_number": "keep"}}
+    res = cli("run", str(fast_config(tmp_path, carry=dates)), "--data", str(synth_dir), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    con = duckdb.connect()
+    hearing = con.execute(f"SELECT count(DISTINCT hearing_date) FROM '{out}/analyst/libra.parquet'").fetchall()[0][0]
+    assert hearing > 100  # whole dates were published, and checked
+    codes = con.execute(f"SELECT count(DISTINCT court_code) FROM '{out}/analyst/libra.parquet'").fetchall()[0][0]
+    assert codes > 20
+
+
+def test_the_check_reads_every_analyst_table_found(tmp_path):
+    """A table added to analyst/ later is checked without being listed anywhere."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from linkage.config import parse_config
+    from linkage.deidentify import check_leakage
+    from linkage.errors import LeakageError
+
+    from conftest import JUSTICE
+
+    cfg = parse_config(JUSTICE.read_text(), JUSTICE)
+    con = duckdb.connect()
+    for name in cfg.sources:
+        con.execute(f"CREATE TABLE all_{name} AS SELECT 'R-{name}-' || i AS record_id FROM range(100) t(i)")
+    con.execute("CREATE TABLE raw_values AS SELECT * FROM (VALUES ('surname', 'OLAWALE'), ('first', 'Femi'), "
+                "('dob', '1998-10-21'), ('pnc', '2015/9663713N'), ('postcode', 'SW1A 1AA')) t(field, v)")
+    analyst = tmp_path / "analyst"
+    analyst.mkdir()
+    pq.write_table(pa.table({"person_id": ["P1", "P2"], "court_code": ["B10JQ", "C01AB"]}), analyst / "libra.parquet")
+    assert check_leakage(con, cfg, analyst).hits == {}
+    pq.write_table(pa.table({"person_id": ["P1"], "note": ["born 21.10.1998, pnc 15/9663713N"]}), analyst / "later_table.parquet")
+    with pytest.raises(LeakageError, match=r"later_table.note \(1 rows\)"):
+        check_leakage(con, cfg, analyst)
 
 
 def test_rerun_with_5_percent_new_records_keeps_ids(synth_dir, tmp_path):

@@ -240,8 +240,98 @@ def test_numbers_from_the_run(plain_run):
     assert rates[("pnc", "prison")] == (2, 3) and rates[("libra", "pnc")] == (2, 5) and rates[("prison", "libra")] == (2, 3)
     per_person = {d["sources"]: d["people"] for d in specs["chart-sources-per-person"]["data"]["values"]}
     assert per_person == {1: 2, 2: 3, 3: 1}
-    # K3 holds two PNC keys: the one conflict, listed by key
-    assert re.search(r"<td>K3</td>.*?<td class=num>2</td></tr>", page.split("Clusters holding more than one PNC ID")[1])
+    # K3 holds two PNC keys: the one conflict, listed by its pseudonymous person id
+    assert re.search(r"<td>PK3</td>.*?<td class=num>2</td></tr>", page.split("Clusters holding more than one PNC ID")[1])
+
+
+def test_clusters_are_shown_by_keyed_person_id_not_by_a_hash_of_a_record_id(plain_run):
+    """person_key (an unkeyed hash of a record id in real runs) is never shown; person_id is."""
+    page = (plain_run / "report.html").read_text()
+    clusters = page.split('<section id="clusters">')[1].split("</section>")[0]
+    assert "<td>PK3</td>" in clusters and "<th>person_id</th>" in clusters
+    for key in ("K1", "K2", "K3", "K6"):
+        assert f"<td>{key}</td>" not in page
+    assert "person_key" not in page
+
+
+def _rewrite(run: Path, name: str, query: str) -> None:
+    path = run / "restricted" / f"{name}.parquet"
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t AS {query.format(t=f'read_parquet({chr(39)}{path}{chr(39)})')}")
+    con.execute(f"COPY t TO '{path}' (FORMAT parquet)")
+
+
+def test_untrained_levels_are_marked_not_given_a_weight(tmp_path):
+    """A level whose m and u are null in model.json shows 'never trained', whatever the manifest holds."""
+    run, _ = build_run(tmp_path)
+    model = json.loads((run / "restricted" / "model.json").read_text())
+    dob = next(c for c in model["comparisons"] if c["output_column_name"] == "date_of_birth")
+    exact = next(lv for lv in dob["comparison_levels"] if not lv.get("is_null_level"))
+    exact["m_probability"] = exact["u_probability"] = None
+    (run / "restricted" / "model.json").write_text(json.dumps(model))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["model"]["parameters"].append({"comparison": "date_of_birth", "level": exact["label_for_charts"],
+                                            "m_probability": 0.9, "u_probability": 0.00088, "match_weight": 10.0})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    page = write_report(run).read_text()
+    row = re.search(rf"<tr><td>date_of_birth</td><td>{re.escape(exact['label_for_charts'])}</td>.*?</tr>", page).group(0)
+    assert "never trained" in row and "10.00" not in row
+    trained = re.search(r"<tr><td>surname</td><td>Exact match on surname</td>.*?</tr>", page).group(0)
+    assert "5.57" in trained and "never trained" not in trained
+
+
+def test_page_layout_and_charts_fit(tmp_path):
+    """The navigation wraps; 13 invalid-value reasons get 13 colours; the threshold label sits
+    above the plot; the time chart's caption says whether the report's own time is in it."""
+    run, _ = build_run(tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["invalid_values"]["libra"] = {"date_of_birth": {f"reason_{i:02d}": i + 1 for i in range(13)}}
+    manifest["stage_seconds"]["report"] = 0.4
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    page = write_report(run).read_text()
+    nav_css = re.search(r"\nnav \{[^}]*\}", page).group(0)
+    assert "flex-wrap: wrap" in nav_css
+    assert "nowrap" not in re.search(r"\nnav \{[^}]*\}", page).group(0)
+    specs = chart_specs(page)
+    colour = specs["chart-invalid"]["encoding"]["color"]["scale"]
+    assert len(colour["domain"]) == 13 and len(set(colour["range"])) == 13
+    label = specs["chart-weights"]["layer"][1]["layer"][1]["mark"]
+    assert label["type"] == "text" and label["baseline"] == "bottom" and label["dy"] < 0
+    assert specs["chart-weights"]["padding"]["top"] >= 20
+    assert [v["stage"] for v in specs["chart-timings"]["data"]["values"]][-1] == "report"
+    timings = page.split('<section id="timings">')[1]
+    assert "the report included" in timings and "not included" not in timings
+
+
+def test_time_caption_without_the_report_row(plain_run):
+    timings = (plain_run / "report.html").read_text().split('<section id="timings">')[1]
+    assert "report itself is written after this chart and is not included" in timings
+
+
+def test_a_single_source_job_draws_no_source_matrix(tmp_path):
+    run, _ = build_run(tmp_path)
+    _rewrite(run, "crosswalk", "SELECT * FROM {t} WHERE source_dataset = 'libra'")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["inputs"] = {"libra": manifest["inputs"]["libra"]}
+    manifest["rows"] = {"libra": manifest["rows"]["libra"]}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    page = write_report(run).read_text()
+    assert "chart-link-rates" not in chart_specs(page)
+    assert "links one source: there are no link rates between sources" in page
+    assert "section-error" not in page
+
+
+def test_a_job_without_pnc_ids_says_nothing_of_them(tmp_path):
+    run, _ = build_run(tmp_path)
+    _rewrite(run, "standardised", "SELECT * EXCLUDE (pnc_key, pnc_id) FROM {t}")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["blocking"] = [b for b in manifest["blocking"] if "pnc" not in b["rule"]]
+    manifest["clusters"].pop("conflicting_pnc_clusters")
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    page = write_report(run).read_text()
+    body = page.split("<main>")[1].split("</main>")[0]
+    assert "PNC" not in body  # the source called pnc is named, PNC IDs are not
+    assert "section-error" not in page
 
 
 def test_evaluation_error_and_review_sections(evaluated_run):
