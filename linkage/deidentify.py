@@ -15,6 +15,8 @@ import hmac
 import math
 import os
 import re
+from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -249,7 +251,7 @@ def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst
         out = analyst_dir / f"{name}.parquet"
         con.execute(f"COPY ({sql}) TO {lit(str(out))} (FORMAT parquet)")
         rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
-    persons = persons_query(list(cfg.sources))
+    persons = persons_query(list(cfg.sources), person_attributes(cfg))
     out = analyst_dir / "persons.parquet"
     con.execute(f"COPY ({persons}) TO {lit(str(out))} (FORMAT parquet)")
     rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
@@ -260,8 +262,24 @@ def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst
     return rows
 
 
-def persons_query(sources: list[str]) -> str:
-    """SQL: one row per person: most common sex and year of birth, sources, records per source.
+def person_attributes(cfg: Any) -> list[str]:
+    """The columns persons.parquet gives each person (its most common value): the justice
+    preset's sex and year of birth; for declared fields, each date's year and each
+    non-identifying category."""
+    if cfg.uses_justice_preset:
+        return ["sex", "year_of_birth"]
+    out = []
+    for name, ftype in cfg.fields.items():
+        if ftype.type == "date":
+            out.append(f"{name}_year")
+        elif ftype.type == "category" and not ftype.is_identifying:
+            out.append(name)
+    return out
+
+
+def persons_query(sources: list[str], attributes: Sequence[str] = ("sex", "year_of_birth")) -> str:
+    """SQL: one row per person: the most common value of each attribute (sex and year of
+    birth for the justice preset), sources, records per source.
 
     Ties go to the smallest value (F before M, the earlier year), so reruns agree.
     """
@@ -276,17 +294,20 @@ def persons_query(sources: list[str]) -> str:
             f"FROM base WHERE {col} IS NOT NULL GROUP BY ALL) GROUP BY ALL"
         )
 
+    attrs = list(attributes)
+    picked = "".join(f", r.{q(a)}" for a in attrs)
+    ctes = "".join(f"a{i} AS ({most_common(q(a))}),\n" for i, a in enumerate(attrs))
+    chosen = "".join(f"a{i}.{q(a)}, " for i, a in enumerate(attrs))
+    joins = " ".join(f"LEFT JOIN a{i} USING (person_id)" for i in range(len(attrs)))
     return f"""
-        WITH base AS (SELECT x.person_id, x.source_dataset, r.sex, r.year_of_birth
+        WITH base AS (SELECT x.person_id, x.source_dataset{picked}
                       FROM crosswalk x JOIN nodes r USING (node_id)),
-        sexes AS ({most_common("sex")}),
-        years AS ({most_common("year_of_birth")}),
-        people AS (SELECT person_id,
+        {ctes}people AS (SELECT person_id,
                           array_to_string(list_sort(list_distinct(list(source_dataset))), ',') AS sources,
                           count(*) AS records, {per_source}
                    FROM base GROUP BY ALL)
-        SELECT p.person_id, s.sex, y.year_of_birth, p.* EXCLUDE (person_id)
-        FROM people p LEFT JOIN sexes s USING (person_id) LEFT JOIN years y USING (person_id)
+        SELECT p.person_id, {chosen}p.* EXCLUDE (person_id)
+        FROM people p {joins}
         ORDER BY p.person_id"""
 
 

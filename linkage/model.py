@@ -262,7 +262,7 @@ def count_comparisons(
         total, largest = con.execute(
             f"SELECT coalesce(sum({_BLOCK_PAIRS[link_type]}), 0)::HUGEINT, coalesce(max(n, 5), []) FROM "
             f"(SELECT sum(ns) AS n, sum(ns * ns) AS ss, sum(ns * (ns - 1) / 2) AS sp FROM "
-            f"(SELECT {group}, count(*) AS ns FROM {rows} WHERE {not_null} GROUP BY ALL) GROUP BY {group})"
+            f"(SELECT {group}, source_dataset, count(*) AS ns FROM {rows} WHERE {not_null} GROUP BY ALL) GROUP BY {group})"
         ).fetchall()[0]
         out.append(RuleCount(describe_rule(rule), int(total), [(describe_rule(rule), int(n)) for n in largest]))
     return out
@@ -376,6 +376,26 @@ def check_trainable(con: duckdb.DuckDBPyConnection, cfg: JobConfig, records_view
     columns, the sources and what cleaning did to them (``invalid``: source -> field ->
     reason -> count)."""
     problems = []
+
+    def emptied(cols: list[str]) -> list[str]:
+        return [
+            f"{source}.{field}: {', '.join(f'{r} {n:,}' for r, n in reasons.items())}"
+            for source, by_field in invalid.items() for field, reasons in by_field.items()
+            if field in cols or any(c.startswith(field + "_") for c in cols)
+        ]
+
+    for rule in cfg.model.training.em_blocking_rules:
+        if isinstance(rule, SqlRule):
+            continue
+        [count] = count_comparisons(con, records_view, [rule], None, cfg.model.link_type)
+        if count.comparisons == 0:
+            cols = [key_column(k) for k in (rule.block_on if isinstance(rule, ExplodeRule) else rule)]
+            why = emptied(cols)
+            problems.append(
+                f"EM blocking rule {describe_rule(rule)!r} pairs no records"
+                + (f"; cleaning made values missing ({'; '.join(why)})" if why else "")
+                + ". Fix the field's cleaning options, or block EM on other columns (model.training.em_blocking_rules)."
+            )
     for comp in cfg.model.comparisons:
         cols = comp.null_columns
         if not cols:
@@ -385,16 +405,11 @@ def check_trainable(con: duckdb.DuckDBPyConnection, cfg: JobConfig, records_view
         ).fetchall()[0][0]
         if present >= 2:
             continue
-        fields = {c.split("_")[0] for c in cols} | set(cols)
-        emptied = [
-            f"{source}.{field}: {', '.join(f'{r} {n:,}' for r, n in reasons.items())}"
-            for source, by_field in invalid.items() for field, reasons in by_field.items()
-            if field in fields or any(c.startswith(field) for c in cols)
-        ]
+        why = emptied(cols)
         problems.append(
             f"comparison {comp.name!r}: {', '.join(cols)} has a value in {present} record(s), so the model cannot "
             "learn from it"
-            + (f"; cleaning made values missing ({'; '.join(emptied)})" if emptied else "; no source fills it")
+            + (f"; cleaning made values missing ({'; '.join(why)})" if why else "; no source fills it")
             + ". Fix the field's cleaning options or the source's columns, or drop the comparison."
         )
     if problems:

@@ -124,7 +124,7 @@ def test_deterministic_groups_over_the_cap_are_not_linked():
     con.execute("CREATE TABLE nodes AS SELECT i AS node_id, CASE WHEN i <= 3 THEN 'A' ELSE 'DUMMY' END AS pnc_key "
                 "FROM range(1, 11) t(i)")
     con.execute("CREATE TABLE predictions (node_id_l BIGINT, node_id_r BIGINT, match_weight DOUBLE, match_probability DOUBLE)")
-    oversized = build_links(con, "predictions", 0.9, [DeterministicLink(name="pnc", columns=["pnc_key"], max_group_size=5)])
+    oversized, _ = build_links(con, "predictions", 0.9, [DeterministicLink(name="pnc", columns=["pnc_key"], max_group_size=5)])
     assert oversized == {"pnc": {"groups": 1, "records": 7}}
     assert sorted(con.execute("SELECT node_id_l, node_id_r FROM links").fetchall()) == [(1, 2), (1, 3)]
 

@@ -139,7 +139,7 @@ def test_a_field_emptied_by_cleaning_is_reported_and_stops_training(tmp_path, fe
     assert "internal error" not in result.stderr
     assert "febrl3.date_of_birth: cleaning emptied" in result.stderr
     assert "before_earliest" in result.stderr
-    assert "comparison 'date_of_birth'" in result.stderr
+    assert "EM blocking rule 'date_of_birth' pairs no records" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
