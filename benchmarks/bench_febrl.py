@@ -37,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import platform
 import shutil
 import subprocess
@@ -56,7 +57,7 @@ sys.path.insert(0, str(HERE))
 from cluster_scores import Scores, clusters_from_pairs, score  # noqa: E402
 from febrl_data import DATASETS, Prepared, prepare, read_truth  # noqa: E402
 
-DEFAULT_KEY = "0123456789abcdef0123456789abcdef"  # 32 hex characters; a benchmark key, not a secret
+DEFAULT_KEY = secrets.token_hex(32)  # a fresh key per benchmark run: ids are not compared across runs
 TOOLKIT_DEFAULT_THRESHOLD = 0.95  # linkage.config.ModelConfig.threshold's default
 
 
