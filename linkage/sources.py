@@ -527,7 +527,8 @@ def check_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, p
         ).fetchall()[0][0]
         problems.append(
             f"{path}: column {src.record_id!r} (the record id) repeats: {n_dup} rows share an id with "
-            f"another row (rows {_rows_list(dup_rows)}; surrounding spaces ignored). Each record needs its own id."
+            f"another row (rows {_rows_list(dup_rows)}), ids compared without surrounding spaces. "
+            "Each record needs its own id."
         )
     # What standardisation can read, judged by standardisation itself.
     for field in DATE_FIELDS:
