@@ -208,6 +208,9 @@ def _header_problems(name: str, src: SourceConfig, path: Path, names: list[str],
     def shown(col: str) -> str:
         return repr(col) if col in configured or _IDENTIFIER.fullmatch(col) else "(name not shown)"
 
+    if any(n.lower() == "_row" for n in names):
+        problems.append(f"{where}: {path.name} has a column named '_row', a name linkage keeps for row numbers. "
+                        "Rename it in the export.")
     fields: dict[str, list[int]] = {}
     for i, n in enumerate(names, 1):
         fields.setdefault(n.lower(), []).append(i)
@@ -397,7 +400,9 @@ def load_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, pa
         raise InputError(f"{path}: the header line is missing or cannot be read. Check the export.") from None
     scan = _scan_file(path)
     native = _NATIVE_ENCODINGS.get(_codec(src))
-    marker = scan.marker if scan.blank_inside else None
+    # A transcoded copy is made anyway: mark its blank lines too (the byte scan does not
+    # see them in UTF-16).
+    marker = scan.marker if scan.blank_inside or native is None else None
     copy = _utf8_copy(src, path, marker, _temp_dir(con)) if native is None or marker else None
     table = q("extract_" + name)
     bad, rej, numbered_tmp = (q(f"__lk_{kind}_{name}") for kind in ("bad", "rej", "numbered"))

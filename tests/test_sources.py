@@ -319,3 +319,22 @@ def test_source_config_refuses_unknown_encoding_and_clashing_dialect():
         SourceConfig(path="x.csv", record_id="id", columns={"surname": "s"}, encoding="latin-9000")
     with pytest.raises(ValidationError, match="quote and delimiter must be different"):
         SourceConfig(path="x.csv", record_id="id", columns={"surname": "s"}, quote=",")
+
+
+def test_utf16_file_with_blank_lines_keeps_row_numbers(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("id,name\n1,Zoë\n\n2,a,b\n3,\"x\n\ny\"\n", encoding="utf-16")
+    src = SourceConfig(path=str(path), record_id="id", columns={"surname": "name"}, encoding="utf-16")
+    con = duckdb.connect()
+    assert sources.load_source(con, "x", src, path).parse_rejected == 1
+    assert con.execute("SELECT _row, id, name FROM raw_x ORDER BY _row").fetchall() == [
+        (1, "1", "Zoë"), (4, "3", "x\n\ny")]
+    assert con.execute("SELECT _row, reason FROM rejects").fetchall()[0][0] == 3
+
+
+def test_a_column_named_row_is_refused(tmp_path):
+    path = tmp_path / "x.csv"
+    src = SourceConfig(path=str(path), record_id="id", columns={"surname": "name"})
+    problems, _ = sources._header_problems("x", src, path, ["id", "name", "_row"], {})
+    assert problems == ["sources.x: x.csv has a column named '_row', a name linkage keeps for row numbers. "
+                        "Rename it in the export."]
