@@ -6,6 +6,10 @@ problems (missing file or column, empty extract, duplicate record ids, a date co
 no format reads) stop the job with one ``InputError`` naming file, column and rows.
 Single bad rows are rejected with a reason into the ``rejects`` table and never dropped
 silently. Error messages name files, columns, row numbers and counts, never values.
+
+CSV is read as RFC 4180 with the dialect the source config sets (delimiter, quote,
+escape, encoding), nothing guessed per file: quoted fields may hold delimiters, doubled
+quotes and line breaks; a row that does not parse is a rejected row with its number.
 """
 
 from __future__ import annotations
