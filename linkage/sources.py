@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 from linkage.config import LoadedConfig, SourceConfig, check_against_data, needed_columns
 from linkage.errors import ConfigError, InputError
@@ -124,14 +125,30 @@ def _scan_file(path: Path) -> _FileScan:
                 if blank_seen:
                     inside = bool(block.strip(b"\r\n"))
                 else:
-                    buf = tail + block
-                    hits = [i for i in (buf.find(b"\n\n"), buf.find(b"\n\r\n")) if i >= 0]
-                    if hits:
+                    edge = tail + block[:2]
+                    at = 0 if (b"\n\n" in edge or b"\n\r\n" in edge) else _first_blank_line(block)
+                    if at >= 0:
                         blank_seen = True
-                        inside = bool(buf[min(hits):].strip(b"\r\n"))
+                        inside = bool(block[at:].strip(b"\r\n"))
                 tail = block[-2:]
     marker = next((m for m in _MARKERS if m.encode() in absent), None)
     return _FileScan(h.hexdigest(), inside, marker)
+
+
+def _first_blank_line(block: bytes) -> int:
+    """Where the first blank line (``\\n\\n`` or ``\\n\\r\\n``) in ``block`` starts, or -1.
+
+    With numpy: ``bytes.find`` of a two-byte pattern is four times slower on text where
+    every line ends in one of its bytes.
+    """
+    a = np.frombuffer(block, np.uint8)
+    ends = np.flatnonzero(a == 10)
+    if len(ends) < 2:
+        return -1
+    gaps = np.diff(ends)
+    blank = (gaps == 1) | ((gaps == 2) & (a[np.minimum(ends[:-1] + 1, len(a) - 1)] == 13))
+    hits = np.flatnonzero(blank)
+    return int(ends[hits[0]]) if len(hits) else -1
 
 
 def _sha256(path: Path) -> str:

@@ -338,3 +338,19 @@ def test_a_column_named_row_is_refused(tmp_path):
     problems, _ = sources._header_problems("x", src, path, ["id", "name", "_row"], {})
     assert problems == ["sources.x: x.csv has a column named '_row', a name linkage keeps for row numbers. "
                         "Rename it in the export."]
+
+
+@pytest.mark.parametrize("block, at", [
+    (b"a\n\nb", 1), (b"a\n\r\nb", 1), (b"a\nb\n", -1), (b"a\r\nb\r\n", -1), (b"\n\n", 0), (b"ab\nc\n\n", 4),
+    (b"", -1), (b"a\nb\r\n\r\nc", 4), (b"a\n\rb\n", -1),
+])
+def test_first_blank_line(block, at):
+    assert sources._first_blank_line(block) == at
+
+
+def test_blank_line_across_read_blocks_is_found(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"id\n" + b"1" * ((1 << 20) - 4) + b"\n\n2\n")  # the blank line straddles 1 MiB
+    assert sources._scan_file(path).blank_inside
+    path.write_bytes(b"id\n1\n2\n\n\n")
+    assert not sources._scan_file(path).blank_inside  # blank lines at the end only
