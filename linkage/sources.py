@@ -503,7 +503,10 @@ def _number_rows(con: duckdb.DuckDBPyConnection, parsed: str, bad: str, table: s
 
 def _load_parquet(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, path: Path) -> None:
     scan = _scan_sql(src, path)
-    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+    named = {col for _, col in needed_columns(src)}
+    # Nested and binary columns the config does not name are left out (named ones are refused).
+    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
+            if r[0] in named or not _not_scalar_kind(r[1])]
     as_text = ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in cols)
     table = q("extract_" + name)
     numbered = any(c.lower() == "rowid" for c in cols)

@@ -354,3 +354,13 @@ def test_blank_line_across_read_blocks_is_found(tmp_path):
     assert sources._scan_file(path).blank_inside
     path.write_bytes(b"id\n1\n2\n\n\n")
     assert not sources._scan_file(path).blank_inside  # blank lines at the end only
+
+
+def test_parquet_columns_the_config_does_not_name_are_ignored(tmp_path):
+    path = tmp_path / "x.parquet"
+    duckdb.sql(f"COPY (SELECT '1' AS id, 'SMITH' AS surname, {{'a': 1}} AS extra, [1, 2] AS more, "
+               f"'\\x00'::BLOB AS scan, 7 AS n) TO '{path}'")
+    src = SourceConfig(path=str(path), record_id="id", columns={"surname": "surname"})
+    con = duckdb.connect()
+    sources.load_source(con, "x", src, path)
+    assert con.execute("SELECT * FROM raw_x").fetchall() == [(1, "1", "SMITH", "7")]
