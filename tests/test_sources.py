@@ -319,3 +319,48 @@ def test_source_config_refuses_unknown_encoding_and_clashing_dialect():
         SourceConfig(path="x.csv", record_id="id", columns={"surname": "s"}, encoding="latin-9000")
     with pytest.raises(ValidationError, match="quote and delimiter must be different"):
         SourceConfig(path="x.csv", record_id="id", columns={"surname": "s"}, quote=",")
+
+
+def test_utf16_file_with_blank_lines_keeps_row_numbers(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("id,name\n1,Zoë\n\n2,a,b\n3,\"x\n\ny\"\n", encoding="utf-16")
+    src = SourceConfig(path=str(path), record_id="id", columns={"surname": "name"}, encoding="utf-16")
+    con = duckdb.connect()
+    assert sources.load_source(con, "x", src, path).parse_rejected == 1
+    assert con.execute("SELECT _row, id, name FROM raw_x ORDER BY _row").fetchall() == [
+        (1, "1", "Zoë"), (4, "3", "x\n\ny")]
+    assert con.execute("SELECT _row, reason FROM rejects").fetchall()[0][0] == 3
+
+
+def test_a_column_named_row_is_refused(tmp_path):
+    path = tmp_path / "x.csv"
+    src = SourceConfig(path=str(path), record_id="id", columns={"surname": "name"})
+    problems, _ = sources._header_problems("x", src, path, ["id", "name", "_row"], {})
+    assert problems == ["sources.x: x.csv has a column named '_row', a name linkage keeps for row numbers. "
+                        "Rename it in the export."]
+
+
+@pytest.mark.parametrize("block, at", [
+    (b"a\n\nb", 1), (b"a\n\r\nb", 1), (b"a\nb\n", -1), (b"a\r\nb\r\n", -1), (b"\n\n", 0), (b"ab\nc\n\n", 4),
+    (b"", -1), (b"a\nb\r\n\r\nc", 4), (b"a\n\rb\n", -1),
+])
+def test_first_blank_line(block, at):
+    assert sources._first_blank_line(block) == at
+
+
+def test_blank_line_across_read_blocks_is_found(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"id\n" + b"1" * ((1 << 20) - 4) + b"\n\n2\n")  # the blank line straddles 1 MiB
+    assert sources._scan_file(path).blank_inside
+    path.write_bytes(b"id\n1\n2\n\n\n")
+    assert not sources._scan_file(path).blank_inside  # blank lines at the end only
+
+
+def test_parquet_columns_the_config_does_not_name_are_ignored(tmp_path):
+    path = tmp_path / "x.parquet"
+    duckdb.sql(f"COPY (SELECT '1' AS id, 'SMITH' AS surname, {{'a': 1}} AS extra, [1, 2] AS more, "
+               f"'\\x00'::BLOB AS scan, 7 AS n) TO '{path}'")
+    src = SourceConfig(path=str(path), record_id="id", columns={"surname": "surname"})
+    con = duckdb.connect()
+    sources.load_source(con, "x", src, path)
+    assert con.execute("SELECT * FROM raw_x").fetchall() == [(1, "1", "SMITH", "7")]
