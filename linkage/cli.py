@@ -10,7 +10,9 @@ user's words and are never read as markup.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from contextlib import contextmanager
@@ -227,9 +229,47 @@ def demo(
 # --- one place turns errors into exit codes ---------------------------------------------------------
 
 
+class _SigintSeen:
+    """Notes that Ctrl-C arrived, then raises KeyboardInterrupt as Python would.
+
+    Libraries turn the KeyboardInterrupt into their own errors (DuckDB raises RuntimeError
+    "Query interrupted", Splink wraps that in SplinkException): the note lets the CLI say
+    "interrupted" whatever the exception looks like by the time it arrives.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        signal.default_int_handler(signum, frame)
+
+
+_sigint = _SigintSeen()
+
+
+@contextmanager
+def _watch_sigint() -> Iterator[None]:
+    # Only where Ctrl-C would raise KeyboardInterrupt anyway (not where SIGINT is ignored).
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    _sigint.seen = False
+    signal.signal(signal.SIGINT, _sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: sys.argv[1:]) and return the exit code."""
     warnings.simplefilter("ignore", category=FutureWarning)
+    with _watch_sigint():
+        return _run_cli(argv)
+
+
+def _run_cli(argv: Sequence[str] | None) -> int:
     try:
         code = app(args=list(argv) if argv is not None else None, prog_name="linkage", standalone_mode=False)
     except Abort:  # end of input at a prompt
@@ -251,14 +291,14 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupted() -> int:
-    err.print("interrupted: nothing was published; any earlier run at --out is unchanged")
+    err.print("interrupted")
     return errors.INTERRUPTED
 
 
 def _fault(exc: BaseException) -> int:
     if isinstance(exc, SystemExit):
         raise exc
-    if errors.is_interrupt(exc):
+    if _sigint.seen or errors.is_interrupt(exc):
         return _interrupted()
     fault = errors.os_fault(exc)
     if fault is not None:

@@ -73,9 +73,13 @@ def _is_splink(exc: BaseException, name: str = "SplinkException") -> bool:
 
 
 def is_interrupt(exc: BaseException) -> bool:
-    """Ctrl-C, wherever it landed: Python's KeyboardInterrupt or DuckDB's InterruptException."""
+    """Ctrl-C, wherever it landed: Python's KeyboardInterrupt, DuckDB's InterruptException, or
+    the RuntimeError("Query interrupted") DuckDB 2 raises when Ctrl-C lands inside a query."""
     return any(
-        isinstance(e, KeyboardInterrupt) or type(e).__name__ == "InterruptException" for e in _chain(exc)
+        isinstance(e, KeyboardInterrupt)
+        or type(e).__name__ == "InterruptException"
+        or (type(e) is RuntimeError and str(e).strip() == "Query interrupted")
+        for e in _chain(exc)
     )
 
 

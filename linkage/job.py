@@ -147,7 +147,13 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
     stages = stages or Stages()
     cfg = loaded.config
     run_dir = (opts.out_dir or default_run_dir(loaded)).resolve()
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"--out {run_dir}: cannot create the folder {run_dir.parent} ({exc.strerror}). "
+            f"Give an --out folder you can write to."
+        ) from None
     user_umask = publishing.current_umask()
     # One writer per run directory; everything written owner-only until publish sets modes.
     with publishing.lock_run_dir(run_dir), publishing.private_umask():

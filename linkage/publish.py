@@ -372,3 +372,38 @@ def _publish_by_two_renames(staging: Path, run_dir: Path) -> None:
     os.chmod(retired, PRIVATE_DIR)
     os.replace(staging, run_dir)
     remove_leftover(retired)
+
+
+# --- CSVs a person opens --------------------------------------------------------------------------
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(text: str | None) -> str | None:
+    """``text`` as a spreadsheet shows it but never runs it: a leading single quote before a
+    formula character. Other text, and None, unchanged.
+
+    >>> csv_safe("=1+1"), csv_safe("SMITH"), csv_safe(None)
+    ("'=1+1", 'SMITH', None)
+    """
+    if text and text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
+def csv_unsafe(text: str) -> str:
+    """The inverse of ``csv_safe`` on a cell read back (a quote before a formula character dropped)."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_STARTS):
+        return text[1:]
+    return text
+
+
+def csv_safe_sql(expr: str) -> str:
+    """``csv_safe`` as a DuckDB expression over a VARCHAR ``expr``."""
+    chars = "".join(FORMULA_STARTS).replace("'", "''")
+    return f"CASE WHEN contains({_sql_text(chars)}, left({expr}, 1)) AND {expr} <> '' THEN '''' || {expr} ELSE {expr} END"
+
+
+def _sql_text(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
