@@ -130,7 +130,11 @@ def _open_run(run_dir: Path) -> Iterator[None]:
         for line in publishing.recover(run_dir):
             err.print(line)
         publishing.read_run_manifest(run_dir)
-        yield
+        try:
+            yield
+        finally:
+            # Whatever the command wrote into restricted/ (error examples, review files) is owner-only.
+            publishing.restrict_tree(run_dir / publishing.RESTRICTED)
 
 
 @app.command()

@@ -18,8 +18,8 @@
   processes are deleted: they hold restricted data.
 - **Never delete people's work.** ``carry_over`` brings into the new run whatever the old
   run holds that the new run did not produce (review files, decisions, notes): at the same
-  path, except ``evaluation.json``, which scores the old run's people and so goes to
-  ``previous/evaluation.json``. Files are hard-linked where possible, so carrying costs
+  path, except ``evaluate``'s outputs, which score the old run's people and so go to
+  ``previous/evaluation.json`` and ``restricted/previous/error_examples.parquet``. Files are hard-linked where possible, so carrying costs
   no copy and the old run stays whole until the swap.
 """
 
@@ -43,8 +43,12 @@ MANIFEST = "manifest.json"
 RESTRICTED = "restricted"
 # Folders wholly the run's own product: an old run's copies never carry over.
 RUN_OWNED_DIRS = ("analyst", "work")
-# Outputs about the old run's people: kept, but moved aside (relative path -> where).
-MOVED_ASIDE = {"evaluation.json": "previous/evaluation.json"}
+# `linkage evaluate`'s outputs score the old run's people: kept, but moved aside
+# (relative path -> where), the restricted one inside restricted/.
+MOVED_ASIDE = {
+    "evaluation.json": "previous/evaluation.json",
+    "restricted/error_examples.parquet": "restricted/previous/error_examples.parquet",
+}
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
