@@ -41,7 +41,7 @@ class TrainingError(LinkageError):
     def __init__(self, cause: BaseException, steps: tuple[str, ...] | None):
         step = (steps or ("train",))[-1]
         # Splink's EM message names the training blocking rule (config text, never a value).
-        detail = str(cause).split("\n", 1)[0].strip() if _is_splink(cause, "EMTrainingException") else ""
+        detail = str(cause).split("\n", 1)[0].split(".  ", 1)[0].strip() if _is_splink(cause, "EMTrainingException") else ""
         super().__init__(
             f"training stopped at '{step}': the data cannot support this step ({type(cause).__name__}"
             + (f": {detail}" if detail else "")
@@ -124,4 +124,12 @@ def is_training_fault(exc: BaseException, steps: tuple[str, ...] | None) -> bool
         return False
     if isinstance(exc, LinkageError):
         return False
-    return any(_is_splink(e) or type(e).__module__.startswith(("duckdb", "_duckdb")) for e in _chain(exc))
+    chain = _chain(exc)
+    # SQL that does not parse or bind is our bug, not the data's.
+    if any(type(e).__name__ in _SQL_BUGS for e in chain):
+        return False
+    return any(_is_splink(e) or type(e).__module__.startswith(("duckdb", "_duckdb")) for e in chain)
+
+
+_SQL_BUGS = {"ParserException", "BinderException", "CatalogException", "SyntaxException",
+             "NotImplementedException", "InternalException", "ProgrammingError"}

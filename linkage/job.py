@@ -163,6 +163,8 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
         key = deidentify.resolve_key(cfg.outputs.key_file, loaded.path.parent, throwaway=opts.throwaway_key)
         if opts.throwaway_key:
             stages.note("using a throwaway pseudonymisation key: person ids from this run join nothing else")
+        if opts.previous is not None:
+            publishing.read_run_manifest(opts.previous)  # a run, not (say) a synth folder
         previous_path, generation = _previous_ids(opts, loaded, key)
         saved_model = model.load_model_settings(opts.model_path, cfg) if opts.model_path else None
 

@@ -320,13 +320,20 @@ def test_evaluate_or_review_of_a_synth_folder_exits_1(synth_dir, command):
     assert not list(synth_dir.parent.glob(f".{synth_dir.name}.lock"))
 
 
+def test_previous_that_is_a_synth_folder_exits_1(job, synth_dir, tmp_path):
+    res = linkage("run", str(job[1]), "--data", str(synth_dir), "--out", str(tmp_path / "r"), "--previous", str(synth_dir))
+    assert res.returncode == 1, res.stderr
+    assert f"{synth_dir}: this is a folder of synthetic extracts written by `linkage synth`" in res.stderr
+
+
 def test_em_step_the_data_cannot_support_exits_1(job, synth_dir, tmp_path):
     config = config_variant(job[1], tmp_path / "em.yaml", lambda raw: raw["model"]["training"].update(
         em_blocking_rules=[{"sql": "l.surname = r.surname AND l.surname = 'NO-SUCH-SURNAME'"}]))
     res = linkage("run", str(config), "--data", str(synth_dir), "--out", str(tmp_path / "r"))
     assert res.returncode == 1, res.stderr
     assert "training stopped at 'm by EM, blocking on" in res.stderr
-    assert "resulted in no record pairs" in res.stderr
+    assert "(EMTrainingException: Training rule `l.surname = r.surname AND l.surname = 'NO-SUCH-SURNAME'` " \
+           "resulted in no record pairs). Give the model more to learn from" in res.stderr
     assert "internal error" not in res.stderr
 
 
