@@ -3,7 +3,7 @@
 - **Owner-only.** Whatever the umask, the identifiable side is readable by its owner
   alone: a run writes with umask 077 (``private_umask``), so its staging folder and
   everything in it are 0700 / 0600 while it is written, and ``finalise_modes`` then
-  gives ``restricted/`` 0700 / 0600 and the rest (``analyst/``, the manifest, the
+  gives ``restricted/`` (and ``work/``, kept by --keep-work) 0700 / 0600 and the rest (``analyst/``, the manifest, the
   report) the modes the user's umask would give.
 - **One writer.** ``lock_run_dir`` takes an exclusive ``flock`` on ``.NAME.lock`` beside
   the run directory; a second run (or ``evaluate``/``review``) into the same folder is
@@ -50,6 +50,8 @@ MOVED_ASIDE = {
     "restricted/error_examples.parquet": "restricted/previous/error_examples.parquet",
 }
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+# Owner-only folders of a run: the identifiable side, and the work database --keep-work keeps.
+PRIVATE_DIRS = (RESTRICTED, "work")
 
 
 class RunBusyError(LinkageError):
@@ -105,14 +107,14 @@ def make_private_dir(path: Path) -> Path:
 
 
 def finalise_modes(run: Path, umask: int) -> None:
-    """``restricted/`` owner-only; everything else as the user's ``umask`` would make it."""
+    """``restricted/`` (and a kept ``work/``) owner-only; the rest as the user's ``umask`` would make it."""
     run = Path(run)
     dir_mode, file_mode = 0o777 & ~umask, 0o666 & ~umask
     os.chmod(run, dir_mode)
     for entry in run.iterdir():
         if entry.is_symlink():
             continue
-        if entry.name == RESTRICTED:
+        if entry.name in PRIVATE_DIRS:
             restrict_tree(entry)
         elif entry.is_dir():
             os.chmod(entry, dir_mode)

@@ -151,6 +151,8 @@ def test_ctrl_c_says_interrupted_exits_130_and_leaves_the_previous_run(job, data
         deadline = time.time() + 60
         while time.time() < deadline and not list(tmp_path.glob(".run.staging-*")):
             time.sleep(0.05)
+        # 2: the staging folder is owner-only from the start.
+        assert stat.S_IMODE(next(tmp_path.glob(".run.staging-*")).stat().st_mode) == 0o700
     else:  # inside Splink's DuckDB queries
         for line in proc.stderr:
             seen.append(line)

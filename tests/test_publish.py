@@ -74,6 +74,8 @@ def test_finalise_modes_restricted_owner_only_whatever_the_umask(tmp_path):
         run = fake_run(tmp_path / "run", "a")
         (run / "restricted" / "review").mkdir()
         (run / "restricted" / "review" / "review_sample.csv").write_text("x")
+        (run / "work").mkdir()
+        (run / "work" / "linkage.duckdb").write_text("every record")
         publish.finalise_modes(run, 0o022)
     finally:
         os.umask(old)
@@ -81,6 +83,7 @@ def test_finalise_modes_restricted_owner_only_whatever_the_umask(tmp_path):
     assert mode(run / "restricted" / "review") == 0o700
     assert mode(run / "restricted" / "crosswalk.parquet") == 0o600
     assert mode(run / "restricted" / "review" / "review_sample.csv") == 0o600
+    assert mode(run / "work") == 0o700 and mode(run / "work" / "linkage.duckdb") == 0o600  # --keep-work's database
     # The rest as the user's umask makes it.
     assert mode(run) == 0o755 and mode(run / "analyst") == 0o755
     assert mode(run / "manifest.json") == 0o644
