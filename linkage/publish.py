@@ -374,9 +374,15 @@ def publish(staging: Path, run_dir: Path) -> None:
 def _publish_by_two_renames(staging: Path, run_dir: Path) -> None:
     retired = retired_dir(run_dir)
     os.replace(run_dir, retired)
-    # Between these two renames --out is missing; ``recover`` puts ``retired`` back if we die here.
-    os.chmod(retired, PRIVATE_DIR)
-    os.replace(staging, run_dir)
+    # Between these two renames --out is missing: if we are killed here, ``recover`` puts
+    # ``retired`` back; if the second rename fails (or Ctrl-C lands), we put it back now.
+    try:
+        os.chmod(retired, PRIVATE_DIR)
+        os.replace(staging, run_dir)
+    except BaseException:
+        if not run_dir.exists():
+            os.replace(retired, run_dir)
+        raise
     remove_leftover(retired)
 
 

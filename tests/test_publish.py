@@ -3,6 +3,7 @@ people's files across, and the formula escaping of CSVs a person opens."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -209,6 +210,29 @@ def test_killed_after_the_exchange_the_new_run_is_whole_and_the_old_copy_is_clea
         notes = publish.recover(run)
     assert not staging.exists()  # ... and removed by the next taker of the lock
     assert notes == [f"removed {staging.name}, left by an interrupted run"]
+
+
+def test_a_failed_second_rename_puts_the_old_run_back(tmp_path, monkeypatch):
+    run = fake_run(tmp_path / "run", "old")
+    staging = fake_run(publish.staging_dir(run), "new")
+
+    def no_exchange(a, b):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    real, calls = os.replace, []
+
+    def replace(a, b):
+        calls.append(a)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(a, b)
+
+    monkeypatch.setattr(publish, "_exchange", no_exchange)
+    monkeypatch.setattr(publish.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        publish.publish(staging, run)
+    assert marker(run) == "old"
+    assert not list(tmp_path.glob(".run.retired-*"))
 
 
 def test_leftovers_of_a_live_process_are_left_alone(tmp_path):
