@@ -304,14 +304,14 @@ def _fault(exc: BaseException) -> int:
         raise exc
     if _sigint.seen or errors.is_interrupt(exc):
         return _interrupted()
-    fault = errors.os_fault(exc)
+    if isinstance(exc, LinkageError):  # our own message says most
+        _say("error:", "red", str(exc))
+        return 1
+    fault = errors.os_fault(exc)  # a full disk or a refused write, however deep it is wrapped
     if fault is not None:
         _say("error:", "red", errors.describe_os_fault(*fault))
         return 1
-    if isinstance(exc, LinkageError):
-        _say("error:", "red", str(exc))
-        return 1
-    if any(type(e).__name__ == "OutOfMemoryException" for e in errors._chain(exc)):
+    if errors.is_out_of_memory(exc):
         _say("error:", "red", "DuckDB ran out of memory. Set engine.memory_limit lower (it spills to "
              "engine.temp_directory beyond it) or run on a machine with more memory.")
         return 1

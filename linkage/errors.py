@@ -64,7 +64,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
         if e is None or any(e is s for s in seen):
             continue
         seen.append(e)
-        todo += [e.__cause__, e.__context__]
+        todo += [e.__cause__, None if e.__suppress_context__ else e.__context__]
     return seen
 
 
@@ -116,6 +116,11 @@ def describe_os_fault(code: int, filename: str | None) -> str:
     if code == errno.EROFS:
         return f"{where}the file system is read-only. Give an --out folder on a writable disk."
     return f"{where}permission denied. Give an --out folder you can write to, or fix the folder's permissions."
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """DuckDB ran out of memory (it spills past memory_limit, but not every operator can)."""
+    return any(type(e).__name__ == "OutOfMemoryException" for e in _chain(exc))
 
 
 def is_training_fault(exc: BaseException, steps: tuple[str, ...] | None) -> bool:
