@@ -114,8 +114,8 @@ def describe_os_fault(code: int, filename: str | None) -> str:
             f"the run elsewhere with --out; DuckDB's spill files go to engine.temp_directory."
         )
     if code == errno.EROFS:
-        return f"{where}the file system is read-only. Give an --out folder on a writable disk."
-    return f"{where}permission denied. Give an --out folder you can write to, or fix the folder's permissions."
+        return f"{where}the file system is read-only. Write to a folder on a writable disk (--out for a run)."
+    return f"{where}permission denied. Write to a folder you can write to (--out for a run), or fix its permissions."
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
