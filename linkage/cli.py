@@ -1,36 +1,66 @@
 """The ``linkage`` command: synth, validate, run, evaluate, review, demo.
 
-Exit codes: 0 success; 1 a problem the user can fix (bad config, bad input, bad
-arguments), reported in one message without a traceback; 2 an internal error (set
-``LINKAGE_DEBUG=1`` for the traceback).
+Exit codes: 0 success; 1 a problem the user can fix (bad config, input or arguments, a
+full disk, a folder that cannot be written or is busy), reported in one message without a
+traceback; 130 interrupted (Ctrl-C); 2 an internal error (set ``LINKAGE_DEBUG=1`` for the
+traceback). Every message is printed as plain text: file, column and folder names are the
+user's words and are never read as markup.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, Sequence
 
 import typer
-from typer.exceptions import TyperException
-from rich.console import Console
 from rich.table import Table
+from typer.exceptions import Abort, TyperException
+from rich.text import Text
 
+import linkage
+from linkage import errors
+from linkage import publish as publishing
 from linkage.errors import LinkageError
+from linkage.progress import plain_console
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Record linkage for justice administrative data.",
     pretty_exceptions_enable=False,
+    # Plain help: no boxes, no markup read in help texts, no <bool> shown for flags.
+    rich_markup_mode=None,
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+err = plain_console(stderr=True)
+out = plain_console(stderr=False)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "justice.yaml"
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"linkage {linkage.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_version
+    ),
+) -> None:
+    """Record linkage for justice administrative data."""
+
+
+def _say(label: str, style: str, text: str) -> None:
+    err.print(Text.assemble((label, style), " ", text))
 
 
 @app.command()
@@ -67,7 +97,7 @@ def run(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="The run directory to write (default: runs/<job>)."),
     model_path: Optional[Path] = typer.Option(None, "--model", help="A saved model (restricted/model.json of an earlier run): skip training."),
     previous: Optional[Path] = typer.Option(None, "--previous", help="The previous run directory: people keep their person ids."),
-    keep_work: bool = typer.Option(False, "--keep-work", help="Keep the DuckDB work database in the run directory."),
+    keep_work: bool = typer.Option(False, "--keep-work", help="Keep the DuckDB work database in the run directory (work/), for debugging."),
 ) -> None:
     """Run the whole job: read, standardise, train, predict, cluster, de-identify, publish."""
     from linkage.config import load_config
@@ -83,10 +113,28 @@ def _print_run(result) -> None:
     read = sum(r["read"] for r in rows.values())
     rejected = sum(r["rejected"] for r in rows.values())
     people = result.manifest["clusters"]["clusters"]
-    err.print(
-        f"[bold]published[/] {result.run_dir}: {read:,} records read, {rejected:,} rejected, "
-        f"{people:,} people ({result.manifest['total_seconds']:.1f} s)"
+    _say(
+        "published", "bold",
+        f"{result.run_dir}: {read:,} records read, {rejected:,} rejected, "
+        f"{people:,} people ({result.manifest['total_seconds']:.1f} s)",
     )
+
+
+@contextmanager
+def _open_run(run_dir: Path) -> Iterator[None]:
+    """A finished run, held against concurrent writers, repaired if a publish was killed."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() or not run_dir.parent.is_dir():
+        publishing.read_run_manifest(run_dir)  # not a run: say so before taking any lock
+    with publishing.lock_run_dir(run_dir):
+        for line in publishing.recover(run_dir):
+            err.print(line)
+        publishing.read_run_manifest(run_dir)
+        try:
+            yield
+        finally:
+            # Whatever the command wrote into restricted/ (error examples, review files) is owner-only.
+            publishing.restrict_tree(run_dir / publishing.RESTRICTED)
 
 
 @app.command()
@@ -97,7 +145,8 @@ def evaluate(
     """Score a finished run against the truth; writes RUN_DIR/evaluation.json."""
     from linkage.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, truth)
+    with _open_run(run_dir):
+        result = evaluate_run(run_dir, truth)
     _print_scores(result)
 
 
@@ -118,29 +167,48 @@ def _print_scores(result: dict) -> None:
 def review(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
     sample: int = typer.Option(200, "--sample", help="How many pairs to sample around the threshold."),
-    seed: int = typer.Option(1, "--seed"),
+    seed: int = typer.Option(1, "--seed", help="Random seed for drawing the sample: the same seed gives the same pairs."),
     decisions: Optional[Path] = typer.Option(None, "--import", help="A filled-in review CSV: estimate precision and recall from it."),
 ) -> None:
     """Clerical review: export pairs around the threshold, or import the decisions."""
     from linkage import review as clerical
 
-    if decisions is None:
-        path = clerical.export_review_sample(run_dir, n=sample, seed=seed)
-        err.print(f"wrote {path}: fill in the decision column (match, non-match or unsure), then "
-                  f"run: linkage review {run_dir} --import {path}")
-        return
-    from linkage.report import write_report
+    with _open_run(run_dir):
+        if decisions is None:
+            path = clerical.export_review_sample(run_dir, n=sample, seed=seed)
+            err.print(
+                f"wrote {path}: fill in the decision column (match, non-match or unsure), then "
+                f"run: linkage review {run_dir} --import {path}"
+            )
+            return
+        from linkage.report import write_report
 
-    est = clerical.import_review_decisions(run_dir, decisions)
-    write_report(run_dir)
-    out.print_json(data=est)
+        est = clerical.import_review_decisions(run_dir, decisions)
+        write_report(run_dir)
+    _print_estimates(est, Path(run_dir) / clerical.REVIEW_DIR / clerical.ESTIMATES)
+
+
+def _print_estimates(est: dict, path: Path) -> None:
+    table = Table(title="Match quality estimated from the clerical review")
+    for col in ("", "estimate", "95% interval"):
+        table.add_column(col, justify="right" if col else "left")
+    for name, key in (("precision", "precision"), ("recall (upper bound)", "recall"), ("F1", "f1")):
+        lo, hi = est[key]["ci95"]
+        table.add_row(name, f"{est[key]['estimate']:.4f}", f"{lo:.4f} to {hi:.4f}")
+    out.print(table)
+    d = est["decisions"]
+    out.print(
+        f"{d['reviewed']:,} pairs judged ({d['match']:,} match, {d['non-match']:,} non-match); "
+        f"{d['unsure']:,} unsure and {d['blank']:,} blank left out"
+    )
+    out.print(f"details (strata, intervals, caveats): {path}")
 
 
 @app.command()
 def demo(
     people: int = typer.Option(5000, "--people", help="How many synthetic people."),
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="The run directory to write."),
-    seed: int = typer.Option(7, "--seed"),
+    seed: int = typer.Option(7, "--seed", help="Random seed for the synthetic people: the same seed gives the same data."),
 ) -> None:
     """Generate synthetic extracts, run the justice job on them and score it: the quick start."""
     from linkage.config import load_config
@@ -149,46 +217,114 @@ def demo(
     from linkage.synthetic import generate
 
     data = out_dir.parent / f"{out_dir.name}-data"
-    err.print(f"[bold]1/3[/] generating {people:,} synthetic people into {data}")
+    _say("1/3", "bold", f"generating {people:,} synthetic people into {data}")
     synth = generate(people=people, seed=seed, out=data, profile="realistic")
-    err.print(f"[bold]2/3[/] running {DEFAULT_CONFIG.name} on {sum(synth.rows.values()):,} records")
+    _say("2/3", "bold", f"running {DEFAULT_CONFIG.name} on {sum(synth.rows.values()):,} records")
     loaded = load_config(DEFAULT_CONFIG)
     result = run_job(loaded, RunOptions(data_dir=data, out_dir=out_dir, throwaway_key=True))
     _print_run(result)
-    err.print("[bold]3/3[/] scoring against the truth")
-    scores = evaluate_run(result.run_dir, data / "truth.csv")
+    _say("3/3", "bold", "scoring against the truth")
+    with _open_run(result.run_dir):
+        scores = evaluate_run(result.run_dir, data / "truth.csv")
     _print_scores(scores)
     err.print(f"report: {result.run_dir / 'report.html'}")
 
 
-def main() -> None:
-    """Entry point: one place turns errors into exit codes."""
-    warnings.simplefilter("ignore", category=FutureWarning)
+# --- one place turns errors into exit codes ---------------------------------------------------------
+
+
+class _SigintSeen:
+    """Notes that Ctrl-C arrived, then raises KeyboardInterrupt as Python would.
+
+    Libraries turn the KeyboardInterrupt into their own errors (DuckDB raises RuntimeError
+    "Query interrupted", Splink wraps that in SplinkException): the note lets the CLI say
+    "interrupted" whatever the exception looks like by the time it arrives.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        signal.default_int_handler(signum, frame)
+
+
+_sigint = _SigintSeen()
+
+
+@contextmanager
+def _watch_sigint() -> Iterator[None]:
+    # Only where Ctrl-C would raise KeyboardInterrupt anyway (not where SIGINT is ignored).
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    _sigint.seen = False
+    signal.signal(signal.SIGINT, _sigint)
     try:
-        app(standalone_mode=False)
-    except LinkageError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
-        sys.exit(1)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        if isinstance(exc, SystemExit):
-            raise
-        err.print("interrupted")
-        sys.exit(130)
-    except (TyperException, typer.Abort, typer.Exit) as exc:
-        # Usage errors (unknown option, missing argument): typer's own message.
-        if isinstance(exc, typer.Exit):
-            sys.exit(exc.exit_code)
-        if hasattr(exc, "show"):
-            exc.show()
-        sys.exit(getattr(exc, "exit_code", 1))
-    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
-        if os.environ.get("LINKAGE_DEBUG"):
-            traceback.print_exc()
-        err.print(
-            f"[red]internal error:[/] {type(exc).__name__}. This is a bug in linkage; "
-            "rerun with LINKAGE_DEBUG=1 for the traceback and report it."
-        )
-        sys.exit(2)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: sys.argv[1:]) and return the exit code."""
+    warnings.simplefilter("ignore", category=FutureWarning)
+    with _watch_sigint():
+        return _run_cli(argv)
+
+
+def _run_cli(argv: Sequence[str] | None) -> int:
+    try:
+        code = app(args=list(argv) if argv is not None else None, prog_name="linkage", standalone_mode=False)
+    except Abort:  # end of input at a prompt
+        err.print("aborted")
+        return 1
+    except TyperException as exc:  # bad arguments: the library's own message
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"error: {exc}")
+        return 1
+    except BaseException as exc:  # noqa: BLE001 - the one place that catches everything
+        return _fault(exc)
+    # The library returns (not raises) its exit code: 130 when Ctrl-C reached it directly.
+    if code == errors.INTERRUPTED:
+        return _interrupted()
+    return code if isinstance(code, int) else 0
+
+
+def _interrupted() -> int:
+    err.print("interrupted")
+    return errors.INTERRUPTED
+
+
+def _fault(exc: BaseException) -> int:
+    if isinstance(exc, SystemExit):
+        raise exc
+    if _sigint.seen or errors.is_interrupt(exc):
+        return _interrupted()
+    if isinstance(exc, LinkageError):  # our own message says most
+        _say("error:", "red", str(exc))
+        return 1
+    fault = errors.os_fault(exc)  # a full disk or a refused write, however deep it is wrapped
+    if fault is not None:
+        _say("error:", "red", errors.describe_os_fault(*fault))
+        return 1
+    if errors.is_out_of_memory(exc):
+        _say("error:", "red", "DuckDB ran out of memory. Set engine.memory_limit lower (it spills to "
+             "engine.temp_directory beyond it) or run on a machine with more memory.")
+        return 1
+    if os.environ.get("LINKAGE_DEBUG"):
+        traceback.print_exception(exc)
+    _say("internal error:", "red", f"{type(exc).__name__}. This is a bug in linkage; "
+         "rerun with LINKAGE_DEBUG=1 for the traceback and report it.")
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``linkage`` script and ``python -m linkage``."""
+    sys.exit(run_cli(argv))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ class SparkEngine:
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.shuffle.partitions", str(eng.spark_shuffle_partitions))
             .config("spark.local.dir", str(exchange / "spark-local"))
+            .config("spark.sql.warehouse.dir", str(exchange / "spark-warehouse"))  # not ./spark-warehouse
         )
         if eng.memory_limit:
             builder = builder.config("spark.driver.memory", eng.memory_limit.replace("iB", "").replace("B", "").lower())

@@ -24,8 +24,9 @@ import psutil
 import linkage
 from linkage import cluster as clustering
 from linkage import deidentify, engines, identity, model, sources
+from linkage import publish as publishing
 from linkage.config import LoadedConfig
-from linkage.errors import InputError, LinkageError
+from linkage.errors import InputError, LinkageError, TrainingError, is_training_fault
 from linkage.progress import Stages
 from linkage.sources import lit, q
 from linkage.standardise import standardise_table
@@ -52,30 +53,6 @@ class RunResult:
 
 def default_run_dir(loaded: LoadedConfig) -> Path:
     return Path("runs") / loaded.config.job
-
-
-# --- publishing --------------------------------------------------------------------------
-
-
-def _staging_dir(run_dir: Path) -> Path:
-    return run_dir.parent / f".{run_dir.name}.staging-{os.getpid()}"
-
-
-def _clear_stale_staging(run_dir: Path) -> None:
-    """Remove staging folders left by killed runs (their process is gone)."""
-    for old in run_dir.parent.glob(f".{run_dir.name}.staging-*"):
-        pid = old.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and psutil.pid_exists(int(pid))):
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def publish(staging: Path, run_dir: Path) -> None:
-    """Swap the staged run into place; the previous run stays readable until the swap."""
-    retired = run_dir.parent / f".{run_dir.name}.retired-{os.getpid()}"
-    if run_dir.exists():
-        os.replace(run_dir, retired)
-    os.replace(staging, run_dir)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 # --- previous runs ------------------------------------------------------------------------------
@@ -170,41 +147,65 @@ def _connect(loaded: LoadedConfig, work: Path, keep: bool = False) -> duckdb.Duc
 def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None) -> RunResult:
     stages = stages or Stages()
     cfg = loaded.config
-    key = deidentify.resolve_key(cfg.outputs.key_file, loaded.path.parent, throwaway=opts.throwaway_key)
-    if opts.throwaway_key:
-        stages.note("using a throwaway pseudonymisation key: person ids from this run join nothing else")
-    previous_path, generation = _previous_ids(opts, loaded, key)
-    saved_model = model.load_model_settings(opts.model_path, cfg) if opts.model_path else None
-
     run_dir = (opts.out_dir or default_run_dir(loaded)).resolve()
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    _clear_stale_staging(run_dir)
-    staging = _staging_dir(run_dir)
-    shutil.rmtree(staging, ignore_errors=True)
-    for sub in ("analyst", "restricted", "work"):
-        (staging / sub).mkdir(parents=True)
-    started = time.time()
     try:
-        manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging)
-        manifest["stage_seconds"] = stages.timings
-        manifest["total_seconds"] = round(time.time() - started, 3)
-        manifest["peak_rss_bytes"] = stages.peak_rss
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        with stages.stage("report"):
-            from linkage.report import write_report
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"--out {run_dir}: cannot create the folder {run_dir.parent} ({exc.strerror}). "
+            f"Give an --out folder you can write to."
+        ) from None
+    user_umask = publishing.current_umask()
+    # One writer per run directory; everything written owner-only until publish sets modes.
+    with publishing.lock_run_dir(run_dir), publishing.private_umask():
+        for line in publishing.recover(run_dir):
+            stages.note(line)
+        publishing.check_out_dir(run_dir)
+        key = deidentify.resolve_key(cfg.outputs.key_file, loaded.path.parent, throwaway=opts.throwaway_key)
+        if opts.throwaway_key:
+            stages.note("using a throwaway pseudonymisation key: person ids from this run join nothing else")
+        if opts.previous is not None:
+            publishing.read_run_manifest(opts.previous)  # a run, not (say) a synth folder
+        previous_path, generation = _previous_ids(opts, loaded, key)
+        saved_model = model.load_model_settings(opts.model_path, cfg) if opts.model_path else None
 
-            write_report(staging)
-        # The report's own time, for benchmarks (the report shows the stages before it).
-        manifest["stage_seconds"] = stages.timings
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        if not opts.keep_work:
-            shutil.rmtree(staging / "work", ignore_errors=True)
-        publish(staging, run_dir)
-    except BaseException:
+        staging = publishing.staging_dir(run_dir)
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if cfg.outputs.id_registry:
-        _update_registry(loaded, run_dir, manifest)
+        for sub in ("analyst", "restricted", "work"):
+            (staging / sub).mkdir(parents=True)
+        started = time.time()
+        try:
+            manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging)
+            manifest["stage_seconds"] = stages.timings
+            manifest["total_seconds"] = round(time.time() - started, 3)
+            manifest["peak_rss_bytes"] = stages.peak_rss
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+            with stages.stage("report"):
+                from linkage.report import write_report
+
+                write_report(staging)
+            if not opts.keep_work:
+                shutil.rmtree(staging / "work", ignore_errors=True)
+            # What the previous run at --out holds and this run did not make (review files,
+            # decisions, evaluation) comes along: people's work is never deleted.
+            manifest["kept_from_previous_run"] = publishing.carry_over(run_dir, staging)
+            # The report's own time, for benchmarks (the report shows the stages before it).
+            manifest["stage_seconds"] = stages.timings
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+            publishing.finalise_modes(staging, user_umask)
+            publishing.publish(staging, run_dir)
+        except BaseException as exc:
+            publishing.remove_leftover(staging)
+            if isinstance(exc, Exception) and is_training_fault(exc, stages.failed_in):
+                raise TrainingError(exc, stages.failed_in) from exc
+            raise
+        if manifest["kept_from_previous_run"]:
+            stages.note("kept from the previous run: " + ", ".join(manifest["kept_from_previous_run"]))
+        if cfg.outputs.id_registry:
+            _update_registry(loaded, run_dir, manifest)
+            registry = _registry_path(loaded)
+            for path in (registry, registry.with_suffix(".json")):
+                publishing.restrict_tree(path)
     return RunResult(run_dir, manifest)
 
 

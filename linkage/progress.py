@@ -1,4 +1,8 @@
-"""Say what each stage is doing and how long it took; show a live timer for long ones."""
+"""Say what each stage is doing and how long it took; show a live timer for long ones.
+
+Everything is printed as plain text (``plain_console``): notes carry file, source and
+column names, which are the user's words and may hold square brackets.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,30 @@ from typing import Iterator
 
 import psutil
 from rich.console import Console
+from rich.text import Text
+
+
+def plain_console(stderr: bool = True) -> Console:
+    """A console that prints text as given: no markup, emoji codes or highlighting, and no
+    wrapping at 80 columns when the output is not a terminal (a suggested command stays on
+    one line when piped or logged)."""
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 class Stages:
     """Records stage timings for the manifest and reports them on stderr."""
 
     def __init__(self, console: Console | None = None, quiet: bool = False):
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or plain_console()
         self.quiet = quiet
         self.timings: dict[str, float] = {}
         self._depth = 0
         self._process = psutil.Process()
         self.peak_rss = 0
         self._status = None
+        self._names: list[str] = []
+        # The stages open when an exception first passed through (innermost last).
+        self.failed_in: tuple[str, ...] | None = None
 
     def note(self, text: str) -> None:
         if not self.quiet:
@@ -38,26 +53,32 @@ class Stages:
         start = time.perf_counter()
         indent = "  " * self._depth
         self._depth += 1
+        self._names.append(name)
         try:
             if self.quiet:
                 yield
             elif self._status is not None:  # a sub-step: one live display at a time
-                self._status.update(f"[bold]{name}[/] ...")
+                self._status.update(Text.assemble((name, "bold"), " ..."))
                 yield
             else:
-                with self.console.status(f"[bold]{name}[/] ...", spinner="dots") as status:
+                with self.console.status(Text.assemble((name, "bold"), " ..."), spinner="dots") as status:
                     self._status = status
                     try:
                         yield
                     finally:
                         self._status = None
+        except BaseException:
+            if self.failed_in is None:
+                self.failed_in = tuple(self._names)
+            raise
         finally:
+            self._names.pop()
             self._depth -= 1
             self._track_memory()
         seconds = time.perf_counter() - start
         self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
         if not self.quiet:
-            self.console.print(f"{indent}[green]done[/] {name} [dim]({seconds:.1f} s)[/]")
+            self.console.print(Text.assemble(indent, ("done", "green"), f" {name} ", (f"({seconds:.1f} s)", "dim")))
 
     # A sub-step reads the same; its time is part of its stage's.
     step = stage

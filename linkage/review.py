@@ -25,7 +25,9 @@ some uncertainty for a stratum whose judgements all agree), precision and recall
 recomputed, and the 2.5% and 97.5% quantiles are kept. Each stratum's match rate also
 gets a Wilson interval. "unsure" and blank decisions are left out.
 
-Both files live in the restricted zone: the CSV holds names and dates of birth.
+Both files live in the restricted zone, owner-only (0700 folder, 0600 files): the CSV holds
+names and dates of birth. Its text cells are escaped against formula injection (a leading
+quote before ``= + - @``, tab or carriage return); the import accepts a cell escaped or not.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import duckdb
 import numpy as np
 
 from linkage.errors import InputError, UsageError
+from linkage.publish import csv_safe_sql, csv_unsafe, make_private_dir, private_umask, restrict_tree
 from linkage.sources import lit, q
 
 REVIEW_DIR = Path("restricted") / "review"
@@ -207,10 +210,15 @@ def export_review_sample(run_dir: Path, n: int = 200, seed: int = 1) -> Path:
                 ON r.source_dataset = p.source_dataset_r AND r.record_id = p.record_id_r
             ORDER BY c.pair_id"""
         )
-        out_dir = _review_dir(run_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = make_private_dir(_review_dir(run_dir))
         out = out_dir / SAMPLE_CSV
-        con.execute(f"COPY sample TO {lit(str(out))} (FORMAT csv, HEADER true)")
+        # A reviewer opens the file in a spreadsheet: no cell may run as a formula.
+        cells = ", ".join(
+            f"{csv_safe_sql(q(c))} AS {q(c)}" if t == "VARCHAR" else q(c)
+            for c, t, *_ in con.execute("DESCRIBE sample").fetchall()
+        )
+        with private_umask():
+            con.execute(f"COPY (SELECT {cells} FROM sample ORDER BY pair_id) TO {lit(str(out))} (FORMAT csv, HEADER true)")
         pairs = con.execute(
             f"SELECT pair_id, stratum, {', '.join(PAIR_COLUMNS)} FROM sample ORDER BY pair_id").fetchall()
     finally:
@@ -232,7 +240,9 @@ def export_review_sample(run_dir: Path, n: int = 200, seed: int = 1) -> Path:
         ],
         "pairs": [dict(zip(("pair_id", "stratum", *PAIR_COLUMNS), row)) for row in pairs],
     }
-    (out_dir / SAMPLE_META).write_text(json.dumps(meta, indent=2) + "\n")
+    with private_umask():
+        (out_dir / SAMPLE_META).write_text(json.dumps(meta, indent=2) + "\n")
+    restrict_tree(out_dir)
     return out
 
 
@@ -294,7 +304,7 @@ def read_decisions(run_dir: Path, csv_path: Path) -> tuple[dict[str, Any], dict[
                 problems.append(f"row {line}: pair_id {pid} appears again (first on row {seen_at[pid]})")
                 continue
             seen_at[pid] = line
-            wrong = [c for c in check_ids if (row.get(c) or "").strip() != str(pairs[pid][c])]
+            wrong = [c for c in check_ids if not _same_cell(row.get(c) or "", str(pairs[pid][c]))]
             if wrong:
                 problems.append(f"row {line}: pair_id {pid} does not name the sampled pair ({', '.join(wrong)} differ)")
                 continue
@@ -311,6 +321,11 @@ def read_decisions(run_dir: Path, csv_path: Path) -> tuple[dict[str, Any], dict[
             + "\n  ".join(shown) + more
         )
     return meta, decisions
+
+
+def _same_cell(cell: str, expected: str) -> bool:
+    """A cell read back names ``expected``: as exported (formula-escaped) or as a spreadsheet saved it."""
+    return expected in (cell, cell.strip(), csv_unsafe(cell), csv_unsafe(cell.strip()))
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
@@ -410,5 +425,7 @@ def import_review_decisions(run_dir: Path, csv_path: Path) -> dict[str, Any]:
         "strata": strata,
     }
     out = _review_dir(run_dir) / ESTIMATES
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    with private_umask():
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    restrict_tree(out)
     return result

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import duckdb
@@ -241,3 +243,54 @@ def test_estimate_needs_a_decision_above_the_threshold():
     strata = [{"stratum": "b", "pairs": 5, "above_threshold": False, "matches": 1, "reviewed": 2}]
     with pytest.raises(InputError, match="precision cannot be estimated"):
         estimate(strata)
+
+
+FORMULAS = {"L000": "=1+1", "R001": "+44", "L002": "@SUM(A1)", "R003": "-2+3", "L004": "\t=cmd"}
+
+
+def test_export_escapes_formulas_and_import_reads_them_back(run):
+    """A record id or name a spreadsheet would run (``=1+1``) is written with a leading quote."""
+    con = duckdb.connect()
+    for name in ("predictions", "standardised"):
+        path = run / "restricted" / f"{name}.parquet"
+        con.execute(f"CREATE TABLE t AS SELECT * FROM '{path}'")
+        for old, new in FORMULAS.items():
+            cols = ["record_id_l", "record_id_r"] if name == "predictions" else ["record_id"]
+            for c in cols:
+                con.execute(f"UPDATE t SET {c} = ? WHERE {c} = ?", [new, old])
+        if name == "standardised":
+            con.execute("UPDATE t SET surname = '=HYPERLINK(\"http://x\")', middle_names = '-1' WHERE record_id = '+44'")
+        con.execute(f"COPY t TO '{path}' (FORMAT parquet)")
+        con.execute("DROP TABLE t")
+    con.close()
+    path = export_review_sample(run, n=23, seed=1)  # every pair
+    with path.open(newline="") as f:
+        cells = list(csv.reader(f))
+    header, body = cells[0], cells[1:]
+    numeric = {"pair_id", "sampling_weight", "match_probability", "match_weight"}
+    text = [i for i, c in enumerate(header) if c not in numeric]
+    assert all(not row[i].startswith(("=", "+", "-", "@", "\t", "\r")) for row in body for i in text)
+    shown = {row[i] for row in body for i in text}
+    assert {"'=1+1", "'+44", "'@SUM(A1)", "'-2+3", "'\t=cmd", "'=HYPERLINK(\"http://x\")", "'-1"} <= shown
+    # The file as exported imports, and so does one whose quotes a spreadsheet dropped.
+    rows = read_rows(path)
+    for r in rows:
+        r["decision"] = "match" if float(r["match_probability"]) >= 0.5 else "non-match"
+    assert import_review_decisions(run, write_rows(run / "as_exported.csv", rows))["decisions"]["reviewed"] == 23
+    for r in rows:
+        for c in ("record_id_l", "record_id_r"):
+            r[c] = r[c][1:] if r[c].startswith("'") else r[c]
+    assert import_review_decisions(run, write_rows(run / "unquoted.csv", rows))["decisions"]["reviewed"] == 23
+
+
+def test_review_files_are_owner_only_whatever_the_umask(run):
+    old = os.umask(0)
+    try:
+        export_review_sample(run, n=12, seed=3)
+        import_review_decisions(run, decide(run, lambda s, k: HAND[s][k - 1]))
+    finally:
+        os.umask(old)
+    review = run / "restricted" / "review"
+    assert stat.S_IMODE(review.stat().st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in review.iterdir()} == {
+        "review_sample.csv": 0o600, "review_sample.json": 0o600, "review_estimates.json": 0o600}

@@ -31,9 +31,12 @@ def test_spark_scores_the_same_pairs_as_duckdb(synth_dir, tmp_path):
         lambda raw: raw.update(engine={"name": "spark", "threads": 2, "spark_shuffle_partitions": 4}),
     )
     spark = tmp_path / "spark"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     res = cli("run", str(spark_config), "--data", str(synth_dir), "--out", str(spark),
-              "--model", str(duck / "restricted" / "model.json"))
+              "--model", str(duck / "restricted" / "model.json"), cwd=cwd)
     assert res.returncode == 0, res.stderr
+    assert list(cwd.iterdir()) == []  # Spark's warehouse folder is not left where the command ran
     assert json.loads((spark / "manifest.json").read_text())["engine"] == "spark"
 
     con = duckdb.connect()
