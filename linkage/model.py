@@ -425,18 +425,11 @@ def train(linker: Linker, cfg: JobConfig, step, source_counts: dict[str, int]) -
         linker.training.estimate_u_using_random_sampling(max_pairs=t.u_max_pairs, seed=t.seed)
     for rule in t.em_blocking_rules:
         with step(f"m by EM, blocking on {describe_rule(rule)}"):
-            try:
-                linker.training.estimate_parameters_using_expectation_maximisation(
-                    blocking_rule(rule, cfg.model.link_type), max_pairs=t.em_max_pairs
-                )
-            except (LinkageError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # Splink's and the engine's errors: the type only (no values)
-                raise LinkageError(
-                    f"m by EM, blocking on {describe_rule(rule)}: the data cannot support this step "
-                    f"({type(exc).__name__}). The rule may pair too few records, or pair only records that agree "
-                    "on every comparison: choose an EM blocking rule on other columns (model.training.em_blocking_rules)."
-                ) from None
+            # A failure here that the data causes becomes a TrainingError naming this step
+            # (linkage.errors.is_training_fault); check_trainable catches the common ones first.
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                blocking_rule(rule, cfg.model.link_type), max_pairs=t.em_max_pairs
+            )
     # EM's sampled pairs and comparison vectors would stay in the database through predict
     # (millions of rows at ten million records); predict rebuilds the little it needs.
     linker.table_management.invalidate_cache()
