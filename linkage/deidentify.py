@@ -385,12 +385,17 @@ MIN_IDENTIFIER_LENGTH = 4  # whole values and name words shorter than this count
 _COMMON_ROWS, _COMMON_SHARE = 10, 0.01  # a value on this many rows and this share is a category
 _DOMINANT_VALUES, _DOMINANT_SHARE = 20, 0.9
 
-# Upper case, spaces and punctuation removed: the spelling every comparison uses.
-_PUNCTUATION = " \t\n\r\f/-.,'’`:;()_\"#\\"
+# Upper case, everything but letters, digits and @ removed: the spelling every comparison
+# uses. The regex runs only on values holding a separator (found by ``contains``, several
+# times faster): most identifier values (record ids, single names) hold none.
+_SEPARATORS = [" ", "/", "-", ".", ",", "'", "’", "`", "_", ":", ";", "(", ")", "#", "\\", "\t", "\n", "\r", "\f", '"']
 
 
 def _compact(expr: str) -> str:
-    return f"translate(upper({expr}), {lit(_PUNCTUATION)}, '')"
+    guard = " OR ".join(f"contains({expr}, {lit(c) if c.isprintable() else f'chr({ord(c)})'})" for c in _SEPARATORS)
+    return (
+        f"CASE WHEN {guard} THEN upper(regexp_replace({expr}, '[^\\pL\\pN@]+', '', 'g')) ELSE upper({expr}) END"
+    )
 
 
 _MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
