@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -210,54 +213,278 @@ def add_pseudonyms(con: duckdb.DuckDBPyConnection, table: str, key: PseudonymKey
 # --- analyst tables ----------------------------------------------------------------------
 
 
-def _carry_expr(col: str, how: str, src: SourceConfig) -> tuple[str, str]:
-    """(SQL expression over raw_<source>, output column name) for a carried column."""
+_INTEGER = r"-?(0|[1-9][0-9]{0,17})"  # no leading zeros: 02 is a code, kept as text
+_DECIMAL = r"-?(0|[1-9][0-9]{0,14})\.[0-9]{1,6}"
+MAX_AGE = 120  # an age at an event beyond this is impossible
+
+
+@dataclass(frozen=True)
+class CarriedColumn:
+    """One analyst column made from a carried column, and how it was made (for the dictionary)."""
+
+    name: str
+    expr: str  # SQL over raw_<source> (alias raw)
+    source_column: str
+    coarsening: str  # keep, year, month, postcode_district, postcode_area
+    kind: str  # integer, number, string, year, month
+
+
+def _carry_column(con: duckdb.DuckDBPyConnection, source: str, col: str, how: str, src: SourceConfig) -> CarriedColumn:
+    """The analyst column for a carried column, typed: whole numbers and decimals written
+    without leading zeros become numbers, years integers, months dates (the first day of
+    the month standing for the month); anything else stays text."""
     v = f"nullif(trim(raw.{q(col)}), '')"
     formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
     if how == "keep":
-        return v, col
+        integer, decimal = con.execute(
+            f"SELECT coalesce(bool_and(regexp_full_match({v}, {lit(_INTEGER)})), false), "
+            f"coalesce(bool_and(regexp_full_match({v}, {lit(_INTEGER)}) OR regexp_full_match({v}, {lit(_DECIMAL)})), false) "
+            f"FROM {q('raw_' + source)} raw WHERE {v} IS NOT NULL"
+        ).fetchall()[0]
+        if integer:
+            return CarriedColumn(col, f"CAST({v} AS BIGINT)", col, how, "integer")
+        if decimal:
+            return CarriedColumn(col, f"CAST({v} AS DOUBLE)", col, how, "number")
+        return CarriedColumn(col, v, col, how, "string")
     if how == "year":
-        return f"year(try_strptime({v}, {formats}))", f"{col}_year"
+        return CarriedColumn(f"{col}_year", f"CAST(year(try_strptime({v}, {formats})) AS INTEGER)", col, how, "year")
     if how == "month":
-        return f"strftime(try_strptime({v}, {formats}), '%Y-%m')", f"{col}_month"
+        expr = f"CAST(date_trunc('month', try_strptime({v}, {formats})) AS DATE)"
+        return CarriedColumn(f"{col}_month", expr, col, how, "month")
     district = f"regexp_extract(upper(replace({v}, ' ', '')), '^([A-Z]{{1,2}}[0-9][A-Z0-9]?)[0-9][A-Z]{{2}}$', 1)"
     if how == "postcode_district":
-        return f"nullif({district}, '')", f"{col}_district"
-    return f"nullif(regexp_extract({district}, '^[A-Z]+', 0), '')", f"{col}_area"
+        return CarriedColumn(f"{col}_district", f"nullif({district}, '')", col, how, "string")
+    return CarriedColumn(f"{col}_area", f"nullif(regexp_extract({district}, '^[A-Z]+', 0), '')", col, how, "string")
 
 
-def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path) -> dict[str, int]:
-    """One Parquet table per source, plus persons; returns rows written per table."""
+def write_analyst_tables(
+    con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path, run_info: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """One Parquet table per source, plus persons and the linkage summary, and their data
+    dictionary (README.md, datapackage.json); returns rows written per table.
+
+    Impossible values are written as null and counted (:func:`analyst_nulled_values`): an
+    age at an event below 0 (a date of birth after the event) or above 120, and a year of
+    birth after the person's earliest event. ``run_info`` (run id, config hash...) goes
+    into the dictionary.
+    """
     analyst_dir.mkdir(parents=True, exist_ok=True)
-    rows = {}
+    rows: dict[str, int] = {}
+    columns: dict[str, list[CarriedColumn]] = {}
+    nulled: list[tuple[str, str, str, int]] = []
+    events = []
     for name, src in cfg.sources.items():
-        exprs = ["x.person_id"]
-        for col, how in src.carry.items():
-            expr, out = _carry_expr(col, how, src)
-            exprs.append(f"{expr} AS {q(out)}")
+        carried = [_carry_column(con, name, col, how, src) for col, how in src.carry.items()]
+        exprs = ["x.person_id"] + [f"{c.expr} AS {q(c.name)}" for c in carried]
         formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
+        checks = []
         for col in src.age_at:
             event = f"try_strptime(nullif(trim(raw.{q(col)}), ''), {formats})"
-            exprs.append(f"CAST(floor(datediff('month', s.date_of_birth, {event}) / 12) AS INTEGER) AS {q('age_at_' + col)}")
+            age = f"CAST(floor(datediff('month', s.date_of_birth, {event}) / 12) AS INTEGER)"
+            out = "age_at_" + col
+            exprs.append(f"CASE WHEN {age} BETWEEN 0 AND {MAX_AGE} THEN {age} END AS {q(out)}")
+            checks += [(out, "date of birth after the event", f"{age} < 0"),
+                       (out, f"age over {MAX_AGE}", f"{age} > {MAX_AGE}")]
+            carried.append(CarriedColumn(out, "", col, "age", "integer"))
+            events.append(f"SELECT x.person_id, year({event}) AS event_year {_source_join(name, src)}")
+        columns[name] = carried
         order = ", ".join(str(i + 1) for i in range(len(exprs)))
-        sql = (
-            f"SELECT {', '.join(exprs)} FROM {q('raw_' + name)} raw "
-            f"JOIN crosswalk x ON x.source_dataset = {lit(name)} AND x.record_id = trim(raw.{q(src.record_id)}) "
-            f"JOIN nodes s ON s.node_id = x.node_id "
-            f"ORDER BY {order}"
-        )
-        out = analyst_dir / f"{name}.parquet"
-        con.execute(f"COPY ({sql}) TO {lit(str(out))} (FORMAT parquet)")
-        rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
-    persons = persons_query(list(cfg.sources))
-    out = analyst_dir / "persons.parquet"
-    con.execute(f"COPY ({persons}) TO {lit(str(out))} (FORMAT parquet)")
-    rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
+        sql = f"SELECT {', '.join(exprs)} {_source_join(name, src)} ORDER BY {order}"
+        out_path = analyst_dir / f"{name}.parquet"
+        con.execute(f"COPY ({sql}) TO {lit(str(out_path))} (FORMAT parquet)")
+        rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out_path))})").fetchall()[0][0]
+        if checks:
+            counts = con.execute(
+                f"SELECT {', '.join(f'count(*) FILTER (WHERE {cond})' for _, _, cond in checks)} {_source_join(name, src)}"
+            ).fetchall()[0]
+            nulled += [(name, c, reason, int(n)) for (c, reason, _), n in zip(checks, counts) if n]
+    # A year of birth after the person's earliest event is impossible.
+    first_event = (
+        f"SELECT person_id, min(event_year) AS first_event_year FROM ({' UNION ALL '.join(events)}) GROUP BY ALL"
+        if events else "SELECT CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_event_year WHERE false"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE __lk_persons AS SELECT p.*, p.year_of_birth > e.first_event_year AS __impossible "
+        f"FROM ({persons_query(list(cfg.sources))}) p LEFT JOIN ({first_event}) e USING (person_id)"
+    )
+    n_after = con.execute("SELECT count(*) FILTER (WHERE __impossible) FROM __lk_persons").fetchall()[0][0]
+    if n_after:
+        nulled.append(("persons", "year_of_birth", "year of birth after the person's earliest event", int(n_after)))
+    out_path = analyst_dir / "persons.parquet"
+    con.execute(
+        f"COPY (SELECT * EXCLUDE (__impossible) REPLACE (CASE WHEN __impossible THEN NULL ELSE year_of_birth END "
+        f"AS year_of_birth) FROM __lk_persons ORDER BY person_id) TO {lit(str(out_path))} (FORMAT parquet)"
+    )
+    rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out_path))})").fetchall()[0][0]
     rows["linkage_summary"] = write_linkage_summary(
-        con, f"read_parquet({lit(str(out))})", list(cfg.sources), cfg.outputs.suppression_threshold,
+        con, f"read_parquet({lit(str(out_path))})", list(cfg.sources), cfg.outputs.suppression_threshold,
         analyst_dir / "linkage_summary.parquet",
     )
+    con.execute("CREATE OR REPLACE TEMP TABLE analyst_nulled (tab VARCHAR, col VARCHAR, reason VARCHAR, n BIGINT)")
+    if nulled:
+        con.executemany("INSERT INTO analyst_nulled VALUES (?, ?, ?, ?)", nulled)
+    write_data_dictionary(con, cfg, analyst_dir, rows, columns, run_info or {})
     return rows
+
+
+def _source_join(name: str, src: SourceConfig) -> str:
+    """FROM clause: a source's raw rows with their crosswalk row and standardised record."""
+    return (
+        f"FROM {q('raw_' + name)} raw "
+        f"JOIN crosswalk x ON x.source_dataset = {lit(name)} AND x.record_id = trim(raw.{q(src.record_id)}) "
+        f"JOIN nodes s ON s.node_id = x.node_id"
+    )
+
+
+def analyst_nulled_values(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+    """``table.column -> reason -> rows`` of impossible values written as null, for the manifest."""
+    out: dict[str, dict[str, int]] = {}
+    for tab, col, reason, n in con.execute("SELECT * FROM analyst_nulled ORDER BY ALL").fetchall():
+        out.setdefault(f"{tab}.{col}", {})[reason] = int(n)
+    return out
+
+
+# --- the data dictionary --------------------------------------------------------------------------
+
+_FRICTIONLESS = {"integer": "integer", "number": "number", "string": "string", "year": "year", "month": "date",
+                 "boolean": "boolean", "date": "date"}
+
+
+def _parquet_kind(duck_type: str) -> str:
+    t = duck_type.upper()
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"):
+        return "integer"
+    if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+        return "number"
+    if t == "BOOLEAN":
+        return "boolean"
+    if t == "DATE":
+        return "date"
+    return "string"
+
+
+def _describe_column(table: str, column: str, cfg: JobConfig, carried: dict[str, list[CarriedColumn]]) -> dict[str, Any]:
+    """Meaning, source column, coarsening and suppression of one analyst column; no
+    description when the column is unknown (a test fails on that)."""
+    threshold = cfg.outputs.suppression_threshold
+    if column == "person_id":
+        return {"description": "Pseudonymous person id: HMAC-SHA256 of the internal person key under this "
+                               "release's secret key. The same person has the same id in every table of the release.",
+                "source_column": None, "coarsening": "pseudonym"}
+    for c in carried.get(table, []):
+        if c.name != column:
+            continue
+        what = {
+            "keep": f"as the extract holds it ({table}.{c.source_column})"
+                    + (", typed as a number" if c.kind in ("integer", "number") else ""),
+            "year": f"year of {table}.{c.source_column}",
+            "month": f"month of {table}.{c.source_column}: the first day of the month stands for the month",
+            "postcode_district": f"postcode district (outward code) of {table}.{c.source_column}",
+            "postcode_area": f"postcode area (its leading letters) of {table}.{c.source_column}",
+            "age": f"age in whole years at {table}.{c.source_column}, from the record's date of birth; null when "
+                   f"impossible (date of birth after the event, or over {MAX_AGE})",
+        }[c.coarsening]
+        return {"description": what[0].upper() + what[1:] + ".", "source_column": f"{table}.{c.source_column}",
+                "coarsening": {"keep": "none", "age": "age in years"}.get(c.coarsening, c.coarsening)}
+    persons = {
+        "sex": "Most common sex code over the person's records (M, F or U; ties: the first in order).",
+        "year_of_birth": "Most common year of birth over the person's records (ties: the earlier); null when it "
+                         "falls after the person's earliest event.",
+        "sources": "The sources the person is found in, comma-separated.",
+        "records": "Records of the person over all sources.",
+    }
+    if table == "persons":
+        if column in persons:
+            return {"description": persons[column], "source_column": None,
+                    "coarsening": "year" if column == "year_of_birth" else "none"}
+        if column.startswith("records_") and column[len("records_"):] in cfg.sources:
+            return {"description": f"Records of the person in {column[len('records_'):]}.", "source_column": None,
+                    "coarsening": "none"}
+    summary = {
+        "table": "Which part of the summary: 'pair' (two sources) or 'people in k sources'.",
+        "source_a": "First source of a pair.",
+        "source_b": "Second source of a pair.",
+        "people_in_a": "People found in source_a.",
+        "people_in_b": "People found in source_b.",
+        "people": "People found in both sources of the pair, or in exactly k sources.",
+        "share_of_a_linked_to_b": "people / people_in_a.",
+        "suppressed": "Whether a count on this row is suppressed.",
+    }
+    if table == "linkage_summary" and column in summary:
+        suppression = (f"counts from 1 to {threshold - 1} are suppressed (null), with secondary suppression so "
+                       "that no suppressed count can be recovered from the others") if column != "table" else None
+        return {"description": summary[column], "source_column": None, "coarsening": "none",
+                "suppression": suppression if column in ("people", "people_in_a", "people_in_b",
+                                                         "share_of_a_linked_to_b") else None}
+    return {"description": None, "source_column": None, "coarsening": None}
+
+
+_TABLE_MEANINGS = {
+    "persons": "One row per person: the person's sources, record counts, most common sex and year of birth.",
+    "linkage_summary": "People found in each pair of sources and in 1, 2, ... sources, with small counts suppressed.",
+}
+
+
+def write_data_dictionary(
+    con: duckdb.DuckDBPyConnection,
+    cfg: JobConfig,
+    analyst_dir: Path,
+    rows: dict[str, int],
+    carried: dict[str, list[CarriedColumn]],
+    run_info: dict[str, Any],
+) -> dict[str, Any]:
+    """analyst/datapackage.json (a Frictionless tabular data package) and analyst/README.md:
+    every analyst table (every Parquet file in the folder) with its meaning and rows, every
+    column with its type, meaning, source column, coarsening, suppression and the
+    impossible values written as null. Names and counts only, never a value."""
+    nulled = analyst_nulled_values(con)
+    resources = []
+    for path in sorted(analyst_dir.glob("*.parquet")):
+        table = path.stem
+        fields = []
+        for column, duck_type, *_ in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall():
+            kind = _parquet_kind(duck_type)
+            about = _describe_column(table, column, cfg, carried)
+            month = any(c.name == column and c.kind == "month" for c in carried.get(table, []))
+            year = any(c.name == column and c.kind == "year" for c in carried.get(table, []))
+            field = {"name": column, "type": "year" if year else _FRICTIONLESS[kind], "parquet_type": duck_type, **about}
+            if month:
+                field["format"] = "first day of the month: the month only"
+            if f"{table}.{column}" in nulled:
+                field["nulled_impossible"] = nulled[f"{table}.{column}"]
+            fields.append(field)
+        meaning = _TABLE_MEANINGS.get(table) or (
+            f"One row per record of the source {table} that was linked, with its person's pseudonymous id and "
+            "the columns the config carries." if table in cfg.sources else None)
+        resources.append({"name": table, "path": path.name, "format": "parquet", "description": meaning,
+                          "rows": rows.get(table), "schema": {"fields": fields}})
+    package = {
+        "profile": "tabular-data-package",
+        "name": re.sub(r"[^a-z0-9._-]+", "-", cfg.job.lower()) or "linkage",
+        "title": f"Analyst tables of the linkage job {cfg.job}",
+        "created": run_info.get("created_utc") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "linkage": {"job": cfg.job, **{k: v for k, v in run_info.items() if k != "created_utc"},
+                    "suppression_threshold": cfg.outputs.suppression_threshold},
+        "resources": resources,
+    }
+    (analyst_dir / "datapackage.json").write_text(json.dumps(package, indent=2) + "\n")
+    lines = [f"# Analyst tables: {cfg.job}", "",
+             f"Written {package['created']}" + "".join(f"; {k.replace('_', ' ')} {v}" for k, v in package["linkage"].items()
+                                                       if k != "job") + ".", "",
+             "Person ids are pseudonyms; no table holds a name, a date of birth, a reference number, a postcode "
+             "finer than its district or a record id. The same description, machine-readable: datapackage.json.", ""]
+    for r in resources:
+        lines += [f"## {r['name']} ({r['path']}, {r['rows']} rows)", "", r["description"] or "(undocumented)", "",
+                  "| column | type | meaning | source column | coarsening | suppression | nulled as impossible |",
+                  "|---|---|---|---|---|---|---|"]
+        for f in r["schema"]["fields"]:
+            cells = [f["name"], f["type"] + (f" ({f['format']})" if "format" in f else ""), f["description"] or "(undocumented)",
+                     f.get("source_column") or "", f.get("coarsening") or "", f.get("suppression") or "",
+                     ", ".join(f"{reason}: {n}" for reason, n in f.get("nulled_impossible", {}).items())]
+            lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+        lines.append("")
+    (analyst_dir / "README.md").write_text("\n".join(lines))
+    return package
 
 
 def persons_query(sources: list[str]) -> str:
@@ -573,12 +800,17 @@ def collect_analyst_values(con: duckdb.DuckDBPyConnection, analyst_dir: Path) ->
     """
     parts = []
     for path in sorted(analyst_dir.glob("*.parquet")):
-        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()]
-        for col in cols:
+        cols = [r[:2] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()]
+        for col, typ in cols:
             if col == "person_id":
                 continue
+            text = f"CAST({q(col)} AS VARCHAR)"
+            if typ == "DATE" and con.execute(
+                f"SELECT coalesce(bool_and(day({q(col)}) = 1), false) FROM read_parquet({lit(str(path))})"
+            ).fetchall()[0][0]:
+                text = f"strftime({q(col)}, '%Y-%m')"  # a month (its first day stands for it), not a date
             parts.append(
-                f"SELECT {lit(path.stem)} AS tab, {lit(col)} AS col, CAST({q(col)} AS VARCHAR) AS raw, count(*) AS n "
+                f"SELECT {lit(path.stem)} AS tab, {lit(col)} AS col, {text} AS raw, count(*) AS n "
                 f"FROM read_parquet({lit(str(path))}) GROUP BY ALL"
             )
     if not parts:
