@@ -604,9 +604,9 @@ def write_linkage_summary(
 # name words side by side (short names such as LEE or HO only so, or as a column's
 # values) unless many rows share the value (at least 10 rows and 1% of the column's rows:
 # a category such as a region, not a person). A date of birth or a postcode, always,
-# except in a column whose values are nearly all dates (postcodes): there the hits must
-# exceed what chance gives (an event date that is also someone's birthday; a court code
-# such as B10JQ spelt like a postcode).
+# except in a column whose values are nearly all dates (postcodes, whole numbers): there the
+# hits must exceed what chance gives (an event date that is also someone's birthday; a
+# court code such as B10JQ spelt like a postcode; a count that equals a numeric record id).
 
 MIN_IDENTIFIER_LENGTH = 4  # whole values and name words shorter than this count only as above
 _COMMON_ROWS, _COMMON_SHARE = 10, 0.01  # a value on this many rows and this share is a category
@@ -668,7 +668,8 @@ def _candidates_sql() -> str:
     """SQL: ``(tab, col, v, kind, whole, key, d)``: what each analyst value could disguise, spelt compact
     (``d``: the date, for dates).
 
-    Kinds: value (the whole value), date, pnc, cro, postcode, email; ``whole`` when the
+    Kinds: value (the whole value), number (a whole number), date, pnc, cro, postcode,
+    email; ``whole`` when the
     match is the whole value. Dates are keyed by each spelling a date of birth could have
     in the inputs (20240131, 31012024, 01312024, 31JAN2024, 31JANUARY2024, 3112024).
     """
@@ -722,7 +723,13 @@ def _candidates_sql() -> str:
         f"SELECT tab, col, v, 'value' AS kind, true AS whole, {_compact('v')} AS key FROM analyst_values "
         f"WHERE length({_compact('v')}) >= {MIN_IDENTIFIER_LENGTH}"
     )
-    others = " UNION ALL ".join([pnc_keys, cro, sf_cro, postcodes, emails, values])
+    # A whole number (a count, a code, a numeric record id): judged as dates are, since
+    # record ids that count 1, 2, 3... meet every count and code of a few digits.
+    numbers = (
+        f"SELECT tab, col, v, 'number' AS kind, true AS whole, v AS key FROM analyst_values "
+        f"WHERE regexp_full_match(v, '[0-9]{{{MIN_IDENTIFIER_LENGTH},18}}')"
+    )
+    others = " UNION ALL ".join([pnc_keys, cro, sf_cro, postcodes, emails, values, numbers])
     return f"{date_keys} UNION ALL SELECT *, CAST(NULL AS TIMESTAMP) AS d FROM ({others})"
 
 
@@ -848,7 +855,7 @@ def _hits(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str) -> di
         "WHERE (c.kind = 'email' OR c.key IN (SELECT key FROM identifier_keys)) "
         # A value that is all a date (postcode) is judged as one.
         "AND NOT (c.kind = 'value' AND (c.tab, c.col, c.v) IN "
-        "(SELECT (tab, col, v) FROM analyst_candidates WHERE whole AND kind IN ('date', 'postcode')))"
+        "(SELECT (tab, col, v) FROM analyst_candidates WHERE whole AND kind IN ('date', 'postcode', 'number')))"
     )
     # Name words: a word of at least 4 letters seen on few rows of its column; two name
     # words side by side (any length from 2: OBI Femi, LEE John) in a value on few rows.
@@ -880,7 +887,7 @@ def _hits(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str) -> di
     per_value = "('value', 'name word', 'name pair', 'short name')"
     kinds = con.execute("""
         SELECT tab, col, kind, count(DISTINCT v), any_value(col_values) FROM __lk_found JOIN __lk_cols USING (tab, col)
-        WHERE kind IN ('date', 'postcode') GROUP BY ALL ORDER BY ALL""").fetchall()
+        WHERE kind IN ('date', 'postcode', 'number') GROUP BY ALL ORDER BY ALL""").fetchall()
     chance = [(tab, col, kind) for tab, col, kind, values, col_values in kinds
               if not _beyond_chance(con, cfg, tab, col, kind, values, col_values, raw_values)]
     con.execute("CREATE OR REPLACE TEMP TABLE __lk_chance (tab VARCHAR, col VARCHAR, kind VARCHAR)")
@@ -897,13 +904,14 @@ def _hits(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str) -> di
 
 
 def _beyond_chance(con, cfg: JobConfig, tab: str, col: str, kind: str, hit_values: int, col_values: int, raw_values: str) -> bool:
-    """Whether a column's date (postcode) hits count: always, unless the column's values are
-    nearly all dates (postcodes); then only when more than chance gives.
+    """Whether a column's date (postcode, number) hits count: always, unless the column's
+    values are nearly all dates (postcodes, numbers); then only when more than chance gives.
 
     Chance: the share p of the days of the column's span that some spelling of an
     identifier value falls on (a date of birth, or one with day and month swapped)
     (for postcodes, the inputs' postcodes over the 1.7 million spellings of the rarest
-    layout, A9 9AA); the hits count when above n·p + 3·sqrt(n·p·(1-p)) + 1.
+    layout, A9 9AA; for numbers, the share of the column's range that are identifier values);
+    the hits count when above n·p + 3·sqrt(n·p·(1-p)) + 1.
     """
     shaped = con.execute(
         "SELECT count(DISTINCT v) FROM analyst_candidates WHERE tab = ? AND col = ? AND kind = ? AND whole",
@@ -926,6 +934,17 @@ def _beyond_chance(con, cfg: JobConfig, tab: str, col: str, kind: str, hit_value
             f"WHERE k IN (SELECT k FROM spelt))) / count(DISTINCT d) FROM spelt",
             [lo, hi],
         ).fetchall()[0][0]
+    elif kind == "number":
+        lo, hi = con.execute(
+            "SELECT min(CAST(v AS HUGEINT)), max(CAST(v AS HUGEINT)) FROM analyst_candidates "
+            "WHERE tab = ? AND col = ? AND kind = 'number'", [tab, col],
+        ).fetchall()[0]
+        within = con.execute(
+            f"SELECT count(DISTINCT TRY_CAST(k AS HUGEINT)) FROM ({_identifier_keys_sql(cfg, raw_values)}) "
+            f"WHERE length(k) BETWEEN {len(str(lo))} AND {len(str(hi))} AND TRY_CAST(k AS HUGEINT) BETWEEN ? AND ?",
+            [lo, hi],
+        ).fetchall()[0][0]
+        p = min(1.0, within / (hi - lo + 1))
     else:
         postcodes = con.execute(
             f"SELECT count(*) FROM {q(raw_values)} WHERE regexp_full_match(upper(trim(v)), {lit(_POSTCODE_PATTERN)})"

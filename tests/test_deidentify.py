@@ -414,6 +414,41 @@ def test_the_check_reads_every_analyst_table_found(tmp_path):
         check_leakage(con, cfg, analyst)
 
 
+@pytest.mark.parametrize(
+    "column, fails",
+    [
+        ([str(1000 + 7 * i) for i in range(300)], False),  # counts: they meet record ids 1..5000 by chance
+        (["4321", None, None], True),  # one record id alone in a column
+        ([str(10_000_001 + 7 * i) for i in range(300)], True),  # a column of the sparse ids: beyond chance
+    ],
+)
+def test_whole_numbers_are_judged_against_chance(tmp_path, column, fails):
+    """Record ids that count 1, 2, 3... do not fail every count column; a record id column does."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from linkage.config import parse_config
+    from linkage.deidentify import check_leakage
+    from linkage.errors import LeakageError
+
+    from conftest import JUSTICE
+
+    cfg = parse_config(JUSTICE.read_text(), JUSTICE)
+    con = duckdb.connect()
+    for i, name in enumerate(cfg.sources):
+        ids = "CAST(i AS VARCHAR)" if i == 0 else "CAST(10000001 + 7 * i AS VARCHAR)"
+        con.execute(f"CREATE TABLE all_{name} AS SELECT {ids} AS record_id FROM range(1, 5001) t(i)")
+    con.execute("CREATE TABLE raw_values AS SELECT * FROM (VALUES ('surname', 'OLAWALE')) t(field, v)")
+    analyst = tmp_path / "analyst"
+    analyst.mkdir()
+    pq.write_table(pa.table({"person_id": [f"P{i}" for i in range(len(column))], "x": column}), analyst / "t.parquet")
+    if fails:
+        with pytest.raises(LeakageError, match=r"t.x \("):
+            check_leakage(con, cfg, analyst)
+    else:
+        assert check_leakage(con, cfg, analyst).hits == {}
+
+
 def test_rerun_with_5_percent_new_records_keeps_ids(synth_dir, tmp_path):
     """People none of whose records changed keep their person id when 5% new records arrive."""
     con = duckdb.connect()
