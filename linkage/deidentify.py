@@ -304,8 +304,10 @@ def write_analyst_tables(
         if events else "SELECT CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_event_year WHERE false"
     )
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE __lk_persons AS SELECT p.*, p.year_of_birth > e.first_event_year AS __impossible "
-        f"FROM ({persons_query(list(cfg.sources))}) p LEFT JOIN ({first_event}) e USING (person_id)"
+        f"CREATE OR REPLACE TEMP TABLE __lk_persons AS SELECT p.*, {_CONFIDENCE_COLUMNS}, "
+        f"p.year_of_birth > e.first_event_year AS __impossible "
+        f"FROM ({persons_query(list(cfg.sources))}) p LEFT JOIN ({first_event}) e USING (person_id) "
+        f"LEFT JOIN ({_CONFIDENCE}) c USING (person_id)"
     )
     n_after = con.execute("SELECT count(*) FILTER (WHERE __impossible) FROM __lk_persons").fetchall()[0][0]
     if n_after:
@@ -325,6 +327,22 @@ def write_analyst_tables(
         con.executemany("INSERT INTO analyst_nulled VALUES (?, ?, ?, ?)", nulled)
     write_data_dictionary(con, cfg, analyst_dir, rows, columns, run_info or {})
     return rows
+
+
+# Link confidence per person, banded so that it reveals no identifier: the weakest link
+# inside the person's cluster (lower bound of a band 5 wide, -5 for anything lower, 20 for
+# 20 and more), whether any link was deterministic, and the cluster's size band.
+_CONFIDENCE = (
+    "SELECT person_id, any_value(cluster_size) AS size, min(cluster_min_match_weight) AS weakest, "
+    "bool_or(deterministic_links > 0) AS deterministic FROM crosswalk GROUP BY ALL"
+)
+_CONFIDENCE_COLUMNS = (
+    "CASE WHEN c.size > 1 AND c.weakest IS NOT NULL "
+    "THEN CAST(greatest(-5, least(20, floor(c.weakest / 5) * 5)) AS INTEGER) END AS link_weakest_weight_band, "
+    "coalesce(c.deterministic, false) AS link_any_deterministic, "
+    "CAST(CASE WHEN c.size <= 2 THEN c.size WHEN c.size <= 5 THEN 3 WHEN c.size <= 10 THEN 6 "
+    "WHEN c.size <= 20 THEN 11 ELSE 21 END AS INTEGER) AS cluster_size_band"
+)
 
 
 def _source_join(name: str, src: SourceConfig) -> str:
@@ -392,11 +410,19 @@ def _describe_column(table: str, column: str, cfg: JobConfig, carried: dict[str,
                          "falls after the person's earliest event.",
         "sources": "The sources the person is found in, comma-separated.",
         "records": "Records of the person over all sources.",
+        "link_weakest_weight_band": "Link confidence: the weakest match weight inside the person's cluster, as the "
+                                    "lower bound of a band 5 wide (-5: below 0; 20: 20 or more); null for a person "
+                                    "with one record or linked on agreement alone.",
+        "link_any_deterministic": "Link confidence: whether any link inside the person's cluster was made on "
+                                  "agreement alone (a deterministic rule such as the same valid PNC ID).",
+        "cluster_size_band": "Link confidence: records in the person's cluster, banded: 1, 2, 3 (3-5), 6 (6-10), "
+                             "11 (11-20), 21 (more than 20).",
     }
     if table == "persons":
         if column in persons:
+            band = "band" if column.endswith("_band") else "none"
             return {"description": persons[column], "source_column": None,
-                    "coarsening": "year" if column == "year_of_birth" else "none"}
+                    "coarsening": "year" if column == "year_of_birth" else band}
         if column.startswith("records_") and column[len("records_"):] in cfg.sources:
             return {"description": f"Records of the person in {column[len('records_'):]}.", "source_column": None,
                     "coarsening": "none"}
@@ -420,7 +446,8 @@ def _describe_column(table: str, column: str, cfg: JobConfig, carried: dict[str,
 
 
 _TABLE_MEANINGS = {
-    "persons": "One row per person: the person's sources, record counts, most common sex and year of birth.",
+    "persons": "One row per person: the person's sources, record counts, most common sex and year of birth, "
+               "and banded link confidence.",
     "linkage_summary": "People found in each pair of sources and in 1, 2, ... sources, with small counts suppressed.",
 }
 

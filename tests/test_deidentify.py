@@ -217,6 +217,28 @@ def test_impossible_values_are_nulled_and_counted(published, synth_dir):
     assert after == 0
 
 
+def test_persons_carry_banded_link_confidence(published):
+    """Per person: weakest link band, any deterministic link, cluster size band, agreeing with the crosswalk."""
+    con = duckdb.connect()
+    wrong = con.execute(
+        f"""WITH truth AS (SELECT person_id, any_value(cluster_size) AS size, min(cluster_min_match_weight) AS w,
+                                  bool_or(deterministic_links > 0) AS det
+                           FROM '{published}/restricted/crosswalk.parquet' GROUP BY ALL)
+        SELECT count(*) FILTER (WHERE p.link_any_deterministic <> t.det),
+               count(*) FILTER (WHERE t.size > 1 AND t.w IS NOT NULL
+                                AND NOT (t.w >= p.link_weakest_weight_band AND (t.w < p.link_weakest_weight_band + 5
+                                         OR p.link_weakest_weight_band = 20) OR (p.link_weakest_weight_band = -5 AND t.w < 0))),
+               count(*) FILTER (WHERE t.size = 1 AND p.link_weakest_weight_band IS NOT NULL),
+               count(*) FILTER (WHERE NOT (p.cluster_size_band <= t.size AND (t.size < 3 AND p.cluster_size_band = t.size
+                                OR t.size BETWEEN 3 AND 5 AND p.cluster_size_band = 3 OR t.size BETWEEN 6 AND 10 AND
+                                p.cluster_size_band = 6 OR t.size BETWEEN 11 AND 20 AND p.cluster_size_band = 11
+                                OR t.size > 20 AND p.cluster_size_band = 21))),
+               count(*), count(*) FILTER (WHERE p.link_weakest_weight_band IS NOT NULL)
+        FROM '{published}/analyst/persons.parquet' p JOIN truth t USING (person_id)"""
+    ).fetchall()[0]
+    assert wrong[:4] == (0, 0, 0, 0) and wrong[4] > 1000 and wrong[5] > 100
+
+
 def test_every_analyst_column_is_documented(published):
     """datapackage.json and README.md describe every table and column in analyst/, with its type."""
     import pyarrow.parquet as pq
