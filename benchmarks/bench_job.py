@@ -41,7 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RECORDS_PER_PERSON = 3.84
-TEST_KEY = "bench-key-0123456789abcdef0123456789"
+TEST_KEY = __import__("secrets").token_hex(32)  # a fresh key per benchmark run
 # Top-level stages of linkage/job.py, in order (sub-steps of "train" are in the JSON).
 STAGES = ("read", "standardise", "blocking guard", "prior", "train", "predict", "cluster", "person ids",
           "write restricted", "de-identify", "audit", "report")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import os
 import re
 from collections.abc import Sequence
 from typing import Any
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
@@ -212,54 +214,308 @@ def add_pseudonyms(con: duckdb.DuckDBPyConnection, table: str, key: PseudonymKey
 # --- analyst tables ----------------------------------------------------------------------
 
 
-def _carry_expr(col: str, how: str, src: SourceConfig) -> tuple[str, str]:
-    """(SQL expression over raw_<source>, output column name) for a carried column."""
+_INTEGER = r"-?(0|[1-9][0-9]{0,17})"  # no leading zeros: 02 is a code, kept as text
+_DECIMAL = r"-?(0|[1-9][0-9]{0,14})\.[0-9]{1,6}"
+MAX_AGE = 120  # an age at an event beyond this is impossible
+
+
+@dataclass(frozen=True)
+class CarriedColumn:
+    """One analyst column made from a carried column, and how it was made (for the dictionary)."""
+
+    name: str
+    expr: str  # SQL over raw_<source> (alias raw)
+    source_column: str
+    coarsening: str  # keep, year, month, postcode_district, postcode_area
+    kind: str  # integer, number, string, year, month
+
+
+def _carry_column(con: duckdb.DuckDBPyConnection, source: str, col: str, how: str, src: SourceConfig) -> CarriedColumn:
+    """The analyst column for a carried column, typed: whole numbers and decimals written
+    without leading zeros become numbers, years integers, months dates (the first day of
+    the month standing for the month); anything else stays text."""
     v = f"nullif(trim(raw.{q(col)}), '')"
     formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
     if how == "keep":
-        return v, col
+        integer, decimal = con.execute(
+            f"SELECT coalesce(bool_and(regexp_full_match({v}, {lit(_INTEGER)})), false), "
+            f"coalesce(bool_and(regexp_full_match({v}, {lit(_INTEGER)}) OR regexp_full_match({v}, {lit(_DECIMAL)})), false) "
+            f"FROM {q('raw_' + source)} raw WHERE {v} IS NOT NULL"
+        ).fetchall()[0]
+        if integer:
+            return CarriedColumn(col, f"CAST({v} AS BIGINT)", col, how, "integer")
+        if decimal:
+            return CarriedColumn(col, f"CAST({v} AS DOUBLE)", col, how, "number")
+        return CarriedColumn(col, v, col, how, "string")
     if how == "year":
-        return f"year(try_strptime({v}, {formats}))", f"{col}_year"
+        return CarriedColumn(f"{col}_year", f"CAST(year(try_strptime({v}, {formats})) AS INTEGER)", col, how, "year")
     if how == "month":
-        return f"strftime(try_strptime({v}, {formats}), '%Y-%m')", f"{col}_month"
+        expr = f"CAST(date_trunc('month', try_strptime({v}, {formats})) AS DATE)"
+        return CarriedColumn(f"{col}_month", expr, col, how, "month")
     district = f"regexp_extract(upper(replace({v}, ' ', '')), '^([A-Z]{{1,2}}[0-9][A-Z0-9]?)[0-9][A-Z]{{2}}$', 1)"
     if how == "postcode_district":
-        return f"nullif({district}, '')", f"{col}_district"
-    return f"nullif(regexp_extract({district}, '^[A-Z]+', 0), '')", f"{col}_area"
+        return CarriedColumn(f"{col}_district", f"nullif({district}, '')", col, how, "string")
+    return CarriedColumn(f"{col}_area", f"nullif(regexp_extract({district}, '^[A-Z]+', 0), '')", col, how, "string")
 
 
-def write_analyst_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path) -> dict[str, int]:
-    """One Parquet table per source, plus persons; returns rows written per table."""
+def write_analyst_tables(
+    con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path, run_info: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """One Parquet table per source, plus persons and the linkage summary, and their data
+    dictionary (README.md, datapackage.json); returns rows written per table.
+
+    Impossible values are written as null and counted (:func:`analyst_nulled_values`): an
+    age at an event below 0 (a date of birth after the event) or above 120, and a year of
+    birth after the person's earliest event. ``run_info`` (run id, config hash...) goes
+    into the dictionary.
+    """
     analyst_dir.mkdir(parents=True, exist_ok=True)
-    rows = {}
+    rows: dict[str, int] = {}
+    columns: dict[str, list[CarriedColumn]] = {}
+    nulled: list[tuple[str, str, str, int]] = []
+    events = []
     for name, src in cfg.sources.items():
-        exprs = ["x.person_id"]
-        for col, how in src.carry.items():
-            expr, out = _carry_expr(col, how, src)
-            exprs.append(f"{expr} AS {q(out)}")
+        carried = [_carry_column(con, name, col, how, src) for col, how in src.carry.items()]
+        exprs = ["x.person_id"] + [f"{c.expr} AS {q(c.name)}" for c in carried]
         formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
+        checks = []
         for col in src.age_at:
             event = f"try_strptime(nullif(trim(raw.{q(col)}), ''), {formats})"
-            exprs.append(f"CAST(floor(datediff('month', s.date_of_birth, {event}) / 12) AS INTEGER) AS {q('age_at_' + col)}")
+            age = f"CAST(floor(datediff('month', s.date_of_birth, {event}) / 12) AS INTEGER)"
+            out = "age_at_" + col
+            exprs.append(f"CASE WHEN {age} BETWEEN 0 AND {MAX_AGE} THEN {age} END AS {q(out)}")
+            checks += [(out, "date of birth after the event", f"{age} < 0"),
+                       (out, f"age over {MAX_AGE}", f"{age} > {MAX_AGE}")]
+            carried.append(CarriedColumn(out, "", col, "age", "integer"))
+            events.append(f"SELECT x.person_id, year({event}) AS event_year {_source_join(name, src)}")
+        columns[name] = carried
         order = ", ".join(str(i + 1) for i in range(len(exprs)))
-        sql = (
-            f"SELECT {', '.join(exprs)} FROM {q('raw_' + name)} raw "
-            f"JOIN crosswalk x ON x.source_dataset = {lit(name)} AND x.record_id = trim(raw.{q(src.record_id)}) "
-            f"JOIN nodes s ON s.node_id = x.node_id "
-            f"ORDER BY {order}"
-        )
-        out = analyst_dir / f"{name}.parquet"
-        con.execute(f"COPY ({sql}) TO {lit(str(out))} (FORMAT parquet)")
-        rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
-    persons = persons_query(list(cfg.sources), person_attributes(cfg))
-    out = analyst_dir / "persons.parquet"
-    con.execute(f"COPY ({persons}) TO {lit(str(out))} (FORMAT parquet)")
-    rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
+        sql = f"SELECT {', '.join(exprs)} {_source_join(name, src)} ORDER BY {order}"
+        out_path = analyst_dir / f"{name}.parquet"
+        con.execute(f"COPY ({sql}) TO {lit(str(out_path))} (FORMAT parquet)")
+        rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out_path))})").fetchall()[0][0]
+        if checks:
+            counts = con.execute(
+                f"SELECT {', '.join(f'count(*) FILTER (WHERE {cond})' for _, _, cond in checks)} {_source_join(name, src)}"
+            ).fetchall()[0]
+            nulled += [(name, c, reason, int(n)) for (c, reason, _), n in zip(checks, counts) if n]
+    # A year of birth after the person's earliest event is impossible.
+    first_event = (
+        f"SELECT person_id, min(event_year) AS first_event_year FROM ({' UNION ALL '.join(events)}) GROUP BY ALL"
+        if events else "SELECT CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS BIGINT) AS first_event_year WHERE false"
+    )
+    attributes = person_attributes(cfg)
+    has_year = "year_of_birth" in attributes
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE __lk_persons AS SELECT p.*, {_CONFIDENCE_COLUMNS}, "
+        f"{'p.year_of_birth > e.first_event_year' if has_year else 'false'} AS __impossible "
+        f"FROM ({persons_query(list(cfg.sources), attributes)}) p LEFT JOIN ({first_event}) e USING (person_id) "
+        f"LEFT JOIN ({_CONFIDENCE}) c USING (person_id)"
+    )
+    n_after = con.execute("SELECT count(*) FILTER (WHERE __impossible) FROM __lk_persons").fetchall()[0][0]
+    if n_after:
+        nulled.append(("persons", "year_of_birth", "year of birth after the person's earliest event", int(n_after)))
+    out_path = analyst_dir / "persons.parquet"
+    replace = " REPLACE (CASE WHEN __impossible THEN NULL ELSE year_of_birth END AS year_of_birth)" if has_year else ""
+    con.execute(
+        f"COPY (SELECT * EXCLUDE (__impossible){replace} FROM __lk_persons ORDER BY person_id) "
+        f"TO {lit(str(out_path))} (FORMAT parquet)"
+    )
+    rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out_path))})").fetchall()[0][0]
     rows["linkage_summary"] = write_linkage_summary(
-        con, f"read_parquet({lit(str(out))})", list(cfg.sources), cfg.outputs.suppression_threshold,
+        con, f"read_parquet({lit(str(out_path))})", list(cfg.sources), cfg.outputs.suppression_threshold,
         analyst_dir / "linkage_summary.parquet",
     )
+    con.execute("CREATE OR REPLACE TEMP TABLE analyst_nulled (tab VARCHAR, col VARCHAR, reason VARCHAR, n BIGINT)")
+    if nulled:
+        con.executemany("INSERT INTO analyst_nulled VALUES (?, ?, ?, ?)", nulled)
+    write_data_dictionary(con, cfg, analyst_dir, rows, columns, run_info or {})
     return rows
+
+
+# Link confidence per person, banded so that it reveals no identifier: the weakest link
+# inside the person's cluster (lower bound of a band 5 wide, -5 for anything lower, 20 for
+# 20 and more), whether any link was deterministic, and the cluster's size band.
+_CONFIDENCE = (
+    "SELECT person_id, any_value(cluster_size) AS size, min(cluster_min_match_weight) AS weakest, "
+    "bool_or(deterministic_links > 0) AS deterministic FROM crosswalk GROUP BY ALL"
+)
+_CONFIDENCE_COLUMNS = (
+    "CASE WHEN c.size > 1 AND c.weakest IS NOT NULL "
+    "THEN CAST(greatest(-5, least(20, floor(c.weakest / 5) * 5)) AS INTEGER) END AS link_weakest_weight_band, "
+    "coalesce(c.deterministic, false) AS link_any_deterministic, "
+    "CAST(CASE WHEN c.size <= 2 THEN c.size WHEN c.size <= 5 THEN 3 WHEN c.size <= 10 THEN 6 "
+    "WHEN c.size <= 20 THEN 11 ELSE 21 END AS INTEGER) AS cluster_size_band"
+)
+
+
+def _source_join(name: str, src: SourceConfig) -> str:
+    """FROM clause: a source's raw rows with their crosswalk row and standardised record."""
+    return (
+        f"FROM {q('raw_' + name)} raw "
+        f"JOIN crosswalk x ON x.source_dataset = {lit(name)} AND x.record_id = trim(raw.{q(src.record_id)}) "
+        f"JOIN nodes s ON s.node_id = x.node_id"
+    )
+
+
+def analyst_nulled_values(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+    """``table.column -> reason -> rows`` of impossible values written as null, for the manifest."""
+    out: dict[str, dict[str, int]] = {}
+    for tab, col, reason, n in con.execute("SELECT * FROM analyst_nulled ORDER BY ALL").fetchall():
+        out.setdefault(f"{tab}.{col}", {})[reason] = int(n)
+    return out
+
+
+# --- the data dictionary --------------------------------------------------------------------------
+
+_FRICTIONLESS = {"integer": "integer", "number": "number", "string": "string", "year": "year", "month": "date",
+                 "boolean": "boolean", "date": "date"}
+
+
+def _parquet_kind(duck_type: str) -> str:
+    t = duck_type.upper()
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"):
+        return "integer"
+    if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+        return "number"
+    if t == "BOOLEAN":
+        return "boolean"
+    if t == "DATE":
+        return "date"
+    return "string"
+
+
+def _describe_column(table: str, column: str, cfg: JobConfig, carried: dict[str, list[CarriedColumn]]) -> dict[str, Any]:
+    """Meaning, source column, coarsening and suppression of one analyst column; no
+    description when the column is unknown (a test fails on that)."""
+    threshold = cfg.outputs.suppression_threshold
+    if column == "person_id":
+        return {"description": "Pseudonymous person id: HMAC-SHA256 of the internal person key under this "
+                               "release's secret key. The same person has the same id in every table of the release.",
+                "source_column": None, "coarsening": "pseudonym"}
+    for c in carried.get(table, []):
+        if c.name != column:
+            continue
+        what = {
+            "keep": f"as the extract holds it ({table}.{c.source_column})"
+                    + (", typed as a number" if c.kind in ("integer", "number") else ""),
+            "year": f"year of {table}.{c.source_column}",
+            "month": f"month of {table}.{c.source_column}: the first day of the month stands for the month",
+            "postcode_district": f"postcode district (outward code) of {table}.{c.source_column}",
+            "postcode_area": f"postcode area (its leading letters) of {table}.{c.source_column}",
+            "age": f"age in whole years at {table}.{c.source_column}, from the record's date of birth; null when "
+                   f"impossible (date of birth after the event, or over {MAX_AGE})",
+        }[c.coarsening]
+        return {"description": what[0].upper() + what[1:] + ".", "source_column": f"{table}.{c.source_column}",
+                "coarsening": {"keep": "none", "age": "age in years"}.get(c.coarsening, c.coarsening)}
+    persons = {
+        "sex": "Most common sex code over the person's records (M, F or U; ties: the first in order).",
+        "year_of_birth": "Most common year of birth over the person's records (ties: the earlier); null when it "
+                         "falls after the person's earliest event.",
+        "sources": "The sources the person is found in, comma-separated.",
+        "records": "Records of the person over all sources.",
+        "link_weakest_weight_band": "Link confidence: the weakest match weight inside the person's cluster, as the "
+                                    "lower bound of a band 5 wide (-5: below 0; 20: 20 or more); null for a person "
+                                    "with one record or linked on agreement alone.",
+        "link_any_deterministic": "Link confidence: whether any link inside the person's cluster was made on "
+                                  "agreement alone (a deterministic rule such as the same valid PNC ID).",
+        "cluster_size_band": "Link confidence: records in the person's cluster, banded: 1, 2, 3 (3-5), 6 (6-10), "
+                             "11 (11-20), 21 (more than 20).",
+    }
+    if table == "persons":
+        if column in persons:
+            band = "band" if column.endswith("_band") else "none"
+            return {"description": persons[column], "source_column": None,
+                    "coarsening": "year" if column == "year_of_birth" else band}
+        if column.startswith("records_") and column[len("records_"):] in cfg.sources:
+            return {"description": f"Records of the person in {column[len('records_'):]}.", "source_column": None,
+                    "coarsening": "none"}
+    summary = {
+        "table": "Which part of the summary: 'pair' (two sources) or 'people in k sources'.",
+        "source_a": "First source of a pair.",
+        "source_b": "Second source of a pair.",
+        "people_in_a": "People found in source_a.",
+        "people_in_b": "People found in source_b.",
+        "people": "People found in both sources of the pair, or in exactly k sources.",
+        "share_of_a_linked_to_b": "people / people_in_a.",
+        "suppressed": "Whether a count on this row is suppressed.",
+    }
+    if table == "linkage_summary" and column in summary:
+        suppression = (f"counts from 1 to {threshold - 1} are suppressed (null), with secondary suppression so "
+                       "that no suppressed count can be recovered from the others") if column != "table" else None
+        return {"description": summary[column], "source_column": None, "coarsening": "none",
+                "suppression": suppression if column in ("people", "people_in_a", "people_in_b",
+                                                         "share_of_a_linked_to_b") else None}
+    return {"description": None, "source_column": None, "coarsening": None}
+
+
+_TABLE_MEANINGS = {
+    "persons": "One row per person: the person's sources, record counts, most common sex and year of birth, "
+               "and banded link confidence.",
+    "linkage_summary": "People found in each pair of sources and in 1, 2, ... sources, with small counts suppressed.",
+}
+
+
+def write_data_dictionary(
+    con: duckdb.DuckDBPyConnection,
+    cfg: JobConfig,
+    analyst_dir: Path,
+    rows: dict[str, int],
+    carried: dict[str, list[CarriedColumn]],
+    run_info: dict[str, Any],
+) -> dict[str, Any]:
+    """analyst/datapackage.json (a Frictionless tabular data package) and analyst/README.md:
+    every analyst table (every Parquet file in the folder) with its meaning and rows, every
+    column with its type, meaning, source column, coarsening, suppression and the
+    impossible values written as null. Names and counts only, never a value."""
+    nulled = analyst_nulled_values(con)
+    resources = []
+    for path in sorted(analyst_dir.glob("*.parquet")):
+        table = path.stem
+        fields = []
+        for column, duck_type, *_ in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall():
+            kind = _parquet_kind(duck_type)
+            about = _describe_column(table, column, cfg, carried)
+            month = any(c.name == column and c.kind == "month" for c in carried.get(table, []))
+            year = any(c.name == column and c.kind == "year" for c in carried.get(table, []))
+            field = {"name": column, "type": "year" if year else _FRICTIONLESS[kind], "parquet_type": duck_type, **about}
+            if month:
+                field["format"] = "first day of the month: the month only"
+            if f"{table}.{column}" in nulled:
+                field["nulled_impossible"] = nulled[f"{table}.{column}"]
+            fields.append(field)
+        meaning = _TABLE_MEANINGS.get(table) or (
+            f"One row per record of the source {table} that was linked, with its person's pseudonymous id and "
+            "the columns the config carries." if table in cfg.sources else None)
+        resources.append({"name": table, "path": path.name, "format": "parquet", "description": meaning,
+                          "rows": rows.get(table), "schema": {"fields": fields}})
+    package = {
+        "profile": "tabular-data-package",
+        "name": re.sub(r"[^a-z0-9._-]+", "-", cfg.job.lower()) or "linkage",
+        "title": f"Analyst tables of the linkage job {cfg.job}",
+        "created": run_info.get("created_utc") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "linkage": {"job": cfg.job, **{k: v for k, v in run_info.items() if k != "created_utc"},
+                    "suppression_threshold": cfg.outputs.suppression_threshold},
+        "resources": resources,
+    }
+    (analyst_dir / "datapackage.json").write_text(json.dumps(package, indent=2) + "\n")
+    lines = [f"# Analyst tables: {cfg.job}", "",
+             f"Written {package['created']}" + "".join(f"; {k.replace('_', ' ')} {v}" for k, v in package["linkage"].items()
+                                                       if k != "job") + ".", "",
+             "Person ids are pseudonyms; no table holds a name, a date of birth, a reference number, a postcode "
+             "finer than its district or a record id. The same description, machine-readable: datapackage.json.", ""]
+    for r in resources:
+        lines += [f"## {r['name']} ({r['path']}, {r['rows']} rows)", "", r["description"] or "(undocumented)", "",
+                  "| column | type | meaning | source column | coarsening | suppression | nulled as impossible |",
+                  "|---|---|---|---|---|---|---|"]
+        for f in r["schema"]["fields"]:
+            cells = [f["name"], f["type"] + (f" ({f['format']})" if "format" in f else ""), f["description"] or "(undocumented)",
+                     f.get("source_column") or "", f.get("coarsening") or "", f.get("suppression") or "",
+                     ", ".join(f"{reason}: {n}" for reason, n in f.get("nulled_impossible", {}).items())]
+            lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+        lines.append("")
+    (analyst_dir / "README.md").write_text("\n".join(lines))
+    return package
 
 
 def person_attributes(cfg: Any) -> list[str]:
@@ -398,20 +654,25 @@ def write_linkage_summary(
 # name words side by side (short names such as LEE or HO only so, or as a column's
 # values) unless many rows share the value (at least 10 rows and 1% of the column's rows:
 # a category such as a region, not a person). A date of birth or a postcode, always,
-# except in a column whose values are nearly all dates (postcodes): there the hits must
-# exceed what chance gives (an event date that is also someone's birthday; a court code
-# such as B10JQ spelt like a postcode).
+# except in a column whose values are nearly all dates (postcodes, whole numbers): there the
+# hits must exceed what chance gives (an event date that is also someone's birthday; a
+# court code such as B10JQ spelt like a postcode; a count that equals a numeric record id).
 
 MIN_IDENTIFIER_LENGTH = 4  # whole values and name words shorter than this count only as above
 _COMMON_ROWS, _COMMON_SHARE = 10, 0.01  # a value on this many rows and this share is a category
 _DOMINANT_VALUES, _DOMINANT_SHARE = 20, 0.9
 
-# Upper case, spaces and punctuation removed: the spelling every comparison uses.
-_PUNCTUATION = " \t\n\r\f/-.,'’`:;()_\"#\\"
+# Upper case, everything but letters, digits and @ removed: the spelling every comparison
+# uses. The regex runs only on values holding a separator (found by ``contains``, several
+# times faster): most identifier values (record ids, single names) hold none.
+_SEPARATORS = [" ", "/", "-", ".", ",", "'", "’", "`", "_", ":", ";", "(", ")", "#", "\\", "\t", "\n", "\r", "\f", '"']
 
 
 def _compact(expr: str) -> str:
-    return f"translate(upper({expr}), {lit(_PUNCTUATION)}, '')"
+    guard = " OR ".join(f"contains({expr}, {lit(c) if c.isprintable() else f'chr({ord(c)})'})" for c in _SEPARATORS)
+    return (
+        f"CASE WHEN {guard} THEN upper(regexp_replace({expr}, '[^\\pL\\pN@]+', '', 'g')) ELSE upper({expr}) END"
+    )
 
 
 _MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
@@ -457,7 +718,8 @@ def _candidates_sql() -> str:
     """SQL: ``(tab, col, v, kind, whole, key, d)``: what each analyst value could disguise, spelt compact
     (``d``: the date, for dates).
 
-    Kinds: value (the whole value), date, pnc, cro, postcode, email; ``whole`` when the
+    Kinds: value (the whole value), number (a whole number), date, pnc, cro, postcode,
+    email; ``whole`` when the
     match is the whole value. Dates are keyed by each spelling a date of birth could have
     in the inputs (20240131, 31012024, 01312024, 31JAN2024, 31JANUARY2024, 3112024).
     """
@@ -511,7 +773,13 @@ def _candidates_sql() -> str:
         f"SELECT tab, col, v, 'value' AS kind, true AS whole, {_compact('v')} AS key FROM analyst_values "
         f"WHERE length({_compact('v')}) >= {MIN_IDENTIFIER_LENGTH}"
     )
-    others = " UNION ALL ".join([pnc_keys, cro, sf_cro, postcodes, emails, values])
+    # A whole number (a count, a code, a numeric record id): judged as dates are, since
+    # record ids that count 1, 2, 3... meet every count and code of a few digits.
+    numbers = (
+        f"SELECT tab, col, v, 'number' AS kind, true AS whole, v AS key FROM analyst_values "
+        f"WHERE regexp_full_match(v, '[0-9]{{{MIN_IDENTIFIER_LENGTH},18}}')"
+    )
+    others = " UNION ALL ".join([pnc_keys, cro, sf_cro, postcodes, emails, values, numbers])
     return f"{date_keys} UNION ALL SELECT *, CAST(NULL AS TIMESTAMP) AS d FROM ({others})"
 
 
@@ -589,12 +857,17 @@ def collect_analyst_values(con: duckdb.DuckDBPyConnection, analyst_dir: Path) ->
     """
     parts = []
     for path in sorted(analyst_dir.glob("*.parquet")):
-        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()]
-        for col in cols:
+        cols = [r[:2] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()]
+        for col, typ in cols:
             if col == "person_id":
                 continue
+            text = f"CAST({q(col)} AS VARCHAR)"
+            if typ == "DATE" and con.execute(
+                f"SELECT coalesce(bool_and(day({q(col)}) = 1), false) FROM read_parquet({lit(str(path))})"
+            ).fetchall()[0][0]:
+                text = f"strftime({q(col)}, '%Y-%m')"  # a month (its first day stands for it), not a date
             parts.append(
-                f"SELECT {lit(path.stem)} AS tab, {lit(col)} AS col, CAST({q(col)} AS VARCHAR) AS raw, count(*) AS n "
+                f"SELECT {lit(path.stem)} AS tab, {lit(col)} AS col, {text} AS raw, count(*) AS n "
                 f"FROM read_parquet({lit(str(path))}) GROUP BY ALL"
             )
     if not parts:
@@ -632,7 +905,7 @@ def _hits(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str) -> di
         "WHERE (c.kind = 'email' OR c.key IN (SELECT key FROM identifier_keys)) "
         # A value that is all a date (postcode) is judged as one.
         "AND NOT (c.kind = 'value' AND (c.tab, c.col, c.v) IN "
-        "(SELECT (tab, col, v) FROM analyst_candidates WHERE whole AND kind IN ('date', 'postcode')))"
+        "(SELECT (tab, col, v) FROM analyst_candidates WHERE whole AND kind IN ('date', 'postcode', 'number')))"
     )
     # Name words: a word of at least 4 letters seen on few rows of its column; two name
     # words side by side (any length from 2: OBI Femi, LEE John) in a value on few rows.
@@ -664,7 +937,7 @@ def _hits(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str) -> di
     per_value = "('value', 'name word', 'name pair', 'short name')"
     kinds = con.execute("""
         SELECT tab, col, kind, count(DISTINCT v), any_value(col_values) FROM __lk_found JOIN __lk_cols USING (tab, col)
-        WHERE kind IN ('date', 'postcode') GROUP BY ALL ORDER BY ALL""").fetchall()
+        WHERE kind IN ('date', 'postcode', 'number') GROUP BY ALL ORDER BY ALL""").fetchall()
     chance = [(tab, col, kind) for tab, col, kind, values, col_values in kinds
               if not _beyond_chance(con, cfg, tab, col, kind, values, col_values, raw_values)]
     con.execute("CREATE OR REPLACE TEMP TABLE __lk_chance (tab VARCHAR, col VARCHAR, kind VARCHAR)")
@@ -681,13 +954,14 @@ def _hits(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str) -> di
 
 
 def _beyond_chance(con, cfg: JobConfig, tab: str, col: str, kind: str, hit_values: int, col_values: int, raw_values: str) -> bool:
-    """Whether a column's date (postcode) hits count: always, unless the column's values are
-    nearly all dates (postcodes); then only when more than chance gives.
+    """Whether a column's date (postcode, number) hits count: always, unless the column's
+    values are nearly all dates (postcodes, numbers); then only when more than chance gives.
 
     Chance: the share p of the days of the column's span that some spelling of an
     identifier value falls on (a date of birth, or one with day and month swapped)
     (for postcodes, the inputs' postcodes over the 1.7 million spellings of the rarest
-    layout, A9 9AA); the hits count when above n·p + 3·sqrt(n·p·(1-p)) + 1.
+    layout, A9 9AA; for numbers, the share of the column's range that are identifier values);
+    the hits count when above n·p + 3·sqrt(n·p·(1-p)) + 1.
     """
     shaped = con.execute(
         "SELECT count(DISTINCT v) FROM analyst_candidates WHERE tab = ? AND col = ? AND kind = ? AND whole",
@@ -710,6 +984,17 @@ def _beyond_chance(con, cfg: JobConfig, tab: str, col: str, kind: str, hit_value
             f"WHERE k IN (SELECT k FROM spelt))) / count(DISTINCT d) FROM spelt",
             [lo, hi],
         ).fetchall()[0][0]
+    elif kind == "number":
+        lo, hi = con.execute(
+            "SELECT min(CAST(v AS HUGEINT)), max(CAST(v AS HUGEINT)) FROM analyst_candidates "
+            "WHERE tab = ? AND col = ? AND kind = 'number'", [tab, col],
+        ).fetchall()[0]
+        within = con.execute(
+            f"SELECT count(DISTINCT TRY_CAST(k AS HUGEINT)) FROM ({_identifier_keys_sql(cfg, raw_values)}) "
+            f"WHERE length(k) BETWEEN {len(str(lo))} AND {len(str(hi))} AND TRY_CAST(k AS HUGEINT) BETWEEN ? AND ?",
+            [lo, hi],
+        ).fetchall()[0][0]
+        p = min(1.0, within / (hi - lo + 1))
     else:
         postcodes = con.execute(
             f"SELECT count(*) FROM {q(raw_values)} WHERE regexp_full_match(upper(trim(v)), {lit(_POSTCODE_PATTERN)})"

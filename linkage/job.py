@@ -81,7 +81,7 @@ def _previous_ids(opts: RunOptions, loaded: LoadedConfig, key: deidentify.Pseudo
         fingerprint, generation = info.get("pseudonym_key_fingerprint"), info.get("id_generation", 1)
     else:
         return None, 1
-    if fingerprint != key.fingerprint:
+    if not key.matches_fingerprint(fingerprint):
         raise LinkageError(
             f"the previous person ids ({path}) were made with a different pseudonymisation key "
             f"(fingerprint {fingerprint}, this run's {key.fingerprint}): ids would not carry over. "
@@ -356,7 +356,11 @@ def _run(
             _copy(con, "invalid_values", restricted / "invalid_values.parquet")
 
         with stages.stage("de-identify"):
-            analyst_rows = deidentify.write_analyst_tables(con, cfg, staging / "analyst")
+            analyst_rows = deidentify.write_analyst_tables(
+                con, cfg, staging / "analyst",
+                run_info={"job": cfg.job, "config_sha256": loaded.hash,
+                          "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            )
             leakage = deidentify.check_leakage(con, cfg, staging / "analyst")
             stages.note(
                 f"leakage check passed: none of the {leakage.analyst_values:,} distinct values "
@@ -401,6 +405,7 @@ def _run(
             "pseudonym_key_fingerprint": key.fingerprint,
             "pseudonym_key_origin": key.origin,
             "analyst_tables": analyst_rows,
+            "analyst_nulled_values": deidentify.analyst_nulled_values(con),
             "suppression_threshold": cfg.outputs.suppression_threshold,
         }
     finally:

@@ -147,8 +147,10 @@ def test_analyst_tables_hold_no_identifiers(published, synth_dir):
     con.execute("CREATE TABLE ids AS SELECT * FROM (VALUES ('x')) t(v)")
     con.executemany("INSERT INTO ids VALUES (?)", ids)
     for path in analyst:
-        for (col,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM '{path}')").fetchall():
-            hits = con.execute(f"SELECT count(*) FROM '{path}' t JOIN ids ON ids.v = upper(trim(CAST(t.\"{col}\" AS VARCHAR)))").fetchall()[0][0]
+        for col, typ in con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{path}')").fetchall():
+            # A month is typed as its first day: read it as the month it stands for.
+            text = f'strftime(t."{col}", \'%Y-%m\')' if typ == "DATE" and col.endswith("_month") else f'CAST(t."{col}" AS VARCHAR)'
+            hits = con.execute(f"SELECT count(*) FROM '{path}' t JOIN ids ON ids.v = upper(trim({text}))").fetchall()[0][0]
             assert hits == 0, (path.name, col)
 
 
@@ -162,6 +164,110 @@ def test_person_id_on_every_record_and_key_written_nowhere(published):
     for path in published.rglob("*"):
         if path.is_file():
             assert TEST_KEY.encode() not in path.read_bytes(), path
+
+
+def test_carried_columns_keep_their_types(published):
+    """Counts are numbers, coarsened years integers, months dates; codes with leading zeros stay text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    analyst = published / "analyst"
+    pnc = pq.read_schema(analyst / "pnc.parquet")
+    assert pa.types.is_integer(pnc.field("arrest_count").type)
+    assert pa.types.is_integer(pnc.field("first_arrest_date_year").type)
+    assert pa.types.is_string(pnc.field("force_code").type) or pa.types.is_large_string(pnc.field("force_code").type)
+    prison = pq.read_schema(analyst / "prison.parquet")
+    assert pa.types.is_integer(prison.field("sentence_days").type)
+    assert pa.types.is_date32(prison.field("reception_date_month").type)
+    months = pq.read_table(analyst / "prison.parquet", columns=["reception_date_month"]).column(0).to_pylist()
+    assert {m.day for m in months if m is not None} == {1}
+    for table in ("pnc", "prison", "probation", "libra", "crest"):
+        ages = [f for f in pq.read_schema(analyst / f"{table}.parquet") if f.name.startswith("age_at_")]
+        assert ages and all(pa.types.is_integer(f.type) for f in ages)
+
+
+def test_impossible_values_are_nulled_and_counted(published, synth_dir):
+    """A date of birth after the event leaves the age null, counted by reason in the
+    dictionary; no age is negative; no year of birth falls after the person's first event."""
+    con = duckdb.connect()
+    package = json.loads((published / "analyst" / "datapackage.json").read_text())
+    fields = {(r["name"], f["name"]): f for r in package["resources"] for f in r["schema"]["fields"]}
+    # Expected from the restricted side: libra records whose date of birth is after the hearing.
+    expected = con.execute(
+        f"""SELECT count(*) FROM read_csv('{synth_dir}/libra.csv', all_varchar=true) l
+        JOIN '{published}/restricted/standardised.parquet' s
+          ON s.source_dataset = 'libra' AND s.record_id = trim(l.libra_case_id)
+        WHERE datediff('month', s.date_of_birth, CAST(l.hearing_date AS DATE)) < 0"""
+    ).fetchall()[0][0]
+    assert expected > 0  # the synthetic data has such records: the test can fail
+    assert fields[("libra", "age_at_hearing_date")]["nulled_impossible"]["date of birth after the event"] == expected
+    for table in ("pnc", "prison", "probation", "libra", "crest"):
+        path = published / "analyst" / f"{table}.parquet"
+        for (col,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM '{path}') WHERE column_name LIKE 'age_at_%'").fetchall():
+            low, high = con.execute(f'SELECT min("{col}"), max("{col}") FROM \'{path}\'').fetchall()[0]
+            assert low >= 0 and high <= 120, (table, col)
+    events = " UNION ALL ".join(
+        f"SELECT person_id, year({col}) AS y FROM '{published}/analyst/{t}.parquet'"
+        for t, col in [("pnc", "make_date(first_arrest_date_year, 1, 1)"), ("prison", "reception_date_month"),
+                       ("probation", "order_start_date_month"), ("libra", "hearing_date_month"),
+                       ("crest", "committal_date_month")])
+    after = con.execute(
+        f"SELECT count(*) FROM '{published}/analyst/persons.parquet' p JOIN (SELECT person_id, min(y) AS first "
+        f"FROM ({events}) GROUP BY ALL) e USING (person_id) WHERE p.year_of_birth > e.first").fetchall()[0][0]
+    assert after == 0
+
+
+def test_persons_carry_banded_link_confidence(published):
+    """Per person: weakest link band, any deterministic link, cluster size band, agreeing with the crosswalk."""
+    con = duckdb.connect()
+    wrong = con.execute(
+        f"""WITH truth AS (SELECT person_id, any_value(cluster_size) AS size, min(cluster_min_match_weight) AS w,
+                                  bool_or(deterministic_links > 0) AS det
+                           FROM '{published}/restricted/crosswalk.parquet' GROUP BY ALL)
+        SELECT count(*) FILTER (WHERE p.link_any_deterministic <> t.det),
+               count(*) FILTER (WHERE t.size > 1 AND t.w IS NOT NULL
+                                AND NOT (t.w >= p.link_weakest_weight_band AND (t.w < p.link_weakest_weight_band + 5
+                                         OR p.link_weakest_weight_band = 20) OR (p.link_weakest_weight_band = -5 AND t.w < 0))),
+               count(*) FILTER (WHERE t.size = 1 AND p.link_weakest_weight_band IS NOT NULL),
+               count(*) FILTER (WHERE NOT (p.cluster_size_band <= t.size AND (t.size < 3 AND p.cluster_size_band = t.size
+                                OR t.size BETWEEN 3 AND 5 AND p.cluster_size_band = 3 OR t.size BETWEEN 6 AND 10 AND
+                                p.cluster_size_band = 6 OR t.size BETWEEN 11 AND 20 AND p.cluster_size_band = 11
+                                OR t.size > 20 AND p.cluster_size_band = 21))),
+               count(*), count(*) FILTER (WHERE p.link_weakest_weight_band IS NOT NULL)
+        FROM '{published}/analyst/persons.parquet' p JOIN truth t USING (person_id)"""
+    ).fetchall()[0]
+    assert wrong[:4] == (0, 0, 0, 0) and wrong[4] > 1000 and wrong[5] > 100
+
+
+def test_every_analyst_column_is_documented(published):
+    """datapackage.json and README.md describe every table and column in analyst/, with its type."""
+    import pyarrow.parquet as pq
+
+    analyst = published / "analyst"
+    package = json.loads((analyst / "datapackage.json").read_text())
+    readme = (analyst / "README.md").read_text()
+    resources = {r["name"]: r for r in package["resources"]}
+    assert package["profile"] == "tabular-data-package" and package["linkage"]["suppression_threshold"] == 10
+    tables = sorted(p.stem for p in analyst.glob("*.parquet"))
+    assert sorted(resources) == tables
+    frictionless = {"int": "integer", "dou": "number", "str": "string", "lar": "string", "dat": "date", "boo": "boolean"}
+    for table in tables:
+        resource = resources[table]
+        assert resource["description"], table
+        assert resource["rows"] == pq.read_metadata(analyst / f"{table}.parquet").num_rows
+        assert f"## {table} ({table}.parquet, {resource['rows']} rows)" in readme
+        fields = {f["name"]: f for f in resource["schema"]["fields"]}
+        schema = pq.read_schema(analyst / f"{table}.parquet")
+        assert sorted(fields) == sorted(schema.names), table
+        for column in schema:
+            field = fields[column.name]
+            assert field["description"], f"{table}.{column.name} is undocumented"
+            assert field["coarsening"], f"{table}.{column.name}"
+            kind = frictionless[str(column.type)[:3]]
+            assert field["type"] == kind or (field["type"] == "year" and kind == "integer"), (table, column.name)
+            assert f"| {column.name} | " in readme
+    summary = {f["name"]: f for f in resources["linkage_summary"]["schema"]["fields"]}
+    assert "suppressed" in summary["people"]["suppression"]
 
 
 # Identifier values planted into analyst-bound columns of libra.csv, one row each: a value
@@ -328,6 +434,41 @@ def test_the_check_reads_every_analyst_table_found(tmp_path):
     pq.write_table(pa.table({"person_id": ["P1"], "note": ["born 21.10.1998, pnc 15/9663713N"]}), analyst / "later_table.parquet")
     with pytest.raises(LeakageError, match=r"later_table.note \(1 rows\)"):
         check_leakage(con, cfg, analyst)
+
+
+@pytest.mark.parametrize(
+    "column, fails",
+    [
+        ([str(1000 + 7 * i) for i in range(300)], False),  # counts: they meet record ids 1..5000 by chance
+        (["4321", None, None], True),  # one record id alone in a column
+        ([str(10_000_001 + 7 * i) for i in range(300)], True),  # a column of the sparse ids: beyond chance
+    ],
+)
+def test_whole_numbers_are_judged_against_chance(tmp_path, column, fails):
+    """Record ids that count 1, 2, 3... do not fail every count column; a record id column does."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from linkage.config import parse_config
+    from linkage.deidentify import check_leakage
+    from linkage.errors import LeakageError
+
+    from conftest import JUSTICE
+
+    cfg = parse_config(JUSTICE.read_text(), JUSTICE)
+    con = duckdb.connect()
+    for i, name in enumerate(cfg.sources):
+        ids = "CAST(i AS VARCHAR)" if i == 0 else "CAST(10000001 + 7 * i AS VARCHAR)"
+        con.execute(f"CREATE TABLE all_{name} AS SELECT {ids} AS record_id FROM range(1, 5001) t(i)")
+    con.execute("CREATE TABLE raw_values AS SELECT * FROM (VALUES ('surname', 'OLAWALE')) t(field, v)")
+    analyst = tmp_path / "analyst"
+    analyst.mkdir()
+    pq.write_table(pa.table({"person_id": [f"P{i}" for i in range(len(column))], "x": column}), analyst / "t.parquet")
+    if fails:
+        with pytest.raises(LeakageError, match=r"t.x \("):
+            check_leakage(con, cfg, analyst)
+    else:
+        assert check_leakage(con, cfg, analyst).hits == {}
 
 
 def test_rerun_with_5_percent_new_records_keeps_ids(synth_dir, tmp_path):

@@ -185,7 +185,7 @@ def test_id_registry_carries_person_ids_without_previous(finished_run, synth_dir
     meta = json.loads(registry.with_suffix(".json").read_text())
     assert meta["id_generation"] == 2 and meta["pseudonym_key_fingerprint"] == second["pseudonym_key_fingerprint"]
     res = cli("run", str(with_registry), "--data", str(synth_dir), "--out", str(tmp_path / "r3"), "--model", model,
-              env={"LINKAGE_PSEUDONYM_KEY": "a-completely-different-key-42"})
+              env={"LINKAGE_PSEUDONYM_KEY": "514d4b789d6499435419cc6efbafc04e0bc11392b8cc0adf"})
     assert res.returncode == 1 and "made with a different pseudonymisation key" in res.stderr
 
 
@@ -266,7 +266,7 @@ def test_missing_key_refuses_to_run(synth_dir, tmp_path):
 def test_previous_run_with_another_key_is_refused(finished_run, synth_dir, tmp_path):
     out, config = finished_run
     res = cli("run", str(config), "--data", str(synth_dir), "--out", str(tmp_path / "r"), "--previous", str(out),
-              env={"LINKAGE_PSEUDONYM_KEY": "a-completely-different-key-42"})
+              env={"LINKAGE_PSEUDONYM_KEY": "514d4b789d6499435419cc6efbafc04e0bc11392b8cc0adf"})
     assert res.returncode == 1
     assert "made with a different pseudonymisation key" in res.stderr
 
@@ -279,7 +279,7 @@ def test_killed_run_leaves_the_published_run_untouched(finished_run, synth_dir, 
     proc = subprocess.Popen(
         [sys.executable, "-c", "from linkage.cli import main; main()", "run", str(config), "--data", str(synth_dir), "--out", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**__import__("os").environ, "LINKAGE_PSEUDONYM_KEY": "test-key-0123456789abcdef"},
+        env={**__import__("os").environ, "LINKAGE_PSEUDONYM_KEY": "e57c0c61add55e16651b783d33db5d9545ae1707795fa245"},
     )
     # Kill it once it has started writing its staging folder.
     deadline = time.time() + 60
