@@ -813,7 +813,10 @@ def _words(expr: str) -> str:
 def _identifier_keys_sql(cfg: JobConfig, raw_values: str) -> str:
     """SQL: ``k``, every identifier value (raw values and record ids) spelt compact."""
     ids = [f"SELECT CAST(record_id AS VARCHAR) AS v FROM {q('all_' + name)}" for name in cfg.sources]
-    return f"SELECT {_compact('v')} AS k FROM (SELECT v FROM {q(raw_values)} UNION ALL {' UNION ALL '.join(ids)})"
+    # A number of five digits or fewer (a house number, an Australian postcode, a short code)
+    # singles out nobody, and counts, years and bands in analyst tables have its shape.
+    return (f"SELECT k FROM (SELECT {_compact('v')} AS k FROM (SELECT v FROM {q(raw_values)} UNION ALL "
+            f"{' UNION ALL '.join(ids)})) WHERE NOT regexp_full_match(k, '[0-9]{{1,5}}')")
 
 
 def build_identifier_values(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str = "raw_values") -> int:
