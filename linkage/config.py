@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 from linkage.errors import ConfigError
 from linkage.schema import DATE_FIELDS, PERSON_FIELDS, STANDARD_COLUMNS
 from linkage.standardise.declared import declared_columns
-from linkage.standardise.types import TYPES, AnyFieldType, FieldType
+from linkage.standardise.types import TYPES, AnyFieldType, DateType, FieldType, ListType
 
 # A column of the records (a preset column, a declared field or one of its keys): checked
 # against the job's own fields once the whole config is read (``_column_problems``).
@@ -393,12 +393,12 @@ class JobConfig(Strict):
                     sep = src.list_separator if f == "alias_dates_of_birth" else None
                     out.append((f, list(src.date_formats), sep, f"sources.{source}.date_formats"))
         for f, ftype in self.fields.items():
-            element = getattr(ftype, "of", ftype)
-            if f not in src.columns or element.type != "date":
+            element = ftype.of if isinstance(ftype, ListType) else ftype
+            if f not in src.columns or not isinstance(element, DateType):
                 continue
             formats = element.formats or list(src.date_formats)
             key = f"fields.{f}.formats" if element.formats else f"sources.{source}.date_formats"
-            sep = (ftype.separator or src.list_separator) if ftype.type == "list" else None
+            sep = (ftype.separator or src.list_separator) if isinstance(ftype, ListType) else None
             out.append((f, formats, sep, key))
         return out
 
@@ -508,7 +508,7 @@ def _column_problems(raw: dict) -> list[str]:
 
     Works on the raw mapping, so these problems are listed together with the shape
     problems pydantic finds (one message for everything)."""
-    fields_raw = raw.get("fields") if isinstance(raw.get("fields"), dict) else {}
+    fields_raw: dict = raw["fields"] if isinstance(raw.get("fields"), dict) else {}
     columns: dict[str, str] = {"source_dataset": "VARCHAR", "record_id": "VARCHAR"}
     uses_preset = raw.get("preset") == "justice" or (raw.get("preset") is None and not fields_raw)
     if uses_preset:
@@ -547,7 +547,7 @@ def _column_problems(raw: dict) -> list[str]:
                     hint = ("a declared field (declare it under fields:)" if not uses_preset
                             else "a person field of the justice preset or a declared field")
                     problems.append(f"sources.{sname}.columns.{field}: {_unknown(field, person_fields, hint)}")
-    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    model: dict = raw["model"] if isinstance(raw.get("model"), dict) else {}
     for i, comp in enumerate(model.get("comparisons") or []):
         if not isinstance(comp, dict):
             continue
@@ -570,10 +570,10 @@ def _column_problems(raw: dict) -> list[str]:
             check(c, f"{where}.null_when_missing[{k}]")
     for i, rule in enumerate(model.get("blocking_rules") or []):
         check_rule(rule, f"model.blocking_rules[{i}]")
-    training = model.get("training") if isinstance(model.get("training"), dict) else {}
+    training: dict = model["training"] if isinstance(model.get("training"), dict) else {}
     for i, rule in enumerate(training.get("em_blocking_rules") or []):
         check_rule(rule, f"model.training.em_blocking_rules[{i}]")
-    prior = training.get("prior") if isinstance(training.get("prior"), dict) else {}
+    prior: dict = training["prior"] if isinstance(training.get("prior"), dict) else {}
     for i, rule in enumerate(prior.get("deterministic_rules") or []):
         check_rule(rule, f"model.training.prior.deterministic_rules[{i}]")
     for i, link in enumerate(model.get("deterministic_links") or []):

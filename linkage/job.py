@@ -91,7 +91,7 @@ def _previous_ids(opts: RunOptions, loaded: LoadedConfig, key: deidentify.Pseudo
 
 
 def _registry_path(loaded: LoadedConfig) -> Path:
-    p = Path(loaded.config.outputs.id_registry).expanduser()
+    p = Path(loaded.config.outputs.id_registry or "").expanduser()
     return p if p.is_absolute() else loaded.path.parent / p
 
 
@@ -279,9 +279,10 @@ def _run(
                     stages.note(
                         f"prior estimated on this data: {prior.probability:.3g} (the saved model's: {saved_prior:.3g})"
                     )
-            if prior is not None and prior.warning():
-                warnings.append(prior.warning())
-                stages.note("warning: " + prior.warning())
+            prior_warning = prior.warning() if prior is not None else None
+            if prior_warning:
+                warnings.append(prior_warning)
+                stages.note("warning: " + prior_warning)
             model.save_model(linker, restricted / "model.json")
 
             with stages.stage("predict"):

@@ -43,24 +43,27 @@ SPLINK_LOG_LEVEL = logging.ERROR
 
 
 def _level(level: LevelConfig, dialect: str, date_columns: frozenset[str] = frozenset({"date_of_birth"})) -> Any:
-    kind = level.kind
+    # The config model guarantees the kind's options are set (LevelConfig._one_kind).
+    lv: Any = level
+    out: Any
+    kind = lv.kind
     if kind == "exact":
-        out = cll.ExactMatchLevel(level.exact, term_frequency_adjustments=level.tf_adjustment)
+        out = cll.ExactMatchLevel(lv.exact, term_frequency_adjustments=lv.tf_adjustment)
     elif kind == "reversed":
-        a, b = level.reversed
+        a, b = lv.reversed
         out = cll.ColumnsReversedLevel(a, b, symmetrical=True)
     elif kind == "overlap":
-        out = cll.ArrayIntersectLevel(level.overlap, min_intersection=1)
+        out = cll.ArrayIntersectLevel(lv.overlap, min_intersection=1)
     elif kind == "jaro_winkler":
-        out = cll.JaroWinklerLevel(level.jaro_winkler, level.threshold)
+        out = cll.JaroWinklerLevel(lv.jaro_winkler, lv.threshold)
     elif kind in ("damerau_levenshtein", "levenshtein"):
         col = getattr(level, kind)
         expr = ColumnExpression(col).cast_to_string() if col in date_columns else col
         # Spark has no Damerau-Levenshtein; Levenshtein differs only on transpositions.
         level_class = cll.LevenshteinLevel if dialect == "spark" or kind == "levenshtein" else cll.DamerauLevenshteinLevel
-        out = level_class(expr, level.distance)
+        out = level_class(expr, lv.distance)
     elif kind == "date_swap":
-        c = level.date_swap
+        c = lv.date_swap
         out = cll.CustomLevel(
             f'year("{c}_l") = year("{c}_r") AND month("{c}_l") = day("{c}_r") '
             f'AND day("{c}_l") = month("{c}_r") AND month("{c}_l") <> day("{c}_l")',
@@ -69,16 +72,16 @@ def _level(level: LevelConfig, dialect: str, date_columns: frozenset[str] = froz
         )
     elif kind == "date_within":
         out = cll.AbsoluteDateDifferenceLevel(
-            level.date_within, input_is_string=False, threshold=level.days, metric="day"
+            lv.date_within, input_is_string=False, threshold=lv.days, metric="day"
         )
     else:  # sql
         # Custom SQL is written in DuckDB's dialect; Splink transpiles it for Spark.
-        out = cll.CustomLevel(level.sql, label_for_charts=level.label or "custom", base_dialect_str="duckdb")
-    if level.unless_equal:
-        c = level.unless_equal
+        out = cll.CustomLevel(lv.sql, label_for_charts=lv.label or "custom", base_dialect_str="duckdb")
+    if lv.unless_equal:
+        c = lv.unless_equal
         out = cll.And(out, cll.CustomLevel(f'"{c}_l" IS DISTINCT FROM "{c}_r"', base_dialect_str="duckdb"))
-    if level.label:
-        out = out.configure(label_for_charts=level.label)
+    if lv.label:
+        out = out.configure(label_for_charts=lv.label)
     return out
 
 
@@ -147,7 +150,7 @@ def blocking_rule(rule: BlockingRule, link_type: str = "link_and_dedupe") -> Any
         if isinstance(rule, ExplodeRule):
             return block_on(*rule.block_on, arrays_to_explode=explode)
         if not any(isinstance(k, PrefixKey) for k in rule):
-            return block_on(*rule)
+            return block_on(*[str(k) for k in rule])
         return CustomRule(rule_sql(rule), sql_dialect="duckdb")
     return CustomRule(f"({rule_sql(rule)}) AND {condition}", sql_dialect="duckdb", arrays_to_explode=explode)
 
@@ -160,7 +163,7 @@ SAVED_IDS = {"link_type": "link_and_dedupe", "unique_id_column_name": "record_id
 # The pairs, comparisons and parameters are the same; Splink then joins and compares
 # integers rather than source_dataset || '-__-' || record_id strings, which made predict
 # about 30% faster at a million records.
-RUN_IDS = {"link_type": "dedupe_only", "unique_id_column_name": "node_id"}
+RUN_IDS: dict[str, Any] = {"link_type": "dedupe_only", "unique_id_column_name": "node_id"}
 
 
 def build_settings(cfg: JobConfig, dialect: str = "duckdb", saved: dict | None = None) -> SettingsCreator:
@@ -171,7 +174,7 @@ def build_settings(cfg: JobConfig, dialect: str = "duckdb", saved: dict | None =
     trained on one engine score on another.
     """
     dates = frozenset(cfg.date_columns())
-    comparisons = [
+    comparisons: list[Any] = [
         build_comparison(c, dialect, saved["comparisons"][i] if saved else None, dates)
         for i, c in enumerate(cfg.model.comparisons)
     ]
@@ -459,7 +462,7 @@ def load_model_settings(path: Path, cfg: JobConfig) -> dict:
         float(settings["probability_two_random_records_match"])
     except (ValueError, KeyError, TypeError):
         raise InputError(f"{path}: not a Splink model JSON file.") from None
-    want = [(c.name, len(c.levels) + 2) for c in cfg.model.comparisons]  # + null and else levels
+    want = [(c.name, len(c.levels or []) + 2) for c in cfg.model.comparisons]  # + null and else levels
     if shape != want:
         raise ConfigError(
             str(path),

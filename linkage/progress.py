@@ -6,6 +6,8 @@ column names, which are the user's words and may hold square brackets.
 
 from __future__ import annotations
 
+from typing import Any
+
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -32,7 +34,7 @@ class Stages:
         self._depth = 0
         self._process = psutil.Process()
         self.peak_rss = 0
-        self._status = None
+        self._status: Any = None
         self._names: list[str] = []
         # The stages open when an exception first passed through (innermost last).
         self.failed_in: tuple[str, ...] | None = None

@@ -102,7 +102,7 @@ import datetime as _dt
 import re
 import threading
 from importlib import resources
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import duckdb
 import jellyfish
@@ -777,7 +777,7 @@ def _helper_sql(steps: tuple[Step, ...], out_expr: str) -> str:
     return f"SELECT {out_expr} FROM ({_staged('SELECT CAST(? AS VARCHAR) AS x', list(steps))})"
 
 
-def _evaluate(steps: list[Step], out_expr: str, text) -> object:
+def _evaluate(steps: list[Step], out_expr: str, text) -> Any:
     value = None if text is None else str(text)
     return _run(_helper_sql(tuple(steps), out_expr), [value])
 
