@@ -6,7 +6,12 @@ false``), then checked: a value that does not fully match ``pattern``, a placeho
 (``placeholders``, or one character repeated: ``0000000``) is missing with a reason. A
 ``check`` scheme validates and canonicalises: ``pnc`` (PNC ID, modulus-23 check letter:
 the value is ``YYYY/NNNNNNNC`` and ``<field>_key`` compares two-digit year, serial and check
-letter whatever the padding or century), ``cro`` (CRO and SF-CRO numbers, modulus 23).
+letter whatever the padding or century), ``cro`` (CRO and SF-CRO numbers, modulus 23),
+``nino`` (National Insurance number: two prefix letters, six digits, an optional suffix
+A-D; prefixes never issued are ``not_issued``, temporary ``TN`` numbers ``temporary``;
+``<field>_key`` is the prefix and digits, so a missing or different suffix still agrees),
+``uln`` (unique learner number: ten digits, the first not zero, the digits weighted 10 to
+1 summing to 10 modulo 11).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ class IdentifierType(FieldType):
     pattern: str | None = None  # a regular expression the cleaned value must fully match
     case: Literal["upper", "lower", "keep"] = "upper"
     keep_punctuation: bool = False
-    check: Literal["pnc", "cro"] | None = None
+    check: Literal["pnc", "cro", "nino", "uln"] | None = None
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> "IdentifierType":
@@ -45,6 +50,28 @@ class IdentifierType(FieldType):
             return [*_pnc_steps(x, "t_o", yy), ("v", "t_o.pnc_id"), ("why", "t_o.reason")]
         if self.check == "cro":
             return [*_cro_steps(x, "t_o"), ("v", "t_o.cro_number"), ("why", "t_o.reason")]
+        if self.check == "nino":
+            return [
+                ("t_c", f"regexp_replace(upper({x}), '[^A-Z0-9]', '', 'g')"),
+                ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL"
+                        f" WHEN t_c = '' OR {self.placeholder_sql('t_c')} THEN 'placeholder'"
+                        " WHEN left(t_c, 2) = 'TN' THEN 'temporary'"
+                        " WHEN NOT regexp_full_match(t_c, '[A-Z]{2}[0-9]{6}[A-D]?') THEN 'malformed'"
+                        " WHEN regexp_full_match(substr(t_c, 3, 6), '0{6}') THEN 'placeholder'"
+                        " WHEN regexp_matches(left(t_c, 1), '[DFIQUV]') OR regexp_matches(substr(t_c, 2, 1), '[DFIOQUV]')"
+                        " OR left(t_c, 2) IN ('BG', 'GB', 'KN', 'NK', 'NT', 'ZZ') THEN 'not_issued' END"),
+                ("v", "CASE WHEN why IS NULL THEN t_c END"),
+            ]
+        if self.check == "uln":
+            weighted = "list_sum(list_transform(range(10), lambda i: CAST(substr(t_c, i + 1, 1) AS INTEGER) * (10 - i)))"
+            return [
+                ("t_c", f"regexp_replace({x}, '[\\s-]', '', 'g')"),
+                ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL"
+                        f" WHEN t_c = '' OR {self.placeholder_sql('t_c')} THEN 'placeholder'"
+                        " WHEN NOT regexp_full_match(t_c, '[1-9][0-9]{9}') THEN 'malformed'"
+                        f" WHEN {weighted} % 11 <> 10 THEN 'bad_check_digit' END"),
+                ("v", "CASE WHEN why IS NULL THEN t_c END"),
+            ]
         cased = {"upper": f"upper({x})", "lower": f"lower({x})", "keep": x}[self.case]
         compact = f"trim({cased})" if self.keep_punctuation else f"regexp_replace({cased}, '[^[:alnum:]]', '', 'g')"
         pattern = f"WHEN NOT regexp_full_match(t_c, {_q(self.pattern)}) THEN 'malformed'" if self.pattern else ""
@@ -60,10 +87,12 @@ class IdentifierType(FieldType):
     def keys(self) -> list[Key]:
         if self.check == "pnc":
             return [Key("key", "t_o.pnc_key", "VARCHAR")]
+        if self.check == "nino":
+            return [Key("key", "left(v, 8)", "VARCHAR")]
         return []
 
     def default_levels(self, field: str) -> list[dict[str, Any]]:
-        if self.check == "pnc":
+        if self.check in ("pnc", "nino"):
             return [{"exact": f"{field}_key"}]
         if self.check:
             return [{"exact": field}]
