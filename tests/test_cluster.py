@@ -261,3 +261,21 @@ def _keys_after(con, previous_rows) -> dict[str, str]:
     return dict(con.execute(
         "SELECT c.record_id, k.person_key FROM clusters c JOIN person_keys k USING (cluster_id)"
     ).fetchall())
+
+
+@pytest.mark.parametrize("rival_weight, groups", [
+    # x (5) scores about as well against a second person (3, 4) as against the first (1, 2).
+    (4.0, [["r1", "r2"], ["r3", "r4"], ["r5"]]),
+    # The second person is far behind: x joins the first.
+    (0.5, [["r1", "r2", "r5"], ["r3", "r4"]]),
+])
+def test_ambiguous_weak_link_is_dropped(rival_weight, groups):
+    recs = [(i, "s", f"r{i}", None, None, None, None) for i in range(1, 6)]
+    preds = [(1, 2, 25), (3, 4, 25), (5, 1, 6), (5, 3, rival_weight)]
+    con, stats, got = _stage(recs, preds)
+    assert got == groups
+    if len(groups) == 3:
+        assert stats.cut_links == {"ambiguous weak link": 1}
+    # Off: the weak link stands.
+    _, _, got = _stage(recs, preds, settings=ClusteringConfig(**SETTINGS, ambiguity_margin=None))
+    assert got == [["r1", "r2", "r5"], ["r3", "r4"]]
