@@ -387,25 +387,29 @@ def keep_best_links_into(con: duckdb.DuckDBPyConnection, duplicate_free: Sequenc
     return int(n)
 
 
-def drop_ambiguous_weak_links(
-    con: duckdb.DuckDBPyConnection, db_api, predictions: str, settings: ClusteringConfig
-) -> int:
+def strong_components(con: duckdb.DuckDBPyConnection, db_api, settings: ClusteringConfig) -> None:
+    """``_core(node_id, cluster_id)``: the components of the strong links (at or above the
+    fracture weight, and deterministic links), the people that weak links attach records to."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _strong AS SELECT node_id_l, node_id_r FROM links
+        WHERE match_weight IS NULL OR match_weight >= {float(settings.fracture_match_weight)}"""
+    )
+    connected_components(con, db_api, edges="_strong", out="_core")
+    con.execute("DROP TABLE _strong")
+
+
+def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, settings: ClusteringConfig) -> int:
     """Set-based: drop each weak link (below the fracture weight) whose records have a
     scored pair, within ``ambiguity_margin`` bits of it, into a third person; returns the
     links dropped.
 
-    People here are the connected components of the strong links (at or above the fracture
-    weight, and deterministic links). A Libra record without a date of birth that scores
-    about as well against two people of the same name belongs to neither on that evidence.
+    People here are the components of the strong links, ``_core`` (``strong_components``).
+    A Libra record without a date of birth that scores about as well against two people of
+    the same name belongs to neither on that evidence.
     """
     if settings.ambiguity_margin is None:
         return 0
     fracture, margin = float(settings.fracture_match_weight), float(settings.ambiguity_margin)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _strong AS
-        SELECT node_id_l, node_id_r FROM links WHERE match_weight IS NULL OR match_weight >= {fracture}"""
-    )
-    connected_components(con, db_api, edges="_strong", out="_core")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _ends AS
         WITH weak AS (SELECT node_id_l, node_id_r, match_weight AS w FROM links
@@ -429,7 +433,7 @@ def drop_ambiguous_weak_links(
     )
     n = con.execute("SELECT count(*) FROM _amb").fetchall()[0][0]
     _cut(con, "_amb")
-    for t in ("_strong", "_core", "_ends", "_amb"):
+    for t in ("_ends", "_amb"):
         con.execute(f"DROP TABLE {t}")
     return int(n)
 
@@ -442,9 +446,10 @@ def check_clusters(
 ) -> tuple[int, int]:
     """Split the suspicious clusters of ``cc`` with ``split_cluster``; returns (checked, split).
 
-    Suspicious (found set-based, the rest is never read into Python): a cluster of three
-    or more records with a link below the fracture weight, two different values of a
-    conflict column, or two records of a duplicate-free source. Parts keep the lowest
+    Suspicious (found set-based, the rest is never read into Python): a cluster whose weak
+    links (below the fracture weight) join two strong groups of two records or more, or
+    three strong groups or more (``_core``, ``strong_components``); two different values
+    of a conflict column; or two records of a duplicate-free source. Parts keep the lowest
     node id as their cluster id; the cut links move to ``cluster_splits``.
     """
     have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
@@ -458,10 +463,11 @@ def check_clusters(
                    count(*) FILTER (WHERE n.source_dataset IN ({dup}))
                      > count(DISTINCT n.source_dataset) FILTER (WHERE n.source_dataset IN ({dup})) AS dup
             FROM cc JOIN nodes n USING (node_id) GROUP BY ALL),
-        w AS (SELECT cc.cluster_id, min(l.match_weight) AS weakest FROM links l JOIN cc ON cc.node_id = l.node_id_l
-              GROUP BY ALL)
-        SELECT cluster_id FROM c LEFT JOIN w USING (cluster_id)
-        WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND weakest < {float(settings.fracture_match_weight)}))"""
+        cores AS (SELECT cluster_id, count(*) AS cores, count(*) FILTER (WHERE n >= 2) AS groups FROM (
+                      SELECT cc.cluster_id, k.cluster_id AS core, count(*) AS n
+                      FROM cc JOIN _core k USING (node_id) GROUP BY ALL) GROUP BY ALL)
+        SELECT cluster_id FROM c JOIN cores USING (cluster_id)
+        WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND (groups >= 2 OR cores >= 3)))"""
     )
     ids = ", ".join(f"n.{q(c)}" for c in columns)
     members_rows = con.execute(
@@ -524,9 +530,11 @@ def cluster(
     oversized, gated = build_links(con, predictions, threshold, deterministic)
     con.execute("CREATE OR REPLACE TABLE cluster_splits AS SELECT *, '' AS reason FROM links WHERE false")
     keep_best_links_into(con, list(duplicate_free))
-    drop_ambiguous_weak_links(con, db_api, predictions, settings)
+    strong_components(con, db_api, settings)
+    drop_ambiguous_weak_links(con, predictions, settings)
     connected_components(con, db_api)
     checked, split = check_clusters(con, settings, list(duplicate_free))
+    con.execute("DROP TABLE _core")
     cut = dict(con.execute("SELECT reason, count(*) FROM cluster_splits GROUP BY ALL ORDER BY 1").fetchall())
     return replace(
         summarise_clusters(con), oversized_deterministic_groups=oversized, gated_deterministic_pairs=gated,
