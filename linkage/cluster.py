@@ -413,7 +413,10 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _ends AS
         WITH weak AS (SELECT node_id_l, node_id_r, match_weight AS w FROM links
-                      WHERE kind = 'model' AND match_weight < {fracture})
+                      WHERE kind = 'model' AND match_weight < {fracture}
+                      -- a pair also linked deterministically is not weak
+                      AND (node_id_l, node_id_r) NOT IN (SELECT (node_id_l, node_id_r) FROM links
+                                                         WHERE kind <> 'model'))
         SELECT node_id_l, node_id_r, w, node_id_l AS x, node_id_r AS y FROM weak
         UNION ALL SELECT node_id_l, node_id_r, w, node_id_r, node_id_l FROM weak"""
     )
