@@ -4,8 +4,10 @@
    rule (gated: ``unless_disagree``).
 2. Duplicate-free sources (set-based): a link into a duplicate-free source is kept only
    when it is the best-scoring link of its record into that source.
-3. Connected components.
-4. Cluster validity, on the few suspicious clusters only (a link below the fracture
+3. Ambiguous weak links (set-based): a link below the fracture weight is dropped when one
+   of its records scores about as well against another person.
+4. Connected components.
+5. Cluster validity, on the few suspicious clusters only (a link below the fracture
    weight in a cluster of three or more, two different valid PNC IDs or CRO numbers, or
    two records of a duplicate-free source): ``split_cluster``, a pure function of one
    cluster's links. What it cuts is kept in ``cluster_splits`` for review.
@@ -196,6 +198,7 @@ MIN_WEAK_LINK_DENSITY = 0.5
 REASON_DUPLICATE_FREE = "duplicate-free source twice"
 REASON_NOT_BEST = "duplicate-free source: not the best link"
 REASON_WEAK = "weak link between groups"
+REASON_AMBIGUOUS = "ambiguous weak link"
 
 
 @dataclass(frozen=True)
@@ -386,6 +389,60 @@ def keep_best_links_into(con: duckdb.DuckDBPyConnection, duplicate_free: Sequenc
     return int(n)
 
 
+def strong_components(con: duckdb.DuckDBPyConnection, db_api, settings: ClusteringConfig) -> None:
+    """``_core(node_id, cluster_id)``: the components of the strong links (at or above the
+    fracture weight, and deterministic links), the people that weak links attach records to."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _strong AS SELECT node_id_l, node_id_r FROM links
+        WHERE match_weight IS NULL OR match_weight >= {float(settings.fracture_match_weight)}"""
+    )
+    connected_components(con, db_api, edges="_strong", out="_core")
+    con.execute("DROP TABLE _strong")
+
+
+def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, settings: ClusteringConfig) -> int:
+    """Set-based: drop each weak link (below the fracture weight) whose records have a
+    scored pair, within ``ambiguity_margin`` bits of it, into a third person; returns the
+    links dropped.
+
+    People here are the components of the strong links, ``_core`` (``strong_components``).
+    A Libra record without a date of birth that scores about as well against two people of
+    the same name belongs to neither on that evidence.
+    """
+    if settings.ambiguity_margin is None:
+        return 0
+    fracture, margin = float(settings.fracture_match_weight), float(settings.ambiguity_margin)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _ends AS
+        WITH weak AS (SELECT node_id_l, node_id_r, match_weight AS w FROM links
+                      WHERE kind = 'model' AND match_weight < {fracture}
+                      -- a pair also linked deterministically is not weak
+                      AND (node_id_l, node_id_r) NOT IN (SELECT (node_id_l, node_id_r) FROM links
+                                                         WHERE kind <> 'model'))
+        SELECT node_id_l, node_id_r, w, node_id_l AS x, node_id_r AS y FROM weak
+        UNION ALL SELECT node_id_l, node_id_r, w, node_id_r, node_id_l FROM weak"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _amb AS
+        WITH ends AS (SELECT DISTINCT x FROM _ends),
+        scored AS (
+            SELECT p.node_id_l AS a, p.node_id_r AS b, p.match_weight AS w FROM {predictions} p
+            WHERE p.node_id_l IN (SELECT x FROM ends)
+            UNION ALL
+            SELECT p.node_id_r, p.node_id_l, p.match_weight FROM {predictions} p
+            WHERE p.node_id_r IN (SELECT x FROM ends))
+        SELECT DISTINCT e.node_id_l, e.node_id_r, {lit(REASON_AMBIGUOUS)} AS reason
+        FROM _ends e JOIN scored s ON s.a = e.x AND s.b <> e.y AND s.w >= e.w - {margin}
+        JOIN _core cx ON cx.node_id = e.x JOIN _core cy ON cy.node_id = e.y JOIN _core cz ON cz.node_id = s.b
+        WHERE cz.cluster_id <> cy.cluster_id AND cz.cluster_id <> cx.cluster_id"""
+    )
+    n = con.execute("SELECT count(*) FROM _amb").fetchall()[0][0]
+    _cut(con, "_amb")
+    for t in ("_ends", "_amb"):
+        con.execute(f"DROP TABLE {t}")
+    return int(n)
+
+
 def check_clusters(
     con: duckdb.DuckDBPyConnection,
     settings: ClusteringConfig,
@@ -394,9 +451,10 @@ def check_clusters(
 ) -> tuple[int, int]:
     """Split the suspicious clusters of ``cc`` with ``split_cluster``; returns (checked, split).
 
-    Suspicious (found set-based, the rest is never read into Python): a cluster of three
-    or more records with a link below the fracture weight, two different values of a
-    conflict column, or two records of a duplicate-free source. Parts keep the lowest
+    Suspicious (found set-based, the rest is never read into Python): a cluster whose weak
+    links (below the fracture weight) join two strong groups of two records or more, or
+    three strong groups or more (``_core``, ``strong_components``); two different values
+    of a conflict column; or two records of a duplicate-free source. Parts keep the lowest
     node id as their cluster id; the cut links move to ``cluster_splits``.
     """
     have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
@@ -410,10 +468,11 @@ def check_clusters(
                    count(*) FILTER (WHERE n.source_dataset IN ({dup}))
                      > count(DISTINCT n.source_dataset) FILTER (WHERE n.source_dataset IN ({dup})) AS dup
             FROM cc JOIN nodes n USING (node_id) GROUP BY ALL),
-        w AS (SELECT cc.cluster_id, min(l.match_weight) AS weakest FROM links l JOIN cc ON cc.node_id = l.node_id_l
-              GROUP BY ALL)
-        SELECT cluster_id FROM c LEFT JOIN w USING (cluster_id)
-        WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND weakest < {float(settings.fracture_match_weight)}))"""
+        cores AS (SELECT cluster_id, count(*) AS cores, count(*) FILTER (WHERE n >= 2) AS groups FROM (
+                      SELECT cc.cluster_id, k.cluster_id AS core, count(*) AS n
+                      FROM cc JOIN _core k USING (node_id) GROUP BY ALL) GROUP BY ALL)
+        SELECT cluster_id FROM c JOIN cores USING (cluster_id)
+        WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND (groups >= 2 OR cores >= 3)))"""
     )
     ids = ", ".join(f"n.{q(c)}" for c in columns)
     members_rows = con.execute(
@@ -476,8 +535,11 @@ def cluster(
     oversized, gated = build_links(con, predictions, threshold, deterministic)
     con.execute("CREATE OR REPLACE TABLE cluster_splits AS SELECT *, '' AS reason FROM links WHERE false")
     keep_best_links_into(con, list(duplicate_free))
+    strong_components(con, db_api, settings)
+    drop_ambiguous_weak_links(con, predictions, settings)
     connected_components(con, db_api)
     checked, split = check_clusters(con, settings, list(duplicate_free))
+    con.execute("DROP TABLE _core")
     cut = dict(con.execute("SELECT reason, count(*) FROM cluster_splits GROUP BY ALL ORDER BY 1").fetchall())
     return replace(
         summarise_clusters(con), oversized_deterministic_groups=oversized, gated_deterministic_pairs=gated,

@@ -297,6 +297,10 @@ class ClusteringConfig(Strict):
     # Two different valid PNC IDs (or CRO numbers) in one person need a link at least this
     # strong to join them; weaker joins are cut.
     conflict_match_weight: float = 20.0
+    # A link below the fracture weight is dropped when either record has a scored pair
+    # into another person (by the links at or above the fracture weight) within this
+    # many bits of it: a name shared by two people is no evidence for either. None: off.
+    ambiguity_margin: float | None = 3.0
 
 
 LinkType = Literal["link_and_dedupe", "link_only", "dedupe_only"]

@@ -191,8 +191,9 @@ BASELINE_FALLBACK = ("first_name", "surname", "date_of_birth")
 
 
 def baseline_rules(manifest: dict[str, Any], standardised_columns: list[str]) -> list[list[str]]:
-    """The job's own deterministic rules (from its config), plus exact agreement on every
-    name and date column: the linkage a team would do without a model."""
+    """The job's own deterministic rules (``model.deterministic_links`` in its config) or,
+    when it has none, exact agreement on every name and date column: the linkage a team
+    would do without a model."""
     rules: list[list[str]] = []
     config_path = manifest.get("config_path")
     if config_path and Path(config_path).is_file():
@@ -202,10 +203,11 @@ def baseline_rules(manifest: dict[str, Any], standardised_columns: list[str]) ->
             rules = [list(d.columns) for d in load_config(config_path).config.model.deterministic_links]
         except Exception:  # a config changed since the run: fall back on the columns alone
             rules = []
-    exact = [c for c in BASELINE_FALLBACK if c in standardised_columns]
-    if exact:
-        rules.append(exact)
-    return [r for r in rules if all(c in standardised_columns for c in r)]
+    rules = [r for r in rules if all(c in standardised_columns for c in r)]
+    if not rules:
+        exact = [c for c in BASELINE_FALLBACK if c in standardised_columns]
+        rules = [exact] if exact else []
+    return rules
 
 
 # --- error attribution -------------------------------------------------------------------------

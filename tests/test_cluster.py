@@ -261,3 +261,38 @@ def _keys_after(con, previous_rows) -> dict[str, str]:
     return dict(con.execute(
         "SELECT c.record_id, k.person_key FROM clusters c JOIN person_keys k USING (cluster_id)"
     ).fetchall())
+
+
+@pytest.mark.parametrize("rival_weight, groups", [
+    # x (5) scores about as well against a second person (3, 4) as against the first (1, 2).
+    (4.0, [["r1", "r2"], ["r3", "r4"], ["r5"]]),
+    # The second person is far behind: x joins the first.
+    (0.5, [["r1", "r2", "r5"], ["r3", "r4"]]),
+])
+def test_ambiguous_weak_link_is_dropped(rival_weight, groups):
+    recs = [(i, "s", f"r{i}", None, None, None, None) for i in range(1, 6)]
+    preds = [(1, 2, 25), (3, 4, 25), (5, 1, 6), (5, 3, rival_weight)]
+    con, stats, got = _stage(recs, preds)
+    assert got == groups
+    if len(groups) == 3:
+        assert stats.cut_links == {"ambiguous weak link": 1}
+    # Off: the weak link stands.
+    _, _, got = _stage(recs, preds, settings=ClusteringConfig(**SETTINGS, ambiguity_margin=None))
+    assert got == [["r1", "r2", "r5"], ["r3", "r4"]]
+
+
+def test_a_weak_link_also_made_deterministically_is_kept():
+    recs = [
+        (1, "pnc", "p1", "ANN", "LEE", "1990-01-01", None),
+        (2, "pnc", "p2", "ANN", "LEE", None, None),
+        (3, "libra", "l1", "ANN", "LEE", "1990-01-01", None),
+        (4, "libra", "l2", "ANN", "LEE", "1990-01-01", None),
+        (5, "crest", "c1", "ANN", "LEE", None, None),
+    ]
+    # 1, 3 and 4 agree on name and date of birth (deterministic links 1-3 and 1-4); 1-3 is
+    # also a weak model link, and 3 scores about as well against 5, another person.
+    preds = [(1, 2, 25), (1, 3, 5), (3, 5, 4)]
+    rule = DeterministicLink(name="same name and date of birth", columns=["first_name", "surname", "date_of_birth"])
+    con, _, groups = _stage(recs, preds, deterministic=[rule])
+    assert con.execute("SELECT count(*) FROM cluster_splits").fetchall()[0][0] == 0
+    assert groups == [["c1"], ["l1", "l2", "p1", "p2"]]

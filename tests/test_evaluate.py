@@ -166,7 +166,7 @@ def test_baseline_rules_come_from_the_job(tmp_path):
     from tests.conftest import JUSTICE
 
     manifest = {"config_path": str(JUSTICE)}
-    cols = ["first_name", "surname", "date_of_birth", "pnc_key", "sex"]
-    assert baseline_rules(manifest, cols) == [["pnc_key"], ["first_name", "surname", "date_of_birth"]]
+    cols = ["first_name", "surname", "full_name", "date_of_birth", "pnc_key", "sex"]
+    assert baseline_rules(manifest, cols) == [["pnc_key"], ["full_name", "date_of_birth"]]
     # No config to read, no PNC: exact agreement on the name and date columns the job has.
     assert baseline_rules({}, ["surname", "date_of_birth", "sex"]) == [["surname", "date_of_birth"]]
