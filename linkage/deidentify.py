@@ -25,11 +25,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from linkage.config import JobConfig, SourceConfig
+from linkage.config import CarryColumn, JobConfig, SourceConfig
 from linkage.dictionary import MAX_AGE, CarriedColumn, analyst_nulled_values, write_data_dictionary
-from linkage.errors import LinkageError
+from linkage.errors import InputError, LinkageError
 from linkage.leakage import _NORM, LeakageCheck, check_leakage, collect_analyst_values  # noqa: F401 (re-exported)
-from linkage.sources import lit, q
+from linkage.sources import ROWS_SHOWN, lit, q
+from linkage.threshold_ids import threshold_id_columns
 
 __all__ = [
     "KEY_ENV", "PseudonymKey", "resolve_key", "add_pseudonyms", "write_analyst_tables", "suppress",
@@ -224,12 +225,35 @@ _INTEGER = r"-?(0|[1-9][0-9]{0,17})"  # no leading zeros: 02 is a code, kept as 
 _DECIMAL = r"-?(0|[1-9][0-9]{0,14})\.[0-9]{1,6}"
 
 
-def _carry_column(con: duckdb.DuckDBPyConnection, source: str, col: str, how: str, src: SourceConfig) -> CarriedColumn:
-    """The analyst column for a carried column, typed: whole numbers and decimals written
-    without leading zeros become numbers, years integers, months dates (the first day of
-    the month standing for the month); anything else stays text."""
+# A value of a declared type: (pattern its text must match, SQL making it that type).
+_DECLARED = {
+    "integer": (r"[+-]?[0-9]{1,18}", "CAST({v} AS BIGINT)"),
+    "number": (r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?", "CAST({v} AS DOUBLE)"),
+    "boolean": (r"(?i)(true|false|t|f|yes|no|y|n|1|0)", "lower({v}) IN ('true', 't', 'yes', 'y', '1')"),
+    "string": (r"(?s).*", "{v}"),
+}
+
+
+def _carry_column(con: duckdb.DuckDBPyConnection, source: str, col: str, spec: CarryColumn | str,
+                  src: SourceConfig) -> CarriedColumn:
+    """The analyst column for a carried column, typed: as the config declares it
+    (``type:``), else whole numbers and decimals written without leading zeros become
+    numbers, years integers, months dates (the first day of the month standing for the
+    month); anything else stays text.
+
+    A declared type's values that are not of it are written as null (``bad``: the SQL
+    condition that finds them, for counting; ``bad_values: fail`` stops the run instead).
+    """
+    spec = spec if isinstance(spec, CarryColumn) else CarryColumn(how=spec)
+    how = spec.how
     v = f"nullif(trim(raw.{q(col)}), '')"
     formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
+    if how == "keep" and spec.type is not None:
+        pattern, make = _DECLARED[spec.type]
+        ok = f"regexp_full_match({v}, {lit(pattern)})"
+        expr = f"CASE WHEN {ok} THEN {make.format(v=v)} END"
+        return CarriedColumn(col, expr, col, how, spec.type if spec.type != "boolean" else "boolean",
+                             declared=spec.type, bad=f"{v} IS NOT NULL AND NOT {ok}")
     if how == "keep":
         integer, decimal = con.execute(
             f"SELECT coalesce(bool_and(regexp_full_match({v}, {lit(_INTEGER)})), false), "
@@ -252,11 +276,46 @@ def _carry_column(con: duckdb.DuckDBPyConnection, source: str, col: str, how: st
     return CarriedColumn(f"{col}_area", f"nullif(regexp_extract({district}, '^[A-Z]+', 0), '')", col, how, "string")
 
 
+def _bad_carried_values(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig,
+                        carried: list[CarriedColumn]) -> list[tuple[str, str, str, int]]:
+    """Rows whose carried value is not of its declared type: counted (with the first row
+    numbers, for the manifest) and nulled, or the run fails (``bad_values: fail``)."""
+    specs = src.carry_columns
+    out = []
+    for c in carried:
+        if not c.bad:
+            continue
+        n, first = con.execute(
+            f"SELECT count(*), list(_row ORDER BY _row)[:{ROWS_SHOWN}] FROM {q('raw_' + name)} raw WHERE {c.bad}"
+        ).fetchall()[0]
+        if not n:
+            continue
+        rows = ", ".join(str(r) for r in first) + (", ..." if n > ROWS_SHOWN else "")
+        if specs[c.source_column].bad_values == "fail":
+            raise InputError(
+                f"sources.{name}.carry.{c.source_column}: declared {c.declared}, but {n} row(s) of the extract hold "
+                f"something else (rows {rows}). Fix those rows, or set bad_values: null to publish them as null."
+            )
+        con.execute("INSERT INTO analyst_bad_values VALUES (?, ?, ?, ?, ?)", [name, c.name, c.declared, int(n), rows])
+        out.append((name, c.name, f"not {'an' if c.declared == 'integer' else 'a'} {c.declared} (declared type)", int(n)))
+    return out
+
+
+def analyst_bad_values(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
+    """``table.column -> {type, rows, row_numbers}``: carried values not of their declared
+    type, written as null; the extract's row numbers (the first few), never the values."""
+    return {f"{tab}.{col}": {"type": typ, "rows": int(n), "row_numbers": rows}
+            for tab, col, typ, n, rows in con.execute("SELECT * FROM analyst_bad_values ORDER BY ALL").fetchall()}
+
+
 def write_analyst_tables(
-    con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path, run_info: dict[str, Any] | None = None
+    con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path, run_info: dict[str, Any] | None = None,
+    restricted_dir: Path | None = None,
 ) -> dict[str, int]:
-    """One Parquet table per source, plus persons and the linkage summary, and their data
-    dictionary (README.md, datapackage.json); returns rows written per table.
+    """One Parquet table per source, plus persons, the linkage summary and the link-rate
+    (bias) tables (``linkage.bias``), and their data dictionary (README.md,
+    datapackage.json); returns rows written per table. The records' breakdown groups go to
+    ``restricted_dir/record_groups.parquet`` (for evaluation by group) when it is given.
 
     Impossible values are written as null and counted (:func:`analyst_nulled_values`): an
     age at an event below 0 (a date of birth after the event) or above 120, and a year of
@@ -268,9 +327,13 @@ def write_analyst_tables(
     columns: dict[str, list[CarriedColumn]] = {}
     nulled: list[tuple[str, str, str, int]] = []
     events = []
+    con.execute("CREATE OR REPLACE TEMP TABLE analyst_bad_values (tab VARCHAR, col VARCHAR, type VARCHAR, n BIGINT, "
+                "rows VARCHAR)")
+    ids = ["x.person_id", *(f"x.{q(c)}" for c in threshold_id_columns(cfg))]
     for name, src in cfg.sources.items():
-        carried = [_carry_column(con, name, col, how, src) for col, how in src.carry.items()]
-        exprs = ["x.person_id"] + [f"{c.expr} AS {q(c.name)}" for c in carried]
+        carried = [_carry_column(con, name, col, spec, src) for col, spec in src.carry_columns.items()]
+        nulled += _bad_carried_values(con, name, src, carried)
+        exprs = ids + [f"{c.expr} AS {q(c.name)}" for c in carried]
         formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
         checks = []
         for col in src.age_at:
@@ -323,6 +386,9 @@ def write_analyst_tables(
     con.execute("CREATE OR REPLACE TEMP TABLE analyst_nulled (tab VARCHAR, col VARCHAR, reason VARCHAR, n BIGINT)")
     if nulled:
         con.executemany("INSERT INTO analyst_nulled VALUES (?, ?, ?, ?)", nulled)
+    from linkage import bias
+
+    rows.update(bias.write_bias_tables(con, cfg, analyst_dir, restricted_dir))
     write_data_dictionary(con, cfg, analyst_dir, rows, columns, run_info or {})
     return rows
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from linkage.bias import BIAS_COLUMNS
 from linkage.config import JobConfig
 from linkage.sources import lit
 
@@ -30,7 +31,9 @@ class CarriedColumn:
     expr: str  # SQL over raw_<source> (alias raw)
     source_column: str
     coarsening: str  # keep, year, month, postcode_district, postcode_area
-    kind: str  # integer, number, string, year, month
+    kind: str  # integer, number, string, boolean, year, month
+    declared: str | None = None  # the type the config declares (``carry: {col: {type: ...}}``)
+    bad: str | None = None  # SQL: the rows whose value is not of the declared type
 
 
 
@@ -71,12 +74,19 @@ def _describe_column(table: str, column: str, cfg: JobConfig, carried: dict[str,
         return {"description": "Pseudonymous person id: HMAC-SHA256 of the internal person key under this "
                                "release's secret key. The same person has the same id in every table of the release.",
                 "source_column": None, "coarsening": "pseudonym"}
+    if column.startswith("person_id_"):
+        t = column[len("person_id_"):].replace("_", ".", 1)
+        return {"description": f"Pseudonymous person id at the stricter or looser match probability threshold {t} "
+                               "(person_id is at model.threshold): the same rules, key and stability as person_id, "
+                               "for rerunning an analysis under another linkage.",
+                "source_column": None, "coarsening": "pseudonym"}
     for c in carried.get(table, []):
         if c.name != column:
             continue
         what = {
             "keep": f"as the extract holds it ({table}.{c.source_column})"
-                    + (", typed as a number" if c.kind in ("integer", "number") else ""),
+                    + (f", typed {c.declared} as the config declares (a value of another type is written as null)"
+                       if c.declared else ", typed as a number" if c.kind in ("integer", "number") else ""),
             "year": f"year of {table}.{c.source_column}",
             "month": f"month of {table}.{c.source_column}: the first day of the month stands for the month",
             "postcode_district": f"postcode district (outward code) of {table}.{c.source_column}",
@@ -124,12 +134,22 @@ def _describe_column(table: str, column: str, cfg: JobConfig, carried: dict[str,
         return {"description": summary[column], "source_column": None, "coarsening": "none",
                 "suppression": suppression if column in ("people", "people_in_a", "people_in_b",
                                                          "share_of_a_linked_to_b") else None}
+    if table == "linkage_bias" and column in BIAS_COLUMNS:
+        counts = column not in ("breakdown", "group", "suppressed")
+        base = cfg.outputs.rounding_base
+        suppression = (f"counts from 1 to {threshold - 1} are suppressed (null), with secondary suppression so that "
+                       "no suppressed count can be worked out from the others and the totals"
+                       + (f"; the rest rounded to the nearest {base}" if base else "")) if counts else None
+        return {"description": BIAS_COLUMNS[column], "source_column": None,
+                "coarsening": f"rounded to base {base}" if counts and base else "none", "suppression": suppression}
     return {"description": None, "source_column": None, "coarsening": None}
 
 
 _TABLE_MEANINGS = {
     "persons": "One row per person: the person's sources, record counts, most common sex and year of birth, "
                "and banded link confidence.",
+    "linkage_bias": "Link rates by group (linkage bias): per breakdown and group, the records linked to another "
+                    "source and the people found in two or more sources, with small counts suppressed.",
     "linkage_summary": "People found in each pair of sources and in 1, 2, ... sources, with small counts suppressed.",
 }
 

@@ -23,7 +23,7 @@ import psutil
 
 import linkage
 from linkage import cluster as clustering
-from linkage import deidentify, engines, identity, model, sources
+from linkage import deidentify, engines, identity, model, sources, threshold_ids
 from linkage import publish as publishing
 from linkage.config import LoadedConfig
 from linkage.errors import InputError, LinkageError, TrainingError, is_training_fault
@@ -326,6 +326,11 @@ def _run(
                 FROM clusters c JOIN person_ids k USING (cluster_id)
                 ORDER BY c.source_dataset, c.record_id"""
             )
+            if cfg.outputs.person_id_thresholds:  # ids at the extra thresholds (sensitivity analyses)
+                extra = threshold_ids.add_threshold_ids(
+                    con, db_api, list(cfg.outputs.person_id_thresholds), cfg.model.threshold, key, generation,
+                    previous_path)
+                stages.note("people at other thresholds: " + ", ".join(f"{c} {n:,}" for c, n in extra.items()))
             if previous:
                 stages.note(
                     f"kept {istats.kept:,} ids, {istats.new:,} new, {istats.merges:,} merged, "
@@ -357,7 +362,7 @@ def _run(
 
         with stages.stage("de-identify"):
             analyst_rows = deidentify.write_analyst_tables(
-                con, cfg, staging / "analyst",
+                con, cfg, staging / "analyst", restricted_dir=restricted,
                 run_info={"job": cfg.job, "config_sha256": loaded.hash,
                           "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             )
@@ -406,6 +411,9 @@ def _run(
             "pseudonym_key_origin": key.origin,
             "analyst_tables": analyst_rows,
             "analyst_nulled_values": deidentify.analyst_nulled_values(con),
+            "analyst_bad_values": deidentify.analyst_bad_values(con),
+            "rounding_base": cfg.outputs.rounding_base,
+            "person_id_thresholds": list(cfg.outputs.person_id_thresholds),
             "suppression_threshold": cfg.outputs.suppression_threshold,
         }
     finally:
