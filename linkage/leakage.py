@@ -8,6 +8,7 @@ its message names tables, columns and counts, never a value.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,7 +234,8 @@ _NORM = (
 def collect_analyst_values(con: duckdb.DuckDBPyConnection, analyst_dir: Path) -> int:
     """``analyst_values(tab, col, v, n)``: each analyst column's distinct normalised values, with rows.
 
-    Every Parquet table in ``analyst_dir``, every column but ``person_id``. Analyst
+    Every Parquet table in ``analyst_dir``, every column but the person ids (``person_id``,
+    ``person_id_0_99``...), which are checked by their shape. Analyst
     columns hold codes, months, years and counts: a few thousand distinct values against
     millions of identifier values, so the check looks up these, not those.
     """
@@ -241,7 +243,7 @@ def collect_analyst_values(con: duckdb.DuckDBPyConnection, analyst_dir: Path) ->
     for path in sorted(analyst_dir.glob("*.parquet")):
         cols = [r[:2] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()]
         for col, typ in cols:
-            if col == "person_id":
+            if is_pseudonym_column(col):  # checked by shape instead (``_pseudonym_hits``)
                 continue
             text = f"CAST({q(col)} AS VARCHAR)"
             if typ == "DATE" and con.execute(
@@ -260,6 +262,31 @@ def collect_analyst_values(con: duckdb.DuckDBPyConnection, analyst_dir: Path) ->
         f"FROM ({' UNION ALL '.join(parts)}) WHERE raw IS NOT NULL GROUP BY ALL"
     )
     return con.execute("SELECT count(DISTINCT v) FROM analyst_values").fetchall()[0][0]
+
+
+PSEUDONYM_PATTERN = r"P[0-9a-f]{32}"  # 'P' and 128 bits of HMAC-SHA256 in hex (``linkage.deidentify``)
+
+
+def is_pseudonym_column(column: str) -> bool:
+    """``person_id`` and the ids at other thresholds (``person_id_0_99``)."""
+    return column == "person_id" or re.fullmatch(r"person_id_[0-9_]+", column) is not None
+
+
+def _pseudonym_hits(con: duckdb.DuckDBPyConnection, analyst_dir: Path) -> dict[str, int]:
+    """Rows per table.column of a person id column holding anything but a pseudonym: a
+    keyed hash has this shape and nothing else does (a record id, a name, a plain key)."""
+    hits = {}
+    for path in sorted(analyst_dir.glob("*.parquet")):
+        for (col,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM read_parquet({lit(str(path))}))").fetchall():
+            if not is_pseudonym_column(col):
+                continue
+            n = con.execute(
+                f"SELECT count(*) FROM read_parquet({lit(str(path))}) WHERE {q(col)} IS NOT NULL AND NOT "
+                f"regexp_full_match(CAST({q(col)} AS VARCHAR), {lit(PSEUDONYM_PATTERN)})"
+            ).fetchall()[0][0]
+            if n:
+                hits[f"{path.stem}.{col}"] = int(n)
+    return hits
 
 
 @dataclass(frozen=True)
@@ -397,7 +424,7 @@ def check_leakage(
     con.execute(f"CREATE OR REPLACE TEMP TABLE analyst_candidates AS {_candidates_sql()}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE analyst_words AS {_name_words_sql()}")
     n_identifiers = build_identifier_values(con, cfg, raw_values)
-    hits = _hits(con, cfg, raw_values)
+    hits = {**_hits(con, cfg, raw_values), **_pseudonym_hits(con, analyst_dir)}
     if hits:
         listed = ", ".join(f"{k} ({v} rows)" for k, v in sorted(hits.items()))
         raise LeakageError(
