@@ -131,7 +131,7 @@ def protect(values: list[int], constraints: np.ndarray, threshold: int, protecte
 
     Secondary cells are added one at a time, for a determined cell, from the published cells
     sharing an equation with it: the one that leaves fewest cells determined, then the
-    smallest non-zero one; cells in ``protected`` (the grand totals) last. ``hidden``: cells
+    smallest one (never a zero); cells in ``protected`` (the grand totals) last. ``hidden``: cells
     already chosen (primary ones are added).
     """
     hidden = [h or 0 < v < threshold for h, v in zip(hidden or [False] * len(values), values)]
@@ -141,13 +141,15 @@ def protect(values: list[int], constraints: np.ndarray, threshold: int, protecte
             return hidden
         cell = determined[0]
         linked = {int(j) for row in constraints if row[cell] != 0 for j in np.nonzero(row)[0]}
-        candidates = [j for j in sorted(linked) if not hidden[j]] or [j for j in range(len(values)) if not hidden[j]]
+        # A zero discloses nobody and, hidden, hides nothing (its sum pins it): never a partner.
+        candidates = ([j for j in sorted(linked) if not hidden[j] and values[j]]
+                      or [j for j in range(len(values)) if not hidden[j] and values[j]])
         if not candidates:
             return hidden
 
         def cost(j: int) -> tuple:
             trial = [i for i, h in enumerate(hidden) if h] + [j]
-            return (j in protected, len(_determined(constraints, sorted(trial))), values[j] == 0, values[j], j)
+            return (j in protected, len(_determined(constraints, sorted(trial))), values[j], j)
 
         hidden[min(candidates, key=cost)] = True
     return hidden
