@@ -85,7 +85,7 @@ def _describe_column(table: str, column: str, cfg: JobConfig, carried: dict[str,
             continue
         what = {
             "keep": f"as the extract holds it ({table}.{c.source_column})"
-                    + (f", typed {c.declared} as the config declares (a value of another type is written as null)"
+                    + (f", typed {c.declared} as declared in the config (a value of another type is written as null)"
                        if c.declared else ", typed as a number" if c.kind in ("integer", "number") else ""),
             "year": f"year of {table}.{c.source_column}",
             "month": f"month of {table}.{c.source_column}: the first day of the month stands for the month",
