@@ -445,7 +445,8 @@ def test_the_check_reads_every_analyst_table_found(tmp_path):
     "column, fails",
     [
         ([str(1000 + 7 * i) for i in range(300)], False),  # counts: they meet record ids 1..5000 by chance
-        (["4321", None, None], True),  # one record id alone in a column
+        ([str(10_000_001 + 7 * 4321), None, None], True),  # one record id alone in a column
+        (["4321", None, None], False),  # a number of five digits or fewer singles out nobody
         ([str(10_000_001 + 7 * i) for i in range(300)], True),  # a column of the sparse ids: beyond chance
     ],
 )
