@@ -298,11 +298,11 @@ BIAS_COLUMNS = {
     "records": "Linked records in the group.",
     "records_linked": "Records whose person is found in another source as well.",
     "records_not_linked": "Records whose person is found in their own source only.",
-    "share_records_linked": "records_linked / records (from the published, rounded counts).",
+    "share_records_linked": "records_linked / records (from the published counts, rounded when they are).",
     "people": "People with a record in the group (a person with records in two groups counts in both).",
     "people_in_2plus_sources": "Of them, people found in two or more sources.",
     "people_in_1_source": "Of them, people found in one source only.",
-    "share_people_in_2plus_sources": "people_in_2plus_sources / people (from the published, rounded counts).",
+    "share_people_in_2plus_sources": "people_in_2plus_sources / people (from the published counts, rounded when they are).",
     "suppressed": "Whether a count on this row is suppressed.",
 }
 

@@ -101,7 +101,8 @@ def _update_registry(loaded: LoadedConfig, run_dir: Path, manifest: dict[str, An
     tmp = path.with_name(path.name + ".tmp")
     con = duckdb.connect()
     con.execute(
-        f"COPY (SELECT source_dataset, record_id, person_key FROM read_parquet("
+        # person_key and the keys at other thresholds (person_key_0_99...), which carry over alike
+        f"COPY (SELECT source_dataset, record_id, COLUMNS(lambda c: c = 'person_key' OR starts_with(c, 'person_key_')) FROM read_parquet("
         f"{lit(str(run_dir / 'restricted' / 'crosswalk.parquet'))})) TO {lit(str(tmp))} (FORMAT parquet)"
     )
     con.close()
@@ -366,6 +367,10 @@ def _run(
                 run_info={"job": cfg.job, "config_sha256": loaded.hash,
                           "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             )
+            for column, bad in deidentify.analyst_bad_values(con).items():
+                warnings.append(f"{column}: {bad['rows']:,} value(s) not of the declared type {bad['type']} "
+                                f"written as null (rows {bad['row_numbers']})")
+                stages.note("warning: " + warnings[-1])
             leakage = deidentify.check_leakage(con, cfg, staging / "analyst")
             stages.note(
                 f"leakage check passed: none of the {leakage.analyst_values:,} distinct values "

@@ -350,3 +350,22 @@ def test_threshold_ids_carry_over_from_the_previous_run(bias_run, tmp_path):
     assert differ[:2] == (0, 0) and differ[2] > 1000
     manifest = json.loads((again / "manifest.json").read_text())
     assert manifest["id_generation"] == 2  # new keys would differ: these were carried over
+
+
+def test_the_id_registry_keeps_the_keys_at_every_threshold(tmp_path):
+    """outputs.id_registry carries ids over without --previous: it holds the keys at the
+    other thresholds too, which the next run reads as it reads a previous crosswalk."""
+    from linkage.config import load_config
+    from linkage.job import _update_registry
+
+    raw = yaml.safe_load(JUSTICE.read_text())
+    raw["outputs"].update(id_registry="ids.parquet", person_id_thresholds=[0.99])
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    run = tmp_path / "run"
+    (run / "restricted").mkdir(parents=True)
+    pq.write_table(pa.table({"source_dataset": ["pnc"], "record_id": ["1"], "person_id": ["P1"], "person_key": ["K1"],
+                             "person_key_0_99": ["K9"], "person_id_0_99": ["P9"], "cluster_size": [1]}),
+                   run / "restricted" / "crosswalk.parquet")
+    _update_registry(load_config(tmp_path / "job.yaml"), run, {"pseudonym_key_fingerprint": "f", "id_generation": 1})
+    registry = pq.read_table(tmp_path / "ids.parquet")
+    assert registry.column_names == ["source_dataset", "record_id", "person_key", "person_key_0_99"]
