@@ -36,6 +36,34 @@ class Strict(BaseModel):
 # --- sources ---------------------------------------------------------------------------
 
 CarryTransform = Literal["keep", "year", "month", "postcode_area", "postcode_district"]
+CarryType = Literal["integer", "number", "string", "boolean"]
+# The link-rate breakdowns built in (``linkage.bias``); a source adds its own under ``breakdowns``.
+BUILT_IN_BREAKDOWNS = ("source", "sex", "age_band", "event_year", "date_of_birth_present")
+
+
+class CarryColumn(Strict):
+    """A carried column with its type declared: ``{how: keep, type: integer, bad_values: null}``.
+
+    ``type`` overrides the type read from the values (``how: keep`` only); a value that is
+    not of that type is written as null and its rows counted (``bad_values: null``) or
+    fails the run (``bad_values: fail``), the message naming rows, never values.
+    """
+
+    how: CarryTransform = "keep"
+    type: CarryType | None = None
+    bad_values: Literal["null", "fail"] = "null"
+
+    @model_validator(mode="after")
+    def _type_with_keep(self) -> "CarryColumn":
+        if self.type is not None and self.how != "keep":
+            raise ValueError(f"type applies to how: keep only (how: {self.how} sets its own type)")
+        return self
+
+
+CarrySpec = Annotated[
+    Annotated[CarryTransform, Tag("transform")] | Annotated[CarryColumn, Tag("column")],
+    Discriminator(lambda v: "column" if isinstance(v, (dict, CarryColumn)) else "transform"),
+]
 
 
 class SourceConfig(Strict):
@@ -55,7 +83,11 @@ class SourceConfig(Strict):
     escape: str | None = Field(default=None, min_length=1, max_length=1)
     encoding: str = "utf-8"
     # Non-identifying columns for analysts: column -> how to coarsen it.
-    carry: dict[str, CarryTransform] = {}
+    # (or ``{how: keep, type: integer, bad_values: null | fail}``: ``CarryColumn``).
+    carry: dict[str, CarrySpec] = {}
+    # Link-rate breakdowns this source carries (``linkage.bias``): name -> the extract's
+    # column, e.g. ``{ethnicity: ethnicity_code}``; never an identifying column.
+    breakdowns: dict[str, str] = {}
     # Date columns at which to give the person's age (in whole years) instead of a date of birth.
     age_at: list[str] = []
     # The source holds at most one record per person: clustering keeps one record of it
@@ -80,6 +112,11 @@ class SourceConfig(Strict):
         if self.escape is not None and self.escape == self.delimiter:
             raise ValueError("escape and delimiter must be different characters")
         return self
+
+    @property
+    def carry_columns(self) -> dict[str, CarryColumn]:
+        """Every carried column as a ``CarryColumn`` (a bare transform is ``how`` alone)."""
+        return {c: how if isinstance(how, CarryColumn) else CarryColumn(how=how) for c, how in self.carry.items()}
 
     @property
     def file_format(self) -> str:
@@ -343,6 +380,15 @@ class EngineConfig(Strict):
 
 class OutputsConfig(Strict):
     suppression_threshold: int = Field(default=10, ge=1)
+    # Counts in the link-rate (bias) tables rounded to this base after suppression: with
+    # suppression_threshold 10, rounding_base 5 is the ONS "10-5" rule.
+    rounding_base: Annotated[int, Field(strict=True, ge=1)] | None = None
+    # Person ids at more thresholds than model.threshold: one pseudonym column each on the
+    # analyst tables (``person_id_0_99`` for 0.99), for sensitivity analyses.
+    person_id_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = []
+    # The link-rate breakdowns to publish (default: every built-in one the job can make and
+    # every one a source declares under ``breakdowns``).
+    bias_breakdowns: list[str] | None = None
     key_file: str | None = None
     id_registry: str | None = None
 
@@ -631,22 +677,60 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
         if cfg.uses_justice_preset and not declared and not ({"first_name", "surname", "full_name"} & set(src.columns)):
             problems.append(f"{where}.columns: map at least one of first_name, surname or full_name")
         mapped = set(src.columns.values()) | {src.record_id}
-        for col, how in src.carry.items():
-            if col in mapped and how == "keep":
+        for col, spec in src.carry_columns.items():
+            if col in mapped and spec.how == "keep":
                 field = next((f for f, c in src.columns.items() if c == col), "record_id")
                 problems.append(
                     f"{where}.carry.{col}: this column is the source's {field}, an identifier; "
                     "analysts may not receive it (remove it, or coarsen it: year, postcode_area)"
                 )
+        for group, col in src.breakdowns.items():
+            if not _NAME.match(group):
+                problems.append(f"{where}.breakdowns.{group}: breakdown names use lower-case letters, digits and '_'")
+            elif group in BUILT_IN_BREAKDOWNS:
+                problems.append(f"{where}.breakdowns.{group}: {group!r} is a built-in breakdown; choose another name")
+            if col in mapped:
+                field = next((f for f, c in src.columns.items() if c == col), "record_id")
+                problems.append(
+                    f"{where}.breakdowns.{group}: the column {col!r} is the source's {field}, an identifier; "
+                    "link rates may not be broken down by an identifier (name a category column such as an "
+                    "ethnicity code)"
+                )
         if src.age_at and not (cfg.uses_justice_preset and "date_of_birth" in src.columns):
             problems.append(f"{where}.age_at: needs columns.date_of_birth to compute an age")
         if len(src.date_formats) and not all("%" in f for f in src.date_formats):
             problems.append(f"{where}.date_formats: each format is a strptime pattern such as '%d/%m/%Y'")
+    problems += _outputs_problems(cfg)
     names = [c.label for c in cfg.model.comparisons]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model.comparisons: the name {dup!r} is used twice")
     if cfg.engine.name != "spark" and (cfg.engine.spark_master or "spark_shuffle_partitions" in cfg.engine.model_fields_set):
         problems.append("engine: spark_master and spark_shuffle_partitions apply to engine name spark only")
+    return problems
+
+
+def _outputs_problems(cfg: JobConfig) -> list[str]:
+    """Extra person-id thresholds and the link-rate breakdowns."""
+    problems = []
+    seen = [round(t, 6) for t in cfg.outputs.person_id_thresholds]
+    for t in sorted({t for t in seen if seen.count(t) > 1}):
+        problems.append(f"outputs.person_id_thresholds: {t} is listed twice")
+    if round(cfg.model.threshold, 6) in seen:
+        problems.append(f"outputs.person_id_thresholds: {cfg.model.threshold} is model.threshold, whose ids are person_id")
+    if cfg.outputs.bias_breakdowns is not None:
+        declared = {g for src in cfg.sources.values() for g in src.breakdowns}
+        identifying = set(PERSON_FIELDS) - {"sex"} if cfg.uses_justice_preset else set()
+        identifying |= {n for n, f in cfg.fields.items() if f.is_identifying}
+        identifying |= {c for src in cfg.sources.values() for c in [*src.columns.values(), src.record_id]}
+        for b in cfg.outputs.bias_breakdowns:
+            if b in identifying and b not in BUILT_IN_BREAKDOWNS and b not in declared:
+                problems.append(
+                    f"outputs.bias_breakdowns: {b!r} is an identifier; link rates may not be broken down by one "
+                    f"(use {', '.join(BUILT_IN_BREAKDOWNS)} or a breakdown a source declares)"
+                )
+            elif b not in BUILT_IN_BREAKDOWNS and b not in declared:
+                known = [*BUILT_IN_BREAKDOWNS, *sorted(declared)]
+                problems.append(f"outputs.bias_breakdowns: {b!r} is not a breakdown (choose from: {', '.join(known)})")
     return problems
 
 
@@ -707,6 +791,7 @@ def needed_columns(src: SourceConfig) -> list[tuple[str, str]]:
     out += [(f"columns.{field}", col) for field, col in src.columns.items()]
     out += [(f"carry.{col}", col) for col in src.carry]
     out += [("age_at", col) for col in src.age_at]
+    out += [(f"breakdowns.{group}", col) for group, col in src.breakdowns.items()]
     return out
 
 

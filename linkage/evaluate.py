@@ -366,6 +366,9 @@ def evaluate_run(run_dir: Path, truth_csv: Path, thresholds: tuple[float, ...] =
     threshold = manifest["model"]["threshold_match_probability"]
     result["threshold_match_probability"] = threshold
     result["by_source_pair"] = pairwise_by_source_pair(con, "labelled")
+    from linkage.bias import evaluation_by_group  # precision and recall by the link-rate breakdowns
+
+    result["by_group"] = evaluation_by_group(con, restricted / "record_groups.parquet", "labelled")
     result["truth"] = {
         "file": str(truth_csv), "rows": check.truth_rows, "run_records": check.run_records,
         "unlabelled_run_records": check.unlabelled_records, "truth_rows_not_in_run": check.unknown_truth_rows,

@@ -23,7 +23,7 @@ import psutil
 
 import linkage
 from linkage import cluster as clustering
-from linkage import deidentify, engines, identity, model, sources
+from linkage import deidentify, engines, identity, model, sources, threshold_ids
 from linkage import publish as publishing
 from linkage.config import LoadedConfig
 from linkage.errors import InputError, LinkageError, TrainingError, is_training_fault
@@ -101,7 +101,8 @@ def _update_registry(loaded: LoadedConfig, run_dir: Path, manifest: dict[str, An
     tmp = path.with_name(path.name + ".tmp")
     con = duckdb.connect()
     con.execute(
-        f"COPY (SELECT source_dataset, record_id, person_key FROM read_parquet("
+        # person_key and the keys at other thresholds (person_key_0_99...), which carry over alike
+        f"COPY (SELECT source_dataset, record_id, COLUMNS(lambda c: c = 'person_key' OR starts_with(c, 'person_key_')) FROM read_parquet("
         f"{lit(str(run_dir / 'restricted' / 'crosswalk.parquet'))})) TO {lit(str(tmp))} (FORMAT parquet)"
     )
     con.close()
@@ -327,6 +328,11 @@ def _run(
                 FROM clusters c JOIN person_ids k USING (cluster_id)
                 ORDER BY c.source_dataset, c.record_id"""
             )
+            if cfg.outputs.person_id_thresholds:  # ids at the extra thresholds (sensitivity analyses)
+                extra = threshold_ids.add_threshold_ids(
+                    con, db_api, list(cfg.outputs.person_id_thresholds), cfg.model.threshold, key, generation,
+                    previous_path)
+                stages.note("people at other thresholds: " + ", ".join(f"{c} {n:,}" for c, n in extra.items()))
             if previous:
                 stages.note(
                     f"kept {istats.kept:,} ids, {istats.new:,} new, {istats.merges:,} merged, "
@@ -358,10 +364,14 @@ def _run(
 
         with stages.stage("de-identify"):
             analyst_rows = deidentify.write_analyst_tables(
-                con, cfg, staging / "analyst",
+                con, cfg, staging / "analyst", restricted_dir=restricted,
                 run_info={"job": cfg.job, "config_sha256": loaded.hash,
                           "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             )
+            for column, bad in deidentify.analyst_bad_values(con).items():
+                warnings.append(f"{column}: {bad['rows']:,} value(s) not of the declared type {bad['type']} "
+                                f"written as null (rows {bad['row_numbers']})")
+                stages.note("warning: " + warnings[-1])
             leakage = deidentify.check_leakage(con, cfg, staging / "analyst")
             stages.note(
                 f"leakage check passed: none of the {leakage.analyst_values:,} distinct values "
@@ -407,6 +417,9 @@ def _run(
             "pseudonym_key_origin": key.origin,
             "analyst_tables": analyst_rows,
             "analyst_nulled_values": deidentify.analyst_nulled_values(con),
+            "analyst_bad_values": deidentify.analyst_bad_values(con),
+            "rounding_base": cfg.outputs.rounding_base,
+            "person_id_thresholds": list(cfg.outputs.person_id_thresholds),
             "suppression_threshold": cfg.outputs.suppression_threshold,
         }
     finally:

@@ -372,3 +372,31 @@ def test_charts_render_in_a_headless_browser(evaluated_run, tmp_path):
         assert m, chart_id
         assert 'data-rendered="true"' in m.group(0) and "<svg" in m.group(1), f"{chart_id} was not drawn"
     assert "vis error" not in dom
+
+
+def test_linkage_bias_section_shows_the_published_table_and_scores_by_group(tmp_path):
+    """The section shows the analyst table as published (suppressed cells say so) and, once
+    evaluated, precision and recall per group; a run without the table has no section."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run, _ = build_run(tmp_path)
+    assert '<section id="linkage-bias">' not in write_report(run).read_text()
+    rows = [("sex", "F", 40, 0.825, 30, 0.6), ("sex", "M", None, None, None, None), ("sex", "all", 120, 0.8, 90, 0.6),
+            ("date_of_birth_present", "no", 50, 0.5123, 40, 0.25)]
+    cols = list(zip(*rows))
+    pq.write_table(pa.table({"breakdown": cols[0], "group": cols[1], "records": cols[2], "share_records_linked": cols[3],
+                             "people": cols[4], "share_people_in_2plus_sources": cols[5]}),
+                   run / "analyst" / "linkage_bias.parquet")
+    (run / "evaluation.json").write_text(json.dumps({
+        "pairwise": {"precision": 0.9, "recall": 0.8, "f1": 0.85}, "cluster": {"precision": 0.9, "recall": 0.8, "f1": 0.85},
+        "by_group": {"sex": [{"group": "F", "precision": 0.97, "recall": 0.613}]}}))
+    page = write_report(run).read_text()
+    sec = page.split('<section id="linkage-bias">')[1].split("</section>")[0]
+    assert "section-error" not in sec
+    assert re.search(r"<td>F</td><td class=num>40</td><td class=num>82.5%</td><td class=num>30</td>"
+                     r"<td class=num>60.0%</td><td class=num>97.0%</td><td class=num>61.3%</td>", sec), sec
+    assert re.search(r"<td>M</td>(<td class=num>suppressed</td>){4}", sec)
+    assert "51.2%" in sec and "by date of birth present" in sec
+    shares = {(d["breakdown"], d["group"]): d["share"] for d in chart_specs(page)["chart-linkage-bias"]["data"]["values"]}
+    assert shares == {("sex", "F"): 0.825, ("date_of_birth_present", "no"): 0.5123}
