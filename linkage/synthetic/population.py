@@ -518,15 +518,10 @@ def _reference_numbers(p: People, rng, ids: IdSpace) -> None:
     cro_year = np.where(rng.random(n) < 0.5, arrest_year, later)
     p.cro_year[:] = cro_year % 100
     # Everyone gets a core serial (the PNC serial needs one), whether or not a CRO is shown.
-    core = ids.core(p.cro_year)
-    p.cro_serial[:] = core
-    lead = ids.pnc_lead[arrest_year % 100, cro_year - arrest_year]
-    p.pnc_serial[:] = lead * 10**6 + core
+    p.pnc_serial[:], p.cro_serial[:] = pnc_and_cro_serials(ids, arrest_year, cro_year)
     second = np.flatnonzero(p.n_pnc > 1)
-    code = ids.second_pnc(arrest_year[second] % 100)
-    lead = ids.pnc_lead[arrest_year[second] % 100, CRO_YEAR_OFFSETS + code // SERIAL]
     p.second_pnc_serial[:] = -1
-    p.second_pnc_serial[second] = lead * 10**6 + code % SERIAL + 1
+    p.second_pnc_serial[second] = second_pnc_serials(ids, arrest_year[second])
     sf = np.flatnonzero(p.cro_kind == 2)
     p.cro_serial[sf] = ids.sf_cro(p.cro_year[sf])
     # Prison numbers and CRNs only for the people who hold them, so the spaces last.
@@ -536,3 +531,20 @@ def _reference_numbers(p: People, rng, ids: IdSpace) -> None:
     for k in range(p.crn_codes.shape[1]):
         held = np.flatnonzero(p.n_probation > k)
         p.crn_codes[held, k] = ids.crn(count=len(held))
+
+
+def pnc_and_cro_serials(ids: IdSpace, pnc_year: np.ndarray, cro_year: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PNC serials and CRO serials (the core) for people with these four-digit years, in
+    order; ``cro_year - pnc_year`` is 0 to 3. Unique per (two-digit year, serial)."""
+    pnc_year, cro_year = np.asarray(pnc_year, dtype=np.int64), np.asarray(cro_year, dtype=np.int64)
+    core = ids.core(cro_year % 100)
+    lead = ids.pnc_lead[pnc_year % 100, cro_year - pnc_year]
+    return lead * 10**6 + core, core
+
+
+def second_pnc_serials(ids: IdSpace, pnc_year: np.ndarray) -> np.ndarray:
+    """Serials of accidental second PNC IDs: leading digits no first PNC ID of the year has."""
+    yy = np.asarray(pnc_year, dtype=np.int64) % 100
+    code = ids.second_pnc(yy)
+    lead = ids.pnc_lead[yy, CRO_YEAR_OFFSETS + code // SERIAL]
+    return lead * 10**6 + code % SERIAL + 1
