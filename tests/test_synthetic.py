@@ -16,8 +16,16 @@ import linkage.synthetic.identifiers
 import linkage.synthetic.measure
 from linkage.errors import UsageError
 from linkage.synthetic import PROFILES, REALISTIC_TARGETS, SynthResult, generate, measure_true_pair_agreement
+from linkage.synthetic.generator import MAX_PEOPLE, people_in_chunks
+from linkage.synthetic.identifiers import SerialCounter
 from linkage.synthetic.names import vocabulary
-from linkage.synthetic.population import IdSpace, build_people
+from linkage.synthetic.population import (
+    SERIAL,
+    IdSpace,
+    build_people,
+    pnc_and_cro_serials,
+    second_pnc_serials,
+)
 from linkage.synthetic.profiles import get_profile
 
 SOURCES = ("pnc", "prison", "probation", "libra", "crest")
@@ -100,20 +108,21 @@ def test_records_per_person_between_three_and_four(realistic: SynthResult):
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path):
-    a = generate(600, 5, tmp_path / "a", "hard")
-    b = generate(600, 5, tmp_path / "b", "hard")
-    c = generate(600, 6, tmp_path / "c", "hard")
-    for name in FILES:
-        assert (a.out / f"{name}.csv").read_bytes() == (b.out / f"{name}.csv").read_bytes(), name
+    # several chunks, so the counters and the pool of earlier people carried between them
+    # are covered too
+    a = generate(900, 5, tmp_path / "a", "hard", chunk_people=250)
+    b = generate(900, 5, tmp_path / "b", "hard", chunk_people=250)
+    c = generate(900, 6, tmp_path / "c", "hard", chunk_people=250)
+    for name in (*FILES, "manifest"):
+        name = "manifest.json" if name == "manifest" else f"{name}.csv"
+        assert (a.out / name).read_bytes() == (b.out / name).read_bytes(), name
     assert (a.out / "libra.csv").read_bytes() != (c.out / "libra.csv").read_bytes()
     assert (a.out / "truth.csv").read_bytes() != (c.out / "truth.csv").read_bytes()
 
 
-def test_chunks_append_to_one_file(tmp_path: Path, monkeypatch):
-    import linkage.synthetic.generator as gen
-
-    monkeypatch.setattr(gen, "CHUNK_PEOPLE", 250)
-    result = generate(600, 3, tmp_path, "realistic")
+def test_chunks_append_to_one_file(tmp_path: Path):
+    result = generate(600, 3, tmp_path, "realistic", chunk_people=250)
+    assert result.chunk_people == 250
     truth = read(tmp_path / "truth.csv")
     assert len(truth) == result.records
     assert len({t["person_id"] for t in truth if not t["person_id"].startswith("ORG")}) == 600
@@ -127,7 +136,9 @@ def test_chunks_append_to_one_file(tmp_path: Path, monkeypatch):
         ({"people": 0}, "people must be"),
         ({"people": -5}, "people must be"),
         ({"people": "100"}, "people must be"),
+        ({"people": MAX_PEOPLE + 1}, "people must be at most 20,000,000"),
         ({"seed": -1}, "seed must be"),
+        ({"chunk_people": 0}, "chunk_people must be"),
         ({"profile": "filthy"}, "unknown profile 'filthy'"),
     ],
 )
@@ -331,7 +342,7 @@ def test_pnc_ids_come_in_many_forms(realistic: SynthResult):
 @pytest.fixture(scope="module")
 def people():
     n = 20_000
-    ids = IdSpace.seeded(np.random.default_rng(1), n)
+    ids = IdSpace.seeded(np.random.default_rng(1))
     return build_people(
         0, n, np.random.default_rng(2), get_profile("realistic").population, vocabulary(), ids
     )
@@ -382,8 +393,147 @@ def test_reference_numbers_are_unique_per_person(people):
     assert len(pnc) == has_pnc.sum()
     cro = people.cro_kind == 1
     assert len(set(zip(people.cro_year[cro].tolist(), people.cro_serial[cro].tolist()))) == cro.sum()
-    assert len(set(people.prison_codes.ravel().tolist())) == people.prison_codes.size
-    assert len(set(people.crn_codes.ravel().tolist())) == people.crn_codes.size
+    # prison numbers and CRNs for the people who hold them, distinct as written
+    for codes, held, write in (
+        (people.prison_codes, people.n_prison_numbers, linkage.synthetic.identifiers.prison_numbers),
+        (people.crn_codes, people.n_probation, linkage.synthetic.identifiers.crns),
+    ):
+        used = codes[np.arange(codes.shape[1])[None, :] < held[:, None]]
+        assert (used >= 0).all() and len(used) == held.sum() > 1000
+        assert len(set(write(used).tolist())) == len(used)
+
+
+# ---- across chunks ------------------------------------------------------------------------
+
+CHUNK = 2000
+
+
+@pytest.fixture(scope="module")
+def chunked():
+    """20,000 people made in ten chunks of 2,000, as (People, chunk number) pairs."""
+    rates = get_profile("realistic").population
+    return [(p, i) for i, (p, _) in enumerate(people_in_chunks(20_000, 8, rates, vocabulary(), CHUNK))]
+
+
+def _column(chunked, name):
+    return np.concatenate([getattr(p, name) for p, _ in chunked])
+
+
+def test_reference_numbers_unique_across_chunks(chunked):
+    has_pnc = _column(chunked, "n_pnc") > 0
+    year = _column(chunked, "pnc_year") % 100
+    first = list(zip(year[has_pnc].tolist(), _column(chunked, "pnc_serial")[has_pnc].tolist()))
+    second = _column(chunked, "second_pnc_serial")
+    held = second >= 0
+    assert held.sum() == (_column(chunked, "n_pnc") > 1).sum() > 0
+    pncs = first + list(zip(year[held].tolist(), second[held].tolist()))
+    assert len(set(pncs)) == len(pncs)
+    assert all(0 < s < 10**7 for _, s in pncs)
+    kind = _column(chunked, "cro_kind")
+    cro_year, cro_serial = _column(chunked, "cro_year"), _column(chunked, "cro_serial")
+    for k, top in ((1, 10**6), (2, 10**5)):
+        numbers = list(zip(cro_year[kind == k].tolist(), cro_serial[kind == k].tolist()))
+        assert len(numbers) > 100 and len(set(numbers)) == len(numbers), k
+        assert all(0 < s < top for _, s in numbers)
+    # the PNC serial's last six digits are the CRO serial (the production model links on it)
+    cro = kind == 1
+    assert np.array_equal(_column(chunked, "pnc_serial")[cro] % 10**6, cro_serial[cro])
+    for name, counts in (("prison_codes", "n_prison_numbers"), ("crn_codes", "n_probation")):
+        codes = _column(chunked, name)
+        used = codes[codes >= 0]
+        assert len(used) == _column(chunked, counts).sum() == len(set(used.tolist())), name
+
+
+def test_reference_numbers_written_are_one_persons(tmp_path: Path):
+    """In the files, a valid PNC ID or CRO number left as allocated names one person."""
+    result = generate(6000, 21, tmp_path, "clean", chunk_people=1000)
+    person = {(t["source_dataset"], t["record_id"]): t["person_id"] for t in read(tmp_path / "truth.csv")}
+    log = corrupted(result)
+    owners: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for source, columns in ID_FIELDS.items():
+        id_column = HEADERS[source].split(",")[0]
+        for row in read(result.files[source]):
+            for column, field in columns.items():
+                value = row[column].upper()
+                if not value or log.get((source, row[id_column], field)) or not check_ok(value, field):
+                    continue
+                if field == "pnc_id":
+                    m = PNC_FORMS[0].match(value) or PNC_FORMS[1].match(value)
+                    key = ("pnc", m.group(1)[-2:], int(m.group(2)))
+                elif m := CRO_FORM.match(value):
+                    key = ("cro", m.group(2), int(m.group(1)))
+                else:
+                    m = SF_CRO_FORM.match(value)
+                    key = ("sf", m.group(1), int(m.group(2)))
+                owners[key].add(person[(source, row[id_column])])
+    kinds = Counter(k[0] for k in owners)
+    assert kinds["pnc"] > 3000 and kinds["cro"] > 1500 and kinds["sf"] > 100
+    shared = [k for k, v in owners.items() if len(v) > 1 and k[1:] not in (("00", 0), ("33", 993399))]
+    assert not shared
+
+
+def test_pnc_and_cro_serials_unique_at_full_scale():
+    """10.4 million people's serials: one (year, serial) per person, by construction."""
+    n = 10_400_000
+    rng = np.random.default_rng(3)
+    ids = IdSpace.seeded(rng)
+    # arrest years skewed recent, CRO years up to three years later, capped at 2025
+    pnc_year = 1985 + (rng.random(n) ** 0.8 * 40.5).astype(np.int64)
+    cro_year = np.minimum(pnc_year + rng.integers(0, 4, n), 2025)
+    pnc = np.empty(n, np.int64)
+    core = np.empty(n, np.int64)
+    for start in range(0, n, 1_000_000):  # a chunk at a time, as the generator does
+        sl = slice(start, start + 1_000_000)
+        pnc[sl], core[sl] = pnc_and_cro_serials(ids, pnc_year[sl], cro_year[sl])
+    assert distinct((cro_year % 100) * 10**6 + core)
+    assert core.min() >= 1 and core.max() <= SERIAL and pnc.max() < 10**7
+    second = second_pnc_serials(ids, pnc_year[:200_000])
+    assert distinct(np.concatenate([(pnc_year % 100) * 10**7 + pnc, (pnc_year[:200_000] % 100) * 10**7 + second]))
+
+
+def distinct(values: np.ndarray) -> bool:
+    # sort and compare neighbours: np.unique takes ~50 s on 10 million integers in numpy 2.4
+    ordered = np.sort(values)
+    return bool((ordered[1:] != ordered[:-1]).all())
+
+
+def test_serial_counter_runs_out_loudly():
+    counter = SerialCounter.seeded(np.random.default_rng(0), 7, spaces=2, name="test")
+    serials = np.concatenate([counter(np.array([0, 1, 0])), counter(np.array([0, 0, 0, 0, 0, 1]))])
+    assert sorted(serials[[0, 2, 3, 4, 5, 6, 7]].tolist()) == list(range(7))
+    assert len(counter(count=0)) == 0
+    with pytest.raises(OverflowError, match="test space exhausted"):
+        counter(np.array([0]))
+    assert len(counter(np.array([1] * 5))) == 5
+
+
+def _spanning(chunked, *names) -> list[set[int]]:
+    """Groups of people (by chunk) sharing the values of ``names``, that span several chunks."""
+    groups: dict[tuple, set[int]] = defaultdict(set)
+    chunk = np.concatenate([np.full(len(p), i) for p, i in chunked]).tolist()
+    columns = [_column(chunked, n) if n != "main_postcode" else
+               np.concatenate([p.postcode[:, 0] for p, _ in chunked]) for n in names]  # fmt: skip
+    for key, c in zip(zip(*(col.tolist() for col in columns)), chunk):
+        groups[key].add(c)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def test_families_twins_and_namesakes_reach_across_chunks(chunked):
+    n = sum(len(p) for p, _ in chunked)
+    rates = get_profile("realistic").population
+    namesakes = _spanning(chunked, "forename", "surname", "dob")
+    twins = _spanning(chunked, "surname", "dob", "main_postcode")
+    families = _spanning(chunked, "birth_surname", "main_postcode")
+    print(f"\nacross chunks: namesake groups {len(namesakes)}, twins {len(twins)}, families {len(families)}")
+    # most relationships of later chunks reach back: well over a third of all of them
+    assert len(namesakes) >= 0.35 * rates.namesake_rate * n / 2
+    assert len(twins) >= 0.35 * rates.twin_rate * n / 2
+    assert len(families) >= 0.35 * rates.family_rate * n
+    # reaching back both ways: the first chunk's people have relatives in later chunks,
+    # and the last chunk's in earlier ones
+    assert any(0 in g for g in families) and any(len(chunked) - 1 in g for g in families)
+    # a person drawn against leaves the pool: no family collects relatives from many chunks
+    assert max(len(g) for g in families) <= 4
 
 
 # ---- calibration ---------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 ('clean', 'realistic', 'hard')
 
 ``generate(people, seed, out, profile)`` writes pnc.csv, prison.csv, probation.csv,
-libra.csv, crest.csv, truth.csv and corruptions.csv; ``measure_true_pair_agreement``
+libra.csv, crest.csv, truth.csv and corruptions.csv, a chunk of people at a time (reference
+numbers unique and relationships reaching across chunks); ``measure_true_pair_agreement``
 reports how often true pairs disagree, to compare with DOMAIN.md's targets.
 """
 

@@ -4,11 +4,17 @@ People are made in chunks of ``CHUNK_PEOPLE`` so memory stays bounded at any siz
 each chunk has its own random stream, derived from the seed and the chunk number,
 and appends to the CSVs. Within a chunk, each source's rows are shuffled before record
 ids are given out, so a person's records do not sit next to each other.
+
+Two small things carry over from chunk to chunk, so the population behaves as one:
+the reference-number counters (``IdSpace``: PNC, CRO, SF-CRO, prison numbers and CRNs
+unique across the whole population) and a bounded pool of earlier people
+(``RelativePool``) whom later chunks' relatives, twins and namesakes are drawn against.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,9 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from linkage.errors import UsageError
-from linkage.synthetic.names import vocabulary
-from linkage.synthetic.population import IdSpace, build_people
+from linkage.synthetic.names import Vocabulary, vocabulary
+from linkage.synthetic.population import IdSpace, People, RelativePool, build_people
 from linkage.synthetic.profiles import PROFILES, get_profile
+from linkage.synthetic.profiles import Population as PopulationRates
 from linkage.synthetic.sources import (
     COLUMNS,
     RECORD_ID_COLUMN,
@@ -35,6 +42,10 @@ from linkage.synthetic.sources import (
 from linkage.synthetic.writer import CsvAppender
 
 CHUNK_PEOPLE = 100_000
+# Earlier people held for later chunks' relationships: about 40 MiB, whatever the size.
+POOL_PEOPLE = 200_000
+# CRO serials have six digits a year; the busiest CRO year takes under 5% of people.
+MAX_PEOPLE = 20_000_000
 TRUTH_COLUMNS = ["source_dataset", "record_id", "person_id"]
 CORRUPTION_COLUMNS = ["source_dataset", "record_id", "field", "corruption"]
 
@@ -51,22 +62,29 @@ class SynthResult:
     corruptions: int
     truth: Path
     corruptions_file: Path
+    chunk_people: int = CHUNK_PEOPLE
 
     @property
     def records(self) -> int:
         return sum(self.rows.values())
 
 
-def generate(people: int, seed: int, out: str | Path, profile: str = "realistic") -> SynthResult:
+def generate(
+    people: int,
+    seed: int,
+    out: str | Path,
+    profile: str = "realistic",
+    chunk_people: int = CHUNK_PEOPLE,
+) -> SynthResult:
     """Write ``pnc.csv``, ``prison.csv``, ``probation.csv``, ``libra.csv``, ``crest.csv``,
     ``truth.csv`` and ``corruptions.csv`` for ``people`` synthetic people into ``out``.
 
-    The same (people, seed, profile) always gives byte-identical files.
+    The same (people, seed, profile, chunk_people) always gives byte-identical files.
+    ``chunk_people`` bounds memory; it changes which random draws go to whom, not the rates.
     """
-    out = _check_arguments(people, seed, out, profile)
+    out = _check_arguments(people, seed, out, profile, chunk_people)
     rates = get_profile(profile)
     vocab = vocabulary()
-    ids = IdSpace.seeded(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))), people)
     width = max(7, len(str(people)) + 2)
 
     files = {source: out / f"{source}.csv" for source in SOURCES}
@@ -76,10 +94,8 @@ def generate(people: int, seed: int, out: str | Path, profile: str = "realistic"
     next_record = dict.fromkeys(SOURCES, 0)
     organisations = 0
 
-    for chunk, start in enumerate(range(0, people, CHUNK_PEOPLE)):
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, chunk)))
-        n = min(CHUNK_PEOPLE, people - start)
-        population = build_people(start, n, rng, rates.population, vocab, ids)
+    for population, rng in people_in_chunks(people, seed, rates.population, vocab, chunk_people):
+        n = len(population)
         ctx = Context(rng, rates.dirt, vocab)
         n_orgs = int(round(n * rates.population.organisation_rate))
         chunks = {
@@ -94,6 +110,7 @@ def generate(people: int, seed: int, out: str | Path, profile: str = "realistic"
             next_record[source] = _write_chunk(
                 source, chunks[source], next_record[source], width, rng, writers[source], truth, corruptions
             )
+        del chunks, population
 
     result = SynthResult(
         out=out,
@@ -106,6 +123,7 @@ def generate(people: int, seed: int, out: str | Path, profile: str = "realistic"
         corruptions=corruptions.rows,
         truth=truth.path,
         corruptions_file=corruptions.path,
+        chunk_people=chunk_people,
     )
     manifest = {
         k: v for k, v in asdict(result).items() if k not in ("out", "files", "truth", "corruptions_file")
@@ -116,9 +134,34 @@ def generate(people: int, seed: int, out: str | Path, profile: str = "realistic"
     return result
 
 
-def _check_arguments(people, seed, out, profile) -> Path:
+def people_in_chunks(
+    people: int,
+    seed: int,
+    rates: PopulationRates,
+    vocab: Vocabulary,
+    chunk_people: int = CHUNK_PEOPLE,
+) -> Iterator[tuple[People, np.random.Generator]]:
+    """The population a chunk at a time, each with the chunk's random stream (which the
+    sources go on drawing from). Reference numbers and relationships span chunks."""
+    ids = IdSpace.seeded(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))))
+    pool = RelativePool(POOL_PEOPLE)
+    for chunk, start in enumerate(range(0, people, chunk_people)):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, chunk)))
+        population = build_people(start, min(chunk_people, people - start), rng, rates, vocab, ids, pool)
+        pool.offer(population, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, chunk))))
+        yield population, rng
+
+
+def _check_arguments(people, seed, out, profile, chunk_people=CHUNK_PEOPLE) -> Path:
     if isinstance(people, bool) or not isinstance(people, (int, np.integer)) or people < 1:
         raise UsageError(f"people must be a whole number of at least 1 (got {people!r})")
+    if people > MAX_PEOPLE:
+        raise UsageError(
+            f"people must be at most {MAX_PEOPLE:,} (got {people:,}): CRO numbers have six-digit "
+            "serials a year, and more people would make them repeat"
+        )
+    if isinstance(chunk_people, bool) or not isinstance(chunk_people, (int, np.integer)) or chunk_people < 1:
+        raise UsageError(f"chunk_people must be a whole number of at least 1 (got {chunk_people!r})")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UsageError(f"seed must be a whole number of at least 0 (got {seed!r})")
     if profile not in PROFILES:

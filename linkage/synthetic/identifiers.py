@@ -2,7 +2,11 @@
 
 PNC ID, CRO and SF-CRO numbers carry a modulus-23 check letter over their digits
 (DOMAIN.md, "Reference numbers"). Prison numbers and CRNs have no check character.
-Allocation is a bijection of a person's index, so numbers are unique without a lookup.
+
+Numbers are unique by construction at any population size: a ``SerialCounter`` hands out
+serials in order, chunk after chunk, from one count per space (per two-digit year for
+PNC, CRO and SF-CRO numbers, one space for prison numbers and CRNs) through a seeded
+bijection, so they look random, never repeat, and need no lookup of what was given.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ CRO_PLACEHOLDER = "000000/00Z"
 # ministryofjustice/hmpps-person-match-score); each passes its check letter.
 DUMMY_PNCS = np.array(["1933/0993399H", "1999/9999999V", "2000/0000001A", "1900/0000000Z"], dtype=object)
 
-# Prison numbers: letter, four digits, two letters (no I, O, S in the last two).
-_PRISON_FIRST = np.array(list("AGABGAGA"), dtype=object)  # A and G are by far the most common
+# Prison numbers: letter, four digits, two letters (no I, O, S in the last two). A and G
+# are by far the most common first letters; each letter appears once here so that distinct
+# codes give distinct numbers.
+_PRISON_FIRST = np.array(list("AGB"), dtype=object)
 _PRISON_TAIL = np.array(list("ABCDEFGHJKLMNPQRTUVWXYZ"), dtype=object)
 _CRN_LETTERS = np.array(list("ABCDEFGHJKLMNPRSTVWX"), dtype=object)
 
@@ -51,30 +57,53 @@ def sf_cro_check(year: np.ndarray, serial: np.ndarray) -> np.ndarray:
     return check_letters((np.asarray(year) % 100) * 10**5 + np.asarray(serial))
 
 
-@dataclass(frozen=True)
-class Allocator:
-    """Unique serials from person indices: ``(a * i + b) mod m`` with ``a`` prime to ``m``.
+@dataclass
+class SerialCounter:
+    """Unique serials in each of ``spaces`` spaces (a two-digit year, or one space).
 
-    Serials look random but never repeat below ``m`` allocations.
+    Space ``k`` has handed out ``given[k]`` serials so far; the next is
+    ``(a[k] * given[k] + b[k]) mod m + first``, with ``a[k]`` prime to ``m``: a bijection
+    of the count, so serials look random and cannot repeat until a space has given ``m``.
+    The counts are the only state carried from chunk to chunk.
     """
 
-    a: int
-    b: int
+    a: np.ndarray
+    b: np.ndarray
     m: int
+    first: int
+    given: np.ndarray
+    name: str
 
     @classmethod
-    def seeded(cls, rng: np.random.Generator, m: int) -> Allocator:
-        while True:
-            a = int(rng.integers(m // 3, m - 1))
-            if np.gcd(a, m) == 1:
-                return cls(a, int(rng.integers(0, m)), m)
+    def seeded(cls, rng: np.random.Generator, m: int, *, spaces: int = 1, first: int = 0, name: str = "") -> SerialCounter:
+        a = np.empty(spaces, dtype=np.int64)
+        for k in range(spaces):
+            while True:
+                a[k] = int(rng.integers(m // 3, m - 1))
+                if np.gcd(int(a[k]), m) == 1:
+                    break
+        b = rng.integers(0, m, spaces).astype(np.int64)
+        return cls(a, b, m, first, np.zeros(spaces, dtype=np.int64), name)
 
-    def __call__(self, index: np.ndarray) -> np.ndarray:
-        return (self.a * np.asarray(index, dtype=np.int64) + self.b) % self.m
+    def __call__(self, space: np.ndarray | None = None, count: int | None = None) -> np.ndarray:
+        """The next serial for each element of ``space`` (in order); or ``count`` serials of space 0."""
+        space = np.zeros(count, dtype=np.int64) if space is None else np.asarray(space, dtype=np.int64)
+        n = len(space)
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        counts = np.bincount(space, minlength=len(self.given))
+        order = np.argsort(space, kind="stable")
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        count_so_far = self.given[space] + rank
+        if count_so_far.max() >= self.m:
+            raise OverflowError(f"{self.name or 'serial'} space exhausted: more than {self.m:,} serials in one space")
+        self.given += counts
+        return (self.a[space] * count_so_far + self.b[space]) % self.m + self.first
 
 
 def prison_numbers(codes: np.ndarray) -> np.ndarray:
-    """``A1234BC`` from integers below 8 * 10_000 * 23 * 23."""
+    """``A1234BC`` from integers below 3 * 10_000 * 23 * 23, one number per integer."""
     codes = np.asarray(codes, dtype=np.int64)
     tail2 = codes % 23
     tail1 = (codes // 23) % 23

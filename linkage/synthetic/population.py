@@ -5,6 +5,11 @@ their families, aliases, reference numbers, and the count of records each source
 about them. Hard negatives are built in: relatives sharing a surname and address,
 twins (same surname, date of birth and address, different forenames), fathers and sons
 with one name, and namesakes (same name and date of birth, different people).
+
+People are built a chunk at a time. Relatives, twins and namesakes reach people of
+earlier chunks through a ``RelativePool``: a bounded, seeded sample of earlier people's
+names, dates of birth and main addresses, so the population is never held whole. The
+share of relationships that reach back grows with the share of people already made.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 from linkage.synthetic.identifiers import (
     CRN_SPACE,
     PRISON_NUMBER_SPACE,
-    Allocator,
+    SerialCounter,
 )
 from linkage.synthetic.names import (
     ORIGIN_ETHNICITY,
@@ -37,25 +42,105 @@ _POSTCODE_LETTERS = np.array(list("ABDEFGHJLNPQRSTUWXYZ"), dtype=object)
 _DIGITS = np.array(list("0123456789"), dtype=object)
 
 
+SERIAL = 10**6 - 1  # CRO serials 1..999,999 (0 would make 000000/00Z, the placeholder)
+SF_SERIAL = 10**5 - 1  # SF-CRO serials 1..99,999
+# The CRO year is the arrest year or up to three years later; each of those four offsets
+# has its own leading digit of the 7-digit PNC serial, and second PNC IDs take the other six.
+CRO_YEAR_OFFSETS = 4
+
+
 @dataclass(frozen=True)
 class IdSpace:
-    """Seeded allocators for every reference number, shared by all chunks of a run."""
+    """Seeded serial counters for every reference number, shared by all chunks of a run.
 
-    pnc: Allocator
-    sf_cro: Allocator
-    prison: Allocator
-    crn: Allocator
-    people: int
+    PNC and CRO numbers are unique per (two-digit year, serial) by construction: a person's
+    CRO serial (the "core") is the next serial of their CRO year; their PNC serial is that
+    core under a leading digit chosen by their PNC year and how many years later the CRO
+    was issued. Two people with one PNC year and one core have different CRO years, hence
+    different leading digits. This keeps the PNC serial's last six digits equal to the CRO
+    serial, which the production model links on (DOMAIN.md).
+    """
+
+    core: SerialCounter  # per CRO year
+    pnc_lead: np.ndarray  # (100, 10): a seeded permutation of the ten leading digits per PNC year
+    second_pnc: SerialCounter  # per PNC year, over the six other leading digits
+    sf_cro: SerialCounter  # per CRO year
+    prison: SerialCounter
+    crn: SerialCounter
 
     @classmethod
-    def seeded(cls, rng: np.random.Generator, people: int) -> IdSpace:
+    def seeded(cls, rng: np.random.Generator) -> IdSpace:
         return cls(
-            pnc=Allocator.seeded(rng, 10**7),
-            sf_cro=Allocator.seeded(rng, 10**5),
-            prison=Allocator.seeded(rng, PRISON_NUMBER_SPACE),
-            crn=Allocator.seeded(rng, CRN_SPACE),
-            people=people,
+            core=SerialCounter.seeded(rng, SERIAL, spaces=100, first=1, name="CRO serial"),
+            pnc_lead=np.argsort(rng.random((100, 10)), axis=1),
+            second_pnc=SerialCounter.seeded(
+                rng, (10 - CRO_YEAR_OFFSETS) * SERIAL, spaces=100, name="second PNC serial"
+            ),
+            sf_cro=SerialCounter.seeded(rng, SF_SERIAL, spaces=100, first=1, name="SF-CRO serial"),
+            prison=SerialCounter.seeded(rng, PRISON_NUMBER_SPACE, name="prison number"),
+            crn=SerialCounter.seeded(rng, CRN_SPACE, name="CRN"),
         )
+
+
+# What a relative, twin or namesake copies from the person they are drawn against.
+HEAD_FIELDS = ("index", "origin", "sex", "forename", "surname", "birth_surname", "dob", "address", "postcode")
+
+
+class RelativePool:
+    """A bounded sample of people from earlier chunks, for later chunks' relationships.
+
+    After each chunk, a random few of its people join the pool (filling free places, then
+    replacing a share that falls as the population grows, as reservoir sampling does), so
+    the pool spans every chunk made so far. A person drawn as the head of a relationship
+    leaves the pool, so nobody collects relatives from dozens of chunks.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.filled = 0  # entries are packed in [0, filled)
+        self.seen = 0  # people offered so far
+        self.columns: dict[str, np.ndarray] = {}
+
+    def offer(self, p: People, rng: np.random.Generator) -> None:
+        n = len(p)
+        free = self.capacity - self.filled
+        turnover = int(round(self.filled * n / (self.seen + n)))
+        take = min(n, free + turnover)
+        chosen = np.sort(rng.choice(n, size=take, replace=False))
+        into_free = min(free, take)
+        slots = np.concatenate(
+            [
+                np.arange(self.filled, self.filled + into_free),
+                rng.choice(self.filled, size=take - into_free, replace=False),
+            ]
+        ).astype(np.int64)
+        for name in HEAD_FIELDS:
+            values = _head_column(p, name)
+            if name not in self.columns:
+                self.columns[name] = np.empty(self.capacity, dtype=values.dtype)
+            self.columns[name][slots] = values[chosen]
+        self.filled += into_free
+        self.seen += n
+
+    def draw(self, k: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``k`` (or as many as there are) people, taken out of the pool."""
+        k = min(k, self.filled)
+        picked = rng.choice(self.filled, size=k, replace=False)
+        out = {name: col[picked] for name, col in self.columns.items()}
+        keep = np.ones(self.filled, dtype=bool)
+        keep[picked] = False
+        for col in self.columns.values():
+            col[: self.filled - k] = col[: self.filled][keep]
+        self.filled -= k
+        return out
+
+
+def _head_column(p: People, name: str) -> np.ndarray:
+    if name == "address":
+        return p.address_line[:, 0]
+    if name == "postcode":
+        return p.postcode[:, 0]
+    return getattr(p, name)
 
 
 @dataclass
@@ -87,7 +172,7 @@ class People:
     cro_year: np.ndarray
     cro_serial: np.ndarray
     prison_codes: np.ndarray  # (n, 3) codes for prison_numbers(), -1 where unused
-    crn_codes: np.ndarray  # (n, 2) codes for crns()
+    crn_codes: np.ndarray  # (n, 2) codes for crns(), -1 where unused
     # records per source
     n_pnc: np.ndarray
     n_libra: np.ndarray
@@ -110,8 +195,13 @@ def build_people(
     rates: PopulationRates,
     vocab: Vocabulary,
     ids: IdSpace,
+    pool: RelativePool | None = None,
 ) -> People:
-    """People ``start`` .. ``start + n - 1`` of the population."""
+    """People ``start`` .. ``start + n - 1`` of the population.
+
+    ``ids`` hands out reference numbers and ``pool`` holds people of earlier chunks whom
+    relatives, twins and namesakes may be drawn against; both carry over to the next chunk.
+    """
     index = np.arange(start, start + n, dtype=np.int64)
     sex = (rng.random(n) < 0.17).astype(np.int8)  # about 83% of people who offend are male
     origin = rng.choice(len(ORIGINS), size=n, p=ORIGIN_SHARE).astype(np.int8)
@@ -145,13 +235,13 @@ def build_people(
         n_aliases=np.zeros(n, dtype=np.int8),
         prolific=rng.gamma(0.8, 2.0, n),
         pnc_year=np.zeros(n, dtype=np.int64),
-        pnc_serial=ids.pnc(index),
+        pnc_serial=np.zeros(n, dtype=np.int64),
         second_pnc_serial=np.full(n, -1, dtype=np.int64),
         cro_kind=np.zeros(n, dtype=np.int8),
         cro_year=np.zeros(n, dtype=np.int64),
         cro_serial=np.zeros(n, dtype=np.int64),
-        prison_codes=ids.prison(index[:, None] * 3 + np.arange(3)),
-        crn_codes=ids.crn(index[:, None] * 2 + np.arange(2)),
+        prison_codes=np.full((n, 3), -1, dtype=np.int64),
+        crn_codes=np.full((n, 2), -1, dtype=np.int64),
         n_pnc=np.zeros(n, dtype=np.int64),
         n_libra=np.zeros(n, dtype=np.int64),
         n_crest=np.zeros(n, dtype=np.int64),
@@ -159,9 +249,9 @@ def build_people(
         n_bookings=np.zeros((n, 3), dtype=np.int64),
         n_probation=np.zeros(n, dtype=np.int64),
     )
-    _families(people, rng, rates, vocab)
-    _twins(people, rng, rates, vocab)
-    _namesakes(people, rng, rates)
+    _families(people, rng, rates, vocab, pool)
+    _twins(people, rng, rates, vocab, pool)
+    _namesakes(people, rng, rates, pool)
     _marriages(people, rng, rates, vocab)
     _aliases(people, rng, rates, vocab)
     _records(people, rng, rates)
@@ -246,6 +336,25 @@ def _pick_pairs(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, n
     return members, heads
 
 
+def _pick_heads(
+    p: People, k: int, rng: np.random.Generator, pool: RelativePool | None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``k`` members of this chunk and, for each, the HEAD_FIELDS of the person they copy.
+
+    A head comes from an earlier chunk (through ``pool``) with the chance that a person
+    drawn from everyone made so far is from an earlier chunk; otherwise from this chunk.
+    """
+    members, heads = _pick_pairs(len(p), k, rng)
+    head = {name: _head_column(p, name)[heads] for name in HEAD_FIELDS}
+    if pool is not None and pool.filled and len(members):
+        earlier = np.flatnonzero(rng.random(len(members)) < pool.seen / (pool.seen + len(p)))
+        drawn = pool.draw(len(earlier), rng)
+        earlier = earlier[: len(drawn["index"])]
+        for name in HEAD_FIELDS:
+            head[name][earlier] = drawn[name]
+    return members, head
+
+
 def _redraw_forenames(p: People, idx: np.ndarray, rng, vocab, avoid: np.ndarray | None = None) -> None:
     for _ in range(6):
         fresh, middle = _forenames(p.sex[idx], p.origin[idx], rng, vocab)
@@ -258,55 +367,55 @@ def _redraw_forenames(p: People, idx: np.ndarray, rng, vocab, avoid: np.ndarray 
         idx, avoid = idx[clash], avoid[clash]
 
 
-def _families(p: People, rng, rates: PopulationRates, vocab) -> None:
+def _families(p: People, rng, rates: PopulationRates, vocab, pool: RelativePool | None = None) -> None:
     """Relatives: same surname, same main address, related dates of birth."""
-    members, heads = _pick_pairs(len(p), int(len(p) * rates.family_rate), rng)
+    members, head = _pick_heads(p, int(len(p) * rates.family_rate), rng, pool)
     if len(members) == 0:
         return
-    p.origin[members] = p.origin[heads]
-    p.surname[members] = p.surname[heads]
-    p.birth_surname[members] = p.surname[heads]
-    p.address_line[members, 0] = p.address_line[heads, 0]
-    p.postcode[members, 0] = p.postcode[heads, 0]
+    p.origin[members] = head["origin"]
+    p.surname[members] = head["surname"]
+    p.birth_surname[members] = head["surname"]
+    p.address_line[members, 0] = head["address"]
+    p.postcode[members, 0] = head["postcode"]
     parent_child = rng.random(len(members)) < 0.3
     gap_years = np.where(parent_child, rng.uniform(18, 38, len(members)), rng.uniform(1, 12, len(members)))
     sign = np.where(rng.random(len(members)) < 0.5, -1, 1)
-    dob = p.dob[heads] + (sign * gap_years * YEAR).astype(np.int64) * DAY
+    dob = head["dob"] + (sign * gap_years * YEAR).astype(np.int64) * DAY
     too_young = dob > EXTRACT_DATE - np.int64(11 * YEAR) * DAY
-    dob[too_young] = p.dob[heads][too_young] - (gap_years[too_young] * YEAR).astype(np.int64) * DAY
+    dob[too_young] = head["dob"][too_young] - (gap_years[too_young] * YEAR).astype(np.int64) * DAY
     p.dob[members] = dob
-    _redraw_forenames(p, members, rng, vocab, avoid=p.forename[heads])
+    _redraw_forenames(p, members, rng, vocab, avoid=head["forename"])
     # Fathers and sons with one name: the hardest negative short of twins.
-    junior = parent_child & (p.sex[heads] == 0) & (rng.random(len(members)) < rates.junior_rate)
+    junior = parent_child & (head["sex"] == 0) & (rng.random(len(members)) < rates.junior_rate)
     p.sex[members[junior]] = 0
-    p.forename[members[junior]] = p.forename[heads[junior]]
+    p.forename[members[junior]] = head["forename"][junior]
     _fix_first_contact(p, members)
 
 
-def _twins(p: People, rng, rates: PopulationRates, vocab) -> None:
+def _twins(p: People, rng, rates: PopulationRates, vocab, pool: RelativePool | None = None) -> None:
     """Same surname, date of birth and address; different forenames."""
-    members, heads = _pick_pairs(len(p), int(round(len(p) * rates.twin_rate / 2)), rng)
+    members, head = _pick_heads(p, int(round(len(p) * rates.twin_rate / 2)), rng, pool)
     if len(members) == 0:
         return
-    p.origin[members] = p.origin[heads]
-    p.surname[members] = p.surname[heads]
-    p.birth_surname[members] = p.birth_surname[heads]
-    p.dob[members] = p.dob[heads]
-    p.address_line[members, 0] = p.address_line[heads, 0]
-    p.postcode[members, 0] = p.postcode[heads, 0]
+    p.origin[members] = head["origin"]
+    p.surname[members] = head["surname"]
+    p.birth_surname[members] = head["birth_surname"]
+    p.dob[members] = head["dob"]
+    p.address_line[members, 0] = head["address"]
+    p.postcode[members, 0] = head["postcode"]
     same_sex = rng.random(len(members)) < 0.65
-    p.sex[members[same_sex]] = p.sex[heads[same_sex]]
-    _redraw_forenames(p, members, rng, vocab, avoid=p.forename[heads])
+    p.sex[members[same_sex]] = head["sex"][same_sex]
+    _redraw_forenames(p, members, rng, vocab, avoid=head["forename"])
     _fix_first_contact(p, members)
 
 
-def _namesakes(p: People, rng, rates: PopulationRates) -> None:
+def _namesakes(p: People, rng, rates: PopulationRates, pool: RelativePool | None = None) -> None:
     """Another person's forename, surname, sex and date of birth; everything else their own."""
-    members, heads = _pick_pairs(len(p), int(round(len(p) * rates.namesake_rate / 2)), rng)
+    members, head = _pick_heads(p, int(round(len(p) * rates.namesake_rate / 2)), rng, pool)
     if len(members) == 0:
         return
     for name in ("origin", "sex", "forename", "surname", "birth_surname", "dob"):
-        getattr(p, name)[members] = getattr(p, name)[heads]
+        getattr(p, name)[members] = head[name]
     _fix_first_contact(p, members)
 
 
@@ -401,17 +510,41 @@ def _reference_numbers(p: People, rng, ids: IdSpace) -> None:
     n = len(p)
     arrest_year = (p.first_contact.astype("datetime64[Y]").astype(np.int64) + 1970).astype(np.int64)
     p.pnc_year[:] = arrest_year
-    second = p.n_pnc > 1
-    p.second_pnc_serial[:] = np.where(second, ids.pnc(p.index + ids.people), -1)
     u = rng.random(n)
     has_pnc = p.n_pnc > 0
     p.cro_kind[:] = np.where(has_pnc & (u < 0.62), 1, np.where(has_pnc & (u < 0.70), 2, 0))
-    # The production model links a PNC ID and a CRO number whose core digits agree (the
-    # PNC serial's last six digits equal the CRO serial). Every CRO serial here is those six
-    # digits, which also keeps CRO numbers unique up to a million people: the allocator is
-    # a bijection modulo 10**6 as well as 10**7. About half were issued in a later year.
-    later = np.minimum(arrest_year + rng.integers(1, 4, n), 2025)
-    p.cro_year[:] = np.where(rng.random(n) < 0.5, arrest_year, later) % 100
-    p.cro_serial[:] = p.pnc_serial % 10**6
-    sf = p.cro_kind == 2
-    p.cro_serial[sf] = ids.sf_cro(p.index[sf])
+    # About half of CRO numbers were issued in a later year than the arrest.
+    later = np.minimum(arrest_year + rng.integers(1, CRO_YEAR_OFFSETS, n), 2025)
+    cro_year = np.where(rng.random(n) < 0.5, arrest_year, later)
+    p.cro_year[:] = cro_year % 100
+    # Everyone gets a core serial (the PNC serial needs one), whether or not a CRO is shown.
+    p.pnc_serial[:], p.cro_serial[:] = pnc_and_cro_serials(ids, arrest_year, cro_year)
+    second = np.flatnonzero(p.n_pnc > 1)
+    p.second_pnc_serial[:] = -1
+    p.second_pnc_serial[second] = second_pnc_serials(ids, arrest_year[second])
+    sf = np.flatnonzero(p.cro_kind == 2)
+    p.cro_serial[sf] = ids.sf_cro(p.cro_year[sf])
+    # Prison numbers and CRNs only for the people who hold them, so the spaces last.
+    for k in range(p.prison_codes.shape[1]):
+        held = np.flatnonzero(p.n_prison_numbers > k)
+        p.prison_codes[held, k] = ids.prison(count=len(held))
+    for k in range(p.crn_codes.shape[1]):
+        held = np.flatnonzero(p.n_probation > k)
+        p.crn_codes[held, k] = ids.crn(count=len(held))
+
+
+def pnc_and_cro_serials(ids: IdSpace, pnc_year: np.ndarray, cro_year: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PNC serials and CRO serials (the core) for people with these four-digit years, in
+    order; ``cro_year - pnc_year`` is 0 to 3. Unique per (two-digit year, serial)."""
+    pnc_year, cro_year = np.asarray(pnc_year, dtype=np.int64), np.asarray(cro_year, dtype=np.int64)
+    core = ids.core(cro_year % 100)
+    lead = ids.pnc_lead[pnc_year % 100, cro_year - pnc_year]
+    return lead * 10**6 + core, core
+
+
+def second_pnc_serials(ids: IdSpace, pnc_year: np.ndarray) -> np.ndarray:
+    """Serials of accidental second PNC IDs: leading digits no first PNC ID of the year has."""
+    yy = np.asarray(pnc_year, dtype=np.int64) % 100
+    code = ids.second_pnc(yy)
+    lead = ids.pnc_lead[yy, CRO_YEAR_OFFSETS + code // SERIAL]
+    return lead * 10**6 + code % SERIAL + 1
