@@ -187,7 +187,7 @@ def round_to(value: int | None, base: int | None) -> int | None:
     return int(base * ((2 * value + base) // (2 * base)))
 
 
-def _rows_and_columns(rows: list[tuple[int, int, int]], threshold: int) -> list[list[bool]]:
+def _rows_and_columns(rows: list[tuple[int, ...]], threshold: int) -> list[list[bool]]:
     """Suppression of a groups-by-(in, out, total) table by rows and columns: primary cells,
     then, until nothing changes, a row with one hidden cell hides another (the other of in
     and out, or the total when that is zero), and a column with one hidden group hides the
@@ -216,13 +216,13 @@ def _rows_and_columns(rows: list[tuple[int, int, int]], threshold: int) -> list[
     return hidden
 
 
-def controlled(cells: list[tuple[int, int]], threshold: int, base: int | None) -> list[tuple[int | None, int | None, int | None]]:
+def controlled(cells: list[tuple[int, int]], threshold: int, base: int | None) -> list[tuple[int | None, ...]]:
     """Per group (and then the total row) the published (in, out, total) of a table whose
     groups have counts (in, out): suppressed cells None, the rest rounded to ``base``.
 
     The totals row is the groups' sum.
     """
-    rows = [(i, o, i + o) for i, o in cells]
+    rows: list[tuple[int, ...]] = [(i, o, i + o) for i, o in cells]
     start = [h for r in _rows_and_columns(rows, threshold) for h in r] + [False] * 3
     rows.append(tuple(sum(r[c] for r in rows) for c in range(3)))
     values = [v for r in rows for v in r]

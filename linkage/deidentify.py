@@ -244,7 +244,7 @@ def _carry_column(con: duckdb.DuckDBPyConnection, source: str, col: str, spec: C
     A declared type's values that are not of it are written as null (``bad``: the SQL
     condition that finds them, for counting; ``bad_values: fail`` stops the run instead).
     """
-    spec = spec if isinstance(spec, CarryColumn) else CarryColumn(how=spec)
+    spec = spec if isinstance(spec, CarryColumn) else CarryColumn(how=spec)  # type: ignore[arg-type]  # a CarryTransform
     how = spec.how
     v = f"nullif(trim(raw.{q(col)}), '')"
     formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
@@ -506,7 +506,7 @@ def write_linkage_summary(
     pair_hidden = suppress([r[4] for r in rows], threshold)
     k_counts = [sum(n for has, n in combos if sum(has) == k) for k in range(1, len(names) + 1)]
     k_hidden = suppress(k_counts, threshold)
-    table = {
+    table: dict[str, list] = {
         "table": [],
         "source_a": [],
         "source_b": [],

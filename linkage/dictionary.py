@@ -167,7 +167,7 @@ def write_data_dictionary(
     column with its type, meaning, source column, coarsening, suppression and the
     impossible values written as null. Names and counts only, never a value."""
     nulled = analyst_nulled_values(con)
-    resources = []
+    resources: list[dict[str, Any]] = []
     for path in sorted(analyst_dir.glob("*.parquet")):
         table = path.stem
         fields = []
@@ -187,7 +187,7 @@ def write_data_dictionary(
             "the columns the config carries." if table in cfg.sources else None)
         resources.append({"name": table, "path": path.name, "format": "parquet", "description": meaning,
                           "rows": rows.get(table), "schema": {"fields": fields}})
-    package = {
+    package: dict[str, Any] = {
         "profile": "tabular-data-package",
         "name": re.sub(r"[^a-z0-9._-]+", "-", cfg.job.lower()) or "linkage",
         "title": f"Analyst tables of the linkage job {cfg.job}",

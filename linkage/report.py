@@ -837,7 +837,9 @@ def _timings(run: Run, charts: Charts) -> Section:
     sec = Section("timings", "Time and memory")
     m = run.manifest
     stages = m.get("stage_seconds") or {}
-    rows, values, pending = [], [], []
+    rows: list = []
+    values: list = []
+    pending: list = []
     for name, secs in stages.items():
         if name in TOP_STAGES:
             rows.append([name, num(secs, 1)])

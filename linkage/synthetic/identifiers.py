@@ -87,7 +87,7 @@ class SerialCounter:
 
     def __call__(self, space: np.ndarray | None = None, count: int | None = None) -> np.ndarray:
         """The next serial for each element of ``space`` (in order); or ``count`` serials of space 0."""
-        space = np.zeros(count, dtype=np.int64) if space is None else np.asarray(space, dtype=np.int64)
+        space = np.zeros(count or 0, dtype=np.int64) if space is None else np.asarray(space, dtype=np.int64)
         n = len(space)
         if n == 0:
             return np.empty(0, dtype=np.int64)

@@ -86,9 +86,9 @@ def parse_single_string_name(value: str | None) -> tuple[str, str]:
         return "", (tokens[0] if tokens else "")
     upper = [t.isupper() for t in tokens]
     if any(upper) and not all(upper):
-        surname = [t for t, u in zip(tokens, upper) if u]
-        given = [t for t, u in zip(tokens, upper) if not u]
-        return given[0], " ".join(surname)
+        surnames = [t for t, u in zip(tokens, upper) if u]
+        givens = [t for t, u in zip(tokens, upper) if not u]
+        return givens[0], " ".join(surnames)
     return tokens[0], tokens[-1]
 
 

@@ -221,7 +221,7 @@ def build_prison(p: People, ctx: Context) -> SourceChunk:
         "alias_dates_of_birth": alias_dobs,
         "establishment_code": ESTABLISHMENTS[rng.integers(0, len(ESTABLISHMENTS), len(rows))],
         "reception_date": _dates(reception),
-        "release_date": _dates(release, ~released),
+        "release_date": _dates(release, np.asarray(~released)),
         "sentence_days": days.astype(str).astype(object),
     }
     return SourceChunk(p.person_id[rows], columns, log)

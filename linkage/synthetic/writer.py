@@ -55,4 +55,4 @@ class CsvAppender:
         body = render_csv(columns)
         with open(self.path, "ab") as f:
             f.write(body)
-        self.rows += len(next(iter(columns.values())))
+        self.rows += len(next(iter(columns.values())))  # type: ignore[arg-type]  # arrays and lists
