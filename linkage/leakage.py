@@ -199,6 +199,19 @@ def _identifier_keys_sql(cfg: JobConfig, raw_values: str) -> str:
             f"{' UNION ALL '.join(ids)})) WHERE NOT regexp_full_match(k, '[0-9]{{1,5}}')")
 
 
+# The justice preset's name dictionaries in ``raw_values`` (linkage.standardise.justice).
+_JUSTICE_NAME_FIELDS = ("first", "middle", "surname", "full")
+
+
+def _name_fields(cfg: JobConfig) -> list[str]:
+    """The ``raw_values`` fields that hold people's names: their words are name words."""
+    out = list(_JUSTICE_NAME_FIELDS) if cfg.uses_justice_preset else []
+    for name, ftype in cfg.fields.items():
+        if getattr(ftype, "of", ftype).type == "name":
+            out.append(name)
+    return out
+
+
 def build_identifier_values(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_values: str = "raw_values") -> int:
     """``identifier_keys(key)`` and ``identifier_words(word)``: the identifier values, compact,
     and their letter words, among the analyst candidates (``analyst_candidates``,
@@ -208,12 +221,14 @@ def build_identifier_values(con: duckdb.DuckDBPyConnection, cfg: JobConfig, raw_
     whatever it is called: sex codes too, which analyst tables hold only as categories
     shared by many rows) and every record id.
     """
-    raw = [f"SELECT v FROM {q(raw_values)}"]
+    names = ", ".join(lit(f) for f in _name_fields(cfg)) or "NULL"
+    raw = [f"SELECT v FROM {q(raw_values)} WHERE field IN ({names})"]
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE identifier_keys AS SELECT DISTINCT k AS key FROM "
         f"({_identifier_keys_sql(cfg, raw_values)}) WHERE k IN (SELECT key FROM analyst_candidates)"
     )
-    # Words of values with letters and no digits (names, not references), each value split once.
+    # Words of names (not of addresses or other text, whose words are everyday words: an
+    # "ALL" of "ALL SAINTS ROAD" is not a name), each value split once.
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE identifier_words AS SELECT DISTINCT word FROM ("
         f"SELECT unnest({_words('v')}) AS word FROM ({' UNION ALL '.join(raw)}) "

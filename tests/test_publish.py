@@ -61,7 +61,7 @@ def mode(path: Path) -> int:
 def test_csv_safe(cell, shown):
     assert publish.csv_safe(cell) == shown
     # The SQL form used for DuckDB's COPY agrees with the Python form.
-    assert duckdb.execute(f"SELECT {publish.csv_safe_sql('x')} FROM (SELECT ?::VARCHAR AS x)", [cell]).fetchone()[0] == shown
+    assert duckdb.connect().execute(f"SELECT {publish.csv_safe_sql('x')} FROM (SELECT ?::VARCHAR AS x)", [cell]).fetchall()[0][0] == shown
     if cell is not None:
         assert publish.csv_unsafe(shown) == cell
 
