@@ -168,9 +168,9 @@ def review(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
     sample: int = typer.Option(200, "--sample", help="How many pairs to sample around the threshold."),
     seed: int = typer.Option(1, "--seed", help="Random seed for drawing the sample: the same seed gives the same pairs."),
-    decisions: Optional[Path] = typer.Option(None, "--import", help="A filled-in review CSV: estimate precision and recall from it."),
+    decisions: Optional[Path] = typer.Option(None, "--import", help="A decisions CSV (source_dataset_l, record_id_l, source_dataset_r, record_id_r, decision: match, not_match or unsure), or the filled-in review sample: kept, and applied by every later run; a review sample also gives precision and recall estimates."),
 ) -> None:
-    """Clerical review: export pairs around the threshold, or import the decisions."""
+    """Clerical review: export pairs around the threshold and clusters to check, or import decisions."""
     from linkage import review as clerical
 
     with _open_run(run_dir):
@@ -183,9 +183,14 @@ def review(
             return
         from linkage.report import write_report
 
-        est = clerical.import_review_decisions(run_dir, decisions)
-        write_report(run_dir)
-    _print_estimates(est, Path(run_dir) / clerical.REVIEW_DIR / clerical.ESTIMATES)
+        result = clerical.import_decisions(run_dir, decisions)
+        if result.estimates is not None:
+            write_report(run_dir)
+    err.print(result.message)
+    if result.estimate_note:
+        err.print(result.estimate_note)
+    if result.estimates is not None:
+        _print_estimates(result.estimates, Path(run_dir) / clerical.REVIEW_DIR / clerical.ESTIMATES)
 
 
 def _print_estimates(est: dict, path: Path) -> None:

@@ -23,6 +23,7 @@ import psutil
 
 import linkage
 from linkage import cluster as clustering
+from linkage import decisions as clerical
 from linkage import deidentify, engines, identity, model, sources
 from linkage import publish as publishing
 from linkage.config import LoadedConfig
@@ -175,7 +176,9 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
             (staging / sub).mkdir(parents=True)
         started = time.time()
         try:
-            manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging)
+            # Clerical decisions travel with the runs: the previous run's store and --out's.
+            stores = [p / clerical.STORE_DIR / clerical.STORE for p in (opts.previous, run_dir) if p is not None]
+            manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging, stores)
             manifest["stage_seconds"] = stages.timings
             manifest["total_seconds"] = round(time.time() - started, 3)
             manifest["peak_rss_bytes"] = stages.peak_rss
@@ -218,6 +221,7 @@ def _run(
     generation: int,
     saved_model: dict | None,
     staging: Path,
+    decision_stores: list[Path] = (),
 ) -> dict[str, Any]:
     cfg = loaded.config
     restricted = staging / "restricted"
@@ -294,10 +298,26 @@ def _run(
         stages.note(f"{scored:,} pairs kept (match probability >= {min(0.01, cfg.model.threshold / 10)})")
 
         with stages.stage("cluster"):
+            decided: list[clerical.DecisionStats] = []
+            apply = None
+            if clerical.load_stores(con, decision_stores):
+                def apply(c):
+                    decided.append(clerical.apply_decisions(c))
             cstats = clustering.cluster(
                 con, db_api, "predictions", cfg.model.threshold, list(cfg.model.deterministic_links),
                 cfg.model.clustering, [n for n, src in cfg.sources.items() if src.duplicate_free],
+                after_validity=apply,
             )
+            if decided:
+                clerical.write_store(con, restricted)
+                stages.note(decided[0].summary())
+                if decided[0].conflicts:
+                    warnings.append(
+                        f"{decided[0].conflicts:,} clerical decisions conflict (a chain of matches across a "
+                        f"not_match): those clusters were left as the model made them; see "
+                        f"{restricted.name}/{clerical.OUTCOMES.name} (outcome 'conflict')"
+                    )
+                    stages.note("warning: " + warnings[-1])
             if cstats.clusters_split or cstats.cut_links:
                 stages.note(
                     f"{cstats.clusters_split:,} of {cstats.clusters_checked:,} suspicious clusters split; "
@@ -395,6 +415,8 @@ def _run(
             "warnings": warnings,
             "comparisons_scored_kept": scored,
             "clusters": asdict(cstats),
+            "clerical_decisions": clerical.manifest_entry(decided[0], [p for p in decision_stores if p.is_file()])
+            if decided else None,
             "id_generation": generation,
             "ids": asdict(istats),
             "previous_ids": str(previous_path) if previous_path else None,

@@ -265,7 +265,8 @@ def _normalise_decision(text: str) -> str | None:
     d = " ".join(text.strip().lower().replace("_", " ").replace("-", " ").split())
     if d == "":
         return ""
-    return {"match": "match", "non match": "non-match", "nonmatch": "non-match", "unsure": "unsure"}.get(d)
+    return {"match": "match", "non match": "non-match", "nonmatch": "non-match", "not match": "non-match",
+            "unsure": "unsure"}.get(d)
 
 
 def read_decisions(run_dir: Path, csv_path: Path) -> tuple[dict[str, Any], dict[int, str]]:
@@ -429,3 +430,37 @@ def import_review_decisions(run_dir: Path, csv_path: Path) -> dict[str, Any]:
         out.write_text(json.dumps(result, indent=2) + "\n")
     restrict_tree(out)
     return result
+
+
+# --- decisions that stick -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    message: str
+    estimates: dict[str, Any] | None  # when the file is the filled-in review sample
+    estimate_note: str | None = None  # why no estimate was made from a review sample
+
+
+def import_decisions(run_dir: Path, csv_path: Path) -> ImportResult:
+    """Check a decision file whole, add its decisions to the run's store (``linkage.decisions``)
+    and, when it is the filled-in review sample (it has ``pair_id``), estimate precision and
+    recall from it as ``import_review_decisions`` does. A bad file imports nothing."""
+    from linkage import decisions as store
+
+    run_dir, csv_path = Path(run_dir), Path(csv_path)
+    manifest = _manifest(run_dir)
+    sample = store.sample_pairs(run_dir)
+    rows, blank = store.read_decision_file(csv_path, sources=list(manifest.get("inputs", {})), sample_pairs=sample)
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    estimates, note = None, None
+    if "pair_id" in header and sample is not None:
+        read_decisions(run_dir, csv_path)  # the sample's own checks, before anything is written
+        try:
+            estimates = import_review_decisions(run_dir, csv_path)
+        except InputError as exc:
+            note = f"no precision estimate: {exc}"
+    path = store.add_to_store(run_dir, rows, csv_path)
+    message = store.describe_import(rows, blank, path, store.count_missing(run_dir, rows))
+    return ImportResult(message, estimates, note)
