@@ -176,6 +176,12 @@ def review(
     with _open_run(run_dir):
         if decisions is None:
             path = clerical.export_review_sample(run_dir, n=sample, seed=seed)
+            queue, counts = clerical.export_review_queue(run_dir)
+            err.print(
+                f"wrote {queue}: {counts['items']:,} clusters to check by eye ({counts['records']:,} records; "
+                f"{counts[clerical.REASON_SPLIT]:,} {clerical.REASON_SPLIT}, {counts[clerical.REASON_PNC]:,} with "
+                f"{clerical.REASON_PNC}, {counts[clerical.REASON_DUP]:,} with {clerical.REASON_DUP})"
+            )
             err.print(
                 f"wrote {path}: fill in the decision column (match, non-match or unsure), then "
                 f"run: linkage review {run_dir} --import {path}"

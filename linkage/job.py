@@ -415,6 +415,7 @@ def _run(
             "warnings": warnings,
             "comparisons_scored_kept": scored,
             "clusters": asdict(cstats),
+            "duplicate_free_sources": [n for n, src in cfg.sources.items() if src.duplicate_free],
             "clerical_decisions": clerical.manifest_entry(decided[0], [p for p in decision_stores if p.is_file()])
             if decided else None,
             "id_generation": generation,
