@@ -1,4 +1,4 @@
-"""The ``linkage`` command: synth, validate, run, evaluate, review, demo.
+"""The ``linkage`` command: synth, validate, run, evaluate, review, find, demo.
 
 Exit codes: 0 success; 1 a problem the user can fix (bad config, input or arguments, a
 full disk, a folder that cannot be written or is busy), reported in one message without a
@@ -197,6 +197,27 @@ def review(
         err.print(result.estimate_note)
     if result.estimates is not None:
         _print_estimates(result.estimates, Path(run_dir) / clerical.REVIEW_DIR / clerical.ESTIMATES)
+
+
+@app.command()
+def find(
+    run_dir: Path = typer.Argument(..., help="A finished run directory."),
+    record: Path = typer.Option(..., "--record", help="CSV or JSON file with one or a few records, laid out like a source of the job."),
+    source: Optional[str] = typer.Option(None, "--source", help="The source the records are laid out like (default: the job's first)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="The run's config, if it is no longer where the manifest says."),
+    top: int = typer.Option(5, "--top", help="How many candidate persons to list per record."),
+) -> None:
+    """Score one or a few records against a run and list the candidate persons (restricted)."""
+    from linkage.find import find_records, summary
+
+    with _open_run(run_dir):
+        result = find_records(run_dir, record, source=source, config=config, top=top)
+    for text in summary(result):
+        out.print(text)
+    err.print(
+        f"wrote {result.out} (owner-only); {result.records} records in {result.seconds['total']:.2f} s "
+        f"(scoring {result.seconds['score']:.2f} s)"
+    )
 
 
 def _print_estimates(est: dict, path: Path) -> None:
