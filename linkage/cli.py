@@ -98,13 +98,14 @@ def run(
     model_path: Optional[Path] = typer.Option(None, "--model", help="A saved model (restricted/model.json of an earlier run): skip training."),
     previous: Optional[Path] = typer.Option(None, "--previous", help="The previous run directory: people keep their person ids."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep the DuckDB work database in the run directory (work/), for debugging."),
+    incremental: bool = typer.Option(False, "--incremental", help="With --previous: standardise and score only the records added or changed since that run (new-to-new and new-to-existing pairs), with its model."),
 ) -> None:
     """Run the whole job: read, standardise, train, predict, cluster, de-identify, publish."""
     from linkage.config import load_config
     from linkage.job import RunOptions, run_job
 
     loaded = load_config(config)
-    result = run_job(loaded, RunOptions(data, out_dir, model_path, previous, keep_work=keep_work))
+    result = run_job(loaded, RunOptions(data, out_dir, model_path, previous, keep_work=keep_work, incremental=incremental))
     _print_run(result)
 
 

@@ -13,7 +13,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,10 @@ import linkage
 from linkage import cluster as clustering
 from linkage import decisions as clerical
 from linkage import deidentify, engines, identity, model, sources
+from linkage import incremental as increments
 from linkage import publish as publishing
 from linkage.config import LoadedConfig
-from linkage.errors import InputError, LinkageError, TrainingError, is_training_fault
+from linkage.errors import InputError, LinkageError, TrainingError, UsageError, is_training_fault
 from linkage.progress import Stages
 from linkage.sources import lit, q
 from linkage.standardise import standardise_table
@@ -44,6 +45,7 @@ class RunOptions:
     previous: Path | None = None  # a previous run directory: keep its person ids
     throwaway_key: bool = False  # `linkage demo` only
     keep_work: bool = False  # keep the DuckDB work database (for debugging)
+    incremental: bool = False  # only records added or changed since --previous are standardised and scored
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,13 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
         if opts.throwaway_key:
             stages.note("using a throwaway pseudonymisation key: person ids from this run join nothing else")
         if opts.previous is not None:
-            publishing.read_run_manifest(opts.previous)  # a run, not (say) a synth folder
+            previous_manifest = publishing.read_run_manifest(opts.previous)  # a run, not (say) a synth folder
+        if opts.incremental:
+            if opts.previous is None:
+                raise UsageError("--incremental needs --previous RUN_DIR: the run to build on")
+            increments.check_previous(opts.previous, previous_manifest, loaded.hash)
+            if opts.model_path is None:  # the previous run's model, prior and all
+                opts = replace(opts, model_path=opts.previous / "restricted" / "model.json")
         previous_path, generation = _previous_ids(opts, loaded, key)
         saved_model = model.load_model_settings(opts.model_path, cfg) if opts.model_path else None
 
@@ -231,6 +239,11 @@ def _run(
             reads = sources.read_sources(con, loaded, opts.data_dir)
             for r in reads.values():
                 stages.note(f"{r.name}: {r.rows_read:,} rows, {r.rows_rejected:,} rejected")
+            increments.hash_records(con, list(cfg.sources))
+            changes = None
+            if opts.incremental:
+                changes = increments.find_changes(con, list(cfg.sources), opts.previous)
+                stages.note(changes.summary())
 
         with stages.stage("standardise"):
             std_tables = _standardise(con, cfg)
@@ -247,6 +260,8 @@ def _run(
                 "CREATE OR REPLACE VIEW raw_values AS "
                 + " UNION ALL ".join(f"SELECT * FROM {t}_raw_values" for t in std_tables)
             )
+            if changes is not None:  # the unchanged records as the previous run standardised them
+                increments.add_unchanged(con, opts.previous)
             invalid = _invalid_counts(con, cfg)
             warnings = _emptied_field_warnings(con, cfg, invalid)
             for w in warnings:
@@ -276,7 +291,9 @@ def _run(
                     prior = model.train(linker, cfg, stages.step, source_counts)
             else:
                 stages.note(f"using the saved model {opts.model_path}: training skipped")
-                if cfg.model.training.prior.with_saved_model == "reestimate":
+                if opts.incremental:
+                    stages.note("incremental: the previous run's prior kept (its carried pairs were scored with it)")
+                elif cfg.model.training.prior.with_saved_model == "reestimate":
                     with stages.stage("prior"):
                         saved_prior = float(saved_model["probability_two_random_records_match"])
                         prior = model.estimate_prior(linker, cfg, source_counts)
@@ -291,7 +308,12 @@ def _run(
             with stages.stage("predict"):
                 if engine.name != "duckdb":
                     stages.note(f"scoring on {engine.name}")
-                engine.import_predictions(con, model.predict(linker, cfg.model.threshold), "predictions")
+                if changes is not None:
+                    pair_counts = increments.predict(con, linker, db_api, cfg.model.threshold, opts.previous)
+                    stages.note(f"{pair_counts['pairs_scored']:,} pairs scored (new-to-new and new-to-existing), "
+                                f"{pair_counts['pairs_carried']:,} carried from the previous run")
+                else:
+                    engine.import_predictions(con, model.predict(linker, cfg.model.threshold), "predictions")
                 scored = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
         finally:
             engine.close()
@@ -336,6 +358,7 @@ def _run(
         with stages.stage("person ids"):
             previous = identity.load_previous(con, previous_path) if previous_path else None
             istats = identity.assign_person_keys(con, previous, generation)
+            removed_rows = increments.record_removed_lineage(con, previous) if changes is not None else 0
             # One pseudonym per person, not per record.
             deidentify.add_pseudonyms(con, "person_keys", key, out="person_ids")
             con.execute(
@@ -374,6 +397,7 @@ def _run(
                   restricted / "cluster_splits.parquet")
             _copy(con, "records", restricted / "standardised.parquet")
             _copy(con, "invalid_values", restricted / "invalid_values.parquet")
+            _copy(con, "record_hashes", restricted / increments.HASHES)
 
         with stages.stage("de-identify"):
             analyst_rows = deidentify.write_analyst_tables(con, cfg, staging / "analyst")
@@ -416,6 +440,11 @@ def _run(
             "comparisons_scored_kept": scored,
             "clusters": asdict(cstats),
             "duplicate_free_sources": [n for n, src in cfg.sources.items() if src.duplicate_free],
+            "incremental": {
+                "built_on": str(opts.previous), **asdict(changes), **pair_counts,
+                "removed_records_lineage_rows": removed_rows,
+                "note": "invalid_values and warnings count the added and changed records only",
+            } if changes is not None else None,
             "clerical_decisions": clerical.manifest_entry(decided[0], [p for p in decision_stores if p.is_file()])
             if decided else None,
             "id_generation": generation,
