@@ -152,7 +152,7 @@ def find_records(
     df[src.record_id] = [(v if v not in (None, "") else f"record {i + 1}") for i, v in enumerate(ids)]
     if df[src.record_id].duplicated().any():
         rows = [str(i + 2) for i in df.index[df[src.record_id].duplicated()]]
-        raise InputError(f"{record_file}: rows {', '.join(rows)}: the record id ({src.record_id!r}) repeats")
+        raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: the record id ({src.record_id!r}) repeats")
     df = df[[c for c in dict.fromkeys([src.record_id, *src.columns.values()])]]
     df.insert(0, "_row", range(1, len(df) + 1))
 
@@ -164,7 +164,7 @@ def find_records(
         con.unregister("_raw_df")
         if map_source(con, name, src, cfg.person_fields):
             rows = [str(r + 1) for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
-            raise InputError(f"{record_file}: rows {', '.join(rows)}: nothing to compare (no name, date of birth "
+            raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: nothing to compare (no name, date of birth "
                              f"or reference number)")
         (table,) = _standardise(con, cfg.model_copy(update={"sources": {name: src}}))
         std = lit(str(restricted / "standardised.parquet"))
