@@ -99,6 +99,13 @@ def main() -> None:
     counts = split(pop, w / "base", w / "final", a.delta)
     raw = yaml.safe_load((ROOT / "configs" / "justice.yaml").read_text())
     raw["model"]["training"]["prior"]["with_saved_model"] = "keep"
+    # Training sized for a benchmark of the cycle, not of training.
+    raw["model"]["training"]["u_max_pairs"] = 1_000_000
+    raw["model"]["training"]["em_max_pairs"] = 1_000_000
+    # Month-coarsened dates are withheld: at a million records some months coincide with an
+    # identifier value and the leakage check (rightly) refuses to publish.
+    for src in raw["sources"].values():
+        src["carry"] = {k: v for k, v in (src.get("carry") or {}).items() if v != "month"}
     job = w / "job.yaml"
     job.write_text(yaml.safe_dump(raw, sort_keys=False))
     times = {"train_base": linkage("run", str(job), "--data", str(w / "base"), "--out", str(w / "base_run"))}

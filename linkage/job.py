@@ -172,6 +172,8 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
         if opts.incremental:
             if opts.previous is None:
                 raise UsageError("--incremental needs --previous RUN_DIR: the run to build on")
+            if cfg.engine.name != "duckdb":
+                raise UsageError(f"--incremental runs on the duckdb engine only (the config says engine: {cfg.engine.name})")
             increments.check_previous(opts.previous, previous_manifest, loaded.hash)
             if opts.model_path is None:  # the previous run's model, prior and all
                 opts = replace(opts, model_path=opts.previous / "restricted" / "model.json")
@@ -443,7 +445,8 @@ def _run(
             "incremental": {
                 "built_on": str(opts.previous), **asdict(changes), **pair_counts,
                 "removed_records_lineage_rows": removed_rows,
-                "note": "invalid_values and warnings count the added and changed records only",
+                "note": "invalid_values, warnings and the leakage check's raw values cover the added and changed "
+                        "records only (the unchanged ones were checked by the runs before)",
             } if changes is not None else None,
             "clerical_decisions": clerical.manifest_entry(decided[0], [p for p in decision_stores if p.is_file()])
             if decided else None,
