@@ -12,14 +12,16 @@ one definition of the result, two ways of building it:
 - **predict** only new-to-new (Splink's ``predict_within``) and new-to-existing
   (``predict_between``) pairs, with the previous run's model and prior and term
   frequencies from all of this run's records; the previous run's scored pairs between two
-  unchanged records are carried over.
+  unchanged records are carried over, except those near the threshold (within
+  ``RESCORE_MARGIN_BITS``), which are scored again among their records.
 - **cluster**, person ids and everything after run as in a full run (connected components
   over a million records take seconds); a removed record leaves with an ``id_lineage``
   row (``record_removed``).
 
 Where an incremental run can differ from a full run with the same model: pairs carried
 over were scored with the previous run's term frequencies (a name that grew commoner
-weighs less in a full run). ``compare_runs`` lists every record placed differently.
+weighs less in a full run); a pair far from the threshold whose score moved further than
+the margin. ``compare_runs`` lists every record placed differently.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import math
+
 import duckdb
 
 from linkage.errors import InputError
 from linkage.sources import lit, q
 
 HASHES = "record_hashes.parquet"
+# Carried pairs within this many bits of the threshold's match weight are scored again.
+RESCORE_MARGIN_BITS = 1.5
 NEW = ("added", "changed")
 
 
@@ -144,12 +150,32 @@ def predict(con: duckdb.DuckDBPyConnection, linker, db_api, threshold: float, pr
         JOIN _old_nodes a ON a.source_dataset = p.source_dataset_l AND a.record_id = p.record_id_l
         JOIN _old_nodes b ON b.source_dataset = p.source_dataset_r AND b.record_id = p.record_id_r"""
     )
+    # Carried pairs near the threshold are scored again, among their records, with this
+    # run's term frequencies: a small move of a carried score could cross the threshold.
+    line = math.log2(threshold / (1 - threshold))
+    near = f"match_weight BETWEEN {line - RESCORE_MARGIN_BITS} AND {line + RESCORE_MARGIN_BITS}"
+    con.execute(
+        f"""CREATE OR REPLACE TABLE _near_nodes AS SELECT n.* FROM _old_nodes n SEMI JOIN (
+            SELECT node_id_l AS node_id FROM _carried WHERE {near}
+            UNION SELECT node_id_r FROM _carried WHERE {near}) c USING (node_id)"""
+    )
+    rescored = 0
+    if con.execute("SELECT count(*) FROM _near_nodes").fetchall()[0][0] > 1:
+        again = linker.inference.predict_within(db_api.register("_near_nodes", dataset_display_name="near_threshold"),
+                                                threshold_match_probability=floor, warning_mode="never")
+        con.execute(
+            """DELETE FROM _carried WHERE node_id_l IN (SELECT node_id FROM _near_nodes)
+                                       AND node_id_r IN (SELECT node_id FROM _near_nodes)""")
+        rescored = con.execute(f"SELECT count(*) FROM {again.physical_name}").fetchall()[0][0]
+        parts.append(f"SELECT least(node_id_l, node_id_r), greatest(node_id_l, node_id_r), match_weight, "
+                     f"match_probability FROM {again.physical_name}")
     con.execute("CREATE OR REPLACE TABLE predictions AS " + " UNION ALL ".join(["SELECT * FROM _carried", *parts]))
     carried = con.execute("SELECT count(*) FROM _carried").fetchall()[0][0]
     total = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
-    for t in ("_carried", "_new_nodes", "_old_nodes"):
+    for t in ("_carried", "_new_nodes", "_old_nodes", "_near_nodes"):
         con.execute(f"DROP TABLE {t}")
-    return {"pairs_carried": int(carried), "pairs_scored": int(total - carried)}
+    return {"pairs_carried": int(carried), "pairs_scored": int(total - carried - rescored),
+            "pairs_rescored_near_threshold": int(rescored)}
 
 
 def record_removed_lineage(con: duckdb.DuckDBPyConnection, previous_keys: str | None) -> int:
@@ -170,6 +196,7 @@ def compare_runs(a: Path, b: Path) -> list[dict[str, Any]]:
     """Every record the two runs place differently: with the records it is grouped with in
     one run and not the other, and why, judged from the two runs' scored pairs."""
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     try:
         for name, run in (("a", a), ("b", b)):
             con.execute(f"CREATE TABLE x_{name} AS SELECT source_dataset || '/' || record_id AS rec, person_key "
