@@ -13,7 +13,8 @@ one definition of the result, two ways of building it:
   (``predict_between``) pairs, with the previous run's model and prior and term
   frequencies from all of this run's records; the previous run's scored pairs between two
   unchanged records are carried over, except those near the threshold (within
-  ``RESCORE_MARGIN_BITS``), which are scored again among their records.
+  ``RESCORE_MARGIN_BITS``) and those of records holding a value whose term frequency moved
+  (``TF_MOVE_BITS``), which are scored again among their records.
 - **cluster**, person ids and everything after run as in a full run (connected components
   over a million records take seconds); a removed record leaves with an ``id_lineage``
   row (``record_removed``).
@@ -40,6 +41,8 @@ from linkage.sources import lit, q
 HASHES = "record_hashes.parquet"
 # Carried pairs within this many bits of the threshold's match weight are scored again.
 RESCORE_MARGIN_BITS = 1.5
+# ... and pairs of records holding a value whose term frequency moved by more than this.
+TF_MOVE_BITS = 0.05
 NEW = ("added", "changed")
 
 
@@ -131,7 +134,8 @@ def predict(con: duckdb.DuckDBPyConnection, linker, db_api, threshold: float, pr
           ON c.source_dataset = n.source_dataset AND c.record_id = n.record_id"""
     )
     con.execute("CREATE OR REPLACE TABLE _old_nodes AS SELECT * FROM nodes ANTI JOIN _new_nodes USING (node_id)")
-    for tf in sorted({c.unquote().name for c in linker._settings_obj._term_frequency_columns}):
+    tf_columns = sorted({c.unquote().name for c in linker._settings_obj._term_frequency_columns})
+    for tf in tf_columns:
         linker.table_management.compute_tf_table(tf)  # over every record of this run, as a full run does
     new = db_api.register("_new_nodes", dataset_display_name="new_records")
     old = db_api.register("_old_nodes", dataset_display_name="existing_records")
@@ -154,10 +158,14 @@ def predict(con: duckdb.DuckDBPyConnection, linker, db_api, threshold: float, pr
     # run's term frequencies: a small move of a carried score could cross the threshold.
     line = math.log2(threshold / (1 - threshold))
     near = f"match_weight BETWEEN {line - RESCORE_MARGIN_BITS} AND {line + RESCORE_MARGIN_BITS}"
+    # So are pairs of records holding a value whose term frequency moved (a rare name seen
+    # once more weighs a bit less): a term-frequency adjustment needs both records to hold it.
+    moved = [f"SELECT node_id FROM _old_nodes WHERE {q(c)} IN ({_moved_values_sql(c, previous)})" for c in tf_columns]
     con.execute(
         f"""CREATE OR REPLACE TABLE _near_nodes AS SELECT n.* FROM _old_nodes n SEMI JOIN (
             SELECT node_id_l AS node_id FROM _carried WHERE {near}
-            UNION SELECT node_id_r FROM _carried WHERE {near}) c USING (node_id)"""
+            UNION SELECT node_id_r FROM _carried WHERE {near}
+            {''.join(' UNION ' + m for m in moved)}) c USING (node_id)"""
     )
     rescored = 0
     if con.execute("SELECT count(*) FROM _near_nodes").fetchall()[0][0] > 1:
@@ -175,7 +183,21 @@ def predict(con: duckdb.DuckDBPyConnection, linker, db_api, threshold: float, pr
     for t in ("_carried", "_new_nodes", "_old_nodes", "_near_nodes"):
         con.execute(f"DROP TABLE {t}")
     return {"pairs_carried": int(carried), "pairs_scored": int(total - carried - rescored),
-            "pairs_rescored_near_threshold": int(rescored)}
+            "pairs_rescored": int(rescored)}
+
+
+def _moved_values_sql(column: str, previous: Path) -> str:
+    """The values of ``column`` whose term frequency moved by more than ``TF_MOVE_BITS``
+    since the previous run (or that are new or gone)."""
+    c = q(column)
+    freq = "count(*)::DOUBLE / sum(count(*)) OVER ()"
+    return (
+        f"""SELECT v FROM (SELECT {c} AS v, {freq} AS f FROM nodes WHERE {c} IS NOT NULL GROUP BY ALL) n
+        FULL JOIN (SELECT {c} AS v, {freq} AS f
+                   FROM read_parquet({lit(str(previous / 'restricted' / 'standardised.parquet'))})
+                   WHERE {c} IS NOT NULL GROUP BY ALL) o USING (v)
+        WHERE n.f IS NULL OR o.f IS NULL OR abs(log2(n.f / o.f)) > {TF_MOVE_BITS}"""
+    )
 
 
 def record_removed_lineage(con: duckdb.DuckDBPyConnection, previous_keys: str | None) -> int:
