@@ -27,6 +27,7 @@ the margin. ``compare_runs`` lists every record placed differently.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,10 +238,16 @@ def compare_runs(a: Path, b: Path) -> list[dict[str, Any]]:
         ).fetchall()
     finally:
         con.close()
+    threshold = float(json.loads((Path(a) / "manifest.json").read_text())["model"]["threshold_match_probability"])
     out = []
     for left, right, how, pa, pb in rows:
-        if pa is not None and pb is not None and pa != pb:
-            why = f"the pair scored {pa:.4g} in the first run and {pb:.4g} in the second (term frequencies moved)"
+        if pa is not None and pb is not None and (pa >= threshold) != (pb >= threshold):
+            why = (f"the pair's score crossed the threshold: {pa:.4g} in the first run, {pb:.4g} in the second "
+                   f"(term frequencies moved)")
+        elif pa is not None and pb is not None and pa != pb:
+            why = (f"the pair scored {pa:.6g} in the first run and {pb:.6g} in the second (term frequencies "
+                   f"moved a little): the cluster-validity step, which takes links strongest first, split the "
+                   f"cluster otherwise")
         elif pa is None and pb is None:
             why = "not a scored pair in either run: joined or split through other records"
         elif (pa is None) != (pb is None):
