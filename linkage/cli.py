@@ -1,4 +1,4 @@
-"""The ``linkage`` command: synth, validate, run, evaluate, review, demo.
+"""The ``linkage`` command: synth, validate, run, evaluate, review, find, demo.
 
 Exit codes: 0 success; 1 a problem the user can fix (bad config, input or arguments, a
 full disk, a folder that cannot be written or is busy), reported in one message without a
@@ -98,13 +98,14 @@ def run(
     model_path: Optional[Path] = typer.Option(None, "--model", help="A saved model (restricted/model.json of an earlier run): skip training."),
     previous: Optional[Path] = typer.Option(None, "--previous", help="The previous run directory: people keep their person ids."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep the DuckDB work database in the run directory (work/), for debugging."),
+    incremental: bool = typer.Option(False, "--incremental", help="With --previous: standardise and score only the records added or changed since that run (new-to-new and new-to-existing pairs), with its model."),
 ) -> None:
     """Run the whole job: read, standardise, train, predict, cluster, de-identify, publish."""
     from linkage.config import load_config
     from linkage.job import RunOptions, run_job
 
     loaded = load_config(config)
-    result = run_job(loaded, RunOptions(data, out_dir, model_path, previous, keep_work=keep_work))
+    result = run_job(loaded, RunOptions(data, out_dir, model_path, previous, keep_work=keep_work, incremental=incremental))
     _print_run(result)
 
 
@@ -168,14 +169,20 @@ def review(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
     sample: int = typer.Option(200, "--sample", help="How many pairs to sample around the threshold."),
     seed: int = typer.Option(1, "--seed", help="Random seed for drawing the sample: the same seed gives the same pairs."),
-    decisions: Optional[Path] = typer.Option(None, "--import", help="A filled-in review CSV: estimate precision and recall from it."),
+    decisions: Optional[Path] = typer.Option(None, "--import", help="A decisions CSV (source_dataset_l, record_id_l, source_dataset_r, record_id_r, decision: match, not_match or unsure), or the filled-in review sample: kept, and applied by every later run; a review sample also gives precision and recall estimates."),
 ) -> None:
-    """Clerical review: export pairs around the threshold, or import the decisions."""
+    """Clerical review: export pairs around the threshold and clusters to check, or import decisions."""
     from linkage import review as clerical
 
     with _open_run(run_dir):
         if decisions is None:
             path = clerical.export_review_sample(run_dir, n=sample, seed=seed)
+            queue, counts = clerical.export_review_queue(run_dir)
+            err.print(
+                f"wrote {queue}: {counts['items']:,} clusters to check by eye ({counts['records']:,} records; "
+                f"{counts[clerical.REASON_SPLIT]:,} {clerical.REASON_SPLIT}, {counts[clerical.REASON_PNC]:,} with "
+                f"{clerical.REASON_PNC}, {counts[clerical.REASON_DUP]:,} with {clerical.REASON_DUP})"
+            )
             err.print(
                 f"wrote {path}: fill in the decision column (match, non-match or unsure), then "
                 f"run: linkage review {run_dir} --import {path}"
@@ -183,9 +190,35 @@ def review(
             return
         from linkage.report import write_report
 
-        est = clerical.import_review_decisions(run_dir, decisions)
-        write_report(run_dir)
-    _print_estimates(est, Path(run_dir) / clerical.REVIEW_DIR / clerical.ESTIMATES)
+        result = clerical.import_decisions(run_dir, decisions)
+        if result.estimates is not None:
+            write_report(run_dir)
+    err.print(result.message)
+    if result.estimate_note:
+        err.print(result.estimate_note)
+    if result.estimates is not None:
+        _print_estimates(result.estimates, Path(run_dir) / clerical.REVIEW_DIR / clerical.ESTIMATES)
+
+
+@app.command()
+def find(
+    run_dir: Path = typer.Argument(..., help="A finished run directory."),
+    record: Path = typer.Option(..., "--record", help="CSV or JSON file with one or a few records, laid out like a source of the job."),
+    source: Optional[str] = typer.Option(None, "--source", help="The source the records are laid out like (default: the job's first)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="The run's config, if it is no longer where the manifest says."),
+    top: int = typer.Option(5, "--top", help="How many candidate persons to list per record."),
+) -> None:
+    """Score one or a few records against a run and list the candidate persons (restricted)."""
+    from linkage.find import find_records, summary
+
+    with _open_run(run_dir):
+        result = find_records(run_dir, record, source=source, config=config, top=top)
+    for text in summary(result):
+        out.print(text)
+    err.print(
+        f"wrote {result.out} (owner-only); {result.records} records in {result.seconds['total']:.2f} s "
+        f"(scoring {result.seconds['score']:.2f} s)"
+    )
 
 
 def _print_estimates(est: dict, path: Path) -> None:

@@ -25,7 +25,7 @@ Tables (in the job's DuckDB database):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import duckdb
@@ -529,8 +529,12 @@ def cluster(
     deterministic: list[DeterministicLink],
     settings: ClusteringConfig | None = None,
     duplicate_free: Sequence[str] = (),
+    after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> ClusterStats:
-    """Links, duplicate-free sources, connected components, cluster validity; ``clusters``."""
+    """Links, duplicate-free sources, connected components, cluster validity; ``clusters``.
+
+    ``after_validity(con)`` may change ``cc``, ``links`` and ``cluster_splits`` last
+    (clerical decisions: ``linkage.decisions.apply_decisions``)."""
     settings = settings or ClusteringConfig()
     oversized, gated = build_links(con, predictions, threshold, deterministic)
     con.execute("CREATE OR REPLACE TABLE cluster_splits AS SELECT *, '' AS reason FROM links WHERE false")
@@ -540,6 +544,8 @@ def cluster(
     connected_components(con, db_api)
     checked, split = check_clusters(con, settings, list(duplicate_free))
     con.execute("DROP TABLE _core")
+    if after_validity is not None:
+        after_validity(con)
     cut = dict(con.execute("SELECT reason, count(*) FROM cluster_splits GROUP BY ALL ORDER BY 1").fetchall())
     return replace(
         summarise_clusters(con), oversized_deterministic_groups=oversized, gated_deterministic_pairs=gated,

@@ -13,7 +13,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,12 @@ import psutil
 
 import linkage
 from linkage import cluster as clustering
+from linkage import decisions as clerical
 from linkage import deidentify, engines, identity, model, sources, threshold_ids
+from linkage import incremental as increments
 from linkage import publish as publishing
 from linkage.config import LoadedConfig
-from linkage.errors import InputError, LinkageError, TrainingError, is_training_fault
+from linkage.errors import InputError, LinkageError, TrainingError, UsageError, is_training_fault
 from linkage.progress import Stages
 from linkage.sources import lit, q
 from linkage.standardise import standardise_table
@@ -43,6 +45,7 @@ class RunOptions:
     previous: Path | None = None  # a previous run directory: keep its person ids
     throwaway_key: bool = False  # `linkage demo` only
     keep_work: bool = False  # keep the DuckDB work database (for debugging)
+    incremental: bool = False  # only records added or changed since --previous are standardised and scored
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,15 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
         if opts.throwaway_key:
             stages.note("using a throwaway pseudonymisation key: person ids from this run join nothing else")
         if opts.previous is not None:
-            publishing.read_run_manifest(opts.previous)  # a run, not (say) a synth folder
+            previous_manifest = publishing.read_run_manifest(opts.previous)  # a run, not (say) a synth folder
+        if opts.incremental:
+            if opts.previous is None:
+                raise UsageError("--incremental needs --previous RUN_DIR: the run to build on")
+            if cfg.engine.name != "duckdb":
+                raise UsageError(f"--incremental runs on the duckdb engine only (the config says engine: {cfg.engine.name})")
+            increments.check_previous(opts.previous, previous_manifest, loaded.hash)
+            if opts.model_path is None:  # the previous run's model, prior and all
+                opts = replace(opts, model_path=opts.previous / "restricted" / "model.json")
         previous_path, generation = _previous_ids(opts, loaded, key)
         saved_model = model.load_model_settings(opts.model_path, cfg) if opts.model_path else None
 
@@ -176,7 +187,9 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
             (staging / sub).mkdir(parents=True)
         started = time.time()
         try:
-            manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging)
+            # Clerical decisions travel with the runs: the previous run's store and --out's.
+            stores = [p / clerical.STORE_DIR / clerical.STORE for p in (opts.previous, run_dir) if p is not None]
+            manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging, stores)
             manifest["stage_seconds"] = stages.timings
             manifest["total_seconds"] = round(time.time() - started, 3)
             manifest["peak_rss_bytes"] = stages.peak_rss
@@ -219,6 +232,7 @@ def _run(
     generation: int,
     saved_model: dict | None,
     staging: Path,
+    decision_stores: list[Path] = (),
 ) -> dict[str, Any]:
     cfg = loaded.config
     restricted = staging / "restricted"
@@ -228,6 +242,11 @@ def _run(
             reads = sources.read_sources(con, loaded, opts.data_dir)
             for r in reads.values():
                 stages.note(f"{r.name}: {r.rows_read:,} rows, {r.rows_rejected:,} rejected")
+            increments.hash_records(con, list(cfg.sources))
+            changes = None
+            if opts.incremental:
+                changes = increments.find_changes(con, list(cfg.sources), opts.previous)
+                stages.note(changes.summary())
 
         with stages.stage("standardise"):
             std_tables = _standardise(con, cfg)
@@ -244,6 +263,8 @@ def _run(
                 "CREATE OR REPLACE VIEW raw_values AS "
                 + " UNION ALL ".join(f"SELECT * FROM {t}_raw_values" for t in std_tables)
             )
+            if changes is not None:  # the unchanged records as the previous run standardised them
+                increments.add_unchanged(con, opts.previous)
             invalid = _invalid_counts(con, cfg)
             warnings = _emptied_field_warnings(con, cfg, invalid)
             for w in warnings:
@@ -273,7 +294,9 @@ def _run(
                     prior = model.train(linker, cfg, stages.step, source_counts)
             else:
                 stages.note(f"using the saved model {opts.model_path}: training skipped")
-                if cfg.model.training.prior.with_saved_model == "reestimate":
+                if opts.incremental:
+                    stages.note("incremental: the previous run's prior kept (its carried pairs were scored with it)")
+                elif cfg.model.training.prior.with_saved_model == "reestimate":
                     with stages.stage("prior"):
                         saved_prior = float(saved_model["probability_two_random_records_match"])
                         prior = model.estimate_prior(linker, cfg, source_counts)
@@ -289,17 +312,38 @@ def _run(
             with stages.stage("predict"):
                 if engine.name != "duckdb":
                     stages.note(f"scoring on {engine.name}")
-                engine.import_predictions(con, model.predict(linker, cfg.model.threshold), "predictions")
+                if changes is not None:
+                    pair_counts = increments.predict(con, linker, db_api, cfg.model.threshold, opts.previous)
+                    stages.note(f"{pair_counts['pairs_scored']:,} pairs scored (new-to-new and new-to-existing), "
+                                f"{pair_counts['pairs_carried']:,} carried from the previous run")
+                else:
+                    engine.import_predictions(con, model.predict(linker, cfg.model.threshold), "predictions")
                 scored = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
         finally:
             engine.close()
         stages.note(f"{scored:,} pairs kept (match probability >= {min(0.01, cfg.model.threshold / 10)})")
 
         with stages.stage("cluster"):
+            decided: list[clerical.DecisionStats] = []
+            apply = None
+            if clerical.load_stores(con, decision_stores):
+                def apply(c):
+                    decided.append(clerical.apply_decisions(c))
             cstats = clustering.cluster(
                 con, db_api, "predictions", cfg.model.threshold, list(cfg.model.deterministic_links),
                 cfg.model.clustering, [n for n, src in cfg.sources.items() if src.duplicate_free],
+                after_validity=apply,
             )
+            if decided:
+                clerical.write_store(con, restricted)
+                stages.note(decided[0].summary())
+                if decided[0].conflicts:
+                    warnings.append(
+                        f"{decided[0].conflicts:,} clerical decisions conflict (a chain of matches across a "
+                        f"not_match): those clusters were left as the model made them; see "
+                        f"{restricted.name}/{clerical.OUTCOMES.name} (outcome 'conflict')"
+                    )
+                    stages.note("warning: " + warnings[-1])
             if cstats.clusters_split or cstats.cut_links:
                 stages.note(
                     f"{cstats.clusters_split:,} of {cstats.clusters_checked:,} suspicious clusters split; "
@@ -318,6 +362,7 @@ def _run(
         with stages.stage("person ids"):
             previous = identity.load_previous(con, previous_path) if previous_path else None
             istats = identity.assign_person_keys(con, previous, generation)
+            removed_rows = increments.record_removed_lineage(con, previous) if changes is not None else 0
             # One pseudonym per person, not per record.
             deidentify.add_pseudonyms(con, "person_keys", key, out="person_ids")
             con.execute(
@@ -361,6 +406,7 @@ def _run(
                   restricted / "cluster_splits.parquet")
             _copy(con, "records", restricted / "standardised.parquet")
             _copy(con, "invalid_values", restricted / "invalid_values.parquet")
+            _copy(con, "record_hashes", restricted / increments.HASHES)
 
         with stages.stage("de-identify"):
             analyst_rows = deidentify.write_analyst_tables(
@@ -410,6 +456,15 @@ def _run(
             "warnings": warnings,
             "comparisons_scored_kept": scored,
             "clusters": asdict(cstats),
+            "duplicate_free_sources": [n for n, src in cfg.sources.items() if src.duplicate_free],
+            "incremental": {
+                "built_on": str(opts.previous), **asdict(changes), **pair_counts,
+                "removed_records_lineage_rows": removed_rows,
+                "note": "invalid_values, warnings and the leakage check's raw values cover the added and changed "
+                        "records only (the unchanged ones were checked by the runs before)",
+            } if changes is not None else None,
+            "clerical_decisions": clerical.manifest_entry(decided[0], [p for p in decision_stores if p.is_file()])
+            if decided else None,
             "id_generation": generation,
             "ids": asdict(istats),
             "previous_ids": str(previous_path) if previous_path else None,

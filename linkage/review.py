@@ -265,7 +265,8 @@ def _normalise_decision(text: str) -> str | None:
     d = " ".join(text.strip().lower().replace("_", " ").replace("-", " ").split())
     if d == "":
         return ""
-    return {"match": "match", "non match": "non-match", "nonmatch": "non-match", "unsure": "unsure"}.get(d)
+    return {"match": "match", "non match": "non-match", "nonmatch": "non-match", "not match": "non-match",
+            "unsure": "unsure"}.get(d)
 
 
 def read_decisions(run_dir: Path, csv_path: Path) -> tuple[dict[str, Any], dict[int, str]]:
@@ -304,7 +305,9 @@ def read_decisions(run_dir: Path, csv_path: Path) -> tuple[dict[str, Any], dict[
                 problems.append(f"row {line}: pair_id {pid} appears again (first on row {seen_at[pid]})")
                 continue
             seen_at[pid] = line
-            wrong = [c for c in check_ids if not _same_cell(row.get(c) or "", str(pairs[pid][c]))]
+            # a blank cell contradicts nothing: pair_id names the pair
+            wrong = [c for c in check_ids
+                     if (row.get(c) or "").strip() and not _same_cell(row.get(c) or "", str(pairs[pid][c]))]
             if wrong:
                 problems.append(f"row {line}: pair_id {pid} does not name the sampled pair ({', '.join(wrong)} differ)")
                 continue
@@ -429,3 +432,146 @@ def import_review_decisions(run_dir: Path, csv_path: Path) -> dict[str, Any]:
         out.write_text(json.dumps(result, indent=2) + "\n")
     restrict_tree(out)
     return result
+
+
+# --- decisions that stick -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    message: str
+    estimates: dict[str, Any] | None  # when the file is the filled-in review sample
+    estimate_note: str | None = None  # why no estimate was made from a review sample
+
+
+def import_decisions(run_dir: Path, csv_path: Path) -> ImportResult:
+    """Check a decision file whole, add its decisions to the run's store (``linkage.decisions``)
+    and, when it is the filled-in review sample (it has ``pair_id``), estimate precision and
+    recall from it as ``import_review_decisions`` does. A bad file imports nothing."""
+    from linkage import decisions as store
+
+    run_dir, csv_path = Path(run_dir), Path(csv_path)
+    manifest = _manifest(run_dir)
+    sample = store.sample_pairs(run_dir)
+    rows, blank = store.read_decision_file(csv_path, sources=list(manifest.get("inputs", {})), sample_pairs=sample)
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    estimates, note = None, None
+    if "pair_id" in header and sample is not None:
+        read_decisions(run_dir, csv_path)  # the sample's own checks, before anything is written
+        try:
+            estimates = import_review_decisions(run_dir, csv_path)
+        except InputError as exc:
+            note = f"no precision estimate: {exc}"
+    path = store.add_to_store(run_dir, rows, csv_path)
+    message = store.describe_import(rows, blank, path, store.count_missing(run_dir, rows))
+    return ImportResult(message, estimates, note)
+
+
+# --- the review queue: clusters that need a person's eye ------------------------------------------
+
+QUEUE_CSV = "review_clusters.csv"
+QUEUE_META = "review_clusters.json"
+REASON_SPLIT = "split or flagged by the validity step"
+REASON_PNC = "more than one valid PNC ID"
+REASON_DUP = "two records of a duplicate-free source"
+
+
+def export_review_queue(run_dir: Path) -> tuple[Path, dict[str, int]]:
+    """The clusters to check by eye, their records one under another, in
+    ``restricted/review/review_clusters.csv`` (owner-only, escaped): those the validity step
+    split or flagged (``cluster_splits.parquet``; clerical cuts left out, a person made
+    them), those holding more than one valid PNC ID (``pnc_key``), and those holding two
+    records of a duplicate-free source. A split cluster's parts form one item.
+
+    Returns the CSV's path and the items by reason (an item may have several reasons).
+    """
+    from linkage.decisions import REASON_NOT_MATCH, _UnionFind
+
+    run_dir = Path(run_dir)
+    manifest = _manifest(run_dir)
+    restricted = run_dir / "restricted"
+    crosswalk, standardised = restricted / "crosswalk.parquet", restricted / "standardised.parquet"
+    splits = restricted / "cluster_splits.parquet"
+    for path in (crosswalk, standardised):
+        if not path.is_file():
+            raise InputError(f"{path}: missing; the review queue needs the run's crosswalk and records")
+    dup_free = list(manifest.get("duplicate_free_sources") or [])
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    try:
+        con.execute(
+            f"""CREATE TEMP TABLE cw AS SELECT c.source_dataset, CAST(c.record_id AS VARCHAR) AS record_id,
+                   c.person_id, c.person_key, s.* EXCLUDE (source_dataset, record_id)
+            FROM read_parquet({lit(str(crosswalk))}) c
+            JOIN read_parquet({lit(str(standardised))}) s
+              ON s.source_dataset = c.source_dataset AND CAST(s.record_id AS VARCHAR) = CAST(c.record_id AS VARCHAR)"""
+        )
+        types = {c: t for (c, t, *_) in con.execute("DESCRIBE cw").fetchall()}
+        flagged: list[tuple[str, str, str | None]] = []  # (person_key, reason, other person_key)
+        if splits.is_file():
+            flagged += con.execute(
+                f"""SELECT l.person_key, {lit(REASON_SPLIT)} || ': ' || s.reason, r.person_key
+                FROM read_parquet({lit(str(splits))}) s
+                JOIN cw l ON l.source_dataset = s.source_dataset_l AND l.record_id = CAST(s.record_id_l AS VARCHAR)
+                JOIN cw r ON r.source_dataset = s.source_dataset_r AND r.record_id = CAST(s.record_id_r AS VARCHAR)
+                WHERE s.reason <> {lit(REASON_NOT_MATCH)}"""
+            ).fetchall()
+        if "pnc_key" in types:
+            flagged += con.execute(
+                f"SELECT person_key, {lit(REASON_PNC)}, NULL FROM cw WHERE pnc_key IS NOT NULL "
+                f"GROUP BY ALL HAVING count(DISTINCT pnc_key) > 1"
+            ).fetchall()
+        if dup_free:
+            flagged += con.execute(
+                f"SELECT DISTINCT person_key, {lit(REASON_DUP)}, NULL FROM cw "
+                f"WHERE source_dataset IN ({', '.join(lit(s) for s in dup_free)}) "
+                f"GROUP BY person_key, source_dataset HAVING count(*) > 1"
+            ).fetchall()
+        items = _UnionFind({k for a, _, b in flagged for k in (a, b) if k is not None})
+        for a, _, b in flagged:
+            if b is not None:
+                items.union(a, b)
+        groups = items.groups()
+        item_of = {k: i + 1 for i, g in enumerate(groups) for k in g}
+        reasons: dict[int, set[str]] = {}
+        for a, why, _ in flagged:
+            reasons.setdefault(item_of[a], set()).add(why)
+        import pandas as pd
+
+        con.register("_items_df", pd.DataFrame(
+            [(k, i, "; ".join(sorted(reasons[i]))) for k, i in item_of.items()],
+            columns=["person_key", "item_id", "reasons"]).astype({"person_key": "object", "reasons": "object"}))
+        side = [f"{_as_text(q(c), types[c])} AS {q(shown)}" for c, shown in REVIEW_FIELDS if c in types]
+        con.execute(
+            f"""CREATE TEMP TABLE queue AS
+            SELECT i.item_id, i.reasons, cw.person_id, cw.source_dataset, cw.record_id, {', '.join(side)},
+                   '' AS notes
+            FROM _items_df i JOIN cw USING (person_key)
+            ORDER BY i.item_id, cw.person_id, cw.source_dataset, cw.record_id"""
+        )
+        con.unregister("_items_df")
+        out_dir = make_private_dir(_review_dir(run_dir))
+        out = out_dir / QUEUE_CSV
+        cells = ", ".join(
+            f"{csv_safe_sql(q(c))} AS {q(c)}" if t == "VARCHAR" else q(c)
+            for c, t, *_ in con.execute("DESCRIBE queue").fetchall()
+        )
+        with private_umask():
+            con.execute(f"COPY (SELECT {cells} FROM queue ORDER BY item_id, person_id, source_dataset, record_id) "
+                        f"TO {lit(str(out))} (FORMAT csv, HEADER true)")
+        records = con.execute("SELECT count(*) FROM queue").fetchall()[0][0]
+    finally:
+        con.close()
+    by_reason = {
+        REASON_SPLIT: sum(1 for r in reasons.values() if any(x.startswith(REASON_SPLIT) for x in r)),
+        REASON_PNC: sum(1 for r in reasons.values() if REASON_PNC in r),
+        REASON_DUP: sum(1 for r in reasons.values() if REASON_DUP in r),
+    }
+    meta = {"created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "items": len(groups),
+            "records": int(records), "items_by_reason": by_reason, "duplicate_free_sources": dup_free,
+            "checked_pnc": "pnc_key" in types}
+    with private_umask():
+        (out_dir / QUEUE_META).write_text(json.dumps(meta, indent=2) + "\n")
+    restrict_tree(out_dir)
+    return out, {"items": len(groups), "records": int(records), **by_reason}

@@ -91,7 +91,8 @@ def test_review_export_is_owner_only_and_its_command_stays_on_one_line(job, tmp_
     assert res.returncode == 0, res.stderr
     review = out / "restricted" / "review"
     assert {p: m for p, m in modes(review).items()} == {".": 0o700, "review_sample.csv": 0o600,
-                                                        "review_sample.json": 0o600}
+                                                        "review_sample.json": 0o600, "review_clusters.csv": 0o600,
+                                                        "review_clusters.json": 0o600}
     # 18: not wrapped at 80 columns when not a terminal: the suggested command is one line.
     csv_path = review / "review_sample.csv"
     assert f"run: linkage review {out} --import {csv_path}" in res.stderr.splitlines()[-1], res.stderr

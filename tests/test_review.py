@@ -294,3 +294,82 @@ def test_review_files_are_owner_only_whatever_the_umask(run):
     assert stat.S_IMODE(review.stat().st_mode) == 0o700
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in review.iterdir()} == {
         "review_sample.csv": 0o600, "review_sample.json": 0o600, "review_estimates.json": 0o600}
+
+
+# --- decisions from the review sample stick; the review queue ----------------------------------------
+
+
+def test_importing_the_review_sample_keeps_its_decisions_and_the_estimate(run):
+    from linkage.review import import_decisions
+
+    export_review_sample(run, n=12, seed=3)
+    f = decide(run, lambda s, k: {"match": "match", "non-match": "not_match"}[HAND[s][k - 1]])
+    rows = read_rows(f)
+    for r in rows[:3]:  # a reviewer may drop the pair's columns: pair_id names the pair
+        r["record_id_l"] = r["record_id_r"] = r["source_dataset_l"] = r["source_dataset_r"] = ""
+    result = import_decisions(run, write_rows(f, rows))
+    assert result.estimates["decisions"]["reviewed"] == 12
+    assert "imported 12 decisions (match 5, not_match 7" in result.message
+    store = run / "restricted" / "decisions" / "decisions.parquet"
+    got = duckdb.connect().execute(
+        f"SELECT count(*), count(DISTINCT pair_id), count(*) FILTER (WHERE record_id_l IS NULL), "
+        f"min(import_file) FROM read_parquet('{store}')").fetchall()[0]
+    assert got == (12, 12, 0, "decisions.csv")
+    # importing again adds a second batch (the latest wins in a run); a bad file adds nothing
+    import_decisions(run, f)
+    rows[0]["decision"] = "perhaps"
+    with pytest.raises(InputError, match="row 2: decision must be"):
+        import_decisions(run, write_rows(run / "bad.csv", rows))
+    assert duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{store}')").fetchall()[0][0] == 24
+
+
+@pytest.fixture()
+def queue_run(tmp_path) -> Path:
+    """People K1..K7 (hand-made): K1 holds two PNC IDs, K2 and K3 were split by the validity
+    step, K4 holds two records of the duplicate-free prison source, K5 is fine, K6 and K7
+    were cut by a clerical decision (a person decided: not queued)."""
+    run = tmp_path / "qrun"
+    (run / "restricted").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({
+        "config_sha256": "abc", "model": {"threshold_match_probability": 0.5}, "inputs": {"pnc": {}, "libra": {}},
+        "duplicate_free_sources": ["prison"]}))
+    records = [  # source, id, person_key, first_name, pnc_key
+        ("pnc", "A", "K1", "=HYPERLINK(1)", "X"), ("libra", "B", "K1", "ANN", "Y"),
+        ("pnc", "C", "K2", "BOB", None), ("libra", "D", "K3", "BOB", None), ("libra", "E", "K3", "BOB", None),
+        ("prison", "F", "K4", "CAL", None), ("prison", "G", "K4", "CAL", None),
+        ("prison", "H", "K5", "DEE", "Z"), ("pnc", "I", "K5", "DEE", "Z"),
+        ("pnc", "J", "K6", "EVE", None), ("libra", "K", "K7", "EVE", None),
+    ]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE cw (source_dataset VARCHAR, record_id VARCHAR, person_id VARCHAR, person_key VARCHAR)")
+    con.executemany("INSERT INTO cw VALUES (?, ?, ?, ?)", [(s, r, "P" + k, k) for s, r, k, _, _ in records])
+    con.execute("CREATE TABLE s (source_dataset VARCHAR, record_id VARCHAR, first_name VARCHAR, pnc_key VARCHAR)")
+    con.executemany("INSERT INTO s VALUES (?, ?, ?, ?)", [(s, r, f, p) for s, r, _, f, p in records])
+    con.execute("CREATE TABLE sp (source_dataset_l VARCHAR, record_id_l VARCHAR, source_dataset_r VARCHAR, "
+                "record_id_r VARCHAR, match_weight DOUBLE, match_probability DOUBLE, kind VARCHAR, reason VARCHAR)")
+    con.execute("INSERT INTO sp VALUES ('pnc', 'C', 'libra', 'D', 3.0, 0.9, 'model', 'weak link between groups'), "
+                "('pnc', 'J', 'libra', 'K', 9.0, 0.99, 'model', 'clerical decision: not a match')")
+    for t, name in (("cw", "crosswalk"), ("s", "standardised"), ("sp", "cluster_splits")):
+        con.execute(f"COPY {t} TO '{run / 'restricted' / name}.parquet' (FORMAT parquet)")
+    return run
+
+
+def test_the_review_queue_lists_the_clusters_that_need_an_eye(queue_run):
+    from linkage.review import REASON_DUP, REASON_PNC, REASON_SPLIT, export_review_queue
+
+    old = os.umask(0)
+    try:
+        path, counts = export_review_queue(queue_run)
+    finally:
+        os.umask(old)
+    assert counts == {"items": 3, "records": 7, REASON_SPLIT: 1, REASON_PNC: 1, REASON_DUP: 1}
+    rows = read_rows(path)
+    items: dict[str, set[str]] = {}
+    for r in rows:
+        items.setdefault(r["item_id"], set()).add(r["record_id"])
+    assert sorted(map(sorted, items.values())) == [["A", "B"], ["C", "D", "E"], ["F", "G"]]
+    by_record = {r["record_id"]: r for r in rows}
+    assert by_record["C"]["reasons"] == f"{REASON_SPLIT}: weak link between groups"
+    assert by_record["C"]["person_id"] != by_record["D"]["person_id"]  # the parts side by side in one item
+    assert by_record["A"]["first_name"] == "'=HYPERLINK(1)"  # escaped against formula injection
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -1,0 +1,273 @@
+"""Find one person: score one or a few records against a finished run with the run's model.
+
+``linkage find RUN_DIR --record FILE [--source NAME]``: the records (CSV, or JSON: one
+object or a list of them) are laid out like one of the job's sources (default: the first)
+and standardised as the job does; Splink's ``predict_between`` scores them against the
+run's standardised records (``restricted/standardised.parquet``) with the run's blocking
+rules and model (``restricted/model.json``), term frequencies taken from the run's records.
+Only the run's records some blocking rule pairs with a record looked up are read in full.
+Each candidate person (the run's crosswalk) comes with its best pair's match weight and
+probability and the comparisons that agreed (those whose level counts for a match: a
+positive partial match weight, Splink's ``mw_``), best first. The answer goes to the console and to
+``restricted/find/`` (owner-only): it names people and records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from linkage import model
+from linkage.errors import InputError, UsageError
+from linkage.publish import make_private_dir, private_umask, read_run_manifest, restrict_tree
+from linkage.sources import lit, q
+
+FIND_DIR = Path("restricted") / "find"
+FIRST_FIND_ID = -1  # the records looked up take negative node ids: the run's are 1..n
+
+
+@dataclass(frozen=True)
+class FindResult:
+    candidates: pd.DataFrame  # one row per (looked-up record, candidate person), best first
+    records: int
+    seconds: dict[str, float]
+    out: Path
+
+
+def _read_records(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: record file not found")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rows = [data] if isinstance(data, dict) else data
+            if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+                raise InputError(f"{path}: a JSON record file holds one object or a list of objects (column: value)")
+            df = pd.DataFrame([{k: (None if v is None else str(v)) for k, v in r.items()} for r in rows])
+        else:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: not a readable {'JSON' if path.suffix.lower() == '.json' else 'CSV'} file") from None
+    if df.empty:
+        raise InputError(f"{path}: no records to find")
+    return df.astype(object).where(df.notna(), None)
+
+
+def _levels(saved: dict) -> dict[str, list[tuple[float, str]]]:
+    """comparison -> (match weight, label) of each level with m and u, from Splink's model JSON:
+    Splink's scored pairs carry each comparison's partial match weight (``mw_``), not its level."""
+    out = {}
+    for comp in saved["comparisons"]:
+        out[comp["output_column_name"]] = [
+            (math.log2(lv["m_probability"] / lv["u_probability"]), lv.get("label_for_charts", ""))
+            for lv in comp["comparison_levels"]
+            if not lv.get("is_null_level") and lv.get("m_probability") and lv.get("u_probability")]
+    return out
+
+
+def _label(levels: list[tuple[float, str]], mw: float) -> str:
+    best = min(levels, key=lambda lv: abs(lv[0] - mw), default=None)
+    return best[1] if best is not None and abs(best[0] - mw) < 1e-6 else "agrees"
+
+
+def _candidates_sql(cfg, std: str) -> str:
+    """(source_dataset, record_id) of the run's records (``std``, a parquet scan) that a
+    blocking rule pairs with a record of ``find_nodes``: equality joins, exploded lists unnested."""
+    from linkage.config import ExplodeRule, SqlRule
+
+    parts = []
+    for rule in cfg.model.blocking_rules:
+        if isinstance(rule, ExplodeRule):
+            cols = [str(c) for c in rule.block_on]
+            sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in rule.explode else q(c) for c in cols)
+            on = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
+            parts.append(
+                f"SELECT r.source_dataset, r.record_id FROM (SELECT source_dataset, record_id, {sel} FROM {_scan(std)}) r "
+                f"SEMI JOIN (SELECT {sel} FROM find_nodes) l ON {on}")
+        elif isinstance(rule, SqlRule):
+            parts.append(f"SELECT r.source_dataset, r.record_id FROM {_scan(std)} r SEMI JOIN find_nodes l ON {rule.sql}")
+        else:
+            parts.append(f"SELECT r.source_dataset, r.record_id FROM {_scan(std)} r "
+                         f"SEMI JOIN find_nodes l ON {model.rule_sql(rule)}")
+    return " UNION ".join(parts)
+
+
+def _scan(std: str) -> str:
+    return f"read_parquet({std})"
+
+
+def find_records(
+    run_dir: Path, record_file: Path, source: str | None = None, config: Path | None = None, top: int = 5
+) -> FindResult:
+    from linkage.config import load_config
+    from linkage.job import _standardise
+    from linkage.sources import map_source
+
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    manifest = read_run_manifest(run_dir)
+    config_path = Path(config) if config else Path(manifest.get("config_path", ""))
+    if not config_path.is_file():
+        raise InputError(
+            f"{run_dir}: the run's config ({config_path}) is not there; give it with --config CONFIG")
+    loaded = load_config(config_path)
+    if loaded.hash != manifest.get("config_sha256"):
+        raise InputError(
+            f"{config_path}: not the config run {run_dir} was made with (its hash differs from the manifest's "
+            f"config_sha256); give that config with --config")
+    cfg = loaded.config
+    names = list(cfg.sources)
+    name = source or names[0]
+    if name not in cfg.sources:
+        raise UsageError(f"--source {name}: not a source of the job (sources: {', '.join(names)})")
+    if top < 1:
+        raise UsageError(f"--top {top}: give at least 1")
+    src = cfg.sources[name]
+    restricted = run_dir / "restricted"
+    for p in (restricted / "standardised.parquet", restricted / "model.json", restricted / "crosswalk.parquet"):
+        if not p.is_file():
+            raise InputError(f"{p}: missing; finding a person needs the run's records, model and crosswalk")
+
+    df = _read_records(record_file)
+    missing = [f"{col!r} ({field})" for field, col in src.columns.items() if col not in df.columns]
+    if missing:
+        raise InputError(
+            f"{record_file}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing: the model compares "
+            f"{'them' if len(missing) > 1 else 'it'} (records laid out like source {name!r}). Add "
+            f"{'them' if len(missing) > 1 else 'it'}, with empty cells where unknown.")
+    ids = df[src.record_id] if src.record_id in df.columns else pd.Series([None] * len(df))
+    df[src.record_id] = [(v if v not in (None, "") else f"record {i + 1}") for i, v in enumerate(ids)]
+    if df[src.record_id].duplicated().any():
+        rows = [str(i + 2) for i in df.index[df[src.record_id].duplicated()]]
+        raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: the record id ({src.record_id!r}) repeats")
+    df = df[[c for c in dict.fromkeys([src.record_id, *src.columns.values()])]]
+    df.insert(0, "_row", range(1, len(df) + 1))
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    try:
+        con.register("_raw_df", df)
+        con.execute(f"CREATE TABLE {q('raw_' + name)} AS SELECT * FROM _raw_df")
+        con.unregister("_raw_df")
+        if map_source(con, name, src, cfg.person_fields):
+            rows = [str(r + 1) for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
+            raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: nothing to compare (no name, date of birth "
+                             f"or reference number)")
+        (table,) = _standardise(con, cfg.model_copy(update={"sources": {name: src}}))
+        std = lit(str(restricted / "standardised.parquet"))
+        types = con.execute(f"DESCRIBE SELECT * FROM read_parquet({std})").fetchall()
+        have = {c for (c, *_) in con.execute(f"DESCRIBE {table}").fetchall()}
+        cols = ", ".join(q(c) if c in have else f"CAST(NULL AS {t}) AS {q(c)}" for c, t, *_ in types)
+        con.execute(
+            f"CREATE TABLE find_nodes AS SELECT {FIRST_FIND_ID} - row_number() OVER (ORDER BY record_id) + 1 AS node_id, "
+            f"{cols} FROM {table}")
+        t1 = time.perf_counter()
+        # Only the run's records that some blocking rule pairs with a record looked up:
+        # Splink then blocks and scores exactly as the run did, on a few thousand records.
+        con.execute(
+            f"""CREATE TABLE nodes AS
+            SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, r.*
+            FROM read_parquet({std}) r SEMI JOIN ({_candidates_sql(cfg, std)}) c USING (source_dataset, record_id)""")
+        t2 = time.perf_counter()
+        saved = model.load_model_settings(restricted / "model.json", cfg)
+        settings = model.build_settings(cfg, "duckdb", saved)
+        settings.retain_intermediate_calculation_columns = True
+        db_api = model.make_db_api(con)
+        run_sdf = db_api.register("nodes", dataset_display_name="records")
+        find_sdf = db_api.register("find_nodes", dataset_display_name="lookup")
+        linker = model.make_linker(run_sdf, settings)
+        # Term frequencies of all the run's records, as the run had them.
+        for tf in sorted({c.unquote().name for c in linker._settings_obj._term_frequency_columns}):
+            con.execute(
+                f"""CREATE TABLE {q('tf_table_' + tf)} AS SELECT {q(tf)},
+                count(*)::DOUBLE / sum(count(*)) OVER () AS {q('tf_' + tf)}
+                FROM read_parquet({std}) WHERE {q(tf)} IS NOT NULL GROUP BY ALL""")
+            linker.table_management.register_term_frequency_lookup(
+                db_api.register(q('tf_table_' + tf)), tf)
+        t3 = time.perf_counter()
+        scored = linker.inference.predict_between(find_sdf, run_sdf, warning_mode="never")
+        comparisons = list(_levels(saved))
+        bf = ", ".join(f"p.{q('mw_' + c)} AS {q('mw_' + c)}" for c in comparisons)
+        con.execute(
+            f"""CREATE TABLE pairs AS
+            SELECT f.source_dataset AS lookup_source, f.record_id AS lookup_record_id,
+                   r.source_dataset, r.record_id, p.match_weight, p.match_probability, {bf}
+            FROM {scored.physical_name} p
+            JOIN find_nodes f ON f.node_id = CASE WHEN p.node_id_l < 0 THEN p.node_id_l ELSE p.node_id_r END
+            JOIN nodes r ON r.node_id = CASE WHEN p.node_id_l < 0 THEN p.node_id_r ELSE p.node_id_l END"""
+        )
+        t4 = time.perf_counter()
+        best = con.execute(
+            f"""WITH c AS (
+                SELECT p.*, x.person_id, x.person_key, x.cluster_size AS person_records FROM pairs p
+                JOIN read_parquet({lit(str(restricted / 'crosswalk.parquet'))}) x
+                  ON x.source_dataset = p.source_dataset AND CAST(x.record_id AS VARCHAR) = CAST(p.record_id AS VARCHAR)),
+            per AS (SELECT *, count(*) OVER (PARTITION BY lookup_record_id, person_key) AS records_scored,
+                           row_number() OVER (PARTITION BY lookup_record_id, person_key
+                                              ORDER BY match_weight DESC, source_dataset, record_id) AS k FROM c)
+            SELECT * EXCLUDE (k) FROM per WHERE k = 1
+            QUALIFY row_number() OVER (PARTITION BY lookup_record_id
+                                       ORDER BY match_weight DESC, person_key) <= {int(top)}
+            ORDER BY lookup_record_id, match_weight DESC, person_key"""
+        ).df()
+        t5 = time.perf_counter()
+    finally:
+        con.close()
+    levels = _levels(saved)
+    agreed, rank = [], []
+    for _, row in best.iterrows():
+        agreed.append("; ".join(
+            f"{c} ({_label(levels[c], float(row['mw_' + c]))}, {float(row['mw_' + c]):+.1f})" for c in comparisons
+            if _positive(row["mw_" + c])))
+    for _, grp in best.groupby("lookup_record_id", sort=False):
+        rank += list(range(1, len(grp) + 1))
+    best = best.assign(rank=rank, agreed=agreed) if len(best) else best.assign(rank=[], agreed=[])
+    keep = ["lookup_source", "lookup_record_id", "rank", "person_id", "person_key", "person_records",
+            "match_weight", "match_probability", "source_dataset", "record_id", "records_scored", "agreed"]
+    best = best[keep].rename(columns={"source_dataset": "best_source_dataset", "record_id": "best_record_id"})
+    out_dir = make_private_dir(run_dir / FIND_DIR)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    out = out_dir / f"find_{stamp}.csv"
+    from linkage.publish import csv_safe
+
+    with private_umask():
+        best.map(lambda v: csv_safe(v) if isinstance(v, str) else v).to_csv(out, index=False)
+    restrict_tree(out_dir)
+    seconds = {"standardise": round(t1 - t0, 3), "block": round(t2 - t1, 3),
+               "model_and_term_frequencies": round(t3 - t2, 3), "score": round(t4 - t3, 3),
+               "candidates": round(t5 - t4, 3), "total": round(time.perf_counter() - t0, 3)}
+    return FindResult(best, len(df), seconds, out)
+
+
+def _positive(w: Any) -> bool:
+    return w is not None and not (isinstance(w, float) and math.isnan(w)) and float(w) > 0
+
+
+def weight_text(w: float) -> str:
+    return "n/a" if w is None or (isinstance(w, float) and math.isnan(w)) else f"{w:.2f}"
+
+
+def summary(result: FindResult) -> list[str]:
+    lines = []
+    for rid, grp in result.candidates.groupby("lookup_record_id", sort=False):
+        lines.append(f"record {rid}: {len(grp)} candidate person{'s' if len(grp) != 1 else ''}")
+        for _, r in grp.iterrows():
+            lines.append(
+                f"  {int(r['rank'])}. {r['person_id']} (match weight {weight_text(r['match_weight'])}, probability "
+                f"{r['match_probability']:.4f}, {int(r['person_records'])} records) agreed: {r['agreed'] or 'nothing'}")
+    found = set(result.candidates["lookup_record_id"]) if len(result.candidates) else set()
+    lines.append(f"{result.records - len(found)} of {result.records} records had no candidate")
+    return lines

@@ -1,0 +1,125 @@
+"""``linkage find``: records taken from the synthetic truth find their true person first."""
+
+from __future__ import annotations
+
+import csv
+import json
+import stat
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import cli, fast_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("find")
+    data = tmp / "data"
+    assert cli("synth", "--people", "1500", "--seed", "3", "--out", str(data)).returncode == 0
+    res = cli("run", str(fast_config(tmp)), "--data", str(data), "--out", str(tmp / "run"))
+    assert res.returncode == 0, res.stderr
+    return tmp, data, tmp / "run"
+
+
+def truth_of_persons(run_dir: Path, data: Path) -> dict[str, Counter]:
+    """person_id -> how many of its records belong to each true person."""
+    con = duckdb.connect()
+    rows = con.execute(
+        f"""SELECT c.person_id, t.person_id FROM read_parquet('{run_dir}/restricted/crosswalk.parquet') c
+        JOIN read_csv('{data}/truth.csv', all_varchar=true) t USING (source_dataset, record_id)"""
+    ).fetchall()
+    out: dict[str, Counter] = {}
+    for person, true in rows:
+        out.setdefault(person, Counter())[true] += 1
+    return out
+
+
+def take(data: Path, source: str, n: int, change) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """``n`` records of a source (every 7th, with more than one record for their true person),
+    under new ids, changed by ``change``; and each new id's true person."""
+    truth = {}
+    with (data / "truth.csv").open() as f:
+        for r in csv.DictReader(f):
+            truth[(r["source_dataset"], r["record_id"])] = r["person_id"]
+    sizes = Counter(truth.values())
+    with (data / f"{source}.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    id_col = next(iter(rows[0]))
+    picked, true = [], {}
+    for r in rows[::7]:
+        person = truth[(source, r[id_col])]
+        if sizes[person] < 3:
+            continue
+        new = dict(r)
+        new[id_col] = f"LOOKUP{len(picked) + 1}"
+        change(new)
+        picked.append(new)
+        true[new[id_col]] = person
+        if len(picked) == n:
+            break
+    return picked, true
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def check_first(out_dir: Path, run_dir: Path, data: Path, true: dict[str, str]) -> int:
+    files = sorted((out_dir).glob("find_*.csv"))
+    with files[-1].open() as f:
+        found = [r for r in csv.DictReader(f)]
+    persons = truth_of_persons(run_dir, data)
+    right = 0
+    for rid, person in true.items():
+        first = [r for r in found if r["lookup_record_id"] == rid and r["rank"] == "1"]
+        assert first, f"{rid}: no candidate"
+        # the first candidate person is mostly the true person's records
+        if persons[first[0]["person_id"]].most_common(1)[0][0] == person:
+            right += 1
+    return right
+
+
+def test_find_returns_the_true_person_first(run):
+    tmp, data, run_dir = run
+
+    def blur(r):  # a court's copy: no PNC ID, no postcode
+        r["pnc_id"] = ""
+        r["postcode"] = ""
+
+    rows, true = take(data, "libra", 12, blur)
+    res = cli("find", str(run_dir), "--record", str(write_csv(tmp / "lookup.csv", rows)), "--source", "libra")
+    assert res.returncode == 0, res.stderr
+    assert "LOOKUP1" in res.stdout and "agreed: " in res.stdout
+    out_dir = run_dir / "restricted" / "find"
+    assert stat.S_IMODE(out_dir.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in out_dir.iterdir())
+    assert check_first(out_dir, run_dir, data, true) >= 11  # of 12
+
+
+def test_find_reads_json_laid_out_like_another_source(run):
+    tmp, data, run_dir = run
+    rows, true = take(data, "prison", 5, lambda r: None)
+    path = tmp / "lookup.json"
+    path.write_text(json.dumps(rows))
+    res = cli("find", str(run_dir), "--record", str(path), "--source", "prison", "--top", "3")
+    assert res.returncode == 0, res.stderr
+    assert check_first(run_dir / "restricted" / "find", run_dir, data, true) == 5
+
+
+def test_a_record_missing_a_column_the_model_needs_exits_1_naming_it(run):
+    tmp, data, run_dir = run
+    rows, _ = take(data, "libra", 1, lambda r: r.pop("defendant_dob"))
+    res = cli("find", str(run_dir), "--record", str(write_csv(tmp / "nodob.csv", rows)), "--source", "libra")
+    assert res.returncode == 1
+    assert "'defendant_dob' (date_of_birth) missing" in res.stderr
+    assert rows[0]["defendant_name"] not in res.stderr
+    res = cli("find", str(run_dir), "--record", str(tmp / "nodob.csv"), "--source", "nowhere")
+    assert res.returncode == 1 and "not a source of the job" in res.stderr
