@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import duckdb
 
@@ -140,7 +140,7 @@ def read_decision_file(
                     continue
                 if by_pair_id and not all(row.get(c) for c in PAIR_COLUMNS):
                     pid = row.get("pair_id", "")
-                    if not pid.isdigit() or int(pid) not in sample_pairs:
+                    if sample_pairs is None or not pid.isdigit() or int(pid) not in sample_pairs:
                         problems.append(f"row {line}: pair_id is not a pair of this run's review sample")
                         continue
                     for c in PAIR_COLUMNS:
@@ -263,26 +263,32 @@ class Resolution:
     conflicts: list[tuple[int, int]] = field(default_factory=list)
 
 
-class _UnionFind:
-    def __init__(self, nodes: Iterable[int]):
-        self.parent = {n: n for n in nodes}
+N = TypeVar("N")
 
-    def find(self, n: int) -> int:
+
+class _UnionFind(Generic[N]):
+    """Disjoint sets of node ids (record node ids, or person keys in the review queue)."""
+
+    def __init__(self, nodes: Iterable[N]):
+        self.parent: dict[N, N] = {n: n for n in nodes}
+
+    def find(self, n: N) -> N:
         while self.parent[n] != n:
             self.parent[n] = self.parent[self.parent[n]]
             n = self.parent[n]
         return n
 
-    def union(self, a: int, b: int) -> None:
+    def union(self, a: N, b: N) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+            lo, hi = sorted((ra, rb))  # type: ignore[type-var]  # ids of one kind, ordered
+            self.parent[hi] = lo
 
-    def groups(self) -> list[list[int]]:
-        out: dict[int, list[int]] = {}
+    def groups(self) -> list[list[N]]:
+        out: dict[N, list[N]] = {}
         for n in self.parent:
             out.setdefault(self.find(n), []).append(n)
-        return sorted((sorted(g) for g in out.values()), key=lambda g: (-len(g), g[0]))
+        return sorted((sorted(g) for g in out.values()), key=lambda g: (-len(g), g[0]))  # type: ignore[type-var]
 
 
 def _strength(w: float | None) -> float:
@@ -312,12 +318,12 @@ def resolve(
     """
     nodes = list(nodes)
     links = [(a, b, w) for a, b, w in links]
-    must = [tuple(p) for p in must]
-    cannot = [tuple(p) for p in cannot]
+    must = [(p[0], p[1]) for p in must]
+    cannot = [(p[0], p[1]) for p in cannot]
     chains = _UnionFind(nodes)
     for a, b in must:
         chains.union(a, b)
-    conflicts = sorted(tuple(sorted(p)) for p in cannot if chains.find(p[0]) == chains.find(p[1]))
+    conflicts = sorted((min(a, b), max(a, b)) for a, b in cannot if chains.find(a) == chains.find(b))
     if conflicts:
         model = _UnionFind(nodes)
         for a, b, _ in links:

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -232,7 +233,7 @@ def _run(
     generation: int,
     saved_model: dict | None,
     staging: Path,
-    decision_stores: list[Path] = (),
+    decision_stores: Sequence[Path] = (),
 ) -> dict[str, Any]:
     cfg = loaded.config
     restricted = staging / "restricted"
@@ -245,6 +246,7 @@ def _run(
             increments.hash_records(con, list(cfg.sources))
             changes = None
             if opts.incremental:
+                assert opts.previous is not None  # --incremental needs --previous (cli checks it)
                 changes = increments.find_changes(con, list(cfg.sources), opts.previous)
                 stages.note(changes.summary())
 
@@ -263,7 +265,7 @@ def _run(
                 "CREATE OR REPLACE VIEW raw_values AS "
                 + " UNION ALL ".join(f"SELECT * FROM {t}_raw_values" for t in std_tables)
             )
-            if changes is not None:  # the unchanged records as the previous run standardised them
+            if changes is not None and opts.previous is not None:  # unchanged records as the previous run left them
                 increments.add_unchanged(con, opts.previous)
             invalid = _invalid_counts(con, cfg)
             warnings = _emptied_field_warnings(con, cfg, invalid)
@@ -312,7 +314,7 @@ def _run(
             with stages.stage("predict"):
                 if engine.name != "duckdb":
                     stages.note(f"scoring on {engine.name}")
-                if changes is not None:
+                if changes is not None and opts.previous is not None:
                     pair_counts = increments.predict(con, linker, db_api, cfg.model.threshold, opts.previous)
                     stages.note(f"{pair_counts['pairs_scored']:,} pairs scored (new-to-new and new-to-existing), "
                                 f"{pair_counts['pairs_carried']:,} carried from the previous run")
