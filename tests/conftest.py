@@ -57,6 +57,14 @@ def config_variant(config: Path, out: Path, change) -> Path:
     return out
 
 
+def synth_extracts(tmp_path_factory, people: int, seed: int = 1, name: str = "extracts") -> Path:
+    """A folder of synthetic extracts made through the real ``linkage synth``."""
+    out = tmp_path_factory.mktemp(name)
+    res = cli("synth", "--people", str(people), "--seed", str(seed), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    return out
+
+
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real ``linkage`` entry point."""
     full_env = {**os.environ, "LINKAGE_PSEUDONYM_KEY": TEST_KEY, **(env or {})}

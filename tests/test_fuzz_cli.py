@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import cli, fast_config
+from conftest import cli, fast_config, synth_extracts
 
 CASES = int(os.environ.get("LINKAGE_FUZZ_CASES", "5"))
 SOURCES = ("pnc", "prison", "probation", "libra", "crest")
@@ -25,10 +25,7 @@ SOURCES = ("pnc", "prison", "probation", "libra", "crest")
 
 @pytest.fixture(scope="module")
 def extracts(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fuzz-extracts")
-    res = cli("synth", "--people", "300", "--seed", "1", "--out", str(out))
-    assert res.returncode == 0, res.stderr
-    return out
+    return synth_extracts(tmp_path_factory, 300, name="fuzz-extracts")
 
 
 # --- damages: each takes (rng, lines) and changes the lines of one extract in place ----------------

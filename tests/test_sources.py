@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import cli, config_variant, fast_config
+from conftest import cli, config_variant, fast_config, synth_extracts
 from linkage import sources
 from linkage.config import SourceConfig
 from linkage.errors import InputError
@@ -23,10 +23,7 @@ from linkage.errors import InputError
 
 @pytest.fixture(scope="module")
 def extracts(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("extracts")
-    res = cli("synth", "--people", "300", "--seed", "1", "--out", str(out))
-    assert res.returncode == 0, res.stderr
-    return out
+    return synth_extracts(tmp_path_factory, 300)
 
 
 @pytest.fixture

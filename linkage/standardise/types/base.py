@@ -96,5 +96,14 @@ class CleanContext:
     today_iso: str
 
 
-def result(value_sql: str, reason_sql: str) -> list[Step]:
-    return [("v", value_sql), ("why", reason_sql)]
+def cleaned(ftype: FieldType, x: str, cleaning: str, checks: tuple[tuple[str, str], ...] = ()) -> list[Step]:
+    """The plan most types share: ``t_c`` is ``cleaning`` (SQL over ``x``); a blank or a
+    placeholder is missing, then the first failing ``(condition over t_c, reason)``; else
+    the value is ``t_c``."""
+    failing = "".join(f" WHEN {condition} THEN {_q(reason)}" for condition, reason in checks)
+    return [
+        ("t_c", cleaning),
+        ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL WHEN t_c = '' OR {ftype.placeholder_sql('t_c')}"
+                f" THEN 'placeholder'{failing} END"),
+        ("v", "CASE WHEN why IS NULL THEN t_c END"),
+    ]

@@ -6,19 +6,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from linkage.standardise.justice import Step
-from linkage.standardise.types.base import CleanContext, FieldType, Key
+from linkage.standardise.types.base import CleanContext, FieldType, Key, cleaned
 
 
 class EmailType(FieldType):
     type: Literal["email"] = "email"
 
     def clean(self, x: str, ctx: CleanContext) -> list[Step]:
-        return [
-            ("t_c", f"lower(trim({x}))"),
-            ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL WHEN {self.placeholder_sql('t_c')} THEN 'placeholder'"
-                    " WHEN NOT regexp_full_match(t_c, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+') THEN 'malformed' END"),
-            ("v", "CASE WHEN why IS NULL THEN t_c END"),
-        ]
+        return cleaned(self, x, f"lower(trim({x}))",
+                       (("NOT regexp_full_match(t_c, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+')", "malformed"),))
 
     def keys(self) -> list[Key]:
         return [

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from linkage.standardise.justice import Step, _postcode_steps
-from linkage.standardise.types.base import CleanContext, FieldType, Key
+from linkage.standardise.types.base import CleanContext, FieldType, Key, cleaned
 
 
 class PostcodeType(FieldType):
@@ -23,12 +23,7 @@ class PostcodeType(FieldType):
     def clean(self, x: str, ctx: CleanContext) -> list[Step]:
         if self.country == "uk":
             return [*_postcode_steps(x, "t_o"), ("v", "t_o.postcode"), ("why", "t_o.reason")]
-        return [
-            ("t_c", f"trim(regexp_replace(upper({x}), '\\s+', ' ', 'g'))"),
-            ("why", f"CASE WHEN lk_nz({x}) IS NOT NULL AND (t_c = '' OR {self.placeholder_sql('t_c')})"
-                    " THEN 'placeholder' END"),
-            ("v", "CASE WHEN why IS NULL THEN t_c END"),
-        ]
+        return cleaned(self, x, f"trim(regexp_replace(upper({x}), '\\s+', ' ', 'g'))")
 
     def keys(self) -> list[Key]:
         if self.country != "uk":

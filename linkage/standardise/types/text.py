@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from linkage.standardise.justice import Step
-from linkage.standardise.types.base import CleanContext, FieldType, Key
+from linkage.standardise.types.base import CleanContext, FieldType, Key, cleaned
 
 
 class TextType(FieldType):
@@ -19,12 +19,7 @@ class TextType(FieldType):
     transliterate_raw: ClassVar[bool] = True
 
     def clean(self, x: str, ctx: CleanContext) -> list[Step]:
-        return [
-            ("t_c", f"trim(regexp_replace(upper(strip_accents({x})), '[^A-Z0-9]+', ' ', 'g'))"),
-            ("why", f"CASE WHEN lk_nz({x}) IS NOT NULL AND (t_c = '' OR {self.placeholder_sql('t_c')})"
-                    " THEN 'placeholder' END"),
-            ("v", "CASE WHEN why IS NULL THEN t_c END"),
-        ]
+        return cleaned(self, x, f"trim(regexp_replace(upper(strip_accents({x})), '[^A-Z0-9]+', ' ', 'g'))")
 
     def keys(self) -> list[Key]:
         return [Key("tokens", "CASE WHEN v IS NOT NULL THEN list_sort(list_distinct(string_split(v, ' '))) END", "VARCHAR[]")]
