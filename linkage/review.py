@@ -128,6 +128,17 @@ def allocate(sizes: list[int], n: int) -> list[int]:
     return take
 
 
+def _write_review_csv(con: duckdb.DuckDBPyConnection, table: str, order_by: str, out: Path) -> None:
+    """``table`` as an owner-only CSV a reviewer opens in a spreadsheet: no text cell may
+    run as a formula (``csv_safe_sql``)."""
+    cells = ", ".join(
+        f"{csv_safe_sql(q(c))} AS {q(c)}" if t == "VARCHAR" else q(c)
+        for c, t, *_ in con.execute(f"DESCRIBE {table}").fetchall()
+    )
+    with private_umask():
+        con.execute(f"COPY (SELECT {cells} FROM {table} ORDER BY {order_by}) TO {lit(str(out))} (FORMAT csv, HEADER true)")
+
+
 def _review_dir(run_dir: Path) -> Path:
     return Path(run_dir) / REVIEW_DIR
 
@@ -212,13 +223,7 @@ def export_review_sample(run_dir: Path, n: int = 200, seed: int = 1) -> Path:
         )
         out_dir = make_private_dir(_review_dir(run_dir))
         out = out_dir / SAMPLE_CSV
-        # A reviewer opens the file in a spreadsheet: no cell may run as a formula.
-        cells = ", ".join(
-            f"{csv_safe_sql(q(c))} AS {q(c)}" if t == "VARCHAR" else q(c)
-            for c, t, *_ in con.execute("DESCRIBE sample").fetchall()
-        )
-        with private_umask():
-            con.execute(f"COPY (SELECT {cells} FROM sample ORDER BY pair_id) TO {lit(str(out))} (FORMAT csv, HEADER true)")
+        _write_review_csv(con, "sample", "pair_id", out)
         pairs = con.execute(
             f"SELECT pair_id, stratum, {', '.join(PAIR_COLUMNS)} FROM sample ORDER BY pair_id").fetchall()
     finally:
@@ -553,13 +558,7 @@ def export_review_queue(run_dir: Path) -> tuple[Path, dict[str, int]]:
         con.unregister("_items_df")
         out_dir = make_private_dir(_review_dir(run_dir))
         out = out_dir / QUEUE_CSV
-        cells = ", ".join(
-            f"{csv_safe_sql(q(c))} AS {q(c)}" if t == "VARCHAR" else q(c)
-            for c, t, *_ in con.execute("DESCRIBE queue").fetchall()
-        )
-        with private_umask():
-            con.execute(f"COPY (SELECT {cells} FROM queue ORDER BY item_id, person_id, source_dataset, record_id) "
-                        f"TO {lit(str(out))} (FORMAT csv, HEADER true)")
+        _write_review_csv(con, "queue", "item_id, person_id, source_dataset, record_id", out)
         records = con.execute("SELECT count(*) FROM queue").fetchall()[0][0]
     finally:
         con.close()
