@@ -257,6 +257,11 @@ def collect_analyst_values(con: duckdb.DuckDBPyConnection, analyst_dir: Path) ->
     parts = []
     for path in sorted(analyst_dir.glob("*.parquet")):
         cols = [r[:2] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()]
+        # A table of counts (the bias tables: a row per group, with its ``records``) weighs each
+        # row by the records behind it: a group label on one row of 5,000 records is a category.
+        # A suppressed count counts as one record.
+        weight = ("sum(coalesce(records, 1))" if dict(cols).get("records") in ("BIGINT", "INTEGER", "HUGEINT")
+                  else "count(*)")
         for col, typ in cols:
             if is_pseudonym_column(col):  # checked by shape instead (``_pseudonym_hits``)
                 continue
@@ -266,7 +271,7 @@ def collect_analyst_values(con: duckdb.DuckDBPyConnection, analyst_dir: Path) ->
             ).fetchall()[0][0]:
                 text = f"strftime({q(col)}, '%Y-%m')"  # a month (its first day stands for it), not a date
             parts.append(
-                f"SELECT {lit(path.stem)} AS tab, {lit(col)} AS col, {text} AS raw, count(*) AS n "
+                f"SELECT {lit(path.stem)} AS tab, {lit(col)} AS col, {text} AS raw, {weight} AS n "
                 f"FROM read_parquet({lit(str(path))}) GROUP BY ALL"
             )
     if not parts:

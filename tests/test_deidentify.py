@@ -477,6 +477,36 @@ def test_whole_numbers_are_judged_against_chance(tmp_path, column, fails):
         assert check_leakage(con, cfg, analyst).hits == {}
 
 
+@pytest.mark.parametrize("records, fails", [(5000, False), (2, True)])
+def test_a_table_of_counts_weighs_each_row_by_its_records(tmp_path, records, fails):
+    """A group label (an ethnicity code that hard data also puts in a name field) on one row
+    of 5,000 records is a category; on a row of two records it counts as rare."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from linkage.config import parse_config
+    from linkage.deidentify import check_leakage
+    from linkage.errors import LeakageError
+
+    from conftest import JUSTICE
+
+    cfg = parse_config(JUSTICE.read_text(), JUSTICE)
+    con = duckdb.connect()
+    for name in cfg.sources:
+        con.execute(f"CREATE TABLE all_{name} AS SELECT 'R-{name}-' || i AS record_id FROM range(100) t(i)")
+    con.execute("CREATE TABLE raw_values AS SELECT * FROM (VALUES ('surname', 'ICQ1'), ('first', 'Femi')) t(field, v)")
+    analyst = tmp_path / "analyst"
+    analyst.mkdir()
+    groups = [f"ICQ{i}" for i in range(1, 10)]
+    pq.write_table(pa.table({"group": groups, "records": pa.array([records] + [5000] * 8, pa.int64())}),
+                   analyst / "counts.parquet")
+    if fails:
+        with pytest.raises(LeakageError, match=r"counts.group \("):
+            check_leakage(con, cfg, analyst)
+    else:
+        assert check_leakage(con, cfg, analyst).hits == {}
+
+
 def test_rerun_with_5_percent_new_records_keeps_ids(synth_dir, tmp_path):
     """People none of whose records changed keep their person id when 5% new records arrive."""
     con = duckdb.connect()
