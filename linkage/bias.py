@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from linkage.config import BUILT_IN_BREAKDOWNS, JobConfig
+from linkage.source_rows import MAX_AGE, age_at, raw_date, source_join
 from linkage.sources import lit, q
 
 BIAS_TABLE = "linkage_bias"
@@ -44,7 +45,6 @@ NOT_CARRIED, MISSING, ALL = "not carried", "missing", "all"
 # Age bands at the event: (lower bound, label); the last is open.
 AGE_BANDS = [(0, "0-17"), (18, "18-20"), (21, "21-24"), (25, "25-29"), (30, "30-39"), (40, "40-49"),
              (50, "50-59"), (60, "60+")]
-MAX_AGE = 120
 
 
 def available_breakdowns(cfg: JobConfig) -> list[str]:
@@ -68,27 +68,23 @@ def _age_band(age: str) -> str:
 def build_record_groups(con: duckdb.DuckDBPyConnection, cfg: JobConfig) -> list[str]:
     """``record_groups(source_dataset, record_id, person_id, in_other_source, <breakdowns>)``:
     every linked record with its group in each breakdown; returns the breakdowns."""
-    from linkage.deidentify import _source_join
-
     breakdowns = available_breakdowns(cfg)
     parts = []
     for name, src in cfg.sources.items():
-        formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
         has_dob = cfg.uses_justice_preset and "date_of_birth" in src.columns
-        event = (f"try_strptime(nullif(trim(raw.{q(src.age_at[0])}), ''), {formats})"
-                 if src.age_at and has_dob else None)
+        event = raw_date(src, src.age_at[0]) if src.age_at and has_dob else None
         cols = {
             "source": lit(name),
             "sex": f"coalesce(CAST(s.sex AS VARCHAR), {lit(MISSING)})",
             "date_of_birth_present": "CASE WHEN s.date_of_birth IS NULL THEN 'no' ELSE 'yes' END",
-            "age_band": _age_band(f"floor(datediff('month', s.date_of_birth, {event}) / 12)") if event
+            "age_band": _age_band(age_at(event)) if event
             else lit(NOT_CARRIED),
             "event_year": f"coalesce(CAST(year({event}) AS VARCHAR), {lit(MISSING)})" if event else lit(NOT_CARRIED),
         }
         for group, col in src.breakdowns.items():
             cols[group] = f"coalesce(nullif(trim(raw.{q(col)}), ''), {lit(MISSING)})"
         picked = ", ".join(f"{cols.get(b, lit(NOT_CARRIED))} AS {q(b)}" for b in breakdowns)
-        parts.append(f"SELECT x.source_dataset, x.record_id, x.person_id, {picked} {_source_join(name, src)}")
+        parts.append(f"SELECT x.source_dataset, x.record_id, x.person_id, {picked} {source_join(name, src)}")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE record_groups AS
         WITH people AS (SELECT person_id, count(DISTINCT source_dataset) >= 2 AS in_other_source

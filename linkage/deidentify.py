@@ -4,31 +4,38 @@ Only this module writes ``analyst/``. Analysts get, per source, ``person_id`` an
 non-identifying columns the config carries (coarsened as it says); a persons table; and a
 linkage summary with small counts suppressed. ``person_id`` is HMAC-SHA256 of the
 internal person key under a secret held outside code, config and data; the manifest
-records the key's fingerprint only. The leakage check (``linkage.leakage``) and the data
-dictionary (``linkage.dictionary``) live beside it; their names are importable from here.
+records the key's fingerprint only. The key and the ids (``linkage.pseudonyms``), the
+leakage check (``linkage.leakage``) and the data dictionary (``linkage.dictionary``) live
+beside it; their names are importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import math
-import os
-import re
 from collections.abc import Sequence
-from typing import Any
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from linkage import bias
 from linkage.config import CarryColumn, JobConfig, SourceConfig
-from linkage.dictionary import MAX_AGE, CarriedColumn, analyst_nulled_values, write_data_dictionary
-from linkage.errors import InputError, LinkageError
+from linkage.dictionary import CarriedColumn, analyst_nulled_values, write_data_dictionary
+from linkage.errors import InputError
 from linkage.leakage import _NORM, LeakageCheck, check_leakage, collect_analyst_values  # noqa: F401 (re-exported)
+from linkage.pseudonyms import (  # noqa: F401 (re-exported: job.py and the tests take them from here)
+    FINGERPRINT_ITERATIONS,
+    FINGERPRINT_SALT,
+    KEY_ENV,
+    MIN_KEY_BITS,
+    PseudonymKey,
+    add_pseudonyms,
+    check_key_strength,
+    key_entropy_bits,
+    resolve_key,
+)
+from linkage.source_rows import MAX_AGE, age_at, raw_date, source_join
 from linkage.sources import ROWS_SHOWN, lit, q
 from linkage.threshold_ids import threshold_id_columns
 
@@ -37,185 +44,6 @@ __all__ = [
     "persons_query", "person_attributes", "write_linkage_summary", "analyst_nulled_values",
     "check_leakage", "LeakageCheck", "CarriedColumn", "MAX_AGE", "write_data_dictionary",
 ]
-
-KEY_ENV = "LINKAGE_PSEUDONYM_KEY"
-# A key must carry at least this much entropy (estimated conservatively from its
-# characters, never its bytes): 32 random hex characters, or 22 random base64 characters.
-MIN_KEY_BITS = 128
-MIN_KEY_LENGTH = 16  # characters; shorter keys are refused before any estimate
-PERSON_ID_HEX = 32  # 128 bits of the HMAC
-# The key fingerprint: PBKDF2-HMAC-SHA256 of the key with this fixed salt and iteration
-# count (documented in README; keep both, or manifests from earlier runs stop matching).
-FINGERPRINT_SALT = b"linkage pseudonym key fingerprint v2"
-FINGERPRINT_ITERATIONS = 600_000
-KEY_ADVICE = 'python3 -c "import secrets; print(secrets.token_hex(32))"'
-
-# Parts of keys that people type: each counts as a few characters' worth, not its length.
-_COMMON_WORDS = (
-    "password", "passwd", "secret", "linkage", "pseudonym", "letmein", "qwerty", "azerty", "admin",
-    "welcome", "changeme", "default", "example", "test", "key", "pass", "login", "master", "dragon",
-    "monkey", "football", "iloveyou", "sunshine", "princess", "justice", "prison", "probation",
-    "police", "court", "crown", "london", "summer", "winter", "spring", "autumn", "hello",
-)
-
-
-def key_entropy_bits(key: str) -> float:
-    """A conservative estimate of the entropy of ``key``, counted over characters.
-
-    The alphabet is what the key's characters suggest (16 when all are hex digits, else
-    the sum of the classes used: lower case, upper case, digits, ASCII punctuation and
-    space, other characters). Only unpredictable characters count: from the fourth
-    character of a run (``aaaa``, ``1234``, ``dcba``), the letters of a common word after
-    its first, and the end of a stretch of four characters seen before count nothing; in a
-    passphrase (words between spaces, hyphens, dots or underscores) a letter counts 2 bits.
-
-    >>> key_entropy_bits("0f" * 16) < 32  # a repeated stretch counts once
-    True
-    >>> key_entropy_bits("7c1e4a09b2d85f36e0a7c94b1d2e8f53") >= 128
-    True
-    """
-    if not key:
-        return 0.0
-    if all(c in "0123456789abcdef" for c in key) or all(c in "0123456789ABCDEF" for c in key):
-        alphabet = 16
-    else:
-        alphabet = 0
-        alphabet += 26 if any("a" <= c <= "z" for c in key) else 0
-        alphabet += 26 if any("A" <= c <= "Z" for c in key) else 0
-        alphabet += 10 if any(c.isdigit() and c.isascii() for c in key) else 0
-        alphabet += 33 if any(c.isascii() and not c.isalnum() for c in key) else 0
-        alphabet += 100 if any(not c.isascii() for c in key) else 0
-    predictable = [False] * len(key)
-    lower = key.lower()
-    for word in _COMMON_WORDS:
-        for m in re.finditer(re.escape(word), lower):
-            for i in range(m.start() + 1, m.end()):  # the word's first character counts
-                predictable[i] = True
-    for i in range(3, len(key)):
-        # the fourth character on of a run such as aaaa, 1234 or dcba (random keys rarely
-        # hold one: shorter runs are left to chance)
-        steps = {ord(key[j]) - ord(key[j - 1]) for j in range(i - 2, i + 1)}
-        if len(steps) == 1 and abs(next(iter(steps))) <= 1:
-            predictable[i] = True
-    for i in range(4, len(key)):
-        # a stretch of four or more characters seen before (period repeats, copied parts)
-        if key[i - 3 : i + 1] in key[: i]:
-            predictable[i] = True
-    # A passphrase of words (most of the key in one-case letter pieces between spaces,
-    # hyphens, dots or underscores): English words carry about 2 bits a letter, not 4.7.
-    pieces = [m for m in re.finditer(r"[^\s._-]+", key) if re.fullmatch(r"[a-z]{3,}|[A-Z][a-z]{2,}|[A-Z]{3,}", m.group())]
-    word_letters = {i for m in pieces for i in range(m.start(), m.end())}
-    if len(re.split(r"[\s._-]+", key.strip())) >= 2 and len(word_letters) >= 0.6 * len(key):
-        per_char = [0.0 if p else (2.0 if i in word_letters else math.log2(alphabet)) for i, p in enumerate(predictable)]
-        return sum(per_char)
-    unpredictable = sum(not p for p in predictable)
-    return unpredictable * math.log2(alphabet)
-
-
-def check_key_strength(secret: str, origin: str) -> None:
-    """Refuse a key that is too short or too predictable; the message never holds the key."""
-    advice = (
-        f"Use at least {MIN_KEY_BITS} bits of randomness: 32 or more random hex characters, or 22 or "
-        f"more random base64 characters (for example: {KEY_ADVICE})."
-    )
-    if len(secret) < MIN_KEY_LENGTH:
-        raise LinkageError(
-            f"the pseudonymisation key in {origin} is empty or shorter than {MIN_KEY_LENGTH} characters. {advice}"
-        )
-    bits = key_entropy_bits(secret)
-    if bits < MIN_KEY_BITS:
-        raise LinkageError(
-            f"the pseudonymisation key in {origin} is too predictable: about {int(bits)} bits of entropy "
-            f"(repeated characters, runs such as 1234, common words and repeated parts count for nothing), "
-            f"fewer than the {MIN_KEY_BITS} needed. {advice}"
-        )
-
-
-@dataclass(frozen=True)
-class PseudonymKey:
-    secret: bytes
-    origin: str  # where it came from, for messages: never the key itself
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """Identifies the key without revealing it: releases with equal fingerprints can be joined.
-
-        PBKDF2-HMAC-SHA256 with a fixed salt and 600,000 iterations, computed once per key:
-        testing one guessed key against a fingerprint costs as much as 600,000 HMACs.
-        """
-        return hashlib.pbkdf2_hmac("sha256", self.secret, FINGERPRINT_SALT, FINGERPRINT_ITERATIONS).hex()[:16]
-
-    def matches_fingerprint(self, fingerprint: str | None) -> bool:
-        """Whether ``fingerprint`` (from a manifest) is this key's, today's or the one before (v1).
-
-        Runs made before the fingerprint became PBKDF2 recorded a single HMAC; a run can
-        still take its ids from them.
-        """
-        if not fingerprint:
-            return False
-        legacy = hmac.new(self.secret, b"linkage key fingerprint v1", hashlib.sha256).hexdigest()[:16]
-        return hmac.compare_digest(fingerprint, self.fingerprint) or hmac.compare_digest(fingerprint, legacy)
-
-    def pseudonym(self, person_key: str) -> str:
-        return "P" + hmac.new(self.secret, person_key.encode(), hashlib.sha256).hexdigest()[:PERSON_ID_HEX]
-
-
-def resolve_key(key_file: str | None, config_dir: Path, *, throwaway: bool = False) -> PseudonymKey:
-    """The pseudonymisation secret: the config's key file, else ``LINKAGE_PSEUDONYM_KEY``.
-
-    The key is checked as text (characters, not bytes) for length and entropy.
-    """
-    if throwaway:
-        return PseudonymKey(os.urandom(32), "a throwaway key (demo only)")
-    if key_file:
-        path = Path(key_file).expanduser()
-        path = path if path.is_absolute() else config_dir / path
-        if not path.is_file():
-            raise LinkageError(
-                f"outputs.key_file: {path} does not exist. Create it with a long random secret "
-                f"(for example: {KEY_ADVICE} > {path})."
-            )
-        try:
-            text = path.read_bytes().decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise LinkageError(
-                f"outputs.key_file: {path} is not UTF-8 text. Write the key as text (for example: {KEY_ADVICE} > {path})."
-            ) from None
-        origin = f"key file {path}"
-    else:
-        text = os.environ.get(KEY_ENV, "").strip()
-        origin = f"environment variable {KEY_ENV}"
-        if not text:
-            raise LinkageError(
-                f"no pseudonymisation key: set {KEY_ENV} to a long random secret (for example: "
-                f"export {KEY_ENV}=$({KEY_ADVICE})), "
-                "or name a key file under outputs.key_file. Keep it out of the config and the data."
-            )
-    check_key_strength(text, origin)
-    return PseudonymKey(text.encode(), origin)
-
-
-def _hmac_pads(secret: bytes) -> tuple[bytes, bytes]:
-    """HMAC's inner and outer padded keys (RFC 2104), for HMAC-SHA256 built from plain SHA-256."""
-    block = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
-    block = block.ljust(64, b"\0")
-    return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
-
-
-def add_pseudonyms(con: duckdb.DuckDBPyConnection, table: str, key: PseudonymKey, out: str) -> None:
-    """``out``: ``table`` plus ``person_id``, the pseudonym of its ``person_key`` column.
-
-    Equal to ``PseudonymKey.pseudonym`` (HMAC-SHA256, tested), computed by DuckDB:
-    SHA-256(outer || SHA-256(inner || key)). The padded keys are bound parameters, so the
-    secret is in no SQL text, view or table.
-    """
-    inner, outer = _hmac_pads(key.secret)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {q(out)} AS SELECT *, "
-        f"'P' || left(sha256($outer || unhex(sha256($inner || encode(person_key)))), {PERSON_ID_HEX}) AS person_id "
-        f"FROM {q(table)}",
-        {"inner": inner, "outer": outer},
-    )
 
 
 # --- analyst tables ----------------------------------------------------------------------
@@ -247,7 +75,6 @@ def _carry_column(con: duckdb.DuckDBPyConnection, source: str, col: str, spec: C
     spec = spec if isinstance(spec, CarryColumn) else CarryColumn(how=spec)  # type: ignore[arg-type]  # a CarryTransform
     how = spec.how
     v = f"nullif(trim(raw.{q(col)}), '')"
-    formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
     if how == "keep" and spec.type is not None:
         pattern, make = _DECLARED[spec.type]
         ok = f"regexp_full_match({v}, {lit(pattern)})"
@@ -266,9 +93,9 @@ def _carry_column(con: duckdb.DuckDBPyConnection, source: str, col: str, spec: C
             return CarriedColumn(col, f"CAST({v} AS DOUBLE)", col, how, "number")
         return CarriedColumn(col, v, col, how, "string")
     if how == "year":
-        return CarriedColumn(f"{col}_year", f"CAST(year(try_strptime({v}, {formats})) AS INTEGER)", col, how, "year")
+        return CarriedColumn(f"{col}_year", f"CAST(year({raw_date(src, col)}) AS INTEGER)", col, how, "year")
     if how == "month":
-        expr = f"CAST(date_trunc('month', try_strptime({v}, {formats})) AS DATE)"
+        expr = f"CAST(date_trunc('month', {raw_date(src, col)}) AS DATE)"
         return CarriedColumn(f"{col}_month", expr, col, how, "month")
     district = f"regexp_extract(upper(replace({v}, ' ', '')), '^([A-Z]{{1,2}}[0-9][A-Z0-9]?)[0-9][A-Z]{{2}}$', 1)"
     if how == "postcode_district":
@@ -334,26 +161,25 @@ def write_analyst_tables(
         carried = [_carry_column(con, name, col, spec, src) for col, spec in src.carry_columns.items()]
         nulled += _bad_carried_values(con, name, src, carried)
         exprs = ids + [f"{c.expr} AS {q(c.name)}" for c in carried]
-        formats = "[" + ", ".join(lit(f) for f in [*src.date_formats, "%Y-%m-%d"]) + "]"
         checks = []
         for col in src.age_at:
-            event = f"try_strptime(nullif(trim(raw.{q(col)}), ''), {formats})"
-            age = f"CAST(floor(datediff('month', s.date_of_birth, {event}) / 12) AS INTEGER)"
+            event = raw_date(src, col)
+            age = f"CAST({age_at(event)} AS INTEGER)"
             out = "age_at_" + col
             exprs.append(f"CASE WHEN {age} BETWEEN 0 AND {MAX_AGE} THEN {age} END AS {q(out)}")
             checks += [(out, "date of birth after the event", f"{age} < 0"),
                        (out, f"age over {MAX_AGE}", f"{age} > {MAX_AGE}")]
             carried.append(CarriedColumn(out, "", col, "age", "integer"))
-            events.append(f"SELECT x.person_id, year({event}) AS event_year {_source_join(name, src)}")
+            events.append(f"SELECT x.person_id, year({event}) AS event_year {source_join(name, src)}")
         columns[name] = carried
         order = ", ".join(str(i + 1) for i in range(len(exprs)))
-        sql = f"SELECT {', '.join(exprs)} {_source_join(name, src)} ORDER BY {order}"
+        sql = f"SELECT {', '.join(exprs)} {source_join(name, src)} ORDER BY {order}"
         out_path = analyst_dir / f"{name}.parquet"
         con.execute(f"COPY ({sql}) TO {lit(str(out_path))} (FORMAT parquet)")
         rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out_path))})").fetchall()[0][0]
         if checks:
             counts = con.execute(
-                f"SELECT {', '.join(f'count(*) FILTER (WHERE {cond})' for _, _, cond in checks)} {_source_join(name, src)}"
+                f"SELECT {', '.join(f'count(*) FILTER (WHERE {cond})' for _, _, cond in checks)} {source_join(name, src)}"
             ).fetchall()[0]
             nulled += [(name, c, reason, int(n)) for (c, reason, _), n in zip(checks, counts) if n]
     # A year of birth after the person's earliest event is impossible.
@@ -386,8 +212,6 @@ def write_analyst_tables(
     con.execute("CREATE OR REPLACE TEMP TABLE analyst_nulled (tab VARCHAR, col VARCHAR, reason VARCHAR, n BIGINT)")
     if nulled:
         con.executemany("INSERT INTO analyst_nulled VALUES (?, ?, ?, ?)", nulled)
-    from linkage import bias
-
     rows.update(bias.write_bias_tables(con, cfg, analyst_dir, restricted_dir))
     write_data_dictionary(con, cfg, analyst_dir, rows, columns, run_info or {})
     return rows
@@ -407,15 +231,6 @@ _CONFIDENCE_COLUMNS = (
     "CAST(CASE WHEN c.size <= 2 THEN c.size WHEN c.size <= 5 THEN 3 WHEN c.size <= 10 THEN 6 "
     "WHEN c.size <= 20 THEN 11 ELSE 21 END AS INTEGER) AS cluster_size_band"
 )
-
-
-def _source_join(name: str, src: SourceConfig) -> str:
-    """FROM clause: a source's raw rows with their crosswalk row and standardised record."""
-    return (
-        f"FROM {q('raw_' + name)} raw "
-        f"JOIN crosswalk x ON x.source_dataset = {lit(name)} AND x.record_id = trim(raw.{q(src.record_id)}) "
-        f"JOIN nodes s ON s.node_id = x.node_id"
-    )
 
 
 def person_attributes(cfg: Any) -> list[str]:

@@ -18,9 +18,8 @@ import duckdb
 
 from linkage.bias import BIAS_COLUMNS
 from linkage.config import JobConfig
+from linkage.source_rows import MAX_AGE
 from linkage.sources import lit
-
-MAX_AGE = 120  # an age at an event beyond this is impossible
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import duckdb
 
 from linkage import identity
 from linkage.cluster import connected_components
+from linkage.pseudonyms import add_pseudonyms
 from linkage.sources import lit, q
 
 
@@ -64,8 +65,6 @@ def add_threshold_ids(
 
     Needs ``nodes``, ``links`` (after the cluster checks), ``predictions`` and ``crosswalk``.
     """
-    from linkage.deidentify import add_pseudonyms
-
     people: dict[str, int] = {}
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
     for t in thresholds:
