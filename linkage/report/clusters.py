@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from linkage.report.elements import Charts, Section, cards, note, num, para, pct, table
+from linkage.report.elements import Charts, Section, cards, details, note, num, para, pct, table
 from linkage.report.run import Run
 from linkage.sources import lit
 
@@ -177,7 +177,7 @@ def link_rates(run: Run, charts: Charts) -> Section:
                     "color": {"condition": {"test": "datum.share > 0.6", "value": "white"}, "value": "black"}}},
             ],
         }, "Share of each source's people also found in each other source."),
-        f'<details><summary>the same as a table</summary>{table(["people in", "people", *order], body)}</details>',
+        details("the same as a table", table(["people in", "people", *order], body)),
         charts.add("chart-sources-per-person", {
             "data": {"values": [{"sources": k, "people": n} for k, n in by_k]},
             "mark": "bar", "width": 320, "height": 180,

@@ -114,6 +114,11 @@ def para(text: str) -> str:
     return f"<p>{esc(text)}</p>"
 
 
+def details(summary: str, inner_html: str) -> str:
+    """``inner_html`` folded away under ``summary`` (a table that repeats a chart, say)."""
+    return f"<details><summary>{esc(summary)}</summary>{inner_html}</details>"
+
+
 def cards(items: list[tuple[str, str]]) -> str:
     inner = "".join(f'<div class="card"><div class="big">{esc(v)}</div><div>{esc(k)}</div></div>' for k, v in items)
     return f'<div class="cards">{inner}</div>'

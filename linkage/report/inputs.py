@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from linkage.report.elements import PALETTE, Charts, Section, note, num, para, pct, table
+from linkage.report.elements import PALETTE, Charts, Section, details, note, num, para, pct, table
 from linkage.report.run import Run
 from linkage.sources import q
 
@@ -103,7 +103,7 @@ def completeness(run: Run, charts: Charts) -> Section:
                     "color": {"condition": {"test": "datum.share > 0.6", "value": "white"}, "value": "black"}}},
             ],
         }, "Share of non-missing values per source (rows) and standardised field (columns)."),
-        f'<details><summary>the same as a table</summary>{table(["source", "records", *names], body)}</details>',
+        details("the same as a table", table(["source", "records", *names], body)),
     )
     return sec
 
@@ -171,8 +171,7 @@ def invalid_values(run: Run, charts: Charts) -> Section:
                             {"field": "values", "format": ","}],
             },
         }, "Invalid values by field, coloured by reason (all sources)."),
-        "<details><summary>by source, field and reason</summary>"
-        + table(["source", "field", "reason", "values"], [[s, f, r, num(n)] for s, f, r, n in rows], numeric_from=3)
-        + "</details>",
+        details("by source, field and reason",
+                table(["source", "field", "reason", "values"], [[s, f, r, num(n)] for s, f, r, n in rows], numeric_from=3)),
     )
     return sec
