@@ -7,11 +7,13 @@ import json
 import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import TEST_KEY, cli, fast_config
-from linkage.deidentify import PseudonymKey, add_pseudonyms, resolve_key, suppress
-from linkage.errors import LinkageError
+from linkage.deidentify import PseudonymKey, add_pseudonyms, check_leakage, resolve_key, suppress
+from linkage.errors import LeakageError, LinkageError
 
 
 def test_pseudonyms_depend_on_the_key():
@@ -173,9 +175,6 @@ def test_person_id_on_every_record_and_key_written_nowhere(published):
 
 def test_carried_columns_keep_their_types(published):
     """Counts are numbers, coarsened years integers, months dates; codes with leading zeros stay text."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     analyst = published / "analyst"
     pnc = pq.read_schema(analyst / "pnc.parquet")
     assert pa.types.is_integer(pnc.field("arrest_count").type)
@@ -246,8 +245,6 @@ def test_persons_carry_banded_link_confidence(published):
 
 def test_every_analyst_column_is_documented(published):
     """datapackage.json and README.md describe every table and column in analyst/, with its type."""
-    import pyarrow.parquet as pq
-
     analyst = published / "analyst"
     package = json.loads((analyst / "datapackage.json").read_text())
     readme = (analyst / "README.md").read_text()
@@ -294,22 +291,11 @@ def test_planted_identifiers_fail_the_run_and_publish_nothing(synth_dir, tmp_pat
     """Names, aliases, dates, reference numbers, postcodes and record ids pasted into
     analyst-bound columns are each caught, by table and column, and nothing is published."""
     data = tmp_path / "data"
-    data.mkdir()
-    for f in synth_dir.iterdir():
-        (data / f.name).write_bytes(f.read_bytes())
-    con = duckdb.connect()
-    for source in ("pnc", "prison", "probation", "libra"):
-        con.execute(f"CREATE TABLE {source} AS SELECT * FROM read_csv('{data}/{source}.csv', header=true, all_varchar=true)")
-    con.execute("CREATE TABLE t AS SELECT *, row_number() OVER () AS _n FROM libra")
-    for i, (column, sql) in enumerate(PLANTED.items()):
-        value = con.execute(f"{sql} ORDER BY 1 LIMIT 1").fetchall()[0][0]
+    con = _copy_extracts(synth_dir, data)
+    planted = {column: con.execute(f"{sql} ORDER BY 1 LIMIT 1").fetchall()[0][0] for column, sql in PLANTED.items()}
+    for column, value in planted.items():
         assert value, column
-        con.execute(f"ALTER TABLE t ADD COLUMN {column} VARCHAR DEFAULT ''")
-        con.execute(f"UPDATE t SET {column} = ? WHERE _n = ?", [value, 10 * i + 1])
-    con.execute(f"COPY (SELECT * EXCLUDE (_n) FROM t) TO '{data}/libra.csv' (HEADER)")
-    out = tmp_path / "run"
-    config = fast_config(tmp_path, carry={"libra": {column: "keep" for column in PLANTED}})
-    res = cli("run", str(config), "--data", str(data), "--out", str(out))
+    res, out = _run_carrying(con, data, tmp_path, planted)
     assert res.returncode == 1, res.stderr
     message = " ".join(res.stderr.split())
     assert "leakage check failed" in message
@@ -327,6 +313,19 @@ def _copy_extracts(synth_dir, data):
     for source in ("pnc", "prison", "probation", "libra", "crest"):
         con.execute(f"CREATE TABLE {source} AS SELECT * FROM read_csv('{data}/{source}.csv', header=true, all_varchar=true)")
     return con
+
+
+def _run_carrying(con, data, tmp_path, planted: dict[str, str]):
+    """Run the job on ``data`` with each planted value in a new carried column of libra.csv
+    (rows 1, 11, 21...); returns the finished process and the --out folder."""
+    con.execute("CREATE TABLE t AS SELECT *, row_number() OVER () AS _n FROM libra")
+    for i, (column, value) in enumerate(planted.items()):
+        con.execute(f"ALTER TABLE t ADD COLUMN {column} VARCHAR DEFAULT ''")
+        con.execute(f"UPDATE t SET {column} = ? WHERE _n = ?", [value, 10 * i + 1])
+    con.execute(f"COPY (SELECT * EXCLUDE (_n) FROM t) TO '{data}/libra.csv' (HEADER)")
+    out = tmp_path / "run"
+    config = fast_config(tmp_path, carry={"libra": {column: "keep" for column in planted}})
+    return cli("run", str(config), "--data", str(data), "--out", str(out)), out
 
 
 def _disguises(con) -> dict[str, str]:
@@ -379,14 +378,7 @@ def test_disguised_identifiers_fail_the_run(synth_dir, tmp_path):
     con.execute(f"COPY pnc TO '{data}/pnc.csv' (HEADER)")
     planted = _disguises(con)
     assert len(planted) == 18
-    con.execute("CREATE TABLE t AS SELECT *, row_number() OVER () AS _n FROM libra")
-    for i, (column, value) in enumerate(planted.items()):
-        con.execute(f"ALTER TABLE t ADD COLUMN {column} VARCHAR DEFAULT ''")
-        con.execute(f"UPDATE t SET {column} = ? WHERE _n = ?", [value, 10 * i + 1])
-    con.execute(f"COPY (SELECT * EXCLUDE (_n) FROM t) TO '{data}/libra.csv' (HEADER)")
-    out = tmp_path / "run"
-    config = fast_config(tmp_path, carry={"libra": {column: "keep" for column in planted}})
-    res = cli("run", str(config), "--data", str(data), "--out", str(out))
+    res, out = _run_carrying(con, data, tmp_path, planted)
     assert res.returncode == 1, res.stderr
     message = " ".join(res.stderr.split())
     assert "leakage check failed" in message and "Nothing was published" in message
@@ -415,29 +407,43 @@ def test_legitimate_carried_columns_pass_the_check(synth_dir, tmp_path):
     assert codes > 20
 
 
-def test_the_check_reads_every_analyst_table_found(tmp_path):
-    """A table added to analyst/ later is checked without being listed anywhere."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def _check_inputs(tmp_path, raw_values: list[tuple[str, str]],
+                  record_ids=lambda i, name: f"SELECT 'R-{name}-' || i AS record_id FROM range(100) t(i)"):
+    """What the leakage check reads besides the analyst tables, for the justice config: each
+    source's record ids (``all_<source>``, from ``record_ids(index, source)``) and the input
+    values (``raw_values(field, v)``); and an empty analyst folder."""
     from linkage.config import parse_config
-    from linkage.deidentify import check_leakage
-    from linkage.errors import LeakageError
 
     from conftest import JUSTICE
 
     cfg = parse_config(JUSTICE.read_text(), JUSTICE)
     con = duckdb.connect()
-    for name in cfg.sources:
-        con.execute(f"CREATE TABLE all_{name} AS SELECT 'R-{name}-' || i AS record_id FROM range(100) t(i)")
-    con.execute("CREATE TABLE raw_values AS SELECT * FROM (VALUES ('surname', 'OLAWALE'), ('first', 'Femi'), "
-                "('dob', '1998-10-21'), ('pnc', '2015/9663713N'), ('postcode', 'SW1A 1AA')) t(field, v)")
+    for i, name in enumerate(cfg.sources):
+        con.execute(f"CREATE TABLE all_{name} AS {record_ids(i, name)}")
+    con.execute("CREATE TABLE raw_values (field VARCHAR, v VARCHAR)")
+    con.executemany("INSERT INTO raw_values VALUES (?, ?)", raw_values)
     analyst = tmp_path / "analyst"
     analyst.mkdir()
+    return cfg, con, analyst
+
+
+def test_the_check_reads_every_analyst_table_found(tmp_path):
+    """A table added to analyst/ later is checked without being listed anywhere."""
+    cfg, con, analyst = _check_inputs(tmp_path, [("surname", "OLAWALE"), ("first", "Femi"), ("dob", "1998-10-21"),
+                                                 ("pnc", "2015/9663713N"), ("postcode", "SW1A 1AA")])
     pq.write_table(pa.table({"person_id": [pid(1), pid(2)], "court_code": ["B10JQ", "C01AB"]}), analyst / "libra.parquet")
     assert check_leakage(con, cfg, analyst).hits == {}
     pq.write_table(pa.table({"person_id": [pid(1)], "note": ["born 21.10.1998, pnc 15/9663713N"]}), analyst / "later_table.parquet")
     with pytest.raises(LeakageError, match=r"later_table.note \(1 rows\)"):
+        check_leakage(con, cfg, analyst)
+
+
+def test_a_person_id_column_holding_anything_but_a_pseudonym_fails_the_leakage_check(tmp_path):
+    cfg, con, analyst = _check_inputs(tmp_path, [("surname", "OLAWALE")],
+                                      lambda i, name: "SELECT 'R' || i AS record_id FROM range(10) t(i)")
+    good = "P" + "0123456789abcdef" * 2
+    pq.write_table(pa.table({"person_id": [good, good], "person_id_0_99": [good, "K1234abcd"]}), analyst / "t.parquet")
+    with pytest.raises(LeakageError, match=r"t.person_id_0_99 \(1 rows\)"):
         check_leakage(con, cfg, analyst)
 
 
@@ -452,23 +458,11 @@ def test_the_check_reads_every_analyst_table_found(tmp_path):
 )
 def test_whole_numbers_are_judged_against_chance(tmp_path, column, fails):
     """Record ids that count 1, 2, 3... do not fail every count column; a record id column does."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from linkage.config import parse_config
-    from linkage.deidentify import check_leakage
-    from linkage.errors import LeakageError
-
-    from conftest import JUSTICE
-
-    cfg = parse_config(JUSTICE.read_text(), JUSTICE)
-    con = duckdb.connect()
-    for i, name in enumerate(cfg.sources):
+    def ids(i: int, name: str) -> str:  # the first source counts 1, 2, 3...; the others are sparse
         ids = "CAST(i AS VARCHAR)" if i == 0 else "CAST(10000001 + 7 * i AS VARCHAR)"
-        con.execute(f"CREATE TABLE all_{name} AS SELECT {ids} AS record_id FROM range(1, 5001) t(i)")
-    con.execute("CREATE TABLE raw_values AS SELECT * FROM (VALUES ('surname', 'OLAWALE')) t(field, v)")
-    analyst = tmp_path / "analyst"
-    analyst.mkdir()
+        return f"SELECT {ids} AS record_id FROM range(1, 5001) t(i)"
+
+    cfg, con, analyst = _check_inputs(tmp_path, [("surname", "OLAWALE")], ids)
     pq.write_table(pa.table({"person_id": [pid(i) for i in range(len(column))], "x": column}), analyst / "t.parquet")
     if fails:
         with pytest.raises(LeakageError, match=r"t.x \("):
@@ -481,22 +475,7 @@ def test_whole_numbers_are_judged_against_chance(tmp_path, column, fails):
 def test_a_table_of_counts_weighs_each_row_by_its_records(tmp_path, records, fails):
     """A group label (an ethnicity code that hard data also puts in a name field) on one row
     of 5,000 records is a category; on a row of two records it counts as rare."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from linkage.config import parse_config
-    from linkage.deidentify import check_leakage
-    from linkage.errors import LeakageError
-
-    from conftest import JUSTICE
-
-    cfg = parse_config(JUSTICE.read_text(), JUSTICE)
-    con = duckdb.connect()
-    for name in cfg.sources:
-        con.execute(f"CREATE TABLE all_{name} AS SELECT 'R-{name}-' || i AS record_id FROM range(100) t(i)")
-    con.execute("CREATE TABLE raw_values AS SELECT * FROM (VALUES ('surname', 'ICQ1'), ('first', 'Femi')) t(field, v)")
-    analyst = tmp_path / "analyst"
-    analyst.mkdir()
+    cfg, con, analyst = _check_inputs(tmp_path, [("surname", "ICQ1"), ("first", "Femi")])
     groups = [f"ICQ{i}" for i in range(1, 10)]
     pq.write_table(pa.table({"group": groups, "records": pa.array([records] + [5000] * 8, pa.int64())}),
                    analyst / "counts.parquet")
@@ -578,8 +557,6 @@ def test_persons_break_ties_the_same_way_whatever_the_row_order(reverse):
 def test_linkage_summary_counts_people_per_pair_and_per_number_of_sources(tmp_path):
     """The summary's counts equal a count over the people's own sources (no suppression)."""
     import random
-
-    import pyarrow.parquet as pq
 
     from linkage.deidentify import persons_query, write_linkage_summary
 
