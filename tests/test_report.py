@@ -7,7 +7,10 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -261,18 +264,24 @@ def _rewrite(run: Path, name: str, query: str) -> None:
     con.execute(f"COPY t TO '{path}' (FORMAT parquet)")
 
 
+@contextmanager
+def _edited_json(path: Path) -> Iterator[Any]:
+    """The JSON file's content, to change in place: written back on leaving the block."""
+    content = json.loads(path.read_text())
+    yield content
+    path.write_text(json.dumps(content))
+
+
 def test_untrained_levels_are_marked_not_given_a_weight(tmp_path):
     """A level whose m and u are null in model.json shows 'never trained', whatever the manifest holds."""
     run, _ = build_run(tmp_path)
-    model = json.loads((run / "restricted" / "model.json").read_text())
-    dob = next(c for c in model["comparisons"] if c["output_column_name"] == "date_of_birth")
-    exact = next(lv for lv in dob["comparison_levels"] if not lv.get("is_null_level"))
-    exact["m_probability"] = exact["u_probability"] = None
-    (run / "restricted" / "model.json").write_text(json.dumps(model))
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["model"]["parameters"].append({"comparison": "date_of_birth", "level": exact["label_for_charts"],
-                                            "m_probability": 0.9, "u_probability": 0.00088, "match_weight": 10.0})
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    with _edited_json(run / "restricted" / "model.json") as model:
+        dob = next(c for c in model["comparisons"] if c["output_column_name"] == "date_of_birth")
+        exact = next(lv for lv in dob["comparison_levels"] if not lv.get("is_null_level"))
+        exact["m_probability"] = exact["u_probability"] = None
+    with _edited_json(run / "manifest.json") as manifest:
+        manifest["model"]["parameters"].append({"comparison": "date_of_birth", "level": exact["label_for_charts"],
+                                                "m_probability": 0.9, "u_probability": 0.00088, "match_weight": 10.0})
     page = write_report(run).read_text()
     row = re.search(rf"<tr><td>date_of_birth</td><td>{re.escape(exact['label_for_charts'])}</td>.*?</tr>", page).group(0)
     assert "never trained" in row and "10.00" not in row
@@ -284,10 +293,9 @@ def test_page_layout_and_charts_fit(tmp_path):
     """The navigation wraps; 13 invalid-value reasons get 13 colours; the threshold label sits
     above the plot; the time chart's caption says whether the report's own time is in it."""
     run, _ = build_run(tmp_path)
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["invalid_values"]["libra"] = {"date_of_birth": {f"reason_{i:02d}": i + 1 for i in range(13)}}
-    manifest["stage_seconds"]["report"] = 0.4
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    with _edited_json(run / "manifest.json") as manifest:
+        manifest["invalid_values"]["libra"] = {"date_of_birth": {f"reason_{i:02d}": i + 1 for i in range(13)}}
+        manifest["stage_seconds"]["report"] = 0.4
     page = write_report(run).read_text()
     nav_css = re.search(r"\nnav \{[^}]*\}", page).group(0)
     assert "flex-wrap: wrap" in nav_css
@@ -311,10 +319,9 @@ def test_time_caption_without_the_report_row(plain_run):
 def test_a_single_source_job_draws_no_source_matrix(tmp_path):
     run, _ = build_run(tmp_path)
     _rewrite(run, "crosswalk", "SELECT * FROM {t} WHERE source_dataset = 'libra'")
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["inputs"] = {"libra": manifest["inputs"]["libra"]}
-    manifest["rows"] = {"libra": manifest["rows"]["libra"]}
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    with _edited_json(run / "manifest.json") as manifest:
+        manifest["inputs"] = {"libra": manifest["inputs"]["libra"]}
+        manifest["rows"] = {"libra": manifest["rows"]["libra"]}
     page = write_report(run).read_text()
     assert "chart-link-rates" not in chart_specs(page)
     assert "links one source: there are no link rates between sources" in page
@@ -324,10 +331,9 @@ def test_a_single_source_job_draws_no_source_matrix(tmp_path):
 def test_a_job_without_pnc_ids_says_nothing_of_them(tmp_path):
     run, _ = build_run(tmp_path)
     _rewrite(run, "standardised", "SELECT * EXCLUDE (pnc_key, pnc_id) FROM {t}")
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["blocking"] = [b for b in manifest["blocking"] if "pnc" not in b["rule"]]
-    manifest["clusters"].pop("conflicting_pnc_clusters")
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    with _edited_json(run / "manifest.json") as manifest:
+        manifest["blocking"] = [b for b in manifest["blocking"] if "pnc" not in b["rule"]]
+        manifest["clusters"].pop("conflicting_pnc_clusters")
     page = write_report(run).read_text()
     body = page.split("<main>")[1].split("</main>")[0]
     assert "PNC" not in body  # the source called pnc is named, PNC IDs are not
