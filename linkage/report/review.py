@@ -1,4 +1,8 @@
-"""Clerical review: the precision and recall estimated from a reviewed stratified sample."""
+"""Clerical review: the precision and recall estimated from a reviewed stratified sample.
+
+A section on the clerical decisions a run applied (``linkage.decisions``) belongs here too:
+a function ``(run, charts) -> Section | None`` listed in ``page.SECTIONS`` after this one.
+"""
 
 from __future__ import annotations
 
