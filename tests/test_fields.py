@@ -70,8 +70,9 @@ def test_name_nicknames_give_a_canonical_key():
     [
         ({"type": "date", "formats": ["%Y%m%d"]}, "19560409", dt.date(1956, 4, 9), None, "19560409"),
         ({"type": "date", "formats": ["%Y%m%d"]}, "18500101", dt.date(1850, 1, 1), None, "18500101"),  # no 1900 floor
-        ({"type": "date", "formats": ["%Y%m%d"]}, "19561309", None, "unparseable", "19561309"),  # keeps its digits
-        ({"type": "date", "formats": ["%Y%m%d"], "unparseable": "drop"}, "19561309", None, "unparseable", None),
+        ({"type": "date", "formats": ["%Y%m%d"]}, "19561309", None, "impossible_date", "19561309"),  # keeps its digits
+        ({"type": "date", "formats": ["%Y%m%d"], "unparseable": "drop"}, "19561309", None, "impossible_date", None),
+        ({"type": "date", "formats": ["%Y%m%d"]}, "1956-0409", None, "unparseable", "19560409"),
         ({"type": "date"}, "1990-02-03 00:00:00", dt.date(1990, 2, 3), None, "19900203"),
         ({"type": "date"}, "2030-01-01", None, "after_latest", None),
         ({"type": "date", "latest": None}, "2030-01-01", dt.date(2030, 1, 1), None, "20300101"),
@@ -181,13 +182,14 @@ def test_list_of_names_and_dates():
 
 def test_every_type_is_registered_and_has_default_levels():
     for name, cls in TYPES.items():
-        spec = {"type": name} if name != "list" else {"type": "list", "of": {"type": "name"}}
+        spec = {"list": {"type": "list", "of": {"type": "name"}}, "set": {"type": "set", "union": ["a", "b"]},
+                "person_name": {"type": "person_name", "parts": {"a": "full"}}}.get(name, {"type": name})
         ftype = FIELD.validate_python(spec)
         assert isinstance(ftype, cls)
         columns = ftype.column_names("f")
         for level in ftype.default_levels("f"):
             kind = next(k for k in level if k not in ("label", "tf_adjustment", "threshold", "distance", "days"))
-            assert level[kind] in columns, (name, level)
+            assert all(c in columns for c in (level[kind] if kind == "reversed" else [level[kind]])), (name, level)
 
 
 @pytest.mark.parametrize(
