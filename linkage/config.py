@@ -733,7 +733,7 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
                     "link rates may not be broken down by an identifier (name a category column such as an "
                     "ethnicity code)"
                 )
-        if src.age_at and not (cfg.uses_justice_preset and "date_of_birth" in src.columns):
+        if src.age_at and not ("date_of_birth" in src.columns and isinstance(cfg.fields.get("date_of_birth"), DateType)):
             problems.append(f"{where}.age_at: needs columns.date_of_birth to compute an age")
         if len(src.date_formats) and not all("%" in f for f in src.date_formats):
             problems.append(f"{where}.date_formats: each format is a strptime pattern such as '%d/%m/%Y'")
