@@ -120,7 +120,7 @@ def standardise_fields(
                 + ", ".join(f"CAST({_ident(f)} AS VARCHAR) AS {_ident(f)}" for f in input_fields(fields))
                 + f" FROM {source_table}")
     selects, joins, invalid_parts, raw_parts, temp = [], [], [], [], [src]
-    sets = {}
+    sets, views = {}, []
     for i, (name, ftype) in enumerate(fields.items()):
         col = _ident(name)
         table = f"__lk_fd_{out_table}_{i}"
@@ -131,6 +131,7 @@ def standardise_fields(
         if isinstance(ftype, PersonNameType):
             built = ftype.build(con, src, name, list_separator, f"__lk_fp_{out_table}_{i}")
             temp += built.temp
+            views.append(built.table)
             selects += [f"p{i}.{_ident(c)}" for c in built.columns]
             joins.append(f"LEFT JOIN {built.table} p{i} ON p{i}.rid = s.rowid")
             invalid_parts += built.invalid_sql
@@ -143,18 +144,18 @@ def standardise_fields(
             temp += [elems, agg]
             sep = _q(ftype.separator or list_separator)
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {elems} AS SELECT * FROM (SELECT source_dataset, record_id, "
+                f"CREATE OR REPLACE TEMP TABLE {elems} AS SELECT * FROM (SELECT rowid AS rid, source_dataset, record_id, "
                 f"trim(unnest(string_split({col}, {sep}))) AS x FROM {src} WHERE {col} IS NOT NULL) "
                 "WHERE lk_nz(x) IS NOT NULL"
             )
             _dictionary(con, name, ftype.of, f"SELECT x FROM {elems}", ctx, table)
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {agg} AS SELECT e.source_dataset, e.record_id, "
+                f"CREATE OR REPLACE TEMP TABLE {agg} AS SELECT e.rid, "
                 f"nullif(list_sort(list_distinct(list(d.v))), []) AS v FROM {elems} e JOIN {table} d ON d.k = e.x "
                 "GROUP BY ALL"
             )
             selects.append(f"CAST(a{i}.v AS {ftype.value_type}) AS {col}")
-            joins.append(f"LEFT JOIN {agg} a{i} ON a{i}.source_dataset = s.source_dataset AND a{i}.record_id = s.record_id")
+            joins.append(f"LEFT JOIN {agg} a{i} ON a{i}.rid = s.rowid")
             invalid_parts.append(
                 f"SELECT e.source_dataset, e.record_id, {_q(name)} AS field, d.why AS reason, e.x AS raw_value "
                 f"FROM {elems} e JOIN {table} d ON d.k = e.x WHERE d.why IS NOT NULL"
@@ -189,6 +190,8 @@ def standardise_fields(
         f"SELECT field, reason, count(*) FROM {out_table}_invalid GROUP BY ALL ORDER BY ALL"
     ).fetchall():
         counts.setdefault(field, {})[reason] = int(n)
+    for v in views:
+        con.execute(f"DROP VIEW IF EXISTS {v}")
     for t in temp:
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return FieldsResult(counts)

@@ -40,8 +40,8 @@ PartForm = Literal["forenames", "middle_names", "surname", "full", "aliases"]
 
 @dataclass(frozen=True)
 class Built:
-    """What a composite field made: ``table(rid, <column>...)`` keyed by the source's rowid,
-    SQL for its invalid rows and raw values, and its temporary tables."""
+    """What a composite field made: a view ``table(rid, <column>...)`` keyed by the source's
+    rowid, SQL for its invalid rows and raw values, and its temporary tables."""
 
     table: str
     columns: list[str]
@@ -225,10 +225,9 @@ class PersonNameType(FieldType):
                                    ("firsts", "n.z_s_first", "an.firsts")):
                 if key in made:
                     out_cols.append(f"{one_or_set(one, many)} AS {col(key)}")
-        out = f"{prefix}_out"
-        temp.append(out)
+        out = f"{prefix}_out"  # a view: the job's one query over the records computes it
         with_sql = ("WITH " + ", ".join(ctes) + " ") if ctes else ""
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {with_sql}SELECT n.rid, {', '.join(out_cols)} "
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {out} AS {with_sql}SELECT n.rid, {', '.join(out_cols)} "
                     f"FROM ({combined}) n {' '.join(joins2)}")
         return Built(out, list(self.column_names(field)), invalid_sql, raw_sql, temp)
 
