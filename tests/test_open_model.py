@@ -165,6 +165,23 @@ def test_bad_declarations_are_listed_together_with_key_paths(tmp_path, febrl3):
     assert "Traceback" not in err
 
 
+def test_bad_person_name_set_and_key_names_are_listed_with_key_paths(tmp_path, febrl3):
+    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw["fields"]["date_of_birth"]["key_names"] = {"decade": "dob_decade"}  # no such key
+    result = cli("validate", str(_write(tmp_path, raw)))
+    assert result.returncode == 1
+    assert "fields.date_of_birth: key_names: 'decade' is not a key of this type (its keys: text, year)" in result.stderr
+    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw["fields"]["dates"] = {"type": "set", "union": ["date_of_birth", "birth_place"]}  # undeclared
+    raw["fields"]["name"] = {"type": "person_name", "parts": {"surname": "surname"}}  # surname is a field's input
+    result = cli("validate", str(_write(tmp_path, raw)))
+    assert result.returncode == 1
+    err = result.stderr
+    assert "fields.dates.union[1]: 'birth_place' is not a declared field with values" in err
+    assert "fields.name: its input 'surname' is also an input of field 'surname'" in err
+    assert "Traceback" not in err
+
+
 def test_a_field_declared_twice_is_an_error(tmp_path):
     text = (
         "job: x\nfields:\n  surname: {type: name}\n  surname: {type: text}\n"
