@@ -21,6 +21,10 @@ always equals the pipeline's.
 
 from __future__ import annotations
 
+# Before the split, field type modules took these from here: kept, and first, so that such
+# a module still imports while this one is loading.
+from linkage.standardise.sql import Step, q as _q  # noqa: F401, I001
+
 import dataclasses
 import datetime as _dt
 from typing import Any
