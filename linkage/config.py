@@ -18,9 +18,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
 
 from linkage.errors import ConfigError
-from linkage.schema import DATE_FIELDS, PERSON_FIELDS, STANDARD_COLUMNS
-from linkage.standardise.declared import declared_columns
-from linkage.standardise.types import TYPES, AnyFieldType, DateType, FieldType, ListType
+from linkage.schema import DATE_FIELDS
+from linkage.standardise.declared import declared_columns, input_fields
+from linkage.standardise.presets import PRESETS, preset_field_specs, preset_fields
+from linkage.standardise.types import TYPES, AnyFieldType, DateType, FieldType, ListType, PersonNameType, SetType
 
 # A column of the records (a preset column, a declared field or one of its keys): checked
 # against the job's own fields once the whole config is read (``_column_problems``).
@@ -402,12 +403,13 @@ class ChecksConfig(Strict):
 class JobConfig(Strict):
     job: str
     description: str = ""
-    # The justice preset brings the thirteen justice person fields (names, aliases, dates
-    # of birth, sex, PNC ID, CRO, prison number, CRN, postcode) and their standardised
-    # columns (README). Default: the preset when no ``fields`` are declared, none otherwise.
+    # The justice preset adds the justice person fields (names, aliases, dates of birth,
+    # sex, PNC ID, CRO, prison number, CRN, postcode: linkage/presets/justice.yaml) to
+    # ``fields`` when the config is read. Default: the preset when no ``fields`` are
+    # declared, none otherwise.
     preset: Literal["justice", "none"] | None = None
-    # The fields the job links on, each with a type: name, date, identifier, postcode,
-    # text, number, email, category or list (of one of these).
+    # The fields the job links on (the preset's included), each with a type: name,
+    # person_name, date, identifier, postcode, text, number, email, category, list or set.
     fields: dict[str, AnyFieldType] = {}
     engine: EngineConfig = EngineConfig()
     sources: dict[str, SourceConfig] = Field(min_length=1)
@@ -421,14 +423,13 @@ class JobConfig(Strict):
 
     @property
     def person_fields(self) -> tuple[str, ...]:
-        """The fields a source may map: the preset's, then the declared ones."""
-        return (PERSON_FIELDS if self.uses_justice_preset else ()) + tuple(self.fields)
+        """The fields a source may map: each declared field's inputs (the parts of a
+        person_name), the preset's first."""
+        return tuple(input_fields(dict(self.fields)))
 
     def record_columns(self) -> dict[str, str]:
         """Every column of the standardised records, with its DuckDB type."""
         cols = {"source_dataset": "VARCHAR", "record_id": "VARCHAR"}
-        if self.uses_justice_preset:
-            cols.update(STANDARD_COLUMNS)
         cols.update(declared_columns(dict(self.fields)))
         return cols
 
@@ -437,11 +438,6 @@ class JobConfig(Strict):
         date field the source maps: what the extract check reads its dates with."""
         src = self.sources[source]
         out: list[tuple[str, list[str], str | None, str]] = []
-        if self.uses_justice_preset:
-            for f in DATE_FIELDS:
-                if f in src.columns:
-                    sep = src.list_separator if f == "alias_dates_of_birth" else None
-                    out.append((f, list(src.date_formats), sep, f"sources.{source}.date_formats"))
         for f, ftype in self.fields.items():
             element = ftype.of if isinstance(ftype, ListType) else ftype
             if f not in src.columns or not isinstance(element, DateType):
@@ -560,18 +556,18 @@ def _column_problems(raw: dict) -> list[str]:
     problems pydantic finds (one message for everything)."""
     fields_raw: dict = raw["fields"] if isinstance(raw.get("fields"), dict) else {}
     columns: dict[str, str] = {"source_dataset": "VARCHAR", "record_id": "VARCHAR"}
-    uses_preset = raw.get("preset") == "justice" or (raw.get("preset") is None and not fields_raw)
-    if uses_preset:
-        columns.update(STANDARD_COLUMNS)
+    uses_preset = raw.get("preset") == "justice"
     typed: dict[str, FieldType] = {}
+    person_fields: list[str] = []
     for name, spec in fields_raw.items():
         try:
             typed[name] = _FIELD_TYPE.validate_python(spec)
             columns.update(typed[name].column_names(str(name)))
+            person_fields += typed[name].inputs(str(name))
         except ValidationError:
             columns[str(name)] = "?"  # its own errors come from the full validation
+            person_fields.append(str(name))
     known = sorted(columns)
-    person_fields = list(PERSON_FIELDS if uses_preset else ()) + [str(f) for f in fields_raw]
     problems: list[str] = []
 
     def check(value: Any, where: str) -> None:
@@ -649,31 +645,72 @@ def _resolve_comparisons(cfg: JobConfig) -> JobConfig:
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"comparisons": out})})
 
 
+def _expand_preset(raw: dict) -> tuple[dict, list[str]]:
+    """The raw config with its preset's fields written into ``fields:`` (before the job's
+    own) and ``preset`` resolved to ``justice`` or ``none``; and the job's fields that
+    redefine a preset field differently."""
+    fields_raw = raw.get("fields")
+    preset = raw.get("preset")
+    if preset is None:
+        preset = "none" if fields_raw else "justice"
+    if preset not in PRESETS:
+        return {**raw, "preset": preset}, []
+    own: dict = fields_raw if isinstance(fields_raw, dict) else {}
+    specs = preset_field_specs(preset)
+    problems = []
+    for name, spec in own.items():
+        if name not in specs:
+            continue
+        try:
+            same = _FIELD_TYPE.validate_python(spec) == _FIELD_TYPE.validate_python(specs[name])
+        except ValidationError:
+            continue  # its own errors come from the full validation
+        if not same:
+            problems.append(
+                f"fields.{name}: the {preset} preset declares {name!r} (type {specs[name]['type']}) differently; "
+                f"declare it exactly as linkage/presets/{preset}.yaml does, rename it, "
+                "or set preset: none and declare every field"
+            )
+    return {**raw, "preset": preset, "fields": {**specs, **own}}, problems
+
+
 def _semantic_problems(cfg: JobConfig) -> list[str]:
     problems = []
-    preset_columns = set(PERSON_FIELDS) | set(STANDARD_COLUMNS)
     for name in cfg.fields:
         if not _NAME.match(name):
             problems.append(f"fields.{name}: field names use lower-case letters, digits and '_'")
-        if cfg.uses_justice_preset and name in preset_columns:
-            problems.append(
-                f"fields.{name}: {name!r} is a field or column of the justice preset and cannot be redefined; "
-                "rename it, or set preset: none and declare every field"
-            )
-    if not cfg.uses_justice_preset:
-        seen: dict[str, str] = {}
-        for name, ftype in cfg.fields.items():
-            for col in ftype.column_names(name):
-                if col in seen and seen[col] != name:
-                    problems.append(f"fields.{name}: its column {col!r} clashes with field {seen[col]!r}; rename one")
-                seen[col] = name
+    seen: dict[str, str] = {}
+    for name, ftype in cfg.fields.items():
+        for col in [name] if isinstance(ftype, SetType) else ftype.column_names(name):
+            if col in seen and seen[col] != name:
+                problems.append(f"fields.{name}: its column {col!r} clashes with field {seen[col]!r}; rename one")
+            seen.setdefault(col, name)
+    inputs: dict[str, str] = {}
+    for name, ftype in cfg.fields.items():
+        for i in ftype.inputs(name):
+            if not _NAME.match(i):
+                problems.append(f"fields.{name}.parts.{i}: part names use lower-case letters, digits and '_'")
+            if i in inputs and inputs[i] != name:
+                problems.append(f"fields.{name}: its input {i!r} is also an input of field {inputs[i]!r}; rename one")
+            inputs.setdefault(i, name)
+        if isinstance(ftype, SetType):
+            kinds = set()
+            for k, of in enumerate(ftype.union):
+                other = cfg.fields.get(of)
+                if other is None or isinstance(other, (SetType, PersonNameType)):
+                    problems.append(f"fields.{name}.union[{k}]: {of!r} is not a declared field with values "
+                                    f"(declared: {', '.join(f for f, t in cfg.fields.items() if not isinstance(t, (SetType, PersonNameType)))})")
+                else:
+                    kinds.add(getattr(other, "of", other).value_type)
+            if len(kinds) > 1:
+                problems.append(f"fields.{name}.union: the fields of a set hold one kind of value (here: {', '.join(sorted(kinds))})")
     if cfg.model.link_type == "link_only" and len(cfg.sources) < 2:
         problems.append("model.link_type: link_only links records of different sources: it needs two sources or more")
     for name, src in cfg.sources.items():
         where = f"sources.{name}"
         if not _NAME.match(name):
             problems.append(f"{where}: source names use lower-case letters, digits and '_'")
-        declared = set(cfg.fields) & set(src.columns)
+        declared = set(src.columns) - set(input_fields(preset_fields("justice")))  # the job's own fields
         if cfg.uses_justice_preset and not declared and not ({"first_name", "surname", "full_name"} & set(src.columns)):
             problems.append(f"{where}.columns: map at least one of first_name, surname or full_name")
         mapped = set(src.columns.values()) | {src.record_id}
@@ -696,7 +733,7 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
                     "link rates may not be broken down by an identifier (name a category column such as an "
                     "ethnicity code)"
                 )
-        if src.age_at and not (cfg.uses_justice_preset and "date_of_birth" in src.columns):
+        if src.age_at and not ("date_of_birth" in src.columns and isinstance(cfg.fields.get("date_of_birth"), DateType)):
             problems.append(f"{where}.age_at: needs columns.date_of_birth to compute an age")
         if len(src.date_formats) and not all("%" in f for f in src.date_formats):
             problems.append(f"{where}.date_formats: each format is a strptime pattern such as '%d/%m/%Y'")
@@ -719,8 +756,7 @@ def _outputs_problems(cfg: JobConfig) -> list[str]:
         problems.append(f"outputs.person_id_thresholds: {cfg.model.threshold} is model.threshold, whose ids are person_id")
     if cfg.outputs.bias_breakdowns is not None:
         declared = {g for src in cfg.sources.values() for g in src.breakdowns}
-        identifying = set(PERSON_FIELDS) - {"sex"} if cfg.uses_justice_preset else set()
-        identifying |= {n for n, f in cfg.fields.items() if f.is_identifying}
+        identifying = {i for n, f in cfg.fields.items() if f.is_identifying for i in [n, *f.inputs(n)]}
         identifying |= {c for src in cfg.sources.values() for c in [*src.columns.values(), src.record_id]}
         for b in cfg.outputs.bias_breakdowns:
             if b in identifying and b not in BUILT_IN_BREAKDOWNS and b not in declared:
@@ -762,7 +798,8 @@ def parse_config(text: str, path: Path) -> JobConfig:
         raise ConfigError(str(path), [f"not valid YAML at {where}: {getattr(exc, 'problem', exc)}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(str(path), ["the file must hold a mapping of keys (job, sources, model, ...)"])
-    problems = _column_problems(raw)
+    raw, problems = _expand_preset(raw)
+    problems += _column_problems(raw)
     try:
         cfg = JobConfig.model_validate(raw)
     except ValidationError as err:

@@ -241,8 +241,8 @@ def person_attributes(cfg: Any) -> list[str]:
         return ["sex", "year_of_birth"]
     out = []
     for name, ftype in cfg.fields.items():
-        if ftype.type == "date":
-            out.append(f"{name}_year")
+        if ftype.type == "date" and ftype.key_names.get("year", "") is not None:
+            out.append(ftype.key_column(name, "year"))
         elif ftype.type == "category" and not ftype.is_identifying:
             out.append(name)
     return out

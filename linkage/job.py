@@ -32,7 +32,6 @@ from linkage.config import LoadedConfig
 from linkage.errors import InputError, LinkageError, TrainingError, UsageError, is_training_fault
 from linkage.progress import Stages
 from linkage.sources import lit, q
-from linkage.standardise import standardise_table
 from linkage.standardise.declared import standardise_fields
 
 MANIFEST = "manifest.json"
@@ -484,7 +483,7 @@ def _run(
 
 
 def _standardise(con: duckdb.DuckDBPyConnection, cfg) -> list[str]:
-    """Standardise every source: the justice preset's person fields and the declared fields.
+    """Standardise every source's declared fields (the preset's included).
 
     Sources read alike are standardised together: their names, dates and numbers repeat
     across sources, and each distinct value is cleaned once. Returns the record tables
@@ -496,35 +495,11 @@ def _standardise(con: duckdb.DuckDBPyConnection, cfg) -> list[str]:
             f"CREATE OR REPLACE TEMP VIEW __lk_group_{i} AS "
             + " UNION ALL ".join(f"SELECT * FROM {q('mapped_' + n)}" for n in names)
         )
-        parts = []
-        if cfg.uses_justice_preset:
-            standardise_table(
-                con, f"__lk_group_{i}", f"std_{i}",
-                date_formats=list(first.date_formats), list_separator=first.list_separator,
-                keep_raw_values=True,
-            )  # fmt: skip
-            parts.append(f"std_{i}")
-        if cfg.fields:
-            standardise_fields(
-                con, f"__lk_group_{i}", f"fstd_{i}", dict(cfg.fields),
-                date_formats=list(first.date_formats), list_separator=first.list_separator,
-            )  # fmt: skip
-            parts.append(f"fstd_{i}")
-        if len(parts) == 1:
-            tables.append(parts[0])
-            continue
-        out = f"rec_{i}"
-        con.execute(
-            f"CREATE OR REPLACE TABLE {out} AS SELECT j.*, f.* EXCLUDE (source_dataset, record_id) "
-            f"FROM {parts[0]} j JOIN {parts[1]} f ON f.source_dataset = j.source_dataset AND f.record_id = j.record_id"
-        )
-        for suffix in ("_invalid", "_raw_values"):
-            con.execute(f"CREATE OR REPLACE TABLE {out}{suffix} AS "
-                        f"SELECT * FROM {parts[0]}{suffix} UNION ALL SELECT * FROM {parts[1]}{suffix}")
-        for t in parts:
-            for suffix in ("", "_invalid", "_raw_values"):
-                con.execute(f"DROP TABLE IF EXISTS {t}{suffix}")
-        tables.append(out)
+        standardise_fields(
+            con, f"__lk_group_{i}", f"std_{i}", dict(cfg.fields),
+            date_formats=list(first.date_formats), list_separator=first.list_separator,
+        )  # fmt: skip
+        tables.append(f"std_{i}")
     return tables
 
 

@@ -199,7 +199,7 @@ def _identifier_keys_sql(cfg: JobConfig, raw_values: str) -> str:
             f"{' UNION ALL '.join(ids)})) WHERE NOT regexp_full_match(k, '[0-9]{{1,5}}')")
 
 
-# The justice preset's name dictionaries in ``raw_values`` (linkage.standardise.justice).
+# A person_name field's name dictionaries in ``raw_values`` (the justice preset has one).
 _JUSTICE_NAME_FIELDS = ("first", "middle", "surname", "full")
 
 
@@ -209,6 +209,8 @@ def _name_fields(cfg: JobConfig) -> list[str]:
     for name, ftype in cfg.fields.items():
         if getattr(ftype, "of", ftype).type == "name":
             out.append(name)
+        elif ftype.type == "person_name":
+            out += [f for f in _JUSTICE_NAME_FIELDS if f not in out]
     return out
 
 

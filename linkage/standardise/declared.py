@@ -17,12 +17,11 @@ import duckdb
 import pandas as pd
 from anyascii import anyascii
 
-from linkage.standardise.justice import _q, _staged, install_macros
-from linkage.standardise.types import CleanContext, FieldType, ListType
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+from linkage.standardise.sql import ident as _ident
+from linkage.standardise.sql import install_macros
+from linkage.standardise.sql import q as _q
+from linkage.standardise.sql import staged as _staged
+from linkage.standardise.types import CleanContext, FieldType, ListType, PersonNameType, SetType
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,18 @@ def declared_columns(fields: dict[str, FieldType]) -> dict[str, str]:
     """Every column the declared fields add to the records, with its DuckDB type."""
     out: dict[str, str] = {}
     for name, ftype in fields.items():
-        out.update(ftype.column_names(name))
+        if isinstance(ftype, SetType):
+            first = fields.get(ftype.union[0])
+            element = first.value_type.removesuffix("[]") if first is not None else "VARCHAR"
+            out[name] = element + "[]"
+        else:
+            out.update(ftype.column_names(name))
     return out
+
+
+def input_fields(fields: dict[str, FieldType]) -> list[str]:
+    """The fields a source may map: every declared field's inputs, in order."""
+    return [i for name, ftype in fields.items() for i in ftype.inputs(name)]
 
 
 def _dictionary(
@@ -56,7 +65,7 @@ def _dictionary(
                                                    "t": pd.Series([anyascii(v) for v in odd], dtype=object)}))
             source = (f"SELECT b.x AS k, coalesce(CAST(tr.t AS VARCHAR), b.x) AS x FROM ({base}) b "
                       f"LEFT JOIN {registered} tr ON tr.k = b.x")
-    keys = ftype.keys()
+    keys = ftype.made_keys()
     steps = ftype.clean("x", ctx) + [(f"key_{k.suffix}", k.sql) for k in keys]
     key_cols = "".join(f", CAST(key_{k.suffix} AS {k.sql_type}) AS {_ident('key_' + k.suffix)}" for k in keys)
     try:
@@ -68,7 +77,7 @@ def _dictionary(
         if registered:
             con.unregister(registered)
     suffixes = [k.suffix for k in keys]
-    py = ftype.python_keys()
+    py = ftype.made_python_keys()
     if py:
         values = [r[0] for r in con.execute(f"SELECT DISTINCT v FROM {table} WHERE v IS NOT NULL").fetchall()]
         frame = pd.DataFrame({"v": pd.Series(values, dtype=object)})
@@ -97,42 +106,56 @@ def standardise_fields(
 ) -> FieldsResult:
     """Standardise the declared ``fields`` of ``source_table`` into ``out_table``.
 
-    ``source_table`` has ``source_dataset``, ``record_id`` and one text column per field
-    (NULL where a source does not map it). Writes ``out_table(source_dataset, record_id,
-    <field>, <field>_<key>...)`` (one row per input row), ``{out_table}_invalid``
-    (source_dataset, record_id, field, reason, raw_value: every present value made
-    missing) and ``{out_table}_raw_values(field, v)`` (every distinct raw value of each
-    identifying field, for the leakage check).
+    ``source_table`` has ``source_dataset``, ``record_id`` and one text column per input
+    field (:func:`input_fields`; NULL where a source does not map it). Writes
+    ``out_table(source_dataset, record_id, <field>, <key columns>...)`` (one row per input
+    row), ``{out_table}_invalid`` (source_dataset, record_id, field, reason, raw_value: every
+    present value made missing) and ``{out_table}_raw_values(field, v)`` (every distinct raw
+    value of each identifying field, for the leakage check).
     """
     install_macros(con)
     ctx = CleanContext(tuple(date_formats), (today or _dt.date.today()).isoformat())
     src = f"__lk_fsrc_{out_table}"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {src} AS SELECT source_dataset, record_id, "
-                + ", ".join(f"CAST({_ident(f)} AS VARCHAR) AS {_ident(f)}" for f in fields)
+                + ", ".join(f"CAST({_ident(f)} AS VARCHAR) AS {_ident(f)}" for f in input_fields(fields))
                 + f" FROM {source_table}")
     selects, joins, invalid_parts, raw_parts, temp = [], [], [], [], [src]
+    sets, views = {}, []
     for i, (name, ftype) in enumerate(fields.items()):
         col = _ident(name)
         table = f"__lk_fd_{out_table}_{i}"
         temp.append(table)
+        if isinstance(ftype, SetType):
+            sets[name] = ftype
+            continue
+        if isinstance(ftype, PersonNameType):
+            built = ftype.build(con, src, name, list_separator, f"__lk_fp_{out_table}_{i}")
+            temp += built.temp
+            views.append(built.table)
+            selects += [f"p{i}.{_ident(c)}" for c in built.columns]
+            joins.append(f"LEFT JOIN {built.table} p{i} ON p{i}.rid = s.rowid")
+            invalid_parts += built.invalid_sql
+            if ftype.is_identifying:
+                raw_parts += built.raw_sql
+            continue
         if isinstance(ftype, ListType):
             elems = f"__lk_fe_{out_table}_{i}"
             agg = f"__lk_fa_{out_table}_{i}"
             temp += [elems, agg]
             sep = _q(ftype.separator or list_separator)
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {elems} AS SELECT * FROM (SELECT source_dataset, record_id, "
+                f"CREATE OR REPLACE TEMP TABLE {elems} AS SELECT * FROM (SELECT rowid AS rid, source_dataset, record_id, "
                 f"trim(unnest(string_split({col}, {sep}))) AS x FROM {src} WHERE {col} IS NOT NULL) "
                 "WHERE lk_nz(x) IS NOT NULL"
             )
             _dictionary(con, name, ftype.of, f"SELECT x FROM {elems}", ctx, table)
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {agg} AS SELECT e.source_dataset, e.record_id, "
+                f"CREATE OR REPLACE TEMP TABLE {agg} AS SELECT e.rid, "
                 f"nullif(list_sort(list_distinct(list(d.v))), []) AS v FROM {elems} e JOIN {table} d ON d.k = e.x "
                 "GROUP BY ALL"
             )
             selects.append(f"CAST(a{i}.v AS {ftype.value_type}) AS {col}")
-            joins.append(f"LEFT JOIN {agg} a{i} ON a{i}.source_dataset = s.source_dataset AND a{i}.record_id = s.record_id")
+            joins.append(f"LEFT JOIN {agg} a{i} ON a{i}.rid = s.rowid")
             invalid_parts.append(
                 f"SELECT e.source_dataset, e.record_id, {_q(name)} AS field, d.why AS reason, e.x AS raw_value "
                 f"FROM {elems} e JOIN {table} d ON d.k = e.x WHERE d.why IS NOT NULL"
@@ -140,7 +163,7 @@ def standardise_fields(
         else:
             suffixes = _dictionary(con, name, ftype, f"SELECT {col} AS x FROM {src}", ctx, table)
             selects.append(f"d{i}.v AS {col}")
-            selects += [f"d{i}.{_ident('key_' + s)} AS {_ident(name + '_' + s)}" for s in suffixes]
+            selects += [f"d{i}.{_ident('key_' + s)} AS {_ident(ftype.key_column(name, s))}" for s in suffixes]
             joins.append(f"LEFT JOIN {table} d{i} ON d{i}.k = s.{col}")
             invalid_parts.append(
                 f"SELECT s.source_dataset, s.record_id, {_q(name)} AS field, d.why AS reason, s.{col} AS raw_value "
@@ -148,20 +171,27 @@ def standardise_fields(
             )
         if ftype.is_identifying:
             raw_parts.append(f"SELECT {_q(name)} AS field, k AS v FROM {table}")
-    con.execute(
-        f"CREATE OR REPLACE TABLE {out_table} AS SELECT s.source_dataset, s.record_id"
-        + "".join(", " + s for s in selects) + f" FROM {src} s " + " ".join(joins)
-    )
-    con.execute(f"CREATE OR REPLACE TABLE {out_table}_invalid AS " + " UNION ALL ".join(invalid_parts))
-    con.execute(
-        f"CREATE OR REPLACE TABLE {out_table}_raw_values AS "
-        + (" UNION ALL ".join(raw_parts) if raw_parts else "SELECT CAST(NULL AS VARCHAR) AS field, CAST(NULL AS VARCHAR) AS v WHERE false")
-    )
-    invalid: dict[str, dict[str, int]] = {}
+    columns = declared_columns(fields)
+    made = ("SELECT s.source_dataset, s.record_id" + "".join(", " + s for s in selects)
+            + f" FROM {src} s " + " ".join(joins))
+    if sets:  # made from the other fields, then every column in declaration order
+        made = ("SELECT source_dataset, record_id, " + ", ".join(_ident(c) for c in columns) + " FROM (SELECT *, "
+                + ", ".join(f"{t.sql(columns)} AS {_ident(n)}" for n, t in sets.items()) + f" FROM ({made}))")
+    con.execute(f"CREATE OR REPLACE TABLE {out_table} AS {made}")
+    no_rows = "SELECT CAST(NULL AS VARCHAR) AS {}, CAST(NULL AS VARCHAR) AS {} WHERE false"
+    invalid = " UNION ALL ".join(invalid_parts) or (
+        "SELECT CAST(NULL AS VARCHAR) AS source_dataset, CAST(NULL AS VARCHAR) AS record_id, "
+        "CAST(NULL AS VARCHAR) AS field, CAST(NULL AS VARCHAR) AS reason, CAST(NULL AS VARCHAR) AS raw_value WHERE false")
+    con.execute(f"CREATE OR REPLACE TABLE {out_table}_invalid AS {invalid}")
+    con.execute(f"CREATE OR REPLACE TABLE {out_table}_raw_values AS "
+                + (" UNION ALL ".join(raw_parts) if raw_parts else no_rows.format("field", "v")))
+    counts: dict[str, dict[str, int]] = {}
     for field, reason, n in con.execute(
         f"SELECT field, reason, count(*) FROM {out_table}_invalid GROUP BY ALL ORDER BY ALL"
     ).fetchall():
-        invalid.setdefault(field, {})[reason] = int(n)
+        counts.setdefault(field, {})[reason] = int(n)
+    for v in views:
+        con.execute(f"DROP VIEW IF EXISTS {v}")
     for t in temp:
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    return FieldsResult(invalid)
+    return FieldsResult(counts)

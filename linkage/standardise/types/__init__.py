@@ -2,7 +2,12 @@
 
 Each type is one module: its options (a pydantic model, so a wrong option is a config
 error with its key path), its cleaning SQL, the keys it derives and its default
-comparison levels.
+comparison levels. A new type is a module with a ``FieldType`` subclass (``type:
+Literal["x"]``), added to ``TYPES`` and ``AnyFieldType`` below.
+
+Most types read one column and clean each distinct value (``clean``). Two are special:
+``person_name`` reads several (its ``parts``: ``inputs()``) and builds its keys itself
+(``build``); ``set`` reads none and is made from other fields.
 """
 
 from __future__ import annotations
@@ -19,17 +24,21 @@ from linkage.standardise.types.identifier import IdentifierType
 from linkage.standardise.types.listof import ListType
 from linkage.standardise.types.name import NameType
 from linkage.standardise.types.number import NumberType
+from linkage.standardise.types.person_name import PersonNameType
 from linkage.standardise.types.postcode import PostcodeType
+from linkage.standardise.types.set import SetType
 from linkage.standardise.types.text import TextType
 
 TYPES: dict[str, type[FieldType]] = {
     t.model_fields["type"].default: t
-    for t in (NameType, DateType, IdentifierType, PostcodeType, TextType, NumberType, EmailType, CategoryType, ListType)
+    for t in (NameType, DateType, IdentifierType, PostcodeType, TextType, NumberType, EmailType, CategoryType, ListType,
+              PersonNameType, SetType)
 }
 
 # A declared field's options, chosen by its ``type``.
 AnyFieldType = Annotated[
-    NameType | DateType | IdentifierType | PostcodeType | TextType | NumberType | EmailType | CategoryType | ListType,
+    NameType | DateType | IdentifierType | PostcodeType | TextType | NumberType | EmailType | CategoryType | ListType
+    | PersonNameType | SetType,
     Field(discriminator="type"),
 ]
 

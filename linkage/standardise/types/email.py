@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from linkage.standardise.justice import Step
+from linkage.standardise.sql import Step
 from linkage.standardise.types.base import CleanContext, FieldType, Key, cleaned
 
 
@@ -25,6 +25,6 @@ class EmailType(FieldType):
     def default_levels(self, field: str) -> list[dict[str, Any]]:
         return [
             {"exact": field, "tf_adjustment": True},
-            {"exact": f"{field}_user", "label": "same user name"},
+            {"exact": self.key_column(field, "user"), "label": "same user name"},
             {"jaro_winkler": field, "threshold": 0.88},
         ]

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from linkage.standardise.justice import Step, _cro_steps, _pnc_steps, _q
+from linkage.standardise.sql import Step, q
+from linkage.standardise.types.checks import cro_steps, pnc_steps
 from linkage.standardise.types.base import CleanContext, FieldType, Key
 
 
@@ -47,9 +48,9 @@ class IdentifierType(FieldType):
     def clean(self, x: str, ctx: CleanContext) -> list[Step]:
         if self.check == "pnc":
             yy = int(ctx.today_iso[2:4])
-            return [*_pnc_steps(x, "t_o", yy), ("v", "t_o.pnc_id"), ("why", "t_o.reason")]
+            return [*pnc_steps(x, "t_o", yy), ("v", "t_o.pnc_id"), ("why", "t_o.reason")]
         if self.check == "cro":
-            return [*_cro_steps(x, "t_o"), ("v", "t_o.cro_number"), ("why", "t_o.reason")]
+            return [*cro_steps(x, "t_o"), ("v", "t_o.cro_number"), ("why", "t_o.reason")]
         if self.check == "nino":
             return [
                 ("t_c", f"regexp_replace(upper({x}), '[^A-Z0-9]', '', 'g')"),
@@ -74,7 +75,7 @@ class IdentifierType(FieldType):
             ]
         cased = {"upper": f"upper({x})", "lower": f"lower({x})", "keep": x}[self.case]
         compact = f"trim({cased})" if self.keep_punctuation else f"regexp_replace({cased}, '[^[:alnum:]]', '', 'g')"
-        pattern = f"WHEN NOT regexp_full_match(t_c, {_q(self.pattern)}) THEN 'malformed'" if self.pattern else ""
+        pattern = f"WHEN NOT regexp_full_match(t_c, {q(self.pattern)}) THEN 'malformed'" if self.pattern else ""
         return [
             ("t_c", compact),
             ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL"
@@ -93,7 +94,7 @@ class IdentifierType(FieldType):
 
     def default_levels(self, field: str) -> list[dict[str, Any]]:
         if self.check in ("pnc", "nino"):
-            return [{"exact": f"{field}_key"}]
+            return [{"exact": self.key_column(field, "key")}]
         if self.check:
             return [{"exact": field}]
         return [

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from linkage.standardise.justice import _VARIANTS_TABLE, TITLES, Step, _alt, metaphone
+from linkage.standardise.sql import VARIANTS_TABLE, Step, alt
+from linkage.standardise.types.name_cleaning import TITLES, metaphone
 from linkage.standardise.types.base import CleanContext, FieldType, Key
 
 
@@ -32,7 +33,7 @@ class NameType(FieldType):
             ("t_p", "trim(regexp_replace(regexp_replace(upper(t_ch), '[''’‘`´ʼʻ]', '', 'g'), '[^A-Z]+', ' ', 'g'))"),
         ]
         if self.titles:
-            steps.append(("t_n", f"CASE WHEN regexp_matches(t_p, ' ') THEN regexp_replace(t_p, '^(({_alt(TITLES)}) )+', '') ELSE t_p END"))
+            steps.append(("t_n", f"CASE WHEN regexp_matches(t_p, ' ') THEN regexp_replace(t_p, '^(({alt(TITLES)}) )+', '') ELSE t_p END"))
         else:
             steps.append(("t_n", "t_p"))
         steps += [
@@ -45,7 +46,7 @@ class NameType(FieldType):
     def keys(self) -> list[Key]:
         if not self.nicknames:
             return []
-        return [Key("canonical", f"coalesce((SELECT nv.canonical FROM {_VARIANTS_TABLE} nv WHERE nv.name = v), v)", "VARCHAR")]
+        return [Key("canonical", f"coalesce((SELECT nv.canonical FROM {VARIANTS_TABLE} nv WHERE nv.name = v), v)", "VARCHAR")]
 
     def python_keys(self) -> dict[str, Callable[[Any], Any]]:
         return {"metaphone": metaphone} if self.phonetic else {}
@@ -57,8 +58,8 @@ class NameType(FieldType):
             {"jaro_winkler": field, "threshold": 0.88},
         ]
         if self.nicknames:
-            levels.append({"exact": f"{field}_canonical", "label": "same name or nickname"})
+            levels.append({"exact": self.key_column(field, "canonical"), "label": "same name or nickname"})
         if self.phonetic:
-            levels.append({"exact": f"{field}_metaphone", "label": "sounds alike"})
+            levels.append({"exact": self.key_column(field, "metaphone"), "label": "sounds alike"})
         levels.append({"jaro_winkler": field, "threshold": 0.7})
         return levels

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from linkage.standardise.justice import Step
+from linkage.standardise.sql import Step
 from linkage.standardise.types.base import CleanContext, FieldType
 
 

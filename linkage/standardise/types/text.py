@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from linkage.standardise.justice import Step
+from linkage.standardise.sql import Step
 from linkage.standardise.types.base import CleanContext, FieldType, Key, cleaned
 
 
@@ -28,5 +28,5 @@ class TextType(FieldType):
         return [
             {"exact": field, "tf_adjustment": True},
             {"jaro_winkler": field, "threshold": 0.9},
-            {"overlap": f"{field}_tokens", "label": "a word in common"},
+            {"overlap": self.key_column(field, "tokens"), "label": "a word in common"},
         ]
