@@ -223,6 +223,10 @@ def temporary_ninos(dob: np.ndarray, sex: np.ndarray) -> np.ndarray:
     return np.array([f"TN{d[8:10]}{d[5:7]}{d[2:4]}{s}" for d, s in zip(iso, letters)], dtype=object)
 
 
+# What the standardiser counts as a placeholder in any field (standardise.types.base).
+_PLACEHOLDER_WORDS = ("", "NULL", "NONE", "NA", "NK", "UNKNOWN", "NOTKNOWN", "NOTRECORDED", "NOTENTERED")
+
+
 def nino_reason(value: str) -> str | None:
     """Why a written NINO is not a usable one, by the standardiser's rules (None: it is).
 
@@ -232,7 +236,7 @@ def nino_reason(value: str) -> str | None:
     if not value or not value.strip():
         return "missing"
     c = "".join(ch for ch in value.upper() if ch.isalnum())
-    if c in ("", "NULL", "NONE", "NA", "NK", "UNKNOWN", "NOTKNOWN", "NOTRECORDED", "NOTENTERED"):
+    if c in _PLACEHOLDER_WORDS:
         return "placeholder"
     if c.startswith("TN"):
         return "temporary"
@@ -282,7 +286,8 @@ def uln_reason(value: str) -> str | None:
     if not value or not value.strip():
         return "missing"
     c = "".join(ch for ch in value if not ch.isspace() and ch != "-")
-    if len(c) > 2 and c == c[0] * len(c):
+    words = "".join(ch for ch in c.upper() if ch.isalnum())
+    if words in _PLACEHOLDER_WORDS or (len(c) > 2 and c == c[0] * len(c)):
         return "placeholder"
     if not (len(c) == 10 and c.isdigit() and c[0] != "0"):
         return "malformed"
