@@ -54,10 +54,10 @@ def measure_departments(folder: str | Path, sample_pairs: int = 20_000, seed: in
             f"CREATE TABLE truth AS SELECT * FROM {_csv(folder, 'truth')} "
             f"UNION ALL SELECT * FROM {_csv(folder, 'truth_departments')}"
         )
-        justice_people = con.execute(
+        [(justice_people,)] = con.execute(
             "SELECT count(DISTINCT person_id) FROM truth WHERE source_dataset IN "
             f"({', '.join(repr(s) for s in SOURCES)}) AND starts_with(person_id, 'P')"
-        ).fetchone()[0]
+        ).fetchall()
         selects = []
         for source, fields in _FIELDS_SQL.items():
             selects.append(
@@ -76,10 +76,10 @@ def measure_departments(folder: str | Path, sample_pairs: int = 20_000, seed: in
                 f"FROM {_csv(folder, source)}) r (record_id, forename, surname, dob, ident) "
                 f"JOIN truth t ON t.source_dataset = '{source}' AND t.record_id = r.record_id"
             )
-            rows, people, justice, outside_rows = con.execute(
+            [(rows, people, justice, outside_rows)] = con.execute(
                 "SELECT count(*), count(DISTINCT person_id), count(DISTINCT person_id) FILTER "
                 "(WHERE starts_with(person_id, 'P')), count(*) FILTER (WHERE starts_with(person_id, 'N')) FROM dept"
-            ).fetchone()
+            ).fetchall()
             figures: dict[str, Any] = {
                 "rows": rows,
                 "people": people,
