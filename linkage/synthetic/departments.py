@@ -234,7 +234,7 @@ def build_outside(
         surname=surname,
         birth_surname=surname.copy(),
         dob=dob,
-        first_contact=dob,
+        first_contact=dob.copy(),
         address_line=address_line,
         postcode=postcode,
         alias_forename=zeros(object, MAX_ALIASES, ""),
@@ -303,7 +303,8 @@ def dept_people(p: People, n_justice: int, rng: np.random.Generator, d: Departme
     in_hmrc = active & (u[:, 1] < np.where(justice, d.hmrc, d.outside_hmrc))
     young = p.dob > np.datetime64("1984-01-01")  # 18 or under when the learner record began
     learner_rate = np.where(justice, d.learners, d.outside_learners) * np.where(young, 1.4, 0.6)
-    in_learners = active & (u[:, 2] < learner_rate)
+    can_learn = p.dob + np.int64(60 * YEAR) * DAY > ILR_FROM + 30 * DAY  # under 60 when the ILR began
+    in_learners = active & can_learn & (u[:, 2] < learner_rate)
     outside = ~justice
     none = outside & ~(in_dwp | in_hmrc | in_learners) & active
     in_hmrc |= none  # everyone outside justice is known to some department
