@@ -25,6 +25,7 @@ their own, so the five justice extracts are the same bytes with or without depar
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -573,7 +574,7 @@ def build_dwp(p: People, dp: DeptPeople, prison: dict, ctx: Context, d: Departme
         _pick_weighted(BENEFITS_BEFORE_ESA, n, rng),
         np.where(start < UC_FROM, _pick_weighted(BENEFITS_BEFORE_UC, n, rng), _pick_weighted(BENEFITS_UC, n, rng)),
     )
-    title = np.where(ident.sex == 1, TITLES_F[rng.integers(0, 3, n)], "Mr")
+    title = np.where(ident.sex == 1, TITLES_F[rng.integers(0, 3, n)], np.where(ident.sex == 0, "Mr", ""))
     title = np.where(rng.random(n) < 0.05, "", title)
     ongoing = _end_dates(end)
     columns = {
@@ -812,7 +813,7 @@ def build_oasys(
     columns = {
         "crn": crn,
         "noms_number": noms,
-        "pnc": pnc_field(p, rows, ctx, log, "pnc", present=0.6, forms=(0.6, 0.05, 0.25, 0.05, 0.05)),
+        "pnc": pnc_field(p, rows, ctx, log, "pnc_id", present=0.6, forms=(0.6, 0.05, 0.25, 0.05, 0.05)),
         "family_name": _upper(ident.surname),
         "forename_1": _upper(ident.forename),
         "forename_2": _upper(np.array([m.split(" ")[0] for m in ident.middle_names.tolist()], dtype=object)),
@@ -887,19 +888,21 @@ def build_departments(
     vocab: Vocabulary,
     ids: DeptIds,
     d: Departments,
-) -> tuple[dict[str, SourceChunk], int]:
-    """The five added sources for one chunk of justice people (and the outside people made
-    alongside them); returns the chunks and how many outside people were made."""
+) -> tuple[int, Iterator[tuple[str, SourceChunk]]]:
+    """The outside people made alongside one chunk of justice people (how many), and the
+    five added sources for them, one at a time so that only one is held in memory."""
     n_out = int(round(len(justice) * d.outside_ratio))
     outside = build_outside(outside_start, n_out, rng, rates, vocab, justice, d)
-    p = concat_people(justice, outside)
-    dp = dept_people(p, len(justice), rng, d, ids)
-    oasys, assessed = build_oasys(justice, prison, probation, dept_context(rng, dirt, vocab, "oasys"), d)
-    chunks = {
-        "oasys": oasys,
-        "programmes": build_programmes(justice, assessed, dept_context(rng, dirt, vocab, "programmes"), d),
-        "dwp_benefits": build_dwp(p, dp, prison, dept_context(rng, dirt, vocab, "dwp_benefits"), d),
-        "hmrc_employment": build_hmrc(p, dp, prison, dept_context(rng, dirt, vocab, "hmrc_employment"), d),
-        "learners": build_learners(p, dp, prison, dept_context(rng, dirt, vocab, "learners"), d, ids),
-    }
-    return chunks, n_out
+
+    def chunks() -> Iterator[tuple[str, SourceChunk]]:
+        oasys, assessed = build_oasys(justice, prison, probation, dept_context(rng, dirt, vocab, "oasys"), d)
+        yield "oasys", oasys
+        del oasys
+        yield "programmes", build_programmes(justice, assessed, dept_context(rng, dirt, vocab, "programmes"), d)
+        p = concat_people(justice, outside)
+        dp = dept_people(p, len(justice), rng, d, ids)
+        yield "dwp_benefits", build_dwp(p, dp, prison, dept_context(rng, dirt, vocab, "dwp_benefits"), d)
+        yield "hmrc_employment", build_hmrc(p, dp, prison, dept_context(rng, dirt, vocab, "hmrc_employment"), d)
+        yield "learners", build_learners(p, dp, prison, dept_context(rng, dirt, vocab, "learners"), d, ids)
+
+    return n_out, chunks()

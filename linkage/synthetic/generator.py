@@ -143,21 +143,23 @@ def generate(
             next_record[source] = _write_chunk(
                 source, chunks[source], next_record[source], width, rng, writers[source], truth, corruptions
             )
+        events = {source: chunks[source].events for source in ("prison", "probation")}
+        del chunks  # the rows are written; the departments need only the justice events
         if departments:
             # their own random stream: the justice extracts do not change
             drng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, number)))
-            added, n_out = build_departments(
-                population, chunks["prison"].events, chunks["probation"].events, outside, drng,
+            n_out, added = build_departments(
+                population, events["prison"], events["probation"], outside, drng,
                 rates.dirt, rates.population, vocab, dept_ids, dept_rates,
             )  # fmt: skip
             outside += n_out
-            for source in DEPT_SOURCES:
+            for source, chunk in added:  # written one at a time: one source chunk in memory
                 next_record[source] = _write_chunk(
-                    source, added[source], next_record[source], width + 1, drng,
+                    source, chunk, next_record[source], width + 1, drng,
                     dept_writers[source], dept_truth, corruptions,
                 )  # fmt: skip
-            del added
-        del chunks, population
+                del chunk
+        del events, population
 
     result = SynthResult(
         out=out,
