@@ -656,7 +656,7 @@ def build_learners(
     """One row per learning aim (ILR), in the community or, for some long bookings, in custody."""
     rng, log = ctx.rng, CorruptionLog()
     who = dp.in_learners
-    count = np.where(who, 1 + np.minimum(rng.poisson(1.2), 8), 0)
+    count = np.where(who, 1 + np.minimum(rng.poisson(1.2, len(p)), 8), 0)
     rows, _ = expand(count)
     lo = np.maximum(p.dob[rows] + np.int64(16 * YEAR) * DAY, ILR_FROM)
     hi = np.minimum(p.dob[rows] + np.int64(60 * YEAR) * DAY, EXTRACT_DATE)
