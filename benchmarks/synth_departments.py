@@ -21,7 +21,12 @@ from pathlib import Path
 
 from linkage.synthetic import PROFILES, generate
 from linkage.synthetic.departments import DEPT_SOURCES
-from linkage.synthetic.measure_departments import NINO_REASONS, ULN_REASONS, measure_departments
+from linkage.synthetic.measure_departments import (
+    NINO_REASONS,
+    ULN_REASONS,
+    measure_departments,
+    release_outcomes,
+)
 
 
 def _pct(x: float) -> str:
@@ -87,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             figures = measure_departments(out, sample_pairs=args.pairs, seed=args.seed)
             print(f"\nmeasured in {time.perf_counter() - start:.0f} s\n")
             print(tables(figures))
+            after = release_outcomes(out)
+            print(
+                f"\n{after['releases']:,} releases (2001 to mid-2024): "
+                f"{_pct(after['employment_within_a_year'])} followed by a job within a year, "
+                f"{_pct(after['benefit_claim_within_8_weeks'])} by a benefit claim within 8 weeks"
+            )
     return 0
 
 

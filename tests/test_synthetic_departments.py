@@ -16,7 +16,7 @@ from linkage.cli import app
 from linkage.synthetic import generate
 from linkage.synthetic.departments import DEPT_COLUMNS, DEPT_SOURCES
 from linkage.synthetic.identifiers import nino_reason, uln_reason
-from linkage.synthetic.measure_departments import measure_departments
+from linkage.synthetic.measure_departments import measure_departments, release_outcomes
 from linkage.synthetic.sources import RECORD_ID_COLUMN
 
 JUSTICE_FILES = ("pnc", "prison", "probation", "libra", "crest", "truth")
@@ -253,3 +253,7 @@ def test_calibration_figures(folder: Path):
         assert 0.9 < f["dob_exact"] < 0.99, source  # about 95%
         assert f["dob_missing"] < 0.06
     assert 0.7 < dwp["justice_people_known"] < 0.9
+    after = release_outcomes(folder)
+    assert after["releases"] > 500
+    assert 0.1 < after["employment_within_a_year"] < 0.3
+    assert 0.25 < after["benefit_claim_within_8_weeks"] < 0.6

@@ -140,3 +140,44 @@ def _agreement(pairs: list[tuple]) -> dict[str, Any]:
     for key in ("dob_exact", "dob_one_char", "dob_within_5y", "dob_other"):
         result[key] = counts[key] / dob_pairs if dob_pairs else float("nan")
     return result
+
+
+def release_outcomes(folder: str | Path) -> dict[str, float]:
+    """Of prison releases from 2001 to mid-2024 (a year of follow-up), the share followed
+    by an employment spell starting within a year and by a benefit claim starting within
+    eight weeks, by the true person: what an analyst's "employment in the year after
+    release" would find with a perfect link."""
+    folder = Path(folder)
+    con = duckdb.connect()
+    try:
+        [(releases, employed, claimed)] = con.execute(
+            f"""
+            WITH truth AS (
+                SELECT * FROM {_csv(folder, 'truth')} UNION ALL SELECT * FROM {_csv(folder, 'truth_departments')}),
+            rel AS (
+                SELECT t.person_id, strptime(p.release_date, '%Y-%m-%d')::DATE AS released
+                FROM {_csv(folder, 'prison')} p JOIN truth t ON t.source_dataset = 'prison' AND t.record_id = p.booking_id
+                WHERE p.release_date BETWEEN '2001-01-01' AND '2024-06-30'),
+            job AS (
+                SELECT t.person_id, strptime(h.start_date, '%d/%m/%Y')::DATE AS started
+                FROM {_csv(folder, 'hmrc_employment')} h
+                JOIN truth t ON t.source_dataset = 'hmrc_employment' AND t.record_id = h.employment_id),
+            claim AS (
+                SELECT t.person_id, strptime(d.claim_start_date, '%Y%m%d')::DATE AS started
+                FROM {_csv(folder, 'dwp_benefits')} d
+                JOIN truth t ON t.source_dataset = 'dwp_benefits' AND t.record_id = d.claim_id)
+            SELECT count(*),
+                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM job j WHERE j.person_id = rel.person_id
+                       AND j.started > rel.released AND j.started <= rel.released + 365)),
+                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM claim c WHERE c.person_id = rel.person_id
+                       AND c.started >= rel.released AND c.started <= rel.released + 56))
+            FROM rel
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    return {
+        "releases": releases,
+        "employment_within_a_year": employed / releases if releases else float("nan"),
+        "benefit_claim_within_8_weeks": claimed / releases if releases else float("nan"),
+    }
