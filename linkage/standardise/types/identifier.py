@@ -11,7 +11,8 @@ letter whatever the padding or century), ``cro`` (CRO and SF-CRO numbers, modulu
 A-D; prefixes never issued are ``not_issued``, temporary ``TN`` numbers ``temporary``;
 ``<field>_key`` is the prefix and digits, so a missing or different suffix still agrees),
 ``uln`` (unique learner number: ten digits, the first not zero, the digits weighted 10 to
-1 summing to 10 modulo 11).
+1 summing to 10 modulo 11; one digit repeated, as the learner record's 9999999999 for "no
+ULN yet", is a placeholder).
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ class IdentifierType(FieldType):
             return [
                 ("t_c", f"regexp_replace({x}, '[\\s-]', '', 'g')"),
                 ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL"
-                        f" WHEN t_c = '' OR {self.placeholder_sql('t_c')} THEN 'placeholder'"
+                        f" WHEN t_c = '' OR {self.placeholder_sql('t_c')}"
+                        # one digit repeated: 9999999999 is the learner record's "no ULN yet"
+                        " OR (length(t_c) > 2 AND replace(t_c, left(t_c, 1), '') = '') THEN 'placeholder'"
                         " WHEN NOT regexp_full_match(t_c, '[1-9][0-9]{9}') THEN 'malformed'"
                         f" WHEN {weighted} % 11 <> 10 THEN 'bad_check_digit' END"),
                 ("v", "CASE WHEN why IS NULL THEN t_c END"),
