@@ -292,7 +292,7 @@ def crossgov_run(
 @crossgov_app.command("evaluate")
 def crossgov_evaluate(
     run_dir: Path = typer.Argument(..., help="A finished cross-government run directory."),
-    truth: Path = typer.Option(..., "--truth", help="CSV (source_dataset, record_id, person_id) covering the justice run's records and the department records."),
+    truth: list[Path] = typer.Option(..., "--truth", help="CSV (source_dataset, record_id, person_id) labelling the justice run's records and the department records; give it twice for two files (truth.csv, truth_departments.csv)."),
 ) -> None:
     """Score the department-to-justice-person links; writes RUN_DIR/crossgov_evaluation.json."""
     from linkage.crossgov import evaluate_crossgov

@@ -35,6 +35,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -255,11 +256,12 @@ def check_result(run_dir: Path, justice_source: str) -> None:
 # --- evaluation against synthetic truth -------------------------------------------------------
 
 
-def evaluate_crossgov(run_dir: Path, truth_csv: Path) -> dict[str, Any]:
+def evaluate_crossgov(run_dir: Path, truth_csv: Path | Sequence[Path]) -> dict[str, Any]:
     """Score the department-to-justice-person links of a cross-government run.
 
-    ``truth_csv`` (``source_dataset, record_id, person_id``) covers the justice run's
-    records and the department records. A justice person stands for the true person most
+    ``truth_csv`` (``source_dataset, record_id, person_id``; one file or several, e.g.
+    ``truth.csv`` and ``truth_departments.csv``) covers the justice run's records and the
+    department records. A justice person stands for the true person most
     of its records belong to (ties: the smallest id). A department record's link is right
     when it joins a justice person standing for its true person; a link is due when some
     justice person stands for its true person. Pairs are (department record, justice
@@ -274,15 +276,21 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path) -> dict[str, Any]:
     source = info["justice_source"]
     con = duckdb.connect()
     try:
-        if not Path(truth_csv).is_file():
-            raise InputError(f"{truth_csv}: truth file not found")
-        try:
-            con.execute(f"CREATE TABLE truth AS SELECT trim(source_dataset) AS source_dataset, trim(record_id) AS "
-                        f"record_id, trim(person_id) AS true_id "
-                        f"FROM read_csv({lit(str(truth_csv))}, header = true, all_varchar = true)")
-        except duckdb.Error as exc:
-            raise InputError(f"{truth_csv}: cannot read the truth; it needs columns source_dataset, record_id, "
-                             f"person_id ({str(exc).splitlines()[0][:160]})") from None
+        files = [truth_csv] if isinstance(truth_csv, (str, Path)) else list(truth_csv)
+        for i, path in enumerate(files):
+            if not Path(path).is_file():
+                raise InputError(f"{path}: truth file not found")
+            try:
+                con.execute(f"{'CREATE TABLE truth AS' if i == 0 else 'INSERT INTO truth'} "
+                            f"SELECT trim(source_dataset) AS source_dataset, trim(record_id) AS record_id, "
+                            f"trim(person_id) AS true_id FROM read_csv({lit(str(path))}, header = true, all_varchar = true)")
+            except duckdb.Error as exc:
+                raise InputError(f"{path}: cannot read the truth; it needs columns source_dataset, record_id, "
+                                 f"person_id ({str(exc).splitlines()[0][:160]})") from None
+        dups = con.execute("SELECT count(*) FROM (SELECT source_dataset, record_id FROM truth GROUP BY ALL "
+                           "HAVING count(DISTINCT true_id) > 1)").fetchall()[0][0]
+        if dups:
+            raise InputError(f"{', '.join(map(str, files))}: {dups:,} records have two different true persons.")
         con.execute(f"""CREATE TABLE stands AS
             SELECT person_id AS justice_person_id, arg_min(true_id, (-n, true_id)) AS true_id FROM (
                 SELECT x.person_id, t.true_id, count(*) AS n FROM read_parquet({lit(str(justice.crosswalk))}) x
@@ -291,7 +299,7 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path) -> dict[str, Any]:
             f"SELECT count(*) FROM ({link_table_sql(run_dir, source)}) l ANTI JOIN truth USING (source_dataset, record_id)"
         ).fetchall()[0][0]
         if unlabelled:
-            raise InputError(f"{truth_csv}: {unlabelled:,} department records of the run have no truth row.")
+            raise InputError(f"{', '.join(map(str, files))}: {unlabelled:,} department records of the run have no truth row.")
         con.execute(f"""CREATE TABLE scored AS
             SELECT l.source_dataset, l.justice_person_id IS NOT NULL AS linked,
                    coalesce(s.true_id = t.true_id, false) AS is_right,
@@ -311,7 +319,7 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path) -> dict[str, Any]:
         result = {"pairwise": prf("true"),
                   "by_source": {s: prf(f"source_dataset = {lit(s)}") for (s,) in
                                 con.execute("SELECT DISTINCT source_dataset FROM scored ORDER BY 1").fetchall()},
-                  "justice_run": str(justice.run_dir), "truth": str(truth_csv),
+                  "justice_run": str(justice.run_dir), "truth": [str(f) for f in files],
                   "definition": "pairs of (department record, justice person); a justice person stands for the true "
                                 "person most of its records belong to"}
     finally:

@@ -1,0 +1,139 @@
+"""The cross-government job through the CLI: synth with departments, a justice run, the
+cross-government run against it, its evaluation; bad NINOs reported by reason."""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from tests.conftest import ROOT, cli, fast_config
+
+CROSSGOV = ROOT / "configs" / "cross_government.yaml"
+PEOPLE = 300
+
+
+def fast_crossgov(tmp: Path, change=None) -> Path:
+    raw = yaml.safe_load(CROSSGOV.read_text())
+    raw["model"]["training"]["u_max_pairs"] = 100_000
+    raw["model"]["training"]["em_max_pairs"] = 100_000
+    if change:
+        change(raw)
+    path = tmp / "cross_government.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory) -> dict[str, Path]:
+    """synth --departments, the justice run, the cross-government run and its evaluation."""
+    tmp = tmp_path_factory.mktemp("crossgov")
+    data, justice, crossgov = tmp / "data", tmp / "justice", tmp / "crossgov"
+    res = cli("synth", "--people", str(PEOPLE), "--seed", "4", "--out", str(data), "--departments")
+    assert res.returncode == 0, res.stderr
+    res = cli("run", str(fast_config(tmp)), "--data", str(data), "--out", str(justice))
+    assert res.returncode == 0, res.stderr
+    config = fast_crossgov(tmp)
+    res = cli("crossgov", "run", str(config), "--justice-run", str(justice), "--data", str(data), "--out", str(crossgov))
+    assert res.returncode == 0, res.stderr
+    res = cli("crossgov", "evaluate", str(crossgov), "--truth", str(data / "truth.csv"),
+              "--truth", str(data / "truth_departments.csv"))
+    assert res.returncode == 0, res.stderr
+    return {"tmp": tmp, "data": data, "justice": justice, "crossgov": crossgov, "config": config}
+
+
+def _rows(sql: str) -> list[tuple]:
+    con = duckdb.connect()
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_justice_persons_keep_their_ids_and_are_never_merged(flow):
+    justice_xw = flow["justice"] / "restricted" / "crosswalk.parquet"
+    xw = flow["crossgov"] / "restricted" / "crosswalk.parquet"
+    (persons,) = _rows(f"SELECT count(DISTINCT person_id) FROM '{justice_xw}'")[0]
+    justice_rows = _rows(f"SELECT record_id, person_id FROM '{xw}' WHERE source_dataset = 'justice'")
+    assert len(justice_rows) == persons  # one record per justice person
+    assert all(r == p for r, p in justice_rows)  # each keeps its own person id
+    shared = _rows(f"SELECT person_id FROM '{xw}' WHERE source_dataset = 'justice' GROUP BY 1 HAVING count(*) > 1")
+    assert shared == []
+    linked = _rows(f"""SELECT count(*) FROM '{xw}' d JOIN '{xw}' j USING (person_id)
+                       WHERE j.source_dataset = 'justice' AND d.source_dataset <> 'justice'""")[0][0]
+    assert linked > 0
+
+
+def test_analyst_spells_join_the_justice_analyst_tables(flow):
+    """An analyst joins employment spells to prison releases on person_id."""
+    analyst, justice = flow["crossgov"] / "analyst", flow["justice"] / "analyst"
+    for table in ("dwp_benefits", "hmrc_employment", "learners"):
+        assert (analyst / f"{table}.parquet").is_file()
+    joined = _rows(f"""SELECT count(*) FROM '{analyst}/hmrc_employment.parquet' h
+                       JOIN '{justice}/persons.parquet' p USING (person_id)""")[0][0]
+    assert joined > 0
+    # Dates are coarsened to the month; no identifier columns reach the analysts.
+    cols = [c for (c, *_) in _rows(f"DESCRIBE SELECT * FROM '{analyst}/hmrc_employment.parquet'")]
+    assert "start_date_month" in cols and not {"nino", "surname", "forenames", "date_of_birth"} & set(cols)
+    days = _rows(f"SELECT DISTINCT day(start_date_month) FROM '{analyst}/hmrc_employment.parquet' "
+                 "WHERE start_date_month IS NOT NULL")
+    assert days == [(1,)]
+    manifest = json.loads((flow["crossgov"] / "manifest.json").read_text())
+    assert manifest["cross_government"]["justice_persons"] > 0
+    assert manifest["rows"]["justice"]["rejected"] == 0
+
+
+def test_evaluation_scores_the_department_links(flow):
+    result = json.loads((flow["crossgov"] / "crossgov_evaluation.json").read_text())
+    assert set(result["by_source"]) == {"dwp_benefits", "hmrc_employment", "learners"}
+    p, r = result["pairwise"]["precision"], result["pairwise"]["recall"]
+    assert 0 <= p <= 1 and 0 <= r <= 1
+    assert result["pairwise"]["links"] > 0 and result["pairwise"]["due"] > 0
+
+
+def test_a_nino_column_of_invalid_values_is_reported_by_reason(flow, tmp_path):
+    """Every NINO in the benefit claims replaced by an invalid form: counted by reason, no value shown."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in flow["data"].glob("*.csv"):
+        (data / f.name).write_bytes(f.read_bytes())
+    bad = ["TN010190M", "QQ123456", "AB12345", "DA123456A", "BG123456C", "NINO", "AB000000A"]
+    path = data / "dwp_benefits.csv"
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for i, row in enumerate(rows):
+        row["nino"] = bad[i % len(bad)]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "run"
+    res = cli("crossgov", "run", str(flow["config"]), "--justice-run", str(flow["justice"]), "--data", str(data),
+              "--out", str(out), "--model", str(flow["crossgov"] / "restricted" / "model.json"))
+    assert res.returncode == 0, res.stderr
+    assert "dwp_benefits.nino: cleaning emptied" in res.stderr
+    for reason in ("temporary", "malformed", "not_issued", "placeholder"):
+        assert reason in res.stderr
+    for value in bad:
+        assert value not in res.stderr
+    invalid = json.loads((out / "manifest.json").read_text())["invalid_values"]["dwp_benefits"]["nino"]
+    assert sum(invalid.values()) == len(rows)
+
+
+def test_refusals(flow, tmp_path):
+    """Another key than the justice run's; a justice source that is not duplicate-free; not a run."""
+    args = ["crossgov", "run", str(flow["config"]), "--justice-run", str(flow["justice"]),
+            "--data", str(flow["data"]), "--out", str(tmp_path / "out")]
+    res = cli(*args, env={"LINKAGE_PSEUDONYM_KEY": secrets.token_hex(32)})
+    assert res.returncode == 1 and "different pseudonymisation key" in res.stderr
+    dup = fast_crossgov(tmp_path, lambda raw: raw["sources"]["justice"].update(duplicate_free=False))
+    res = cli("crossgov", "run", str(dup), *args[3:])
+    assert res.returncode == 1 and "sources.justice.duplicate_free: must be true" in res.stderr
+    res = cli("crossgov", "run", str(flow["config"]), "--justice-run", str(flow["data"]), "--data", str(flow["data"]),
+              "--out", str(tmp_path / "out"))
+    assert res.returncode == 1 and "not a run directory" in res.stderr
