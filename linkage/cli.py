@@ -69,16 +69,29 @@ def synth(
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the five extracts and truth.csv to."),
     seed: int = typer.Option(1, "--seed", help="Random seed: the same seed gives identical files."),
     profile: str = typer.Option("realistic", "--profile", help="clean, realistic or hard."),
+    departments: bool = typer.Option(False, "--departments", help="Also write OASys, accredited programmes, DWP benefit claims, HMRC employment spells and learner records about the same people, and truth_departments.csv."),
+    outside_ratio: Optional[float] = typer.Option(None, "--outside-ratio", help="With --departments: people outside justice per justice person (default 1.0)."),
+    known_to: Optional[str] = typer.Option(None, "--known-to", help="With --departments: shares of justice people known to each, e.g. dwp=0.85,hmrc=0.65,learners=0.45,oasys=0.85,programmes=0.15."),
 ) -> None:
     """Generate synthetic PNC, prison, probation, Libra and CREST extracts with known truth."""
     from linkage.synthetic import generate
+    from linkage.synthetic.profiles import department_rates
 
-    result = generate(people=people, seed=seed, out=out_dir, profile=profile)
+    rates = department_rates(profile, outside_ratio, known_to) if departments else None
+    if not departments and (outside_ratio is not None or known_to is not None):
+        raise errors.UsageError("--outside-ratio and --known-to need --departments")
+    result = generate(people=people, seed=seed, out=out_dir, profile=profile, departments=departments, department_rates=rates)
     total = sum(result.rows.values())
     err.print(
         f"wrote {total:,} records for {people:,} people to {result.out} "
         f"({', '.join(f'{k} {v:,}' for k, v in result.rows.items())}); truth in truth.csv"
     )
+    if departments:
+        err.print(
+            f"and {sum(result.department_rows.values()):,} department records "
+            f"({', '.join(f'{k} {v:,}' for k, v in result.department_rows.items())}) about them and "
+            f"{result.outside_people:,} people outside justice; truth in truth_departments.csv"
+        )
 
 
 @app.command()

@@ -13,9 +13,10 @@ unique across the whole population) and a bounded pool of earlier people
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from linkage.errors import UsageError
+from linkage.synthetic.departments import (
+    DEPT_COLUMNS,
+    DEPT_ID_PREFIX,
+    DEPT_RECORD_ID_COLUMN,
+    DEPT_SOURCES,
+    DeptIds,
+    build_departments,
+)
 from linkage.synthetic.names import Vocabulary, vocabulary
 from linkage.synthetic.population import IdSpace, People, RelativePool, build_people
-from linkage.synthetic.profiles import PROFILES, get_profile
+from linkage.synthetic.profiles import PROFILES, Departments, get_profile
 from linkage.synthetic.profiles import Population as PopulationRates
 from linkage.synthetic.sources import (
     COLUMNS,
@@ -48,6 +57,7 @@ POOL_PEOPLE = 200_000
 MAX_PEOPLE = 20_000_000
 TRUTH_COLUMNS = ["source_dataset", "record_id", "person_id"]
 CORRUPTION_COLUMNS = ["source_dataset", "record_id", "field", "corruption"]
+ID_COLUMN = {**RECORD_ID_COLUMN, **DEPT_RECORD_ID_COLUMN}
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,11 @@ class SynthResult:
     truth: Path
     corruptions_file: Path
     chunk_people: int = CHUNK_PEOPLE
+    # with ``departments``: the five added sources, their truth and the people outside justice
+    department_files: dict[str, Path] = field(default_factory=dict)
+    department_rows: dict[str, int] = field(default_factory=dict)
+    department_truth: Path | None = None
+    outside_people: int = 0
 
     @property
     def records(self) -> int:
@@ -75,12 +90,20 @@ def generate(
     out: str | Path,
     profile: str = "realistic",
     chunk_people: int = CHUNK_PEOPLE,
+    departments: bool = False,
+    department_rates: Departments | None = None,
 ) -> SynthResult:
     """Write ``pnc.csv``, ``prison.csv``, ``probation.csv``, ``libra.csv``, ``crest.csv``,
     ``truth.csv`` and ``corruptions.csv`` for ``people`` synthetic people into ``out``.
 
     The same (people, seed, profile, chunk_people) always gives byte-identical files.
     ``chunk_people`` bounds memory; it changes which random draws go to whom, not the rates.
+
+    ``departments`` adds ``oasys.csv``, ``programmes.csv``, ``dwp_benefits.csv``,
+    ``hmrc_employment.csv``, ``learners.csv`` and ``truth_departments.csv`` (their truth,
+    including the people outside justice), at the profile's rates or ``department_rates``;
+    their corruptions join ``corruptions.csv``. The five justice extracts and ``truth.csv``
+    are the same bytes either way.
     """
     out = _check_arguments(people, seed, out, profile, chunk_people)
     rates = get_profile(profile)
@@ -93,8 +116,18 @@ def generate(
     corruptions = CsvAppender(out / "corruptions.csv", CORRUPTION_COLUMNS)
     next_record = dict.fromkeys(SOURCES, 0)
     organisations = 0
+    dept_rates = department_rates or rates.departments
+    if departments:
+        dept_ids = DeptIds.seeded(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(4,))))
+        dept_files = {source: out / f"{source}.csv" for source in DEPT_SOURCES}
+        dept_writers = {s: CsvAppender(dept_files[s], list(DEPT_COLUMNS[s])) for s in DEPT_SOURCES}
+        dept_truth = CsvAppender(out / "truth_departments.csv", TRUTH_COLUMNS)
+        next_record.update(dict.fromkeys(DEPT_SOURCES, 0))
+    outside = 0
 
-    for population, rng in people_in_chunks(people, seed, rates.population, vocab, chunk_people):
+    for number, (population, rng) in enumerate(
+        people_in_chunks(people, seed, rates.population, vocab, chunk_people)
+    ):
         n = len(population)
         ctx = Context(rng, rates.dirt, vocab)
         n_orgs = int(round(n * rates.population.organisation_rate))
@@ -110,6 +143,20 @@ def generate(
             next_record[source] = _write_chunk(
                 source, chunks[source], next_record[source], width, rng, writers[source], truth, corruptions
             )
+        if departments:
+            # their own random stream: the justice extracts do not change
+            drng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, number)))
+            added, n_out = build_departments(
+                population, chunks["prison"].events, chunks["probation"].events, outside, drng,
+                rates.dirt, rates.population, vocab, dept_ids, dept_rates,
+            )  # fmt: skip
+            outside += n_out
+            for source in DEPT_SOURCES:
+                next_record[source] = _write_chunk(
+                    source, added[source], next_record[source], width + 1, drng,
+                    dept_writers[source], dept_truth, corruptions,
+                )  # fmt: skip
+            del added
         del chunks, population
 
     result = SynthResult(
@@ -125,9 +172,20 @@ def generate(
         corruptions_file=corruptions.path,
         chunk_people=chunk_people,
     )
-    manifest = {
-        k: v for k, v in asdict(result).items() if k not in ("out", "files", "truth", "corruptions_file")
-    }
+    if departments:
+        result = dataclasses.replace(
+            result,
+            department_files=dept_files,
+            department_rows={s: dept_writers[s].rows for s in DEPT_SOURCES},
+            department_truth=dept_truth.path,
+            outside_people=outside,
+        )
+    skip = {"out", "files", "truth", "corruptions_file", "department_files", "department_truth"}
+    if not departments:  # the manifest of a justice-only folder is as it always was
+        skip |= {"department_rows", "outside_people"}
+    manifest = {k: v for k, v in asdict(result).items() if k not in skip}
+    if departments:
+        manifest["department_rates"] = asdict(dept_rates)
     (out / "manifest.json").write_text(
         json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
@@ -187,7 +245,10 @@ def _record_ids(source: str, numbers: np.ndarray, width: int) -> pa.Array:
         return pa.array((10**width + numbers + 1).astype(str).astype(object), pa.string())
     if source == "probation":
         return pa.array((2 * 10**width + numbers + 1).astype(str).astype(object), pa.string())
-    prefix, w = {"pnc": ("PNC", width), "libra": ("L", width + 1), "crest": ("CR", width)}[source]
+    if source in DEPT_ID_PREFIX:
+        prefix, w = DEPT_ID_PREFIX[source], width
+    else:
+        prefix, w = {"pnc": ("PNC", width), "libra": ("L", width + 1), "crest": ("CR", width)}[source]
     digits = pc.utf8_lpad(pa.array(numbers + 1).cast(pa.string()), w, padding="0")
     return pc.binary_join_element_wise(prefix, digits, "")
 
@@ -210,7 +271,7 @@ def _write_chunk(
     order = np.argsort(rank)
     record_id = _record_ids(source, first + np.arange(m), width)
     take = pa.array(order)
-    columns = {RECORD_ID_COLUMN[source]: record_id}
+    columns = {ID_COLUMN[source]: record_id}
     for name, values in chunk.columns.items():
         arr = values if isinstance(values, pa.Array) else pa.array(values, type=pa.string())
         columns[name] = arr.take(take)

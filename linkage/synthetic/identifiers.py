@@ -180,3 +180,112 @@ def format_cro(
         else:
             out[i] = f"{s:06d}/{y % 100:02d}{c}" if pad else f"{s}/{y % 100:02d}{c}"
     return out
+
+
+# ---- National Insurance numbers and unique learner numbers --------------------------------
+# NINO: two prefix letters, six digits, a suffix A-D (HMRC National Insurance Manual,
+# NIM39110). D, F, I, Q, U and V are never either prefix letter, O never the second, and
+# BG, GB, KN, NK, NT, TN and ZZ are never given. Temporary numbers (no longer issued, still
+# in old records) were ``TN`` + date of birth (ddmmyy) + ``M``/``F``.
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+NINO_NOT_ISSUED = ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ")
+NINO_PREFIXES = np.array(
+    [
+        a + b
+        for a in _LETTERS
+        if a not in "DFIQUV"
+        for b in _LETTERS
+        if b not in "DFIOQUV" and a + b not in NINO_NOT_ISSUED
+    ],
+    dtype=object,
+)
+NINO_SUFFIXES = np.array(list("ABCD"), dtype=object)
+NINO_SPACE = len(NINO_PREFIXES) * 999_999  # six digits, never 000000 (the standardiser's placeholder)
+# The example NINO printed on forms, copied into extracts by people filling them in.
+NINO_EXAMPLES = np.array(["QQ123456C", "QQ123456A", "AB123456C"], dtype=object)
+
+
+def ninos(codes: np.ndarray, suffix: np.ndarray) -> np.ndarray:
+    """``AB123456C`` from integers below NINO_SPACE (one number per integer) and suffix codes 0-3."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return (
+        NINO_PREFIXES[codes // 999_999]
+        + _fmt_int(codes % 999_999 + 1, 6)
+        + NINO_SUFFIXES[np.asarray(suffix, dtype=np.int64)]
+    )
+
+
+def temporary_ninos(dob: np.ndarray, sex: np.ndarray) -> np.ndarray:
+    """``TN`` + ddmmyy + ``M``/``F``: the temporary numbers of old benefit and tax records."""
+    iso = np.datetime_as_string(np.asarray(dob, dtype="datetime64[D]"), unit="D").tolist()
+    letters = np.where(np.asarray(sex) == 1, "F", "M").tolist()
+    return np.array([f"TN{d[8:10]}{d[5:7]}{d[2:4]}{s}" for d, s in zip(iso, letters)], dtype=object)
+
+
+def nino_reason(value: str) -> str | None:
+    """Why a written NINO is not a usable one, by the standardiser's rules (None: it is).
+
+    >>> [nino_reason(v) for v in ("ab 12 34 56 c", "AB123456", "TN010185M", "QQ123456C", "AB123456E", "AB000000A", "")]
+    [None, None, 'temporary', 'not_issued', 'malformed', 'placeholder', 'missing']
+    """
+    if not value or not value.strip():
+        return "missing"
+    c = "".join(ch for ch in value.upper() if ch.isalnum())
+    if c in ("", "NULL", "NONE", "NA", "NK", "UNKNOWN", "NOTKNOWN", "NOTRECORDED", "NOTENTERED"):
+        return "placeholder"
+    if c.startswith("TN"):
+        return "temporary"
+    if not (len(c) in (8, 9) and c[:2].isalpha() and c[2:8].isdigit() and c[8:] in ("", "A", "B", "C", "D")):
+        return "malformed"
+    if c[2:8] == "000000":
+        return "placeholder"
+    if c[0] in "DFIQUV" or c[1] in "DFIOQUV" or c[:2] in NINO_NOT_ISSUED:
+        return "not_issued"
+    return None
+
+
+# ULN: ten digits, the first not zero; the first nine weighted 10 down to 2, summed, taken
+# modulo 11; the check digit is 10 minus that remainder (a remainder of 0 is never issued).
+# Equivalently all ten digits weighted 10 down to 1 sum to 10 modulo 11 (9276308686).
+# The individualised learner record writes 9999999999 for a learner without a ULN yet.
+ULN_PLACEHOLDER = "9999999999"
+_ULN_WEIGHTS = np.arange(10, 1, -1, dtype=np.int64)
+
+
+def uln_remainders(bases: np.ndarray) -> np.ndarray:
+    """The weighted sum of each nine-digit base, modulo 11 (0 means no ULN has this base)."""
+    bases = np.asarray(bases, dtype=np.int64)
+    digits = (bases[:, None] // 10 ** np.arange(8, -1, -1, dtype=np.int64)) % 10
+    return (digits * _ULN_WEIGHTS).sum(axis=1) % 11
+
+
+def ulns(bases: np.ndarray) -> np.ndarray:
+    """Ten-digit ULNs from nine-digit bases whose remainder is not 0.
+
+    >>> ulns(np.array([927630868])).tolist()
+    ['9276308686']
+    """
+    bases = np.asarray(bases, dtype=np.int64)
+    r = uln_remainders(bases)
+    if (r == 0).any():
+        raise ValueError("a ULN base with remainder 0 has no check digit")
+    return np.array([f"{b}{10 - k}" for b, k in zip(bases.tolist(), r.tolist())], dtype=object)
+
+
+def uln_reason(value: str) -> str | None:
+    """Why a written ULN is not a usable one (None: it is).
+
+    >>> [uln_reason(v) for v in ("9276308686", "92763 08686", "9276308687", "0276308686", "9999999999", "")]
+    [None, None, 'bad_check_digit', 'malformed', 'placeholder', 'missing']
+    """
+    if not value or not value.strip():
+        return "missing"
+    c = "".join(ch for ch in value if not ch.isspace() and ch != "-")
+    if len(c) > 2 and c == c[0] * len(c):
+        return "placeholder"
+    if not (len(c) == 10 and c.isdigit() and c[0] != "0"):
+        return "malformed"
+    if sum(int(d) * (10 - i) for i, d in enumerate(c)) % 11 != 10:
+        return "bad_check_digit"
+    return None

@@ -64,6 +64,18 @@ class Dirt:
     id_dummy: float = 0.0010
     id_cro_in_pnc: float = 0.0040
     id_other_person: float = 0.0005
+    # department identifiers (written only with ``departments``): NINO, ULN
+    nino_missing: float = 0.010  # blank where the source nearly always fills it
+    nino_temporary: float = 0.006  # a temporary TN number on a record of someone who has a NINO
+    nino_example: float = 0.0015  # the form's example number (QQ123456C) copied in
+    nino_typo: float = 0.0040  # one digit wrong or two swapped: looks valid, is someone else's
+    nino_malformed: float = 0.0030  # a digit dropped or doubled, a bad suffix, O for 0
+    nino_not_issued: float = 0.0015  # a prefix letter mistyped into one never issued (O, Q, D)
+    nino_other_person: float = 0.0008  # another person's NINO (a family member's, a shared one)
+    uln_placeholder: float = 0.030  # 9999999999: learner without a ULN yet
+    uln_typo: float = 0.0040
+    uln_other_person: float = 0.0008
+    postcode_unknown: float = 0.040  # ZZ99 9ZZ, the learner record's unknown postcode
 
     def scaled(self, factor: float, keep: tuple[str, ...] = ()) -> Dirt:
         """Every rate times ``factor`` (capped at 0.95), except the fields named in ``keep``."""
@@ -91,10 +103,40 @@ class Population:
 
 
 @dataclass(frozen=True)
+class Departments:
+    """Who is known to which department, and what happens around prison release.
+
+    Shares of justice people are of the people a chunk makes; ``outside_ratio`` adds that
+    many people per justice person who are known to departments but not to justice.
+    """
+
+    oasys: float = 0.85  # of supervision orders and custodial bookings since 2003, assessed
+    programmes: float = 0.15  # of starting assessments, referred to an accredited programme
+    dwp: float = 0.85  # justice people with a benefit claim since 2000
+    hmrc: float = 0.65  # justice people with an employment spell since 2000
+    learners: float = 0.45  # justice people with a learning aim since 2002
+    outside_ratio: float = 1.0  # people outside justice per justice person
+    outside_dwp: float = 0.55
+    outside_hmrc: float = 0.85
+    outside_learners: float = 0.40
+    no_nino: float = 0.03  # people never given a NINO: their records carry TN numbers or none
+    second_nino: float = 0.002  # people given two NINOs (a duplicate allocation)
+    cross_namesakes: float = 0.01  # outside people with a justice person's name, sex and date of birth
+    cross_relatives: float = 0.03  # outside people sharing a justice person's surname and address
+    benefit_after_release: float = 0.55  # releases followed by a claim within weeks
+    employment_after_release: float = 0.20  # releases followed by a job within a year
+    learning_in_custody: float = 0.30  # bookings of 90+ days with a learning aim inside
+
+
+DEPARTMENT_SHARES = ("oasys", "programmes", "dwp", "hmrc", "learners")
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     dirt: Dirt
     population: Population
+    departments: Departments = Departments()
 
 
 _REALISTIC = Profile("realistic", Dirt(), Population())
@@ -134,3 +176,34 @@ _BY_NAME = {p.name: p for p in (_CLEAN, _REALISTIC, _HARD)}
 def get_profile(name: str) -> Profile:
     """The named profile; KeyError for an unknown name (``generate`` turns it into a UsageError)."""
     return _BY_NAME[name]
+
+
+def department_rates(profile: str, outside_ratio: float | None = None, known_to: str | None = None) -> Departments:
+    """The profile's department rates with ``outside_ratio`` and ``known_to`` (``dwp=0.8,hmrc=0.6``)
+    put in; a UsageError names anything out of range or unknown."""
+    from linkage.errors import UsageError
+
+    if profile not in _BY_NAME:
+        raise UsageError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    changes: dict[str, float] = {}
+    if outside_ratio is not None:
+        if not 0 <= outside_ratio <= 10:
+            raise UsageError(f"--outside-ratio must be between 0 and 10 (got {outside_ratio})")
+        changes["outside_ratio"] = float(outside_ratio)
+    for part in (known_to or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in DEPARTMENT_SHARES:
+            raise UsageError(
+                f"--known-to takes name=share pairs, names among {', '.join(DEPARTMENT_SHARES)} (got {part.strip()!r})"
+            )
+        try:
+            share = float(value)
+        except ValueError:
+            share = -1.0
+        if not 0 <= share <= 1:
+            raise UsageError(f"--known-to {name} must be a share between 0 and 1 (got {value.strip()!r})")
+        changes[name] = share
+    return dataclasses.replace(_BY_NAME[profile].departments, **changes)

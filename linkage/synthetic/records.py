@@ -32,7 +32,12 @@ from linkage.synthetic.profiles import Dirt
 # How much more (or less) dirt each source carries than the profile's base rates: Libra
 # names are typed from what a defendant says in court; PNC records are checked against
 # fingerprints.
-SOURCE_DIRT = {"pnc": 0.75, "prison": 1.0, "probation": 1.0, "libra": 1.45, "crest": 0.85}
+SOURCE_DIRT = {
+    "pnc": 0.75, "prison": 1.0, "probation": 1.0, "libra": 1.45, "crest": 0.85,
+    # the sources ``departments`` adds: OASys copies nDelius; DWP verifies identity at a
+    # claim; employers key names and dates of birth themselves; providers key learners'.
+    "oasys": 0.8, "programmes": 0.9, "dwp_benefits": 0.55, "hmrc_employment": 1.2, "learners": 1.0,
+}  # fmt: skip
 
 
 @dataclass

@@ -9,7 +9,7 @@ in several styles, dates as ISO or dd/mm/yyyy text, sex in each source's own cod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -126,6 +126,9 @@ class SourceChunk:
     person_id: np.ndarray
     columns: dict[str, object]  # every column but the record id
     log: CorruptionLog
+    # True dates of justice events, by person row of the chunk, for the department sources
+    # to tie their spells to (prison: rows, reception, release, released; probation: rows, start).
+    events: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ---- the sources --------------------------------------------------------------------------
@@ -140,6 +143,8 @@ def _dates(days: np.ndarray, missing: np.ndarray | None = None, style: str = "is
         pa.date32()
     )
     text = arr.cast(pa.string())
+    if style == "compact":
+        text = pc.replace_substring(text, "-", "")
     if style == "dmy":
         text = pc.binary_join_element_wise(
             pc.utf8_slice_codeunits(text, 8, 10),
@@ -224,7 +229,8 @@ def build_prison(p: People, ctx: Context) -> SourceChunk:
         "release_date": _dates(release, np.asarray(~released)),
         "sentence_days": days.astype(str).astype(object),
     }
-    return SourceChunk(p.person_id[rows], columns, log)
+    events = {"rows": rows, "reception": reception, "release": release, "released": np.asarray(released)}
+    return SourceChunk(p.person_id[rows], columns, log, events)
 
 
 def build_probation(p: People, ctx: Context) -> SourceChunk:
@@ -263,9 +269,9 @@ def build_probation(p: People, ctx: Context) -> SourceChunk:
         "alias_names": alias_names,
         "probation_region": REGIONS[rng.integers(0, len(REGIONS), len(rows))],
         "order_type": ORDER_TYPES[rng.integers(0, len(ORDER_TYPES), len(rows))],
-        "order_start_date": _dates(event_dates(p, rows, rng)),
+        "order_start_date": _dates(order_start := event_dates(p, rows, rng)),
     }
-    return SourceChunk(p.person_id[rows], columns, log)
+    return SourceChunk(p.person_id[rows], columns, log, {"rows": rows, "start": order_start})
 
 
 def build_libra(p: People, ctx: Context, n_organisations: int, first_org: int) -> SourceChunk:
