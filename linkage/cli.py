@@ -315,7 +315,8 @@ def crossgov_evaluate(
     table = Table(title="Department records to justice persons")
     for col in ("", "precision", "recall", "F1", "links", "due"):
         table.add_column(col, justify="right" if col else "left")
-    for name, s in [("all", result["pairwise"]), *result["by_source"].items()]:
+    rows = [("all", result["pairwise"]), *result["by_source"].items(), ("all, end to end", result["end_to_end"])]
+    for name, s in rows:
         table.add_row(name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", f"{s['links']:,}", f"{s['due']:,}")
     out.print(table)
 

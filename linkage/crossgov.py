@@ -261,12 +261,17 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path | Sequence[Path]) -> dict[s
 
     ``truth_csv`` (``source_dataset, record_id, person_id``; one file or several, e.g.
     ``truth.csv`` and ``truth_departments.csv``) covers the justice run's records and the
-    department records. A justice person stands for the true person most
-    of its records belong to (ties: the smallest id). A department record's link is right
-    when it joins a justice person standing for its true person; a link is due when some
-    justice person stands for its true person. Pairs are (department record, justice
-    person): each record has at most one predicted pair, so pairwise precision is the
-    share of links that are right and recall the share of due links made.
+    department records. Pairs are (department record, justice person); each record has at
+    most one predicted pair, so precision is the share of links that are right and recall
+    the share of due links made. Two views:
+
+    - ``pairwise`` (this job's link, given the justice run): a link is right when the
+      justice person holds a record of the department record's true person, and due when
+      some justice person does;
+    - ``end_to_end``: a justice person stands for the true person most of its records
+      belong to (ties: the smallest id); a link is right when it joins a justice person
+      standing for the record's true person, due when one exists. A justice run that
+      merged two people makes the minority person's department links wrong here.
     """
     manifest = publishing.read_run_manifest(run_dir)
     info = manifest.get("cross_government")
@@ -291,10 +296,12 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path | Sequence[Path]) -> dict[s
                            "HAVING count(DISTINCT true_id) > 1)").fetchall()[0][0]
         if dups:
             raise InputError(f"{', '.join(map(str, files))}: {dups:,} records have two different true persons.")
-        con.execute(f"""CREATE TABLE stands AS
-            SELECT person_id AS justice_person_id, arg_min(true_id, (-n, true_id)) AS true_id FROM (
-                SELECT x.person_id, t.true_id, count(*) AS n FROM read_parquet({lit(str(justice.crosswalk))}) x
-                JOIN truth t USING (source_dataset, record_id) GROUP BY ALL) GROUP BY ALL""")
+        justice_truth = (f"SELECT x.person_id AS justice_person_id, t.true_id, count(*) AS n "
+                         f"FROM read_parquet({lit(str(justice.crosswalk))}) x "
+                         f"JOIN truth t USING (source_dataset, record_id) GROUP BY ALL")
+        con.execute(f"CREATE TABLE holds AS SELECT justice_person_id, true_id FROM ({justice_truth})")
+        con.execute(f"""CREATE TABLE stands AS SELECT justice_person_id, arg_min(true_id, (-n, true_id)) AS true_id
+                        FROM ({justice_truth}) GROUP BY ALL""")
         unlabelled = con.execute(
             f"SELECT count(*) FROM ({link_table_sql(run_dir, source)}) l ANTI JOIN truth USING (source_dataset, record_id)"
         ).fetchall()[0][0]
@@ -302,26 +309,31 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path | Sequence[Path]) -> dict[s
             raise InputError(f"{', '.join(map(str, files))}: {unlabelled:,} department records of the run have no truth row.")
         con.execute(f"""CREATE TABLE scored AS
             SELECT l.source_dataset, l.justice_person_id IS NOT NULL AS linked,
-                   coalesce(s.true_id = t.true_id, false) AS is_right,
-                   t.true_id IN (SELECT true_id FROM stands) AS due
+                   coalesce(s.true_id = t.true_id, false) AS right_end_to_end,
+                   t.true_id IN (SELECT true_id FROM stands) AS due_end_to_end,
+                   (l.justice_person_id, t.true_id) IN (SELECT (justice_person_id, true_id) FROM holds) AS right_given,
+                   t.true_id IN (SELECT true_id FROM holds) AS due_given
             FROM ({link_table_sql(run_dir, source)}) l JOIN truth t USING (source_dataset, record_id)
             LEFT JOIN stands s USING (justice_person_id)""")
 
-        def prf(where: str) -> dict[str, Any]:
+        def prf(where: str, view: str = "given") -> dict[str, Any]:
             linked, right, due, records = con.execute(
-                f"SELECT count(*) FILTER (WHERE linked), count(*) FILTER (WHERE is_right), count(*) FILTER (WHERE due), "
-                f"count(*) FROM scored WHERE {where}").fetchall()[0]
+                f"SELECT count(*) FILTER (WHERE linked), count(*) FILTER (WHERE right_{view}), "
+                f"count(*) FILTER (WHERE due_{view}), count(*) FROM scored WHERE {where}").fetchall()[0]
             p = right / linked if linked else 1.0
             rc = right / due if due else 1.0
             return {"precision": p, "recall": rc, "f1": 2 * p * rc / (p + rc) if p + rc else 0.0,
                     "records": records, "links": linked, "right": right, "due": due}
 
+        sources = [s for (s,) in con.execute("SELECT DISTINCT source_dataset FROM scored ORDER BY 1").fetchall()]
         result = {"pairwise": prf("true"),
-                  "by_source": {s: prf(f"source_dataset = {lit(s)}") for (s,) in
-                                con.execute("SELECT DISTINCT source_dataset FROM scored ORDER BY 1").fetchall()},
+                  "by_source": {s: prf(f"source_dataset = {lit(s)}") for s in sources},
+                  "end_to_end": prf("true", "end_to_end"),
+                  "end_to_end_by_source": {s: prf(f"source_dataset = {lit(s)}", "end_to_end") for s in sources},
                   "justice_run": str(justice.run_dir), "truth": [str(f) for f in files],
-                  "definition": "pairs of (department record, justice person); a justice person stands for the true "
-                                "person most of its records belong to"}
+                  "definition": "pairs of (department record, justice person). pairwise: right when the justice "
+                                "person holds a record of the department record's true person; end_to_end: right "
+                                "when most of the justice person's records are the true person's"}
     finally:
         con.close()
     (run_dir / EVALUATION).write_text(json.dumps(result, indent=2) + "\n")
