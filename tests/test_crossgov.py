@@ -152,3 +152,31 @@ def test_refusals(flow, tmp_path, capsys, monkeypatch):
     assert run_cli(["crossgov", "run", str(flow["config"]), "--justice-run", str(flow["data"]), *args]) == 1
     assert "not a run directory" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_justice_person_is_its_most_common_name_with_every_other_as_an_alias(tmp_path):
+    """Three records of one person, one of another: the export's one row per person."""
+    from linkage.crossgov import JusticeRun, export_justice_persons
+
+    (tmp_path / "restricted").mkdir()
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE std AS SELECT * FROM (VALUES
+        ('pnc', 'a1', 'JOHN', 'PAUL', 'SMITH', DATE '1980-02-01', 'M', NULL,
+         ['JOHN SMITH', 'JACK SMYTHE'], [DATE '1980-02-01', DATE '1980-01-02']),
+        ('prison', 'a2', 'JOHN', NULL, 'SMITH', DATE '1980-02-01', 'M', 'AB1 2CD', ['JOHN SMITH'], [DATE '1980-02-01']),
+        ('libra', 'a3', 'JON', NULL, 'SMITH', NULL, NULL, 'AB1 2CD', ['JON SMITH'], NULL),
+        ('libra', 'b1', 'ANNE', NULL, 'DE LA MARE', NULL, 'F', NULL, ['ANNE DE LA MARE'], NULL))
+        t(source_dataset, record_id, first_name, middle_names, surname, date_of_birth, sex, postcode, name_set, dob_set)""")
+    con.execute(f"COPY std TO '{tmp_path}/restricted/standardised.parquet' (FORMAT parquet)")
+    con.execute(f"""COPY (SELECT * FROM (VALUES ('pnc', 'a1', 'Pa', 'Ka'), ('prison', 'a2', 'Pa', 'Ka'),
+        ('libra', 'a3', 'Pa', 'Ka'), ('libra', 'b1', 'Pb', 'Kb')) t(source_dataset, record_id, person_id, person_key))
+        TO '{tmp_path}/restricted/crosswalk.parquet' (FORMAT parquet)""")
+    con.close()
+    persons, keys, n = export_justice_persons(JusticeRun(tmp_path, {}), tmp_path, "justice")
+    assert n == 2
+    rows = _rows(f"SELECT * FROM '{persons}' ORDER BY person_id")
+    assert rows == [
+        ("Pa", "JOHN", "PAUL", "SMITH", "SMITH, JON;SMYTHE, JACK", "1980-02-01", "1980-01-02", "M", "AB1 2CD"),
+        ("Pb", "ANNE", None, "DE LA MARE", None, None, None, "F", None),
+    ]
+    assert _rows(f"SELECT * FROM '{keys}' ORDER BY 2") == [("justice", "Pa", "Ka"), ("justice", "Pb", "Kb")]
