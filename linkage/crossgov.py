@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -39,7 +40,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+import psutil
 
+from linkage import deidentify
 from linkage import publish as publishing
 from linkage.config import LoadedConfig
 from linkage.errors import ConfigError, InputError, LinkageError
@@ -186,6 +189,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _remove_stale_exports(out: Path) -> None:
+    """Remove justice persons folders beside ``out`` left by killed runs (their process is gone)."""
+    for folder in out.parent.glob(f".{out.name}.justice-*-*"):
+        pid = folder.name.removeprefix(f".{out.name}.justice-").split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, justice_source: str = "justice",
                  stages: Stages | None = None) -> RunResult:
     """Run the cross-government job of ``loaded`` against the justice run at ``justice_run``."""
@@ -198,9 +209,20 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
     out = (opts.out_dir or Path("runs") / loaded.config.job).resolve()
     if out == run.run_dir:
         raise LinkageError(f"--out {out} is the justice run itself; give the cross-government run its own folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # The persons file holds names and dates of birth: owner-only, beside --out, removed after.
-    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.justice-", dir=out.parent))
+    key = deidentify.resolve_key(loaded.config.outputs.key_file, loaded.path.parent)
+    if not key.matches_fingerprint(run.manifest.get("pseudonym_key_fingerprint")):
+        raise LinkageError(
+            f"--justice-run {run.run_dir} was made with a different pseudonymisation key (fingerprint "
+            f"{run.manifest.get('pseudonym_key_fingerprint')}, this job's {key.fingerprint}): the person ids would not "
+            f"join the justice run's. Run with the justice run's key.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create the folder {out.parent} ({exc.strerror}).") from None
+    _remove_stale_exports(out)
+    # The persons file holds names and dates of birth: owner-only (mkdtemp: 0700), beside
+    # --out, removed after the run (or by the next run if this one is killed).
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.justice-{os.getpid()}-", dir=out.parent))
     try:
         with stages.stage("justice persons"):
             persons, keys, n = export_justice_persons(run, folder, justice_source)
@@ -214,7 +236,8 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
             "justice_config_sha256": run.manifest.get("config_sha256"),
             "justice_source": justice_source,
             "justice_persons": n,
-            "note": "person_id of a record linked to a justice person is that person's person_id in the justice run",
+            "note": "person_id of a record linked to a justice person is that person's person_id in the justice run; "
+                    "inputs.justice and previous_ids name the justice persons file, written for the run and removed",
         }}
         fingerprint = run.manifest.get("pseudonym_key_fingerprint")
         generation = int(run.manifest.get("id_generation", 1))

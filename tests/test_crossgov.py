@@ -144,7 +144,7 @@ def test_refusals(flow, tmp_path, capsys, monkeypatch):
     args = ["--data", str(flow["data"]), "--out", str(tmp_path / "out")]
     monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", secrets.token_hex(32))
     assert run_cli(["crossgov", "run", str(flow["config"]), "--justice-run", str(flow["justice"]), *args]) == 1
-    assert "different pseudonymisation key" in capsys.readouterr().err
+    assert "made with a different pseudonymisation key" in capsys.readouterr().err
     monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", TEST_KEY)
     dup = fast_crossgov(tmp_path, lambda raw: raw["sources"]["justice"].update(duplicate_free=False))
     assert run_cli(["crossgov", "run", str(dup), "--justice-run", str(flow["justice"]), *args]) == 1
