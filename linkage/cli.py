@@ -1,4 +1,4 @@
-"""The ``linkage`` command: synth, validate, run, evaluate, review, find, demo.
+"""The ``linkage`` command: synth, validate, run, evaluate, review, find, demo, crossgov.
 
 Exit codes: 0 success; 1 a problem the user can fix (bad config, input or arguments, a
 full disk, a folder that cannot be written or is busy), reported in one message without a
