@@ -1,4 +1,4 @@
-"""The ``linkage`` command: synth, validate, run, evaluate, review, find, demo.
+"""The ``linkage`` command: synth, validate, run, evaluate, review, find, demo, crossgov.
 
 Exit codes: 0 success; 1 a problem the user can fix (bad config, input or arguments, a
 full disk, a folder that cannot be written or is busy), reported in one message without a
@@ -275,6 +275,50 @@ def demo(
     _print_scores(scores)
     err.print(f"report: {result.run_dir / 'report.html'}")
 
+
+
+# --- the cross-government job (linkage.crossgov) ------------------------------------------------------
+
+crossgov_app = typer.Typer(no_args_is_help=True, help="Link a justice run's persons to other departments' extracts.")
+app.add_typer(crossgov_app, name="crossgov")
+
+
+@crossgov_app.command("run")
+def crossgov_run(
+    config: Path = typer.Argument(..., help="The cross-government job config (configs/cross_government.yaml)."),
+    justice_run: Path = typer.Option(..., "--justice-run", help="A finished justice run directory: its persons are the justice side."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder that relative source paths are resolved against (default: the config's folder)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="The run directory to write (default: runs/<job>)."),
+    justice_source: str = typer.Option("justice", "--justice-source", help="The config's source that stands for the justice persons."),
+    model_path: Optional[Path] = typer.Option(None, "--model", help="A saved model (restricted/model.json of an earlier cross-government run): skip training."),
+) -> None:
+    """Link the justice run's persons to department extracts; analyst person_id is the justice run's."""
+    from linkage.config import load_config
+    from linkage.crossgov import run_crossgov
+    from linkage.job import RunOptions
+
+    loaded = load_config(config)
+    result = run_crossgov(loaded, justice_run, RunOptions(data, out_dir, model_path), justice_source)
+    _print_run(result)
+
+
+@crossgov_app.command("evaluate")
+def crossgov_evaluate(
+    run_dir: Path = typer.Argument(..., help="A finished cross-government run directory."),
+    truth: list[Path] = typer.Option(..., "--truth", help="CSV (source_dataset, record_id, person_id) labelling the justice run's records and the department records; give it twice for two files (truth.csv, truth_departments.csv)."),
+) -> None:
+    """Score the department-to-justice-person links; writes RUN_DIR/crossgov_evaluation.json."""
+    from linkage.crossgov import evaluate_crossgov
+
+    with _open_run(run_dir):
+        result = evaluate_crossgov(run_dir, truth)
+    table = Table(title="Department records to justice persons")
+    for col in ("", "precision", "recall", "F1", "links", "due"):
+        table.add_column(col, justify="right" if col else "left")
+    rows = [("all", result["pairwise"]), *result["by_source"].items(), ("all, end to end", result["end_to_end"])]
+    for name, s in rows:
+        table.add_row(name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", f"{s['links']:,}", f"{s['due']:,}")
+    out.print(table)
 
 # --- one place turns errors into exit codes ---------------------------------------------------------
 

@@ -46,6 +46,11 @@ class RunOptions:
     throwaway_key: bool = False  # `linkage demo` only
     keep_work: bool = False  # keep the DuckDB work database (for debugging)
     incremental: bool = False  # only records added or changed since --previous are standardised and scored
+    # Person keys to carry over instead of --previous's: (a crosswalk-shaped Parquet file of
+    # source_dataset, record_id, person_key; its key fingerprint; its id generation). The
+    # cross-government job (linkage.crossgov) gives its justice persons the justice run's keys.
+    carry_ids: tuple[Path, str | None, int] | None = None
+    manifest_extra: dict[str, Any] | None = None  # added to the manifest as it is (linkage.crossgov)
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,9 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
 def _previous_ids(opts: RunOptions, loaded: LoadedConfig, key: deidentify.PseudonymKey) -> tuple[Path | None, int]:
     """The crosswalk (or registry) whose person keys to carry over, and the new generation."""
     registry = loaded.config.outputs.id_registry
-    if opts.previous is not None:
+    if opts.carry_ids is not None:
+        path, fingerprint, generation = opts.carry_ids
+    elif opts.previous is not None:
         manifest = _read_manifest(opts.previous)
         fingerprint = manifest.get("pseudonym_key_fingerprint")
         path, generation = opts.previous / "restricted" / "crosswalk.parquet", manifest.get("id_generation", 1)
@@ -190,6 +197,7 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
             # Clerical decisions travel with the runs: the previous run's store and --out's.
             stores = [p / clerical.STORE_DIR / clerical.STORE for p in (opts.previous, run_dir) if p is not None]
             manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging, stores)
+            manifest.update(opts.manifest_extra or {})
             manifest["stage_seconds"] = stages.timings
             manifest["total_seconds"] = round(time.time() - started, 3)
             manifest["peak_rss_bytes"] = stages.peak_rss

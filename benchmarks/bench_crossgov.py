@@ -1,0 +1,94 @@
+"""The second strand end to end: generate, link the justice extracts, link the justice
+persons to the department extracts, score the department-to-justice-person link.
+
+    python benchmarks/bench_crossgov.py --people 10000 [--people 100000 ...] [--seed 5]
+        [--workdir /tmp/bench_crossgov] [--justice-config configs/justice.yaml]
+        [--crossgov-config configs/cross_government.yaml]
+
+For each size: ``linkage synth --departments`` (reused when the folder already holds that
+population), ``linkage run`` of the justice config, ``linkage crossgov run`` against that
+run, and ``linkage crossgov evaluate`` with ``truth.csv`` and ``truth_departments.csv``.
+Every step is the real command in its own process, timed from outside. The justice run's
+own pairwise and B-cubed figures (``linkage evaluate``) are printed beside, since a
+department record can only be as right as the justice person it joins.
+
+The pseudonymisation key is ``LINKAGE_PSEUDONYM_KEY`` if set, else a fresh random one.
+Prints a table and writes benchmarks/results/bench_crossgov-latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _linkage(*args: str, env: dict[str, str]) -> float:
+    started = time.time()
+    res = subprocess.run([sys.executable, "-m", "linkage", *args], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"linkage {' '.join(args)} failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
+    return time.time() - started
+
+
+def bench(people: int, seed: int, work: Path, justice_config: Path, crossgov_config: Path,
+          env: dict[str, str]) -> dict:
+    data = work / f"synth-{people}-{seed}"
+    justice, crossgov = work / f"justice-{people}-{seed}", work / f"crossgov-{people}-{seed}"
+    times: dict[str, float] = {}
+    if not (data / "truth_departments.csv").is_file():
+        times["synth"] = _linkage("synth", "--people", str(people), "--seed", str(seed), "--out", str(data),
+                                  "--departments", env=env)
+    times["justice run"] = _linkage("run", str(justice_config), "--data", str(data), "--out", str(justice), env=env)
+    _linkage("evaluate", str(justice), "--truth", str(data / "truth.csv"), env=env)
+    times["crossgov run"] = _linkage("crossgov", "run", str(crossgov_config), "--justice-run", str(justice),
+                                     "--data", str(data), "--out", str(crossgov), env=env)
+    _linkage("crossgov", "evaluate", str(crossgov), "--truth", str(data / "truth.csv"),
+             "--truth", str(data / "truth_departments.csv"), env=env)
+    scores = json.loads((crossgov / "crossgov_evaluation.json").read_text())
+    justice_scores = json.loads((justice / "evaluation.json").read_text())
+    manifest = json.loads((crossgov / "manifest.json").read_text())
+    return {
+        "people": people, "seed": seed, "seconds": {k: round(v, 1) for k, v in times.items()},
+        "crossgov": scores,
+        "justice": {"pairwise": justice_scores["pairwise"], "cluster": justice_scores["cluster"]},
+        "crossgov_records": {s: r["read"] for s, r in manifest["rows"].items()},
+        "crossgov_stage_seconds": manifest["stage_seconds"],
+        "invalid_values": manifest["invalid_values"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--people", type=int, action="append", help="justice people (repeatable; default 10000)")
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_crossgov"))
+    ap.add_argument("--justice-config", type=Path, default=ROOT / "configs" / "justice.yaml")
+    ap.add_argument("--crossgov-config", type=Path, default=ROOT / "configs" / "cross_government.yaml")
+    args = ap.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.setdefault("LINKAGE_PSEUDONYM_KEY", secrets.token_hex(32))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = [bench(n, args.seed, args.workdir, args.justice_config, args.crossgov_config, env)
+            for n in args.people or [10000]]
+    print(f"{'people':>9} {'source':<16} {'precision':>9} {'recall':>7} {'links':>8} {'due':>8}   justice pairwise P/R")
+    for r in rows:
+        j = r["justice"]["pairwise"]
+        for name, s in [("all", r["crossgov"]["pairwise"]), *r["crossgov"]["by_source"].items()]:
+            print(f"{r['people']:>9,} {name:<16} {s['precision']:>9.4f} {s['recall']:>7.4f} {s['links']:>8,} "
+                  f"{s['due']:>8,}   {j['precision']:.4f}/{j['recall']:.4f}")
+        print(f"{'':>9} seconds: {', '.join(f'{k} {v}' for k, v in r['seconds'].items())}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench_crossgov-latest.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The cross-government job through the CLI: synth with departments, a justice run, the
+cross-government run against it, its evaluation; a NINO column of invalid values reported
+by reason; refusals.
+
+One cross-government run serves every test (the whole flow is the slow part): its benefit
+claims carry only invalid NINOs, while the employment spells keep theirs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from tests.conftest import ROOT, TEST_KEY, cli, fast_config
+
+CROSSGOV = ROOT / "configs" / "cross_government.yaml"
+PEOPLE = 300
+
+
+def fast_crossgov(tmp: Path, change=None) -> Path:
+    raw = yaml.safe_load(CROSSGOV.read_text())
+    raw["model"]["training"]["u_max_pairs"] = 100_000
+    raw["model"]["training"]["em_max_pairs"] = 100_000
+    if change:
+        change(raw)
+    path = tmp / "cross_government.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory) -> dict[str, Path]:
+    """synth --departments, the justice run, the cross-government run and its evaluation."""
+    tmp = tmp_path_factory.mktemp("crossgov")
+    data, justice, crossgov = tmp / "data", tmp / "justice", tmp / "crossgov"
+    res = cli("synth", "--people", str(PEOPLE), "--seed", "4", "--out", str(data), "--departments")
+    assert res.returncode == 0, res.stderr
+    res = cli("run", str(fast_config(tmp)), "--data", str(data), "--out", str(justice))
+    assert res.returncode == 0, res.stderr
+    claims = _replace_ninos(data / "dwp_benefits.csv")
+    config = fast_crossgov(tmp)
+    res = cli("crossgov", "run", str(config), "--justice-run", str(justice), "--data", str(data), "--out", str(crossgov))
+    assert res.returncode == 0, res.stderr
+    (tmp / "crossgov.stderr").write_text(res.stderr)
+    (tmp / "claims").write_text(str(claims))
+    res = cli("crossgov", "evaluate", str(crossgov), "--truth", str(data / "truth.csv"),
+              "--truth", str(data / "truth_departments.csv"))
+    assert res.returncode == 0, res.stderr
+    return {"tmp": tmp, "data": data, "justice": justice, "crossgov": crossgov, "config": config}
+
+
+# Invalid forms, one of each reason: temporary, malformed (twice), not issued (twice),
+# placeholder (twice: not a NINO at all, six zeros).
+BAD_NINOS = ["TN010190M", "QQ12345", "AB12345", "DA123456A", "BG123456C", "NINO", "AB000000A"]
+
+
+def _replace_ninos(path: Path) -> int:
+    """Every NINO of the extract replaced by an invalid one; returns the rows."""
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for i, row in enumerate(rows):
+        row["nino"] = BAD_NINOS[i % len(BAD_NINOS)]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)
+
+
+def _rows(sql: str) -> list[tuple]:
+    con = duckdb.connect()
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_justice_persons_keep_their_ids_and_are_never_merged(flow):
+    justice_xw = flow["justice"] / "restricted" / "crosswalk.parquet"
+    xw = flow["crossgov"] / "restricted" / "crosswalk.parquet"
+    (persons,) = _rows(f"SELECT count(DISTINCT person_id) FROM '{justice_xw}'")[0]
+    justice_rows = _rows(f"SELECT record_id, person_id FROM '{xw}' WHERE source_dataset = 'justice'")
+    assert len(justice_rows) == persons  # one record per justice person
+    assert all(r == p for r, p in justice_rows)  # each keeps its own person id
+    shared = _rows(f"SELECT person_id FROM '{xw}' WHERE source_dataset = 'justice' GROUP BY 1 HAVING count(*) > 1")
+    assert shared == []
+    linked = _rows(f"""SELECT count(*) FROM '{xw}' d JOIN '{xw}' j USING (person_id)
+                       WHERE j.source_dataset = 'justice' AND d.source_dataset <> 'justice'""")[0][0]
+    assert linked > 0
+
+
+def test_analyst_spells_join_the_justice_analyst_tables(flow):
+    """An analyst joins employment spells to prison releases on person_id."""
+    analyst, justice = flow["crossgov"] / "analyst", flow["justice"] / "analyst"
+    for table in ("dwp_benefits", "hmrc_employment", "learners"):
+        assert (analyst / f"{table}.parquet").is_file()
+    joined = _rows(f"""SELECT count(*) FROM '{analyst}/hmrc_employment.parquet' h
+                       JOIN '{justice}/persons.parquet' p USING (person_id)""")[0][0]
+    assert joined > 0
+    # Dates are coarsened to the month; no identifier columns reach the analysts.
+    cols = [c for (c, *_) in _rows(f"DESCRIBE SELECT * FROM '{analyst}/hmrc_employment.parquet'")]
+    assert "start_date_month" in cols and not {"nino", "surname", "forenames", "date_of_birth"} & set(cols)
+    days = _rows(f"SELECT DISTINCT day(start_date_month) FROM '{analyst}/hmrc_employment.parquet' "
+                 "WHERE start_date_month IS NOT NULL")
+    assert days == [(1,)]
+    manifest = json.loads((flow["crossgov"] / "manifest.json").read_text())
+    assert manifest["cross_government"]["justice_persons"] > 0
+    assert manifest["rows"]["justice"]["rejected"] == 0
+
+
+def test_evaluation_scores_the_department_links(flow):
+    result = json.loads((flow["crossgov"] / "crossgov_evaluation.json").read_text())
+    assert set(result["by_source"]) == {"dwp_benefits", "hmrc_employment", "learners"}
+    p, r = result["pairwise"]["precision"], result["pairwise"]["recall"]
+    assert 0 <= p <= 1 and 0 <= r <= 1
+    assert result["pairwise"]["links"] > 0 and result["pairwise"]["due"] > 0
+
+
+def test_a_nino_column_of_invalid_values_is_reported_by_reason(flow):
+    """Every NINO of the benefit claims invalid: counted by reason, in the warning and the
+    manifest, never shown; the claims still link on names and dates of birth."""
+    stderr = (flow["tmp"] / "crossgov.stderr").read_text()
+    assert "dwp_benefits.nino: cleaning emptied" in stderr
+    for reason in ("temporary", "malformed", "not_issued", "placeholder"):
+        assert reason in stderr
+    for value in BAD_NINOS:
+        assert value not in stderr
+    invalid = json.loads((flow["crossgov"] / "manifest.json").read_text())["invalid_values"]["dwp_benefits"]["nino"]
+    assert sum(invalid.values()) == int((flow["tmp"] / "claims").read_text())
+    assert set(invalid) == {"temporary", "malformed", "not_issued", "placeholder"}
+    result = json.loads((flow["crossgov"] / "crossgov_evaluation.json").read_text())
+    assert result["by_source"]["dwp_benefits"]["links"] > 0
+
+
+def test_refusals(flow, tmp_path, capsys, monkeypatch):
+    """Another key than the justice run's; a justice source that is not duplicate-free; not a run."""
+    from linkage.cli import run_cli
+
+    args = ["--data", str(flow["data"]), "--out", str(tmp_path / "out")]
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", secrets.token_hex(32))
+    assert run_cli(["crossgov", "run", str(flow["config"]), "--justice-run", str(flow["justice"]), *args]) == 1
+    assert "made with a different pseudonymisation key" in capsys.readouterr().err
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", TEST_KEY)
+    dup = fast_crossgov(tmp_path, lambda raw: raw["sources"]["justice"].update(duplicate_free=False))
+    assert run_cli(["crossgov", "run", str(dup), "--justice-run", str(flow["justice"]), *args]) == 1
+    assert "sources.justice.duplicate_free: must be true" in capsys.readouterr().err
+    assert run_cli(["crossgov", "run", str(flow["config"]), "--justice-run", str(flow["data"]), *args]) == 1
+    assert "not a run directory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_justice_person_is_its_most_common_name_with_every_other_as_an_alias(tmp_path):
+    """Three records of one person, one of another: the export's one row per person."""
+    from linkage.crossgov import JusticeRun, export_justice_persons
+
+    (tmp_path / "restricted").mkdir()
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE std AS SELECT * FROM (VALUES
+        ('pnc', 'a1', 'JOHN', 'PAUL', 'SMITH', DATE '1980-02-01', 'M', NULL,
+         ['JOHN SMITH', 'JACK SMYTHE'], [DATE '1980-02-01', DATE '1980-01-02']),
+        ('prison', 'a2', 'JOHN', NULL, 'SMITH', DATE '1980-02-01', 'M', 'AB1 2CD', ['JOHN SMITH'], [DATE '1980-02-01']),
+        ('libra', 'a3', 'JON', NULL, 'SMITH', NULL, NULL, 'AB1 2CD', ['JON SMITH'], NULL),
+        ('libra', 'b1', 'ANNE', NULL, 'DE LA MARE', NULL, 'F', NULL, ['ANNE DE LA MARE'], NULL))
+        t(source_dataset, record_id, first_name, middle_names, surname, date_of_birth, sex, postcode, name_set, dob_set)""")
+    con.execute(f"COPY std TO '{tmp_path}/restricted/standardised.parquet' (FORMAT parquet)")
+    con.execute(f"""COPY (SELECT * FROM (VALUES ('pnc', 'a1', 'Pa', 'Ka'), ('prison', 'a2', 'Pa', 'Ka'),
+        ('libra', 'a3', 'Pa', 'Ka'), ('libra', 'b1', 'Pb', 'Kb')) t(source_dataset, record_id, person_id, person_key))
+        TO '{tmp_path}/restricted/crosswalk.parquet' (FORMAT parquet)""")
+    con.close()
+    persons, keys, n = export_justice_persons(JusticeRun(tmp_path, {}), tmp_path, "justice")
+    assert n == 2
+    rows = _rows(f"SELECT * FROM '{persons}' ORDER BY person_id")
+    assert rows == [
+        ("Pa", "JOHN", "PAUL", "SMITH", "SMITH, JON;SMYTHE, JACK", "1980-02-01", "1980-01-02", "M", "AB1 2CD"),
+        ("Pb", "ANNE", None, "DE LA MARE", None, None, None, "F", None),
+    ]
+    assert _rows(f"SELECT * FROM '{keys}' ORDER BY 2") == [("justice", "Pa", "Ka"), ("justice", "Pb", "Kb")]
