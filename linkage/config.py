@@ -21,6 +21,7 @@ from linkage.errors import ConfigError
 from linkage.schema import DATE_FIELDS, PERSON_FIELDS, STANDARD_COLUMNS
 from linkage.standardise.declared import declared_columns
 from linkage.standardise.types import TYPES, AnyFieldType, DateType, FieldType, ListType
+from linkage.standardise.types.encoded import encoding_problems
 
 # A column of the records (a preset column, a declared field or one of its keys): checked
 # against the job's own fields once the whole config is read (``_column_problems``).
@@ -811,6 +812,8 @@ def check_against_data(loaded: LoadedConfig, headers: dict[str, tuple[Path, list
                     f"sources.{name}.{key}: column {col!r} not found in {file.name} (has: {shown}). "
                     "Fix the column name in the config."
                 )
+    # Encoded fields: each extract's encoding metadata must match what the job expects.
+    problems += encoding_problems(dict(loaded.config.fields), loaded.config.sources, headers)
     if problems:
         raise ConfigError(str(loaded.path), problems)
 

@@ -15,6 +15,7 @@ from linkage.standardise.types.base import CleanContext, FieldType, Key
 from linkage.standardise.types.category import CategoryType
 from linkage.standardise.types.date import DateType
 from linkage.standardise.types.email import EmailType
+from linkage.standardise.types.encoded import EncodedType
 from linkage.standardise.types.identifier import IdentifierType
 from linkage.standardise.types.listof import ListType
 from linkage.standardise.types.name import NameType
@@ -24,12 +25,14 @@ from linkage.standardise.types.text import TextType
 
 TYPES: dict[str, type[FieldType]] = {
     t.model_fields["type"].default: t
-    for t in (NameType, DateType, IdentifierType, PostcodeType, TextType, NumberType, EmailType, CategoryType, ListType)
+    for t in (NameType, DateType, IdentifierType, PostcodeType, TextType, NumberType, EmailType, CategoryType, ListType,
+              EncodedType)
 }
 
 # A declared field's options, chosen by its ``type``.
 AnyFieldType = Annotated[
-    NameType | DateType | IdentifierType | PostcodeType | TextType | NumberType | EmailType | CategoryType | ListType,
+    NameType | DateType | IdentifierType | PostcodeType | TextType | NumberType | EmailType | CategoryType | ListType
+    | EncodedType,
     Field(discriminator="type"),
 ]
 
