@@ -432,32 +432,32 @@ def keyed_hash(key: bytes, values: list[str]) -> str:
 
 
 def leak_warnings(cfg: EncodeConfig, distinct: dict[str, dict[str, tuple[int, int]]]) -> list[str]:
-    """Encodings of a single short field: a category, a number, a year, a postcode area...,
-    or a column with fewer than ``min_distinct`` distinct values in an extract (and fewer
-    than one for every 20 records that have one). ``distinct``: encoding -> source ->
+    """Encodings of a single short field (a category, a number, a year, a postcode area...),
+    and any encoding with fewer than ``min_distinct`` distinct values in an extract (and fewer
+    than one for every 20 records that have one: year and sex together, say). ``distinct``: encoding -> source ->
     (distinct values, records with a value). A frequency table of its few values reads such
     an encoding back, keyed or not."""
     cols = cfg.field_columns()
     out = []
     for name, spec in cfg.encodings.items():
-        if len(spec.columns) != 1:
-            continue
-        col = spec.columns[0]
-        field, ftype = cols[col]
-        element = ftype.of if isinstance(ftype, ListType) else ftype
         reasons = []
-        if col == field and isinstance(element, (CategoryType, NumberType)):
-            reasons.append(f"a {element.type} field")
-        elif col != field and col.endswith(_SHORT_SUFFIXES):
-            reasons.append(f"a short key of field {field}")
+        if len(spec.columns) == 1:
+            col = spec.columns[0]
+            field, ftype = cols[col]
+            element = ftype.of if isinstance(ftype, ListType) else ftype
+            if col == field and isinstance(element, (CategoryType, NumberType)):
+                reasons.append(f"a {element.type} field")
+            elif col != field and col.endswith(_SHORT_SUFFIXES):
+                reasons.append(f"a short key of field {field}")
         # Few values both absolutely and for the extract's size (a small extract has few of everything).
         few = {s: n for s, (n, present) in distinct.get(name, {}).items()
                if 0 < n < cfg.min_distinct and n * 20 <= present}
         if few:
             reasons.append("only " + ", ".join(f"{n:,} distinct values in {s}" for s, n in sorted(few.items())))
         if reasons:
+            what = f"{spec.columns[0]} alone" if len(spec.columns) == 1 else " and ".join(spec.columns)
             out.append(
-                f"encodings.{name}: encodes {col} alone ({'; '.join(reasons)}): a frequency table of its few "
+                f"encodings.{name}: encodes {what} ({'; '.join(reasons)}): a frequency table of its few "
                 f"values reads the {spec.kind} encoding back. Encode it together with other fields "
                 "(a record-level filter, or a hash of several columns), or leave it out."
             )
@@ -526,10 +526,13 @@ def encode_extracts(
                 cols = [*spec.columns, *([spec.salt] if spec.salt else [])]
                 exprs = [_value_sql(c, col_types[c]) for c in cols]
                 tuples = con.execute(f"SELECT DISTINCT {', '.join(exprs)} FROM {std} s").fetchall()
-                if len(spec.columns) == 1:
-                    present = con.execute(f"SELECT count({exprs[0]}) FROM {std} s").fetchall()[0][0]
-                    distinct.setdefault(name, {})[sname] = (sum(1 for t in tuples if t[0] is not None), present)
                 n = len(spec.columns)
+                joiner = " AND " if spec.kind == "hash" else " OR "
+                has_value = joiner.join(f"{e} IS NOT NULL" for e in exprs[:n])
+                present, values = con.execute(
+                    f"SELECT count(*), count(DISTINCT ({', '.join(exprs[:n])})) FROM {std} s WHERE {has_value}"
+                ).fetchall()[0]
+                distinct.setdefault(name, {})[sname] = (values, present)
                 if spec.kind == "hash":
                     key = secret.key(cfg.share, "hash", name)
                     codes = [None if any(v is None for v in t[:n]) else keyed_hash(key, list(t[:n])) for t in tuples]
