@@ -705,6 +705,9 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
     names = [c.label for c in cfg.model.comparisons]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model.comparisons: the name {dup!r} is used twice")
+    encoded = [n for n, f in cfg.fields.items() if f.type == "encoded"]
+    if cfg.engine.name == "spark" and encoded:
+        problems.append(f"engine: encoded fields ({', '.join(encoded)}) are compared as DuckDB bit strings; use engine duckdb")
     if cfg.engine.name != "spark" and (cfg.engine.spark_master or "spark_shuffle_partitions" in cfg.engine.model_fields_set):
         problems.append("engine: spark_master and spark_shuffle_partitions apply to engine name spark only")
     return problems
