@@ -279,7 +279,8 @@ def test_bloom_fields_get_dice_levels_the_config_accepts(tmp_path):
                   "training": {"prior": {"probability": 0.001}, "em_blocking_rules": [["s_bf"]]}},
     }), tmp_path / "job.yaml")
     levels = cfg.model.comparisons[0].levels
-    assert [lv.kind for lv in levels] == ["exact", "sql", "sql", "sql"]
+    assert [lv.kind for lv in levels] == ["sql", "sql", "sql", "sql"]
+    assert levels[0].label == "same filter"
     assert 'bit_count("s_bf_l" & "s_bf_r")' in levels[1].sql and "s_bf_ones_l" in levels[1].sql
 
 
