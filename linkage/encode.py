@@ -40,7 +40,6 @@ import hashlib
 import hmac
 import json
 import os
-import random
 import re
 import tempfile
 from collections.abc import Iterable
@@ -380,9 +379,10 @@ class BloomEncoder:
         self._cache: dict[tuple[bytes, str], int] = {}
         self.perm: np.ndarray | None = None
         if cfg.bloom.hardening.balance:
-            seed = int.from_bytes(secret.key(cfg.share, "balance", name), "big")
-            order = list(range(2 * cfg.bloom.bits))
-            random.Random(seed).shuffle(order)  # noqa: S311 - a keyed permutation, not a key
+            # A keyed permutation: positions sorted by their HMAC, the same on every machine
+            # and Python version (random.shuffle's algorithm is not promised to stay).
+            key = secret.key(cfg.share, "balance", name)
+            order = sorted(range(2 * cfg.bloom.bits), key=lambda i: hmac.new(key, i.to_bytes(4, "big"), hashlib.sha256).digest())
             self.perm = np.array(order)
 
     def _mask(self, key: bytes, token: str) -> int:
