@@ -71,7 +71,7 @@ FINGERPRINT_SALT = b"linkage encode fingerprint v1"
 FINGERPRINT_ITERATIONS = 600_000
 # Derived columns that hold a few values only (a year, a postcode area): encoded alone, a
 # frequency table reads them back.
-_SHORT_SUFFIXES = ("_year", "_area", "_district", "_sector", "_ones")
+_SHORT_SUFFIXES = ("_year", "_area", "_district")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
