@@ -293,3 +293,22 @@ def test_encoded_fields_need_the_duckdb_engine(tmp_path):
             "model": {"blocking_rules": [["s_h"]], "comparisons": [{"field": "s_h"}],
                       "training": {"prior": {"probability": 0.001}, "em_blocking_rules": [["s_h"]]}},
         }), tmp_path / "job.yaml")
+
+
+@pytest.mark.parametrize("spec, raw, value, reason, ones", [
+    ({"encoding": "hash"}, "0123456789ABCDEF0123456789abcdef", "0123456789abcdef0123456789abcdef", None, None),
+    ({"encoding": "hash"}, "0123456789abcdef", None, "malformed", None),  # too short
+    ({"encoding": "hash"}, "g123456789abcdef0123456789abcdef", None, "malformed", None),
+    ({"encoding": "bloom", "bits": 16}, "f00f", "1111000000001111", None, 8),
+    ({"encoding": "bloom", "bits": 16}, " F0 0F ", "1111000000001111", None, 8),  # spaces, case
+    ({"encoding": "bloom", "bits": 16}, "f00f0", None, "malformed", None),  # another length
+    ({"encoding": "bloom", "bits": 16}, "", None, None, None),  # missing, no reason
+])
+def test_encoded_cells_are_checked_and_read(spec, raw, value, reason, ones):
+    """Through the declared-field runner, as a job standardises them."""
+    from test_fields import clean
+
+    [(got, why, keys)] = clean({"type": "encoded", "fingerprint": "0" * 32, **spec}, [raw])
+    assert (got, why) == (value, reason)
+    if spec["encoding"] == "bloom":
+        assert keys == {"f_ones": ones}
