@@ -234,6 +234,35 @@ def find(
     )
 
 
+@app.command()
+def encode(
+    config: Path = typer.Argument(..., help="The encode config (YAML): share, fields, sources, encodings."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the encoded extracts and their .encoding.json metadata."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder that relative source paths are resolved against (default: the config's folder)."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="File holding the share's secret (default: the LINKAGE_ENCODE_KEY environment variable)."),
+    registry: Optional[Path] = typer.Option(None, "--registry", help="The record of which share each secret served (default: LINKAGE_ENCODE_REGISTRY, else ~/.local/share/linkage/encode-registry.json)."),
+    file_format: str = typer.Option("parquet", "--format", help="parquet or csv."),
+) -> None:
+    """Encode extracts for linking without clear identifiers: keyed hashes and Bloom filters."""
+    from linkage import encode as encoding
+
+    if file_format not in ("parquet", "csv"):
+        raise errors.UsageError(f"--format: {file_format!r} is not parquet or csv")
+    cfg = encoding.load_encode_config(config)
+    secret = encoding.resolve_secret(key_file)
+    result = encoding.encode_extracts(cfg, config, data, out_dir, secret, encoding.registry_path(registry),
+                                      "csv" if file_format == "csv" else "parquet")
+    for warning in result.warnings:
+        _say("warning", "bold yellow", f"{config}: {warning}")
+    for s in result.sources:
+        invalid = sum(n for reasons in s.invalid.values() for n in reasons.values())
+        _say("encoded", "bold", f"{s.path}: {s.rows_written:,} of {s.rows_read:,} records, {s.rows_rejected:,} rejected"
+             + (f" (reasons in {s.name}.rejects.csv)" if s.rows_rejected else "")
+             + f", {invalid:,} values made missing by cleaning")
+    (out_dir / "job_fields.yaml").write_text(result.job_fields, encoding="utf-8")
+    err.print(f"the job's fields for these encodings are in {out_dir / 'job_fields.yaml'} (fingerprints only, no secret)")
+
+
 def _print_estimates(est: dict, path: Path) -> None:
     table = Table(title="Match quality estimated from the clerical review")
     for col in ("", "estimate", "95% interval"):

@@ -22,6 +22,7 @@ from linkage.schema import DATE_FIELDS
 from linkage.standardise.declared import declared_columns, input_fields
 from linkage.standardise.presets import PRESETS, preset_field_specs, preset_fields
 from linkage.standardise.types import TYPES, AnyFieldType, DateType, FieldType, ListType, PersonNameType, SetType
+from linkage.standardise.types.encoded import encoding_problems
 
 # A column of the records (a preset column, a declared field or one of its keys): checked
 # against the job's own fields once the whole config is read (``_column_problems``).
@@ -741,6 +742,9 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
     names = [c.label for c in cfg.model.comparisons]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model.comparisons: the name {dup!r} is used twice")
+    encoded = [n for n, f in cfg.fields.items() if f.type == "encoded"]
+    if cfg.engine.name == "spark" and encoded:
+        problems.append(f"engine: encoded fields ({', '.join(encoded)}) are compared as DuckDB bit strings; use engine duckdb")
     if cfg.engine.name != "spark" and (cfg.engine.spark_master or "spark_shuffle_partitions" in cfg.engine.model_fields_set):
         problems.append("engine: spark_master and spark_shuffle_partitions apply to engine name spark only")
     return problems
@@ -848,6 +852,8 @@ def check_against_data(loaded: LoadedConfig, headers: dict[str, tuple[Path, list
                     f"sources.{name}.{key}: column {col!r} not found in {file.name} (has: {shown}). "
                     "Fix the column name in the config."
                 )
+    # Encoded fields: each extract's encoding metadata must match what the job expects.
+    problems += encoding_problems(dict(loaded.config.fields), loaded.config.sources, headers)
     if problems:
         raise ConfigError(str(loaded.path), problems)
 

@@ -20,6 +20,7 @@ from linkage.standardise.types.base import CleanContext, FieldType, Key
 from linkage.standardise.types.category import CategoryType
 from linkage.standardise.types.date import DateType
 from linkage.standardise.types.email import EmailType
+from linkage.standardise.types.encoded import EncodedType
 from linkage.standardise.types.identifier import IdentifierType
 from linkage.standardise.types.listof import ListType
 from linkage.standardise.types.name import NameType
@@ -32,13 +33,13 @@ from linkage.standardise.types.text import TextType
 TYPES: dict[str, type[FieldType]] = {
     t.model_fields["type"].default: t
     for t in (NameType, DateType, IdentifierType, PostcodeType, TextType, NumberType, EmailType, CategoryType, ListType,
-              PersonNameType, SetType)
+              PersonNameType, SetType, EncodedType)
 }
 
 # A declared field's options, chosen by its ``type``.
 AnyFieldType = Annotated[
     NameType | DateType | IdentifierType | PostcodeType | TextType | NumberType | EmailType | CategoryType | ListType
-    | PersonNameType | SetType,
+    | PersonNameType | SetType | EncodedType,
     Field(discriminator="type"),
 ]
 
