@@ -204,7 +204,8 @@ def predict(
         parts = [f"SELECT least(node_id_l, node_id_r) AS node_id_l, greatest(node_id_l, node_id_r) AS node_id_r, "
                  f"match_weight, match_probability FROM {s.physical_name}" for s in scored]
         con.execute("CREATE OR REPLACE TABLE _scored_now AS "
-                    + " UNION ALL ".join([*parts, "SELECT NULL::BIGINT, NULL::BIGINT, NULL::DOUBLE, NULL::DOUBLE WHERE false"]))
+                    + " UNION ALL ".join([*parts, "SELECT NULL::BIGINT AS node_id_l, NULL::BIGINT AS node_id_r, NULL::DOUBLE AS match_weight, "
+                                       "NULL::DOUBLE AS match_probability WHERE false"]))
         con.execute("ALTER TABLE _scored_now ADD COLUMN old_weight DOUBLE")
         con.execute("ALTER TABLE _scored_now ADD COLUMN old_probability DOUBLE")
     with step("pairs carried"):
@@ -415,14 +416,37 @@ def affected_records(
                    FROM _keys k LEFT JOIN _prev_all p USING (source_dataset, record_id)""")
     con.execute("""CREATE OR REPLACE TABLE _gone AS SELECT source_dataset, record_id FROM record_changes
                    WHERE status IN ('changed', 'removed')""")
+    margin = settings.ambiguity_margin
+    # Pairs scored in this run that changed: new, or moved by more than TF_MOVE_BITS, or
+    # across the threshold or the fracture weight; w is the higher of their two scores.
+    con.execute(
+        f"""CREATE OR REPLACE TABLE _moved_pairs AS
+        SELECT node_id_l, node_id_r,
+               greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) AS w,
+               greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold} AS link
+        FROM _scored_now
+        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {low}
+          AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
+               OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
+               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}))""")
     seeds = [
         "SELECT node_id FROM _keys WHERE NOT old",
-        f"""SELECT unnest([node_id_l, node_id_r]) FROM _scored_now
-            WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {low}
-              AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
-                   OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
-                   OR (match_weight >= {fracture}) <> (old_weight >= {fracture}))""",
+        # a link, now or before: both its records
+        "SELECT unnest([node_id_l, node_id_r]) FROM _moved_pairs WHERE link",
     ]
+    if margin is not None:
+        # a pair below the threshold counts only for the ambiguity check of a record with a
+        # weak link (below the fracture weight) within the margin of it
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _weakest AS SELECT x, min(match_weight) AS weakest FROM (
+                SELECT node_id_l AS x, match_weight FROM predictions
+                WHERE match_probability >= {threshold} AND match_weight < {fracture}
+                UNION ALL SELECT node_id_r, match_weight FROM predictions
+                WHERE match_probability >= {threshold} AND match_weight < {fracture}) GROUP BY x""")
+        seeds.append(
+            f"""SELECT e.x FROM (SELECT node_id_l AS x, w FROM _moved_pairs WHERE NOT link
+                                UNION ALL SELECT node_id_r, w FROM _moved_pairs WHERE NOT link) e
+            JOIN _weakest k USING (x) WHERE k.weakest <= e.w + {margin}""")
     for a, b in (("l", "r"), ("r", "l")):
         seeds.append(
             f"""SELECT k.node_id FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
@@ -463,7 +487,7 @@ def affected_records(
                    SELECT node_id FROM _prev SEMI JOIN _aff_keys_df USING (prev_key)
                    UNION SELECT node_id FROM _seed""")
     con.unregister("_aff_keys_df")
-    for t in ("_seed", "_gone", "_det_of"):
+    for t in ("_seed", "_gone", "_det_of", "_moved_pairs", "_weakest"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
 
@@ -479,6 +503,7 @@ def cluster(
     after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     step: Callable[[str], AbstractContextManager[None]] = _no_step,
     note: Callable[[str], None] = lambda text: None,
+    counts: dict[str, int] | None = None,
 ) -> clustering.ClusterStats:
     """``clusters`` (and ``cc``, ``links``, ``cluster_splits``) as ``linkage.cluster.cluster``
     makes them, clustering again only the records of :func:`affected_records`; the other
@@ -487,7 +512,7 @@ def cluster(
     The affected records are clustered by ``linkage.cluster.cluster`` itself, in a schema
     of their own holding them, every record they have a pair with at or above the ambiguity
     margin, and every record sharing a deterministic group with them (so that group sizes
-    are whole). Should a cluster there reach a record outside them (which the closure
+    are whole). ``counts`` (when given) gets ``records_clustered_again``. Should a cluster there reach a record outside them (which the closure
     rules out), the run clusters everything instead and says so.
     """
     settings = settings or ClusteringConfig()
@@ -524,6 +549,8 @@ def cluster(
         return clustering.cluster(con, db_api, "predictions", threshold, deterministic, settings,
                                   duplicate_free, after_validity=after_validity)
     note(f"{n:,} records clustered again (their people reached by the changes); the others' people carried")
+    if counts is not None:
+        counts["records_clustered_again"] = n
     with step("the other people carried"):
         con.execute(
             """CREATE OR REPLACE TABLE cc AS

@@ -285,7 +285,7 @@ def _run(
             scored, pair_counts = _predict_stage(job, engine, linker, db_api, changes)
         finally:
             engine.close()
-        cstats, decided = _cluster_stage(job, db_api, decision_stores, changes)
+        cstats, decided = _cluster_stage(job, db_api, decision_stores, changes, pair_counts)
         istats, removed_rows = _person_ids_stage(job, db_api, previous_path, generation, changes)
         _write_restricted_stage(job)
         analyst_rows = _deidentify_stage(job)
@@ -417,10 +417,12 @@ def _predict_stage(
 
 
 def _cluster_stage(
-    job: _Job, db_api: Any, decision_stores: Sequence[Path], changes: increments.Changes | None
+    job: _Job, db_api: Any, decision_stores: Sequence[Path], changes: increments.Changes | None,
+    counts: dict[str, int] | None = None,
 ) -> tuple[clustering.ClusterStats, list[clerical.DecisionStats]]:
     """``clusters``: links, cluster validity, clerical decisions. An incremental run
-    clusters again only the people its changes reach and carries the others."""
+    clusters again only the people its changes reach and carries the others (how many
+    records it clustered again goes into ``counts``)."""
     cfg, con, stages = job.cfg, job.con, job.stages
     with stages.stage("cluster"):
         decided: list[clerical.DecisionStats] = []
@@ -432,7 +434,7 @@ def _cluster_stage(
             cstats = increments.cluster(
                 con, db_api, job.opts.previous, cfg.model.threshold, list(cfg.model.deterministic_links),
                 cfg.model.clustering, job.duplicate_free, after_validity=apply, step=stages.step,
-                note=stages.note,
+                note=stages.note, counts=counts,
             )
         else:
             cstats = clustering.cluster(
