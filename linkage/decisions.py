@@ -313,7 +313,7 @@ def resolve(
 
     >>> resolve([1, 2, 3, 4], [(1, 2, 9.0), (2, 3, 5.0), (3, 4, 9.0)], cannot=[(1, 4)])
     Resolution(parts=[[1, 2], [3, 4]], cut=[(2, 3)], conflicts=[])
-    >>> resolve([1, 2, 3], [(1, 2, 9.0)], must=[(2, 3)], cannot=[(1, 3)]).conflicts
+    >>> resolve([1, 2, 3], [(1, 2, 9.0)], must=[(1, 2), (2, 3)], cannot=[(1, 3)]).conflicts
     [(1, 3)]
     """
     nodes = list(nodes)
@@ -524,8 +524,42 @@ def write_store(con: duckdb.DuckDBPyConnection, restricted: Path, store: str = "
 
 
 def manifest_entry(stats: DecisionStats, sources: list[Path]) -> dict[str, Any]:
-    return {**asdict(stats), "stores_read": [str(p) for p in sources],
+    """The manifest's ``clerical_decisions``: the counts, and what the decisions changed."""
+    changed = {"clusters_changed": stats.clusters_changed, "merged": stats.merged, "separated": stats.separated,
+               "links_cut": stats.links_cut, "must_links_added": stats.must_links_added,
+               "conflicts": stats.conflicts}
+    return {**asdict(stats), "what_changed": changed, "stores_read": [str(p) for p in sources],
             "outcomes": f"{OUTCOMES.as_posix()} (one row per decision in force)"}
+
+
+def summary(manifest: dict[str, Any]) -> list[tuple[str, int]] | None:
+    """What a report shows of a run's clerical decisions, from its manifest: (what, how
+    many) rows, in reading order; None when the run applied none (no store).
+
+    >>> summary({"clerical_decisions": None}) is None
+    True
+    >>> summary({"clerical_decisions": {"in_force": 2, "by_decision": {"match": 2}, "merged": 1,
+    ...          "already_together": 1}})[:3]
+    [('decisions in force', 2), ('match', 2), ('match: joined two people', 1)]
+    """
+    entry = manifest.get("clerical_decisions")
+    if not entry:
+        return None
+    rows = [("decisions in force", int(entry.get("in_force", 0)))]
+    rows += [(decision, int(n)) for decision, n in (entry.get("by_decision") or {}).items()]
+    rows += [(label, int(entry.get(key, 0))) for label, key in (
+        ("match: joined two people", "merged"),
+        ("match: already together", "already_together"),
+        ("not_match: cut a person", "separated"),
+        ("not_match: already apart", "already_apart"),
+        ("conflicts: a chain of matches across a not_match (left as the model made them)", "conflicts"),
+        ("decisions not applied (in a conflict)", "not_applied_in_conflict"),
+        ("naming a record this run does not hold (kept)", "records_missing"),
+        ("people changed", "clusters_changed"),
+        ("links cut", "links_cut"),
+        ("links added (must-links)", "must_links_added"),
+    )]
+    return rows
 
 
 def describe_import(rows: list[dict[str, Any]], blank: int, path: Path, missing: int) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,13 +25,16 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+from splink import Linker
 
 from linkage import model
+from linkage.incremental import tf_columns
 from linkage.errors import InputError, UsageError
 from linkage.publish import make_private_dir, private_umask, read_run_manifest, restrict_tree
 from linkage.sources import lit, q
 
 FIND_DIR = Path("restricted") / "find"
+INDEX = FIND_DIR / "index.duckdb"
 FIRST_FIND_ID = -1  # the records looked up take negative node ids: the run's are 1..n
 
 
@@ -83,9 +87,9 @@ def _label(levels: list[tuple[float, str]], mw: float) -> str:
     return best[1] if best is not None and abs(best[0] - mw) < 1e-6 else "agrees"
 
 
-def _candidates_sql(cfg, std: str) -> str:
-    """(source_dataset, record_id) of the run's records (``std``, a parquet scan) that a
-    blocking rule pairs with a record of ``find_nodes``: equality joins, exploded lists unnested."""
+def _candidates_sql(cfg, records: str = "idx.records") -> str:
+    """node ids of the run's records (``records``) that a blocking rule pairs with a record
+    of ``find_nodes``: equality joins, exploded lists unnested."""
     from linkage.config import ExplodeRule, SqlRule
 
     parts = []
@@ -95,18 +99,64 @@ def _candidates_sql(cfg, std: str) -> str:
             sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in rule.explode else q(c) for c in cols)
             on = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
             parts.append(
-                f"SELECT r.source_dataset, r.record_id FROM (SELECT source_dataset, record_id, {sel} FROM {_scan(std)}) r "
+                f"SELECT r.node_id FROM (SELECT node_id, {sel} FROM {records}) r "
                 f"SEMI JOIN (SELECT {sel} FROM find_nodes) l ON {on}")
         elif isinstance(rule, SqlRule):
-            parts.append(f"SELECT r.source_dataset, r.record_id FROM {_scan(std)} r SEMI JOIN find_nodes l ON {rule.sql}")
+            parts.append(f"SELECT r.node_id FROM {records} r SEMI JOIN find_nodes l ON {rule.sql}")
         else:
-            parts.append(f"SELECT r.source_dataset, r.record_id FROM {_scan(std)} r "
-                         f"SEMI JOIN find_nodes l ON {model.rule_sql(rule)}")
+            parts.append(f"SELECT r.node_id FROM {records} r SEMI JOIN find_nodes l ON {model.rule_sql(rule)}")
     return " UNION ".join(parts)
 
 
-def _scan(std: str) -> str:
-    return f"read_parquet({std})"
+def _index_stamp(manifest: dict[str, Any]) -> str:
+    return f"{manifest.get('created_utc')}|{manifest.get('config_sha256')}|{manifest.get('total_seconds')}"
+
+
+def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str]) -> tuple[Path, bool]:
+    """``restricted/find/index.duckdb``: the run's standardised records numbered (``records``),
+    their term-frequency tables (``tf_<column>``, as Splink names its columns) and the
+    crosswalk, in DuckDB's own columnar storage; returns its path and whether it was
+    built now. Built on the first find against a run (the cold call), then reused while
+    the run at ``run_dir`` is the same one (its manifest's stamp)."""
+    restricted = Path(run_dir) / "restricted"
+    path = Path(run_dir) / INDEX
+    stamp = _index_stamp(manifest)
+    if path.is_file():
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            try:
+                if con.execute("SELECT stamp FROM meta").fetchall() == [(stamp,)]:
+                    return path, False
+            finally:
+                con.close()
+        except duckdb.Error:
+            pass  # a stale or broken index: build it again
+    make_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    with private_umask():
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute("SET enable_progress_bar = false")
+            std = lit(str(restricted / "standardised.parquet"))
+            con.execute(f"""CREATE TABLE records AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, *
+                            FROM read_parquet({std})""")
+            for tf in tf_columns:
+                con.execute(
+                    f"""CREATE TABLE {q('tf_' + tf)} AS SELECT {q(tf)}, count(*)::DOUBLE / sum(count(*)) OVER () AS {q('tf_' + tf)}
+                    FROM records WHERE {q(tf)} IS NOT NULL GROUP BY ALL""")
+            con.execute(
+                f"""CREATE TABLE crosswalk AS SELECT r.node_id, x.person_id, x.person_key, x.cluster_size
+                FROM read_parquet({lit(str(restricted / 'crosswalk.parquet'))}) x
+                JOIN records r ON r.source_dataset = x.source_dataset AND CAST(r.record_id AS VARCHAR) = CAST(x.record_id AS VARCHAR)
+                ORDER BY r.node_id""")
+            con.execute("CREATE TABLE meta AS SELECT ? AS stamp", [stamp])
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    os.replace(tmp, path)
+    restrict_tree(path.parent)
+    return path, True
 
 
 def find_records(
@@ -167,8 +217,11 @@ def find_records(
             raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: nothing to compare (no name, date of birth "
                              f"or reference number)")
         (table,) = _standardise(con, cfg.model_copy(update={"sources": {name: src}}))
-        std = lit(str(restricted / "standardised.parquet"))
-        types = con.execute(f"DESCRIBE SELECT * FROM read_parquet({std})").fetchall()
+        ti = time.perf_counter()
+        index, built = prepare_index(run_dir, manifest, tf_columns(cfg))
+        index_seconds = time.perf_counter() - ti
+        con.execute(f"ATTACH {lit(str(index))} AS idx (READ_ONLY)")
+        types = con.execute("DESCRIBE SELECT * EXCLUDE (node_id) FROM idx.records").fetchall()
         have = {c for (c, *_) in con.execute(f"DESCRIBE {table}").fetchall()}
         cols = ", ".join(q(c) if c in have else f"CAST(NULL AS {t}) AS {q(c)}" for c, t, *_ in types)
         con.execute(
@@ -177,10 +230,7 @@ def find_records(
         t1 = time.perf_counter()
         # Only the run's records that some blocking rule pairs with a record looked up:
         # Splink then blocks and scores exactly as the run did, on a few thousand records.
-        con.execute(
-            f"""CREATE TABLE nodes AS
-            SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, r.*
-            FROM read_parquet({std}) r SEMI JOIN ({_candidates_sql(cfg, std)}) c USING (source_dataset, record_id)""")
+        con.execute(f"CREATE TABLE nodes AS SELECT * FROM idx.records SEMI JOIN ({_candidates_sql(cfg)}) c USING (node_id)")
         t2 = time.perf_counter()
         saved = model.load_model_settings(restricted / "model.json", cfg)
         settings = model.build_settings(cfg, "duckdb", saved)
@@ -188,13 +238,14 @@ def find_records(
         db_api = model.make_db_api(con)
         run_sdf = db_api.register("nodes", dataset_display_name="records")
         find_sdf = db_api.register("find_nodes", dataset_display_name="lookup")
-        linker = model.make_linker(run_sdf, settings)
-        # Term frequencies of all the run's records, as the run had them.
+        # The run validated these settings against these records: Splink's check of every
+        # column in every level's SQL took most of the linker's set-up.
+        linker = Linker(run_sdf, settings, log_level=model.SPLINK_LOG_LEVEL, validate_settings=False)
+        # Term frequencies of all the run's records, as the run had them: the values here only.
         for tf in sorted({c.unquote().name for c in linker._settings_obj._term_frequency_columns}):
             con.execute(
-                f"""CREATE TABLE {q('tf_table_' + tf)} AS SELECT {q(tf)},
-                count(*)::DOUBLE / sum(count(*)) OVER () AS {q('tf_' + tf)}
-                FROM read_parquet({std}) WHERE {q(tf)} IS NOT NULL GROUP BY ALL""")
+                f"""CREATE TABLE {q('tf_table_' + tf)} AS SELECT * FROM idx.{q('tf_' + tf)}
+                WHERE {q(tf)} IN (SELECT {q(tf)} FROM find_nodes UNION SELECT {q(tf)} FROM nodes)""")
             linker.table_management.register_term_frequency_lookup(
                 db_api.register(q('tf_table_' + tf)), tf)
         t3 = time.perf_counter()
@@ -203,7 +254,7 @@ def find_records(
         bf = ", ".join(f"p.{q('mw_' + c)} AS {q('mw_' + c)}" for c in comparisons)
         con.execute(
             f"""CREATE TABLE pairs AS
-            SELECT f.source_dataset AS lookup_source, f.record_id AS lookup_record_id,
+            SELECT f.source_dataset AS lookup_source, f.record_id AS lookup_record_id, r.node_id,
                    r.source_dataset, r.record_id, p.match_weight, p.match_probability, {bf}
             FROM {scored.physical_name} p
             JOIN find_nodes f ON f.node_id = CASE WHEN p.node_id_l < 0 THEN p.node_id_l ELSE p.node_id_r END
@@ -212,9 +263,8 @@ def find_records(
         t4 = time.perf_counter()
         best = con.execute(
             f"""WITH c AS (
-                SELECT p.*, x.person_id, x.person_key, x.cluster_size AS person_records FROM pairs p
-                JOIN read_parquet({lit(str(restricted / 'crosswalk.parquet'))}) x
-                  ON x.source_dataset = p.source_dataset AND CAST(x.record_id AS VARCHAR) = CAST(p.record_id AS VARCHAR)),
+                SELECT p.* EXCLUDE (node_id), x.person_id, x.person_key, x.cluster_size AS person_records FROM pairs p
+                JOIN idx.crosswalk x USING (node_id)),
             per AS (SELECT *, count(*) OVER (PARTITION BY lookup_record_id, person_key) AS records_scored,
                            row_number() OVER (PARTITION BY lookup_record_id, person_key
                                               ORDER BY match_weight DESC, source_dataset, record_id) AS k FROM c)
@@ -246,7 +296,8 @@ def find_records(
     with private_umask():
         best.map(lambda v: csv_safe(v) if isinstance(v, str) else v).to_csv(out, index=False)
     restrict_tree(out_dir)
-    seconds = {"standardise": round(t1 - t0, 3), "block": round(t2 - t1, 3),
+    seconds = {"index": round(index_seconds, 3), "index_built": float(built),
+               "standardise": round(t1 - t0 - index_seconds, 3), "block": round(t2 - t1, 3),
                "model_and_term_frequencies": round(t3 - t2, 3), "score": round(t4 - t3, 3),
                "candidates": round(t5 - t4, 3), "total": round(time.perf_counter() - t0, 3)}
     return FindResult(best, len(df), seconds, out)

@@ -28,18 +28,23 @@ the margin. ``compare_runs`` lists every record placed differently.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import math
-
 import duckdb
 
+from linkage import cluster as clustering
+from linkage import model
+from linkage.config import BlockingRule, ClusteringConfig, DeterministicLink, ExplodeRule
 from linkage.errors import InputError
 from linkage.sources import lit, q
 
 HASHES = "record_hashes.parquet"
+TERM_FREQUENCIES = "term_frequencies.parquet"
 # Carried pairs within this many bits of the threshold's match weight are scored again.
 RESCORE_MARGIN_BITS = 1.5
 # ... and pairs of records holding a value whose term frequency moved by more than this.
@@ -125,80 +130,173 @@ def add_unchanged(con: duckdb.DuckDBPyConnection, previous: Path, records_view: 
     con.execute(f"CREATE OR REPLACE VIEW {records_view} AS SELECT * FROM _all_records")
 
 
-def predict(con: duckdb.DuckDBPyConnection, linker, db_api, threshold: float, previous: Path) -> dict[str, int]:
+@contextmanager
+def _no_step(name: str) -> Iterator[None]:
+    yield
+
+
+def mark_new(con: duckdb.DuckDBPyConnection) -> None:
+    """``_keys(source_dataset, record_id, node_id, old)``: every record's node, ``old`` when
+    unchanged since the previous run; ``_new_nodes``: the added and changed records."""
+    con.execute(
+        """CREATE OR REPLACE TABLE _keys AS
+        SELECT n.source_dataset, n.record_id, n.node_id, c.status = 'same' AS old
+        FROM nodes n JOIN record_changes c USING (source_dataset, record_id)"""
+    )
+    con.execute("CREATE OR REPLACE TABLE _new_nodes AS SELECT n.* FROM nodes n "
+                "SEMI JOIN (SELECT node_id FROM _keys WHERE NOT old) k USING (node_id)")
+
+
+def _rule_pairs_sql(rule: BlockingRule, new: str, every: str, select: str) -> str:
+    """``select`` over the pairs (``l`` a record of ``new``, ``r`` one of ``every``) that
+    ``rule`` blocks together: its equality join, exploded lists unnested."""
+    if isinstance(rule, ExplodeRule):
+        cols = [str(c) for c in rule.block_on]
+        sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in rule.explode else q(c) for c in cols)
+        on = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
+        return (f"SELECT {select} FROM (SELECT DISTINCT node_id, {sel} FROM {every}) r "
+                f"JOIN (SELECT DISTINCT node_id, {sel} FROM {new}) l ON {on}")
+    return f"SELECT {select} FROM {new} l JOIN {every} r ON {model.rule_sql(rule)}"
+
+
+def count_comparisons(con: duckdb.DuckDBPyConnection, rules: list[BlockingRule]) -> list[model.RuleCount]:
+    """The blocking guard of an incremental run: the pairs each rule makes between a new
+    record and any record (new-to-new counted twice: at most)."""
+    if not con.execute("SELECT count(*) FROM (SHOW TABLES) WHERE name = '_new_nodes'").fetchall()[0][0]:
+        mark_new(con)
+    return [model.RuleCount(model.describe_rule(rule) + " (new records against all)",
+                            int(con.execute(_rule_pairs_sql(rule, "_new_nodes", "nodes", "count(*)")).fetchall()[0][0]),
+                            []) for rule in rules]
+
+
+def predict(
+    con: duckdb.DuckDBPyConnection, linker, db_api, threshold: float, previous: Path, rules: list[BlockingRule],
+    step: Callable[[str], AbstractContextManager[None]] = _no_step,
+) -> dict[str, int]:
     """``predictions(node_id_l, node_id_r, match_weight, match_probability)``: new-to-new and
-    new-to-existing pairs scored now, pairs of unchanged records carried from ``previous``."""
+    new-to-existing pairs scored now, pairs of unchanged records carried from ``previous``.
+
+    Leaves ``_scored_now(node_id_l, node_id_r, match_weight, match_probability,
+    old_weight, old_probability)``: the pairs scored in this run, with their carried
+    score when they had one (scored again), for :func:`cluster`."""
     floor = min(0.01, threshold / 10)  # as model.predict keeps
-    con.execute(
-        """CREATE OR REPLACE TABLE _new_nodes AS SELECT n.* FROM nodes n
-        SEMI JOIN (SELECT * FROM record_changes WHERE status IN ('added', 'changed')) c
-          ON c.source_dataset = n.source_dataset AND c.record_id = n.record_id"""
-    )
-    con.execute("CREATE OR REPLACE TABLE _old_nodes AS SELECT * FROM nodes ANTI JOIN _new_nodes USING (node_id)")
+    if not con.execute("SELECT count(*) FROM (SHOW TABLES) WHERE name = '_new_nodes'").fetchall()[0][0]:
+        mark_new(con)
     tf_columns = sorted({c.unquote().name for c in linker._settings_obj._term_frequency_columns})
-    for tf in tf_columns:
-        linker.table_management.compute_tf_table(tf)  # over every record of this run, as a full run does
-    new = db_api.register("_new_nodes", dataset_display_name="new_records")
-    old = db_api.register("_old_nodes", dataset_display_name="existing_records")
+    with step("term frequencies"):
+        for tf in tf_columns:
+            linker.table_management.compute_tf_table(tf)  # over every record of this run, as a full run does
     scored = []
-    if con.execute("SELECT count(*) FROM _new_nodes").fetchall()[0][0]:
-        scored.append(linker.inference.predict_within(new, threshold_match_probability=floor, warning_mode="never"))
-        scored.append(linker.inference.predict_between(new, old, threshold_match_probability=floor,
-                                                       warning_mode="never"))
-    parts = [f"SELECT least(node_id_l, node_id_r) AS node_id_l, greatest(node_id_l, node_id_r) AS node_id_r, "
-             f"match_weight, match_probability FROM {s.physical_name}" for s in scored]
-    con.execute(
-        f"""CREATE OR REPLACE TABLE _carried AS
-        SELECT least(a.node_id, b.node_id) AS node_id_l, greatest(a.node_id, b.node_id) AS node_id_r,
-               p.match_weight, p.match_probability
-        FROM read_parquet({lit(str(previous / 'restricted' / 'predictions.parquet'))}) p
-        JOIN _old_nodes a ON a.source_dataset = p.source_dataset_l AND a.record_id = p.record_id_l
-        JOIN _old_nodes b ON b.source_dataset = p.source_dataset_r AND b.record_id = p.record_id_r"""
-    )
-    # Carried pairs near the threshold are scored again, among their records, with this
-    # run's term frequencies: a small move of a carried score could cross the threshold.
-    line = math.log2(threshold / (1 - threshold))
-    near = f"match_weight BETWEEN {line - RESCORE_MARGIN_BITS} AND {line + RESCORE_MARGIN_BITS}"
-    # So are pairs of records holding a value whose term frequency moved (a rare name seen
-    # once more weighs a bit less): a term-frequency adjustment needs both records to hold it.
-    moved = [f"SELECT node_id FROM _old_nodes WHERE {q(c)} IN ({_moved_values_sql(c, previous)})" for c in tf_columns]
-    con.execute(
-        f"""CREATE OR REPLACE TABLE _near_nodes AS SELECT n.* FROM _old_nodes n SEMI JOIN (
-            SELECT node_id_l AS node_id FROM _carried WHERE {near}
-            UNION SELECT node_id_r FROM _carried WHERE {near}
-            {''.join(' UNION ' + m for m in moved)}) c USING (node_id)"""
-    )
-    rescored = 0
-    if con.execute("SELECT count(*) FROM _near_nodes").fetchall()[0][0] > 1:
-        again = linker.inference.predict_within(db_api.register("_near_nodes", dataset_display_name="near_threshold"),
-                                                threshold_match_probability=floor, warning_mode="never")
+    with step("new records scored"):
+        # Splink blocks the new records against the records some rule pairs them with, not
+        # against all: the same pairs, a smaller join.
         con.execute(
-            """DELETE FROM _carried WHERE node_id_l IN (SELECT node_id FROM _near_nodes)
-                                       AND node_id_r IN (SELECT node_id FROM _near_nodes)""")
-        rescored = con.execute(f"SELECT count(*) FROM {again.physical_name}").fetchall()[0][0]
-        parts.append(f"SELECT least(node_id_l, node_id_r), greatest(node_id_l, node_id_r), match_weight, "
-                     f"match_probability FROM {again.physical_name}")
-    con.execute("CREATE OR REPLACE TABLE predictions AS " + " UNION ALL ".join(["SELECT * FROM _carried", *parts]))
+            "CREATE OR REPLACE TABLE _cand_nodes AS SELECT n.* FROM nodes n SEMI JOIN ("
+            + " UNION ".join(_rule_pairs_sql(r, "_new_nodes", "nodes", "r.node_id") for r in rules)
+            + ") c USING (node_id) WHERE n.node_id NOT IN (SELECT node_id FROM _new_nodes)"
+        )
+        new = db_api.register("_new_nodes", dataset_display_name="new_records")
+        old = db_api.register("_cand_nodes", dataset_display_name="existing_records")
+        if con.execute("SELECT count(*) FROM _new_nodes").fetchall()[0][0]:
+            scored.append(linker.inference.predict_within(new, threshold_match_probability=floor, warning_mode="never"))
+            scored.append(linker.inference.predict_between(new, old, threshold_match_probability=floor,
+                                                           warning_mode="never"))
+        parts = [f"SELECT least(node_id_l, node_id_r) AS node_id_l, greatest(node_id_l, node_id_r) AS node_id_r, "
+                 f"match_weight, match_probability FROM {s.physical_name}" for s in scored]
+        con.execute("CREATE OR REPLACE TABLE _scored_now AS "
+                    + " UNION ALL ".join([*parts, "SELECT NULL::BIGINT AS node_id_l, NULL::BIGINT AS node_id_r, NULL::DOUBLE AS match_weight, "
+                                       "NULL::DOUBLE AS match_probability WHERE false"]))
+        con.execute("ALTER TABLE _scored_now ADD COLUMN old_weight DOUBLE")
+        con.execute("ALTER TABLE _scored_now ADD COLUMN old_probability DOUBLE")
+    with step("pairs carried"):
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _carried AS
+            SELECT least(a.node_id, b.node_id) AS node_id_l, greatest(a.node_id, b.node_id) AS node_id_r,
+                   p.match_weight, p.match_probability
+            FROM read_parquet({lit(str(previous / 'restricted' / 'predictions.parquet'))}) p
+            JOIN _keys a ON a.source_dataset = p.source_dataset_l AND a.record_id = p.record_id_l
+            JOIN _keys b ON b.source_dataset = p.source_dataset_r AND b.record_id = p.record_id_r
+            WHERE a.old AND b.old"""
+        )
+    with step("pairs near the threshold scored again"):
+        # Carried pairs near the threshold are scored again, among their records, with this
+        # run's term frequencies: a small move of a carried score could cross the threshold.
+        line = math.log2(threshold / (1 - threshold))
+        near = f"match_weight BETWEEN {line - RESCORE_MARGIN_BITS} AND {line + RESCORE_MARGIN_BITS}"
+        # So are pairs of records holding a value whose term frequency moved (a rare name seen
+        # once more weighs a bit less): a term-frequency adjustment needs both records to hold it.
+        moved = [f"SELECT node_id FROM nodes WHERE CAST({q(c)} AS VARCHAR) IN ({_moved_values_sql(con, c, previous)})"
+                 for c in tf_columns]
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _near_nodes AS SELECT n.* FROM nodes n SEMI JOIN (
+                SELECT node_id_l AS node_id FROM _carried WHERE {near}
+                UNION SELECT node_id_r FROM _carried WHERE {near}
+                {''.join(' UNION ' + m for m in moved)}) c USING (node_id)
+            WHERE n.node_id NOT IN (SELECT node_id FROM _new_nodes)"""
+        )
+        rescored = 0
+        if con.execute("SELECT count(*) FROM _near_nodes").fetchall()[0][0] > 1:
+            again = linker.inference.predict_within(
+                db_api.register("_near_nodes", dataset_display_name="near_threshold"),
+                threshold_match_probability=floor, warning_mode="never")
+            con.execute(
+                f"""CREATE OR REPLACE TABLE _again AS
+                SELECT least(node_id_l, node_id_r) AS node_id_l, greatest(node_id_l, node_id_r) AS node_id_r,
+                       match_weight, match_probability FROM {again.physical_name}""")
+            con.execute(
+                """CREATE OR REPLACE TABLE _dropped AS SELECT * FROM _carried
+                WHERE node_id_l IN (SELECT node_id FROM _near_nodes) AND node_id_r IN (SELECT node_id FROM _near_nodes)""")
+            con.execute(
+                """INSERT INTO _scored_now
+                SELECT coalesce(a.node_id_l, d.node_id_l), coalesce(a.node_id_r, d.node_id_r),
+                       a.match_weight, a.match_probability, d.match_weight, d.match_probability
+                FROM _again a FULL JOIN _dropped d USING (node_id_l, node_id_r)""")
+            con.execute("DELETE FROM _carried WHERE (node_id_l, node_id_r) IN (SELECT (node_id_l, node_id_r) FROM _dropped)")
+            rescored = con.execute("SELECT count(*) FROM _again").fetchall()[0][0]
+            for t in ("_again", "_dropped"):
+                con.execute(f"DROP TABLE {t}")
+    con.execute("""CREATE OR REPLACE TABLE predictions AS SELECT * FROM _carried
+                   UNION ALL SELECT node_id_l, node_id_r, match_weight, match_probability FROM _scored_now
+                   WHERE match_weight IS NOT NULL""")
     carried = con.execute("SELECT count(*) FROM _carried").fetchall()[0][0]
     total = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
-    for t in ("_carried", "_new_nodes", "_old_nodes", "_near_nodes"):
+    for t in ("_carried", "_cand_nodes", "_near_nodes"):
         con.execute(f"DROP TABLE {t}")
     return {"pairs_carried": int(carried), "pairs_scored": int(total - carried - rescored),
             "pairs_rescored": int(rescored)}
 
 
-def _moved_values_sql(column: str, previous: Path) -> str:
-    """The values of ``column`` whose term frequency moved by more than ``TF_MOVE_BITS``
-    since the previous run (or that are new or gone)."""
-    c = q(column)
-    freq = "count(*)::DOUBLE / sum(count(*)) OVER ()"
-    return (
-        f"""SELECT v FROM (SELECT {c} AS v, {freq} AS f FROM nodes WHERE {c} IS NOT NULL GROUP BY ALL) n
-        FULL JOIN (SELECT {c} AS v, {freq} AS f
-                   FROM read_parquet({lit(str(previous / 'restricted' / 'standardised.parquet'))})
-                   WHERE {c} IS NOT NULL GROUP BY ALL) o USING (v)
+def tf_columns(cfg: Any) -> list[str]:
+    """The columns whose exact agreement the model adjusts by term frequency."""
+    return sorted({lv.exact for comp in cfg.model.comparisons for lv in comp.levels or []
+                   if lv.kind == "exact" and lv.tf_adjustment})
+
+
+def term_frequencies_sql(columns: list[str], records: str = "nodes") -> str:
+    """``(tf_column, value, tf)`` of each term-frequency column over ``records``, values as text:
+    kept in restricted/ (``TERM_FREQUENCIES``) for the next incremental run and for find."""
+    parts = [f"SELECT {lit(c)} AS tf_column, CAST({q(c)} AS VARCHAR) AS value, "
+             f"count(*)::DOUBLE / sum(count(*)) OVER () AS tf FROM {records} WHERE {q(c)} IS NOT NULL GROUP BY ALL"
+             for c in columns]
+    return " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS tf_column, NULL::VARCHAR AS value, NULL::DOUBLE AS tf WHERE false"
+
+
+def _moved_values_sql(con: duckdb.DuckDBPyConnection, column: str, previous: Path) -> str:
+    """The values of ``column`` (as text) whose term frequency moved by more than
+    ``TF_MOVE_BITS`` since the previous run (or that are new or gone)."""
+    saved = previous / "restricted" / TERM_FREQUENCIES
+    if saved.is_file():
+        old = f"SELECT value AS v, tf AS f FROM read_parquet({lit(str(saved))}) WHERE tf_column = {lit(column)}"
+    else:  # a run made before term frequencies were kept
+        old = term_frequencies_sql([column], f"read_parquet({lit(str(previous / 'restricted' / 'standardised.parquet'))})")
+        old = f"SELECT value AS v, tf AS f FROM ({old})"
+    new = f"SELECT value AS v, tf AS f FROM ({term_frequencies_sql([column])})"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {q('_moved_' + column)} AS
+        SELECT v FROM ({new}) n FULL JOIN ({old}) o USING (v)
         WHERE n.f IS NULL OR o.f IS NULL OR abs(log2(n.f / o.f)) > {TF_MOVE_BITS}"""
     )
+    return f"SELECT v FROM {q('_moved_' + column)}"
 
 
 def record_removed_lineage(con: duckdb.DuckDBPyConnection, previous_keys: str | None) -> int:
@@ -256,3 +354,249 @@ def compare_runs(a: Path, b: Path) -> list[dict[str, Any]]:
             why = "the same score: joined or split through other records"
         out.append({"record_a": left, "record_b": right, "difference": how, "why": why})
     return out
+
+
+# --- clustering only the people the changes reach ----------------------------------------------
+
+
+def _weight(probability: float) -> float:
+    return math.log2(probability / (1 - probability))
+
+
+def _det_partners_sql(deterministic: list[DeterministicLink], of: str, among: str = "nodes") -> str:
+    """Node ids of ``among`` sharing every column of a deterministic rule with a row of ``of``."""
+    parts = []
+    for rule in deterministic:
+        on = " AND ".join(f"a.{q(c)} = o.{q(c)}" for c in rule.columns)
+        parts.append(f"SELECT a.node_id FROM {among} a SEMI JOIN {of} o ON {on}")
+    return " UNION ".join(parts) or "SELECT NULL::BIGINT AS node_id WHERE false"
+
+
+class _Groups:
+    """Union-find over previous person keys (those joined by a link the previous run cut)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, k: str) -> str:
+        self.parent.setdefault(k, k)
+        while self.parent[k] != k:
+            self.parent[k] = self.parent[self.parent[k]]
+            k = self.parent[k]
+        return k
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def affected_records(
+    con: duckdb.DuckDBPyConnection, previous: Path, threshold: float, deterministic: list[DeterministicLink],
+    settings: ClusteringConfig, decisions: str | None = None,
+) -> int:
+    """``_s(node_id)``: the records whose people the changes can reach; returns how many.
+
+    Every clustering step looks no further than a record's links (scored pairs at or above
+    the threshold, deterministic links), its scored pairs within ``ambiguity_margin`` of
+    the threshold's weight (the ambiguity check) and the sizes of its deterministic
+    groups. So the people to cluster again are the previous run's link components (its
+    people joined by the links it cut) holding: a new record; a record with a pair scored
+    in this run (new, or scored again and moved by more than ``TF_MOVE_BITS``, or across
+    the threshold or the fracture weight) at or above that margin; a record that had such a
+    pair with a changed or removed record, or shared a deterministic group with one; a
+    record a clerical decision names. Every other person is the previous run's, carried.
+    """
+    prev = previous / "restricted"
+    low = _weight(threshold) - (settings.ambiguity_margin or 0)
+    fracture = float(settings.fracture_match_weight)
+    con.execute(f"CREATE OR REPLACE TABLE _prev_all AS SELECT source_dataset, CAST(record_id AS VARCHAR) AS record_id, "
+                f"person_key FROM read_parquet({lit(str(prev / 'crosswalk.parquet'))})")
+    con.execute("""CREATE OR REPLACE TABLE _prev AS SELECT k.node_id, k.old, p.person_key AS prev_key
+                   FROM _keys k LEFT JOIN _prev_all p USING (source_dataset, record_id)""")
+    con.execute("""CREATE OR REPLACE TABLE _gone AS SELECT source_dataset, record_id FROM record_changes
+                   WHERE status IN ('changed', 'removed')""")
+    margin = settings.ambiguity_margin
+    # Pairs scored in this run that changed: new, or moved by more than TF_MOVE_BITS, or
+    # across the threshold or the fracture weight; w is the higher of their two scores.
+    con.execute(
+        f"""CREATE OR REPLACE TABLE _moved_pairs AS
+        SELECT node_id_l, node_id_r,
+               greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) AS w,
+               greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold} AS link
+        FROM _scored_now
+        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {low}
+          AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
+               OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
+               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}))""")
+    seeds = [
+        "SELECT node_id FROM _keys WHERE NOT old",
+        # a link, now or before: both its records
+        "SELECT unnest([node_id_l, node_id_r]) FROM _moved_pairs WHERE link",
+    ]
+    if margin is not None:
+        # a pair below the threshold counts only for the ambiguity check of a record with a
+        # weak link (below the fracture weight) within the margin of it
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _weakest AS SELECT x, min(match_weight) AS weakest FROM (
+                SELECT node_id_l AS x, match_weight FROM predictions
+                WHERE match_probability >= {threshold} AND match_weight < {fracture}
+                UNION ALL SELECT node_id_r, match_weight FROM predictions
+                WHERE match_probability >= {threshold} AND match_weight < {fracture}) GROUP BY x""")
+        seeds.append(
+            f"""SELECT e.x FROM (SELECT node_id_l AS x, w FROM _moved_pairs WHERE NOT link
+                                UNION ALL SELECT node_id_r, w FROM _moved_pairs WHERE NOT link) e
+            JOIN _weakest k USING (x) WHERE k.weakest <= e.w + {margin}""")
+    for a, b in (("l", "r"), ("r", "l")):
+        seeds.append(
+            f"""SELECT k.node_id FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
+            SEMI JOIN _gone g ON g.source_dataset = p.source_dataset_{a} AND g.record_id = p.record_id_{a}
+            JOIN _keys k ON k.source_dataset = p.source_dataset_{b} AND k.record_id = p.record_id_{b}
+            WHERE p.match_weight >= {low}""")
+    if deterministic:
+        cols = sorted({c for rule in deterministic for c in rule.columns})
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _det_of AS
+            SELECT {', '.join(q(c) for c in cols)} FROM nodes WHERE node_id IN (SELECT node_id FROM _keys WHERE NOT old)
+            UNION ALL SELECT {', '.join(q(c) for c in cols)}
+            FROM read_parquet({lit(str(prev / 'standardised.parquet'))}) s
+            SEMI JOIN _gone g ON g.source_dataset = s.source_dataset AND g.record_id = CAST(s.record_id AS VARCHAR)""")
+        seeds.append(_det_partners_sql(deterministic, "_det_of"))
+    if decisions is not None:
+        for side in ("l", "r"):
+            seeds.append(f"""SELECT k.node_id FROM {decisions} d JOIN _keys k
+                ON k.source_dataset = d.source_dataset_{side} AND k.record_id = CAST(d.record_id_{side} AS VARCHAR)""")
+    con.execute("CREATE OR REPLACE TABLE _seed AS " + " UNION ".join(f"({s})" for s in seeds))
+    seed_keys = {k for (k,) in con.execute(
+        """SELECT prev_key FROM _prev WHERE prev_key IS NOT NULL AND node_id IN (SELECT node_id FROM _seed)
+        UNION SELECT person_key FROM _prev_all SEMI JOIN _gone USING (source_dataset, record_id)""").fetchall()}
+    # The previous run's link components: its people joined by the links it cut.
+    groups = _Groups()
+    for a, b in con.execute(
+        f"""SELECT DISTINCT a.person_key, b.person_key FROM read_parquet({lit(str(prev / 'cluster_splits.parquet'))}) s
+        JOIN _prev_all a ON a.source_dataset = s.source_dataset_l AND a.record_id = CAST(s.record_id_l AS VARCHAR)
+        JOIN _prev_all b ON b.source_dataset = s.source_dataset_r AND b.record_id = CAST(s.record_id_r AS VARCHAR)
+        WHERE a.person_key <> b.person_key""").fetchall():
+        groups.union(a, b)
+    reached = {groups.find(k) for k in seed_keys}
+    keys = seed_keys | {k for k in groups.parent if groups.find(k) in reached}
+    import pandas as pd
+
+    con.register("_aff_keys_df", pd.DataFrame({"prev_key": sorted(keys)}, dtype=object))
+    con.execute("""CREATE OR REPLACE TABLE _s AS
+                   SELECT node_id FROM _prev SEMI JOIN _aff_keys_df USING (prev_key)
+                   UNION SELECT node_id FROM _seed""")
+    con.unregister("_aff_keys_df")
+    for t in ("_seed", "_gone", "_det_of", "_moved_pairs", "_weakest"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
+
+
+def cluster(
+    con: duckdb.DuckDBPyConnection,
+    db_api: Any,
+    previous: Path,
+    threshold: float,
+    deterministic: list[DeterministicLink],
+    settings: ClusteringConfig | None = None,
+    duplicate_free: list[str] | None = None,
+    after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    step: Callable[[str], AbstractContextManager[None]] = _no_step,
+    note: Callable[[str], None] = lambda text: None,
+    counts: dict[str, int] | None = None,
+) -> clustering.ClusterStats:
+    """``clusters`` (and ``cc``, ``links``, ``cluster_splits``) as ``linkage.cluster.cluster``
+    makes them, clustering again only the records of :func:`affected_records`; the other
+    people are the previous run's, with their links and the links it cut.
+
+    The affected records are clustered by ``linkage.cluster.cluster`` itself, in a schema
+    of their own holding them, every record they have a pair with at or above the ambiguity
+    margin, and every record sharing a deterministic group with them (so that group sizes
+    are whole). ``counts`` (when given) gets ``records_clustered_again``. Should a cluster there reach a record outside them (which the closure
+    rules out), the run clusters everything instead and says so.
+    """
+    settings = settings or ClusteringConfig()
+    duplicate_free = list(duplicate_free or [])
+    prev = previous / "restricted"
+    low = _weight(threshold) - (settings.ambiguity_margin or 0)
+    decisions = "decision_store" if after_validity is not None else None
+    with step("people the changes reach"):
+        n = affected_records(con, previous, threshold, deterministic, settings, decisions)
+    catalog = con.execute("SELECT current_database()").fetchall()[0][0]
+    with step("those people clustered again"):
+        con.execute(f"CREATE OR REPLACE TABLE _sub_pred AS SELECT * FROM predictions WHERE match_weight >= {low} "
+                    f"AND (node_id_l IN (SELECT node_id FROM _s) OR node_id_r IN (SELECT node_id FROM _s))")
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _sub_ids AS SELECT node_id FROM _s
+            UNION SELECT node_id_l FROM _sub_pred UNION SELECT node_id_r FROM _sub_pred
+            UNION ({_det_partners_sql(deterministic, "(SELECT * FROM nodes SEMI JOIN _s USING (node_id))")})""")
+        con.execute("DROP SCHEMA IF EXISTS _inc CASCADE")
+        con.execute("CREATE SCHEMA _inc")
+        con.execute("CREATE TABLE _inc.nodes AS SELECT * FROM main.nodes SEMI JOIN main._sub_ids USING (node_id)")
+        con.execute(f"USE {q(catalog)}._inc")
+        try:
+            sub = clustering.cluster(con, db_api, "main._sub_pred", threshold, deterministic, settings,
+                                     duplicate_free, after_validity=after_validity)
+        finally:
+            con.execute(f"USE {q(catalog)}.main")
+        leaks = con.execute(
+            """SELECT count(*) FROM (SELECT c.cluster_id FROM _inc.cc c LEFT JOIN _s USING (node_id)
+               GROUP BY ALL HAVING bool_or(_s.node_id IS NULL) AND bool_or(_s.node_id IS NOT NULL))""").fetchall()[0][0]
+    if leaks:  # cannot happen if affected_records is right; never publish a half-clustered run
+        note(f"incremental clustering reached {leaks:,} people beyond the records it re-clusters: "
+             "clustering every record instead")
+        con.execute("DROP SCHEMA _inc CASCADE")
+        return clustering.cluster(con, db_api, "predictions", threshold, deterministic, settings,
+                                  duplicate_free, after_validity=after_validity)
+    note(f"{n:,} records clustered again (their people reached by the changes); the others' people carried")
+    if counts is not None:
+        counts["records_clustered_again"] = n
+    with step("the other people carried"):
+        con.execute(
+            """CREATE OR REPLACE TABLE cc AS
+            SELECT node_id, cluster_id FROM _inc.cc SEMI JOIN _s USING (node_id)
+            UNION ALL
+            SELECT node_id, min(node_id) OVER (PARTITION BY prev_key) FROM _prev
+            WHERE node_id NOT IN (SELECT node_id FROM _s)""")
+        pair = lambda t: (  # noqa: E731  (a previous run's pair table, by this run's node ids, neither end re-clustered)
+            f"""SELECT least(a.node_id, b.node_id) AS node_id_l, greatest(a.node_id, b.node_id) AS node_id_r, t.*
+            FROM read_parquet({lit(str(prev / t))}) t
+            JOIN _keys a ON a.source_dataset = t.source_dataset_l AND a.record_id = CAST(t.record_id_l AS VARCHAR)
+            JOIN _keys b ON b.source_dataset = t.source_dataset_r AND b.record_id = CAST(t.record_id_r AS VARCHAR)
+            WHERE a.node_id NOT IN (SELECT node_id FROM _s) AND b.node_id NOT IN (SELECT node_id FROM _s)""")
+        con.execute(f"""CREATE OR REPLACE TABLE cluster_splits AS
+            SELECT node_id_l, node_id_r, match_weight, match_probability, kind, reason FROM _inc.cluster_splits
+            SEMI JOIN _s ON _s.node_id = node_id_l
+            UNION ALL SELECT node_id_l, node_id_r, match_weight, match_probability, kind, reason
+            FROM ({pair('cluster_splits.parquet')})""")
+        con.execute(
+            f"""CREATE OR REPLACE TABLE links AS
+            SELECT * FROM _inc.links SEMI JOIN _s ON _s.node_id = node_id_l
+            UNION ALL
+            SELECT p.node_id_l, p.node_id_r, p.match_weight, p.match_probability, 'model' FROM predictions p
+            WHERE p.match_probability >= {threshold}
+              AND p.node_id_l NOT IN (SELECT node_id FROM _s) AND p.node_id_r NOT IN (SELECT node_id FROM _s)
+              AND (p.node_id_l, p.node_id_r) NOT IN (SELECT (node_id_l, node_id_r) FROM cluster_splits)
+            UNION ALL
+            SELECT d.node_id_l, d.node_id_r, NULL, 1.0, d.kind FROM ({pair('deterministic_links.parquet')}) d""")
+        if con.execute("SELECT count(*) FROM (SHOW ALL TABLES) WHERE schema = '_inc' AND name = 'decision_outcomes'"
+                       ).fetchall()[0][0]:
+            con.execute("CREATE OR REPLACE TABLE decision_outcomes AS SELECT * FROM _inc.decision_outcomes")
+        stats = clustering.summarise_clusters(con)
+        oversized = {}
+        for rule in deterministic:
+            cols = ", ".join(q(c) for c in rule.columns)
+            not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
+            groups, records = con.execute(
+                f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM nodes WHERE {not_null} "
+                f"GROUP BY {cols} HAVING n > {rule.max_group_size})").fetchall()[0]
+            if groups:
+                oversized[rule.name] = {"groups": int(groups), "records": int(records)}
+        cut = dict(con.execute("SELECT reason, count(*) FROM cluster_splits GROUP BY ALL ORDER BY 1").fetchall())
+        con.execute("DROP SCHEMA _inc CASCADE")
+        for t in ("_sub_pred", "_sub_ids", "_prev_all"):
+            con.execute(f"DROP TABLE {t}")
+    # Checked and split: among the people clustered again. Gated pairs: in their groups.
+    return replace(stats, oversized_deterministic_groups=oversized, gated_deterministic_pairs=sub.gated_deterministic_pairs,
+                   cut_links={k: int(v) for k, v in cut.items()}, clusters_checked=sub.clusters_checked,
+                   clusters_split=sub.clusters_split)

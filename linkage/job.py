@@ -14,6 +14,7 @@ import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
+from dataclasses import field as dataclass_field
 from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Sequence
@@ -231,6 +232,39 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
     return RunResult(run_dir, manifest)
 
 
+@dataclass
+class _Job:
+    """What the stages of one run share: the config and options, the console, the key, the
+    job's database and the staging folder. Each stage takes it and what earlier stages
+    returned, and returns what later ones need; ``changes`` (None in a full run) tells a
+    stage which records are new, so an incremental run is the same stages, each doing
+    only the work the changed records make."""
+
+    loaded: LoadedConfig
+    opts: RunOptions
+    stages: Stages
+    key: deidentify.PseudonymKey
+    con: duckdb.DuckDBPyConnection
+    staging: Path
+    warnings: list[str] = dataclass_field(default_factory=list)
+
+    @property
+    def cfg(self) -> Any:
+        return self.loaded.config
+
+    @property
+    def restricted(self) -> Path:
+        return self.staging / "restricted"
+
+    @property
+    def duplicate_free(self) -> list[str]:
+        return [n for n, src in self.cfg.sources.items() if src.duplicate_free]
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+        self.stages.note("warning: " + text)
+
+
 def _run(
     loaded: LoadedConfig,
     opts: RunOptions,
@@ -242,252 +276,342 @@ def _run(
     staging: Path,
     decision_stores: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    cfg = loaded.config
-    restricted = staging / "restricted"
+    """Read, standardise, guard, train or load, predict, cluster, person ids, write,
+    de-identify, audit: the manifest."""
     con = _connect(loaded, staging / "work", keep=opts.keep_work)
+    job = _Job(loaded, opts, stages, key, con, staging)
     try:
-        with stages.stage("read"):
-            reads = sources.read_sources(con, loaded, opts.data_dir)
-            for r in reads.values():
-                stages.note(f"{r.name}: {r.rows_read:,} rows, {r.rows_rejected:,} rejected")
-            increments.hash_records(con, list(cfg.sources))
-            changes = None
-            if opts.incremental:
-                assert opts.previous is not None  # --incremental needs --previous (cli checks it)
-                changes = increments.find_changes(con, list(cfg.sources), opts.previous)
-                stages.note(changes.summary())
-
-        with stages.stage("standardise"):
-            std_tables = _standardise(con, cfg)
-            con.execute(
-                "CREATE OR REPLACE VIEW records AS "
-                + " UNION ALL ".join(f"SELECT * FROM {t}" for t in std_tables)
-            )
-            con.execute(
-                "CREATE OR REPLACE VIEW invalid_values AS "
-                + " UNION ALL ".join(f"SELECT * FROM {t}_invalid" for t in std_tables)
-            )
-            # Each distinct raw value once, for the leakage check.
-            con.execute(
-                "CREATE OR REPLACE VIEW raw_values AS "
-                + " UNION ALL ".join(f"SELECT * FROM {t}_raw_values" for t in std_tables)
-            )
-            if changes is not None and opts.previous is not None:  # unchanged records as the previous run left them
-                increments.add_unchanged(con, opts.previous)
-            invalid = _invalid_counts(con, cfg)
-            warnings = _emptied_field_warnings(con, cfg, invalid)
-            for w in warnings:
-                stages.note("warning: " + w)
-            # Number the records once; from here on ``nodes`` holds them (one copy in memory).
-            clustering.build_nodes(con, "records")
-            con.execute("CREATE OR REPLACE VIEW records AS SELECT * EXCLUDE (node_id) FROM nodes")
-            for t in std_tables:
-                con.execute(f"DROP TABLE {t}")
-            source_counts = dict(con.execute("SELECT source_dataset, count(*) FROM nodes GROUP BY ALL").fetchall())
-
+        reads, changes = _read_stage(job)
+        invalid, source_counts = _standardise_stage(job, changes)
         # Guard and clustering run on DuckDB; Splink's training and scoring on the engine.
         db_api = model.make_db_api(con)
-        with stages.stage("blocking guard"):
-            counts = model.count_comparisons(con, "records", list(cfg.model.blocking_rules), db_api, cfg.model.link_type)
-            total = model.guard_comparisons(counts, cfg.model.max_comparisons)
-            stages.note(f"{total:,} comparisons at most (before rules overlap)")
-
-        engine = engines.make_engine(cfg.engine, con, staging / "work", db_api)
+        counts = _guard_stage(job, db_api, changes)
+        engine = engines.make_engine(job.cfg.engine, con, staging / "work", db_api)
         try:
-            settings = model.build_settings(cfg, engine.dialect, saved_model)
-            linker = model.make_linker(engine.register_nodes(con, "nodes"), settings)
-            prior = None
-            if saved_model is None:
-                model.check_trainable(con, cfg, "records", invalid)
-                with stages.stage("train"):
-                    prior = model.train(linker, cfg, stages.step, source_counts)
-            else:
-                stages.note(f"using the saved model {opts.model_path}: training skipped")
-                if opts.incremental:
-                    stages.note("incremental: the previous run's prior kept (its carried pairs were scored with it)")
-                elif cfg.model.training.prior.with_saved_model == "reestimate":
-                    with stages.stage("prior"):
-                        saved_prior = float(saved_model["probability_two_random_records_match"])
-                        prior = model.estimate_prior(linker, cfg, source_counts)
-                    stages.note(
-                        f"prior estimated on this data: {prior.probability:.3g} (the saved model's: {saved_prior:.3g})"
-                    )
-            prior_warning = prior.warning() if prior is not None else None
-            if prior_warning:
-                warnings.append(prior_warning)
-                stages.note("warning: " + prior_warning)
-            model.save_model(linker, restricted / "model.json")
-
-            with stages.stage("predict"):
-                if engine.name != "duckdb":
-                    stages.note(f"scoring on {engine.name}")
-                if changes is not None and opts.previous is not None:
-                    pair_counts = increments.predict(con, linker, db_api, cfg.model.threshold, opts.previous)
-                    stages.note(f"{pair_counts['pairs_scored']:,} pairs scored (new-to-new and new-to-existing), "
-                                f"{pair_counts['pairs_carried']:,} carried from the previous run")
-                else:
-                    engine.import_predictions(con, model.predict(linker, cfg.model.threshold), "predictions")
-                scored = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
+            linker, prior = _model_stage(job, engine, saved_model, invalid, source_counts)
+            scored, pair_counts = _predict_stage(job, engine, linker, db_api, changes)
         finally:
             engine.close()
-        stages.note(f"{scored:,} pairs kept (match probability >= {min(0.01, cfg.model.threshold / 10)})")
-
-        with stages.stage("cluster"):
-            decided: list[clerical.DecisionStats] = []
-            apply = None
-            if clerical.load_stores(con, decision_stores):
-                def apply(c):
-                    decided.append(clerical.apply_decisions(c))
-            cstats = clustering.cluster(
-                con, db_api, "predictions", cfg.model.threshold, list(cfg.model.deterministic_links),
-                cfg.model.clustering, [n for n, src in cfg.sources.items() if src.duplicate_free],
-                after_validity=apply,
-            )
-            if decided:
-                clerical.write_store(con, restricted)
-                stages.note(decided[0].summary())
-                if decided[0].conflicts:
-                    warnings.append(
-                        f"{decided[0].conflicts:,} clerical decisions conflict (a chain of matches across a "
-                        f"not_match): those clusters were left as the model made them; see "
-                        f"{restricted.name}/{clerical.OUTCOMES.name} (outcome 'conflict')"
-                    )
-                    stages.note("warning: " + warnings[-1])
-            if cstats.clusters_split or cstats.cut_links:
-                stages.note(
-                    f"{cstats.clusters_split:,} of {cstats.clusters_checked:,} suspicious clusters split; "
-                    f"links cut: {', '.join(f'{k} {v:,}' for k, v in cstats.cut_links.items())}"
-                )
-            stages.note(
-                f"{cstats.records:,} records in {cstats.clusters:,} people "
-                f"({cstats.singletons:,} alone, largest {cstats.largest})"
-            )
-            for rule, n in cstats.oversized_deterministic_groups.items():
-                stages.note(
-                    f"'{rule}': {n['groups']:,} values shared by more records than max_group_size "
-                    f"({n['records']:,} records) were not linked on agreement alone"
-                )
-
-        with stages.stage("person ids"):
-            previous = identity.load_previous(con, previous_path) if previous_path else None
-            istats = identity.assign_person_keys(con, previous, generation)
-            removed_rows = increments.record_removed_lineage(con, previous) if changes is not None else 0
-            # One pseudonym per person, not per record.
-            deidentify.add_pseudonyms(con, "person_keys", key, out="person_ids")
-            con.execute(
-                """CREATE OR REPLACE TABLE crosswalk AS
-                SELECT c.source_dataset, c.record_id, k.person_id, k.person_key,
-                       c.cluster_size, c.cluster_min_match_weight, c.cluster_links, c.deterministic_links,
-                       c.node_id
-                FROM clusters c JOIN person_ids k USING (cluster_id)
-                ORDER BY c.source_dataset, c.record_id"""
-            )
-            if cfg.outputs.person_id_thresholds:  # ids at the extra thresholds (sensitivity analyses)
-                extra = threshold_ids.add_threshold_ids(
-                    con, db_api, list(cfg.outputs.person_id_thresholds), cfg.model.threshold, key, generation,
-                    previous_path)
-                stages.note("people at other thresholds: " + ", ".join(f"{c} {n:,}" for c, n in extra.items()))
-            if previous:
-                stages.note(
-                    f"kept {istats.kept:,} ids, {istats.new:,} new, {istats.merges:,} merged, "
-                    f"{istats.splits:,} split, {istats.retired:,} retired"
-                )
-
-        with stages.stage("write restricted"):
-            # node_id is the job's own numbering: joins inside the job, not an output.
-            _copy(con, "SELECT * EXCLUDE (node_id) FROM crosswalk", restricted / "crosswalk.parquet")
-            _copy(con, "SELECT source_dataset, record_id, _row AS row_number, reason FROM rejects ORDER BY ALL",
-                  restricted / "rejects.parquet")
-            _copy(con, "id_lineage", restricted / "id_lineage.parquet")
-            _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
-                  "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, match_weight, match_probability "
-                  "FROM predictions JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r",
-                  restricted / "predictions.parquet")
-            _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
-                  "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, kind FROM links "
-                  "JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r "
-                  "WHERE kind <> 'model'", restricted / "deterministic_links.parquet")
-            # Links clustering cut (chains, conflicting identifiers, duplicate-free sources): for review.
-            _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
-                  "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, match_weight, "
-                  "match_probability, kind, reason FROM cluster_splits "
-                  "JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r",
-                  restricted / "cluster_splits.parquet")
-            _copy(con, "records", restricted / "standardised.parquet")
-            _copy(con, "invalid_values", restricted / "invalid_values.parquet")
-            _copy(con, "record_hashes", restricted / increments.HASHES)
-
-        with stages.stage("de-identify"):
-            analyst_rows = deidentify.write_analyst_tables(
-                con, cfg, staging / "analyst", restricted_dir=restricted,
-                run_info={"job": cfg.job, "config_sha256": loaded.hash,
-                          "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-            )
-            for column, bad in deidentify.analyst_bad_values(con).items():
-                warnings.append(f"{column}: {bad['rows']:,} value(s) not of the declared type {bad['type']} "
-                                f"written as null (rows {bad['row_numbers']})")
-                stages.note("warning: " + warnings[-1])
-            leakage = deidentify.check_leakage(con, cfg, staging / "analyst")
-            stages.note(
-                f"leakage check passed: none of the {leakage.analyst_values:,} distinct values "
-                f"in {len(analyst_rows)} analyst tables is an identifier value"
-            )
-
+        cstats, decided = _cluster_stage(job, db_api, decision_stores, changes, pair_counts)
+        istats, removed_rows = _person_ids_stage(job, db_api, previous_path, generation, changes)
+        _write_restricted_stage(job)
+        analyst_rows = _deidentify_stage(job)
         with stages.stage("audit"):
-            accounting = _account(con, cfg, reads)
-
-        return {
-            "job": cfg.job,
-            "description": cfg.description,
-            "config_path": str(loaded.path),
-            "config_sha256": loaded.hash,
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "engine": cfg.engine.name,
-            "work_database": _work_database(cfg, opts.keep_work),
-            "versions": _versions(),
-            "inputs": {
-                n: {"path": str(r.path), "sha256": r.checksum, "rows": r.rows_read} for n, r in reads.items()
-            },
-            "rows": accounting,
-            "invalid_values": invalid,
-            "blocking": [asdict(c) for c in counts],
-            "model": {
-                "trained": saved_model is None,
-                "loaded_from": str(opts.model_path) if opts.model_path else None,
-                "threshold_match_probability": cfg.model.threshold,
-                "parameters": model.model_parameters(linker),
-                "probability_two_random_records_match": linker._settings_obj._probability_two_random_records_match,
-                "prior_from": "saved model" if saved_model is not None and
-                cfg.model.training.prior.with_saved_model == "keep" else "this data",
-                "prior_matches_per_record": prior.matches_per_record if prior else None,
-                "link_type": cfg.model.link_type,
-            },
-            "warnings": warnings,
-            "comparisons_scored_kept": scored,
-            "clusters": asdict(cstats),
-            "duplicate_free_sources": [n for n, src in cfg.sources.items() if src.duplicate_free],
-            "incremental": {
-                "built_on": str(opts.previous), **asdict(changes), **pair_counts,
-                "removed_records_lineage_rows": removed_rows,
-                "note": "invalid_values, warnings and the leakage check's raw values cover the added and changed "
-                        "records only (the unchanged ones were checked by the runs before)",
-            } if changes is not None else None,
-            "clerical_decisions": clerical.manifest_entry(decided[0], [p for p in decision_stores if p.is_file()])
-            if decided else None,
-            "id_generation": generation,
-            "ids": asdict(istats),
-            "previous_ids": str(previous_path) if previous_path else None,
-            "pseudonym_key_fingerprint": key.fingerprint,
-            "pseudonym_key_origin": key.origin,
-            "analyst_tables": analyst_rows,
-            "analyst_nulled_values": deidentify.analyst_nulled_values(con),
-            "analyst_bad_values": deidentify.analyst_bad_values(con),
-            "rounding_base": cfg.outputs.rounding_base,
-            "person_id_thresholds": list(cfg.outputs.person_id_thresholds),
-            "suppression_threshold": cfg.outputs.suppression_threshold,
-        }
+            accounting = _account(con, job.cfg, reads)
+        return _manifest(job, reads, invalid, counts, saved_model, linker, prior, scored, cstats, decided,
+                         decision_stores, changes, pair_counts, removed_rows, istats, generation, previous_path,
+                         accounting, analyst_rows)
     finally:
         con.close()
+
+
+def _read_stage(job: _Job) -> tuple[dict[str, sources.SourceRead], increments.Changes | None]:
+    """Every source read and mapped; with --incremental, the records added, changed or
+    removed since the previous run (only the new ones are standardised after)."""
+    cfg, opts = job.cfg, job.opts
+    with job.stages.stage("read"):
+        reads = sources.read_sources(job.con, job.loaded, opts.data_dir)
+        for r in reads.values():
+            job.stages.note(f"{r.name}: {r.rows_read:,} rows, {r.rows_rejected:,} rejected")
+        increments.hash_records(job.con, list(cfg.sources))
+        changes = None
+        if opts.incremental:
+            assert opts.previous is not None  # --incremental needs --previous (run_job checks it)
+            changes = increments.find_changes(job.con, list(cfg.sources), opts.previous)
+            job.stages.note(changes.summary())
+    return reads, changes
+
+
+def _standardise_stage(
+    job: _Job, changes: increments.Changes | None
+) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, int]]:
+    """``nodes``: the standardised records, numbered (an incremental run standardises the
+    new ones and takes the others as the previous run left them). Returns the invalid
+    values counted and the records per source."""
+    con, cfg = job.con, job.cfg
+    with job.stages.stage("standardise"):
+        std_tables = _standardise(con, cfg)
+        con.execute("CREATE OR REPLACE VIEW records AS " + " UNION ALL ".join(f"SELECT * FROM {t}" for t in std_tables))
+        con.execute(
+            "CREATE OR REPLACE VIEW invalid_values AS "
+            + " UNION ALL ".join(f"SELECT * FROM {t}_invalid" for t in std_tables)
+        )
+        # Each distinct raw value once, for the leakage check.
+        con.execute(
+            "CREATE OR REPLACE VIEW raw_values AS "
+            + " UNION ALL ".join(f"SELECT * FROM {t}_raw_values" for t in std_tables)
+        )
+        if changes is not None and job.opts.previous is not None:  # unchanged records as the previous run left them
+            increments.add_unchanged(con, job.opts.previous)
+        invalid = _invalid_counts(con, cfg)
+        for w in _emptied_field_warnings(con, cfg, invalid):
+            job.warn(w)
+        # Number the records once; from here on ``nodes`` holds them (one copy in memory).
+        clustering.build_nodes(con, "records")
+        con.execute("CREATE OR REPLACE VIEW records AS SELECT * EXCLUDE (node_id) FROM nodes")
+        for t in std_tables:
+            con.execute(f"DROP TABLE {t}")
+        source_counts = dict(con.execute("SELECT source_dataset, count(*) FROM nodes GROUP BY ALL").fetchall())
+    return invalid, source_counts
+
+
+def _guard_stage(job: _Job, db_api: Any, changes: increments.Changes | None) -> list[model.RuleCount]:
+    """The comparisons each blocking rule makes, refused over ``model.max_comparisons``.
+    An incremental run counts the pairs it scores: new records against all."""
+    cfg = job.cfg
+    with job.stages.stage("blocking guard"):
+        if changes is not None:
+            counts = increments.count_comparisons(job.con, list(cfg.model.blocking_rules))
+            total = model.guard_comparisons(counts, cfg.model.max_comparisons)
+            job.stages.note(f"{total:,} comparisons of new records at most (before rules overlap)")
+        else:
+            counts = model.count_comparisons(job.con, "records", list(cfg.model.blocking_rules), db_api,
+                                             cfg.model.link_type)
+            total = model.guard_comparisons(counts, cfg.model.max_comparisons)
+            job.stages.note(f"{total:,} comparisons at most (before rules overlap)")
+    return counts
+
+
+def _model_stage(
+    job: _Job, engine: engines.Engine, saved_model: dict | None, invalid: dict, source_counts: dict[str, int]
+) -> tuple[Any, model.Prior | None]:
+    """A linker over ``nodes``: trained here, or the saved model's parameters (and, as the
+    config says, a prior estimated on this data). The model goes to restricted/."""
+    cfg, opts, stages = job.cfg, job.opts, job.stages
+    settings = model.build_settings(cfg, engine.dialect, saved_model)
+    linker = model.make_linker(engine.register_nodes(job.con, "nodes"), settings)
+    prior = None
+    if saved_model is None:
+        model.check_trainable(job.con, cfg, "records", invalid)
+        with stages.stage("train"):
+            prior = model.train(linker, cfg, stages.step, source_counts)
+    else:
+        stages.note(f"using the saved model {opts.model_path}: training skipped")
+        if opts.incremental:
+            stages.note("incremental: the previous run's prior kept (its carried pairs were scored with it)")
+        elif cfg.model.training.prior.with_saved_model == "reestimate":
+            with stages.stage("prior"):
+                saved_prior = float(saved_model["probability_two_random_records_match"])
+                prior = model.estimate_prior(linker, cfg, source_counts)
+            stages.note(f"prior estimated on this data: {prior.probability:.3g} (the saved model's: {saved_prior:.3g})")
+    prior_warning = prior.warning() if prior is not None else None
+    if prior_warning:
+        job.warn(prior_warning)
+    model.save_model(linker, job.restricted / "model.json")
+    return linker, prior
+
+
+def _predict_stage(
+    job: _Job, engine: engines.Engine, linker: Any, db_api: Any, changes: increments.Changes | None
+) -> tuple[int, dict[str, int]]:
+    """``predictions``: every blocked pair scored, or (incremental) the new records' pairs
+    scored and the others carried. Returns the pairs kept and, incremental, how they came."""
+    cfg, con = job.cfg, job.con
+    pair_counts: dict[str, int] = {}
+    with job.stages.stage("predict"):
+        if engine.name != "duckdb":
+            job.stages.note(f"scoring on {engine.name}")
+        if changes is not None and job.opts.previous is not None:
+            pair_counts = increments.predict(con, linker, db_api, cfg.model.threshold, job.opts.previous,
+                                             list(cfg.model.blocking_rules), step=job.stages.step)
+            job.stages.note(f"{pair_counts['pairs_scored']:,} pairs scored (new-to-new and new-to-existing), "
+                            f"{pair_counts['pairs_carried']:,} carried from the previous run")
+        else:
+            engine.import_predictions(con, model.predict(linker, cfg.model.threshold), "predictions")
+        scored = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
+    job.stages.note(f"{scored:,} pairs kept (match probability >= {min(0.01, cfg.model.threshold / 10)})")
+    return int(scored), pair_counts
+
+
+def _cluster_stage(
+    job: _Job, db_api: Any, decision_stores: Sequence[Path], changes: increments.Changes | None,
+    counts: dict[str, int] | None = None,
+) -> tuple[clustering.ClusterStats, list[clerical.DecisionStats]]:
+    """``clusters``: links, cluster validity, clerical decisions. An incremental run
+    clusters again only the people its changes reach and carries the others (how many
+    records it clustered again goes into ``counts``)."""
+    cfg, con, stages = job.cfg, job.con, job.stages
+    with stages.stage("cluster"):
+        decided: list[clerical.DecisionStats] = []
+        apply = None
+        if clerical.load_stores(con, decision_stores):
+            def apply(c):
+                decided.append(clerical.apply_decisions(c))
+        if changes is not None and job.opts.previous is not None:
+            cstats = increments.cluster(
+                con, db_api, job.opts.previous, cfg.model.threshold, list(cfg.model.deterministic_links),
+                cfg.model.clustering, job.duplicate_free, after_validity=apply, step=stages.step,
+                note=stages.note, counts=counts,
+            )
+        else:
+            cstats = clustering.cluster(
+                con, db_api, "predictions", cfg.model.threshold, list(cfg.model.deterministic_links),
+                cfg.model.clustering, job.duplicate_free, after_validity=apply,
+            )
+        if decided:
+            clerical.write_store(con, job.restricted)
+            stages.note(decided[0].summary())
+            if decided[0].conflicts:
+                job.warn(
+                    f"{decided[0].conflicts:,} clerical decisions conflict (a chain of matches across a "
+                    f"not_match): those clusters were left as the model made them; see "
+                    f"{job.restricted.name}/{clerical.OUTCOMES.name} (outcome 'conflict')"
+                )
+        if cstats.clusters_split or cstats.cut_links:
+            stages.note(
+                f"{cstats.clusters_split:,} of {cstats.clusters_checked:,} suspicious clusters split; "
+                f"links cut: {', '.join(f'{k} {v:,}' for k, v in cstats.cut_links.items())}"
+            )
+        stages.note(
+            f"{cstats.records:,} records in {cstats.clusters:,} people "
+            f"({cstats.singletons:,} alone, largest {cstats.largest})"
+        )
+        for rule, n in cstats.oversized_deterministic_groups.items():
+            stages.note(
+                f"'{rule}': {n['groups']:,} values shared by more records than max_group_size "
+                f"({n['records']:,} records) were not linked on agreement alone"
+            )
+    return cstats, decided
+
+
+def _person_ids_stage(
+    job: _Job, db_api: Any, previous_path: Path | None, generation: int, changes: increments.Changes | None
+) -> tuple[identity.IdentityStats, int]:
+    """``crosswalk``: each record's person key (carried from the previous run by overlap)
+    and pseudonymous person id. Returns the id changes and the removed records' lineage rows."""
+    cfg, con, stages = job.cfg, job.con, job.stages
+    with stages.stage("person ids"):
+        previous = identity.load_previous(con, previous_path) if previous_path else None
+        istats = identity.assign_person_keys(con, previous, generation)
+        removed_rows = increments.record_removed_lineage(con, previous) if changes is not None else 0
+        # One pseudonym per person, not per record.
+        deidentify.add_pseudonyms(con, "person_keys", job.key, out="person_ids")
+        con.execute(
+            """CREATE OR REPLACE TABLE crosswalk AS
+            SELECT c.source_dataset, c.record_id, k.person_id, k.person_key,
+                   c.cluster_size, c.cluster_min_match_weight, c.cluster_links, c.deterministic_links,
+                   c.node_id
+            FROM clusters c JOIN person_ids k USING (cluster_id)
+            ORDER BY c.source_dataset, c.record_id"""
+        )
+        if cfg.outputs.person_id_thresholds:  # ids at the extra thresholds (sensitivity analyses)
+            extra = threshold_ids.add_threshold_ids(
+                con, db_api, list(cfg.outputs.person_id_thresholds), cfg.model.threshold, job.key, generation,
+                previous_path)
+            stages.note("people at other thresholds: " + ", ".join(f"{c} {n:,}" for c, n in extra.items()))
+        if previous:
+            stages.note(
+                f"kept {istats.kept:,} ids, {istats.new:,} new, {istats.merges:,} merged, "
+                f"{istats.splits:,} split, {istats.retired:,} retired"
+            )
+    return istats, removed_rows
+
+
+def _write_restricted_stage(job: _Job) -> None:
+    """The identifiable outputs, and what a later incremental run builds on."""
+    con, restricted = job.con, job.restricted
+    with job.stages.stage("write restricted"):
+        # node_id is the job's own numbering: joins inside the job, not an output.
+        _copy(con, "SELECT * EXCLUDE (node_id) FROM crosswalk", restricted / "crosswalk.parquet")
+        _copy(con, "SELECT source_dataset, record_id, _row AS row_number, reason FROM rejects ORDER BY ALL",
+              restricted / "rejects.parquet")
+        _copy(con, "id_lineage", restricted / "id_lineage.parquet")
+        _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
+              "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, match_weight, match_probability "
+              "FROM predictions JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r",
+              restricted / "predictions.parquet")
+        _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
+              "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, kind FROM links "
+              "JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r "
+              "WHERE kind <> 'model'", restricted / "deterministic_links.parquet")
+        # Links clustering cut (chains, conflicting identifiers, duplicate-free sources): for review.
+        _copy(con, "SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, "
+              "nr.source_dataset AS source_dataset_r, nr.record_id AS record_id_r, match_weight, "
+              "match_probability, kind, reason FROM cluster_splits "
+              "JOIN nodes nl ON nl.node_id = node_id_l JOIN nodes nr ON nr.node_id = node_id_r",
+              restricted / "cluster_splits.parquet")
+        _copy(con, "records", restricted / "standardised.parquet")
+        _copy(con, "invalid_values", restricted / "invalid_values.parquet")
+        _copy(con, "record_hashes", restricted / increments.HASHES)
+        _copy(con, increments.term_frequencies_sql(increments.tf_columns(job.cfg)),
+              restricted / increments.TERM_FREQUENCIES)
+
+
+def _deidentify_stage(job: _Job) -> dict[str, int]:
+    """The analyst tables, checked for leakage; returns rows written per table."""
+    con, cfg, stages = job.con, job.cfg, job.stages
+    with stages.stage("de-identify"):
+        analyst_rows = deidentify.write_analyst_tables(
+            con, cfg, job.staging / "analyst", restricted_dir=job.restricted,
+            run_info={"job": cfg.job, "config_sha256": job.loaded.hash,
+                      "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        )
+        for column, bad in deidentify.analyst_bad_values(con).items():
+            job.warn(f"{column}: {bad['rows']:,} value(s) not of the declared type {bad['type']} "
+                     f"written as null (rows {bad['row_numbers']})")
+        leakage = deidentify.check_leakage(con, cfg, job.staging / "analyst")
+        stages.note(
+            f"leakage check passed: none of the {leakage.analyst_values:,} distinct values "
+            f"in {len(analyst_rows)} analyst tables is an identifier value"
+        )
+    return analyst_rows
+
+
+def _manifest(
+    job: _Job, reads, invalid, counts, saved_model, linker, prior, scored, cstats, decided, decision_stores,
+    changes, pair_counts, removed_rows, istats, generation, previous_path, accounting, analyst_rows,
+) -> dict[str, Any]:
+    cfg, opts, con, key, loaded = job.cfg, job.opts, job.con, job.key, job.loaded
+    return {
+        "job": cfg.job,
+        "description": cfg.description,
+        "config_path": str(loaded.path),
+        "config_sha256": loaded.hash,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "engine": cfg.engine.name,
+        "work_database": _work_database(cfg, opts.keep_work),
+        "versions": _versions(),
+        "inputs": {
+            n: {"path": str(r.path), "sha256": r.checksum, "rows": r.rows_read} for n, r in reads.items()
+        },
+        "rows": accounting,
+        "invalid_values": invalid,
+        "blocking": [asdict(c) for c in counts],
+        "model": {
+            "trained": saved_model is None,
+            "loaded_from": str(opts.model_path) if opts.model_path else None,
+            "threshold_match_probability": cfg.model.threshold,
+            "parameters": model.model_parameters(linker),
+            "probability_two_random_records_match": linker._settings_obj._probability_two_random_records_match,
+            "prior_from": "saved model" if saved_model is not None and
+            cfg.model.training.prior.with_saved_model == "keep" else "this data",
+            "prior_matches_per_record": prior.matches_per_record if prior else None,
+            "link_type": cfg.model.link_type,
+        },
+        "warnings": job.warnings,
+        "comparisons_scored_kept": scored,
+        "clusters": asdict(cstats),
+        "duplicate_free_sources": job.duplicate_free,
+        "incremental": {
+            "built_on": str(opts.previous), **asdict(changes), **pair_counts,
+            "removed_records_lineage_rows": removed_rows,
+            "note": "invalid_values, warnings and the leakage check's raw values cover the added and changed "
+                    "records only (the unchanged ones were checked by the runs before)",
+        } if changes is not None else None,
+        "clerical_decisions": clerical.manifest_entry(decided[0], [p for p in decision_stores if p.is_file()])
+        if decided else None,
+        "id_generation": generation,
+        "ids": asdict(istats),
+        "previous_ids": str(previous_path) if previous_path else None,
+        "pseudonym_key_fingerprint": key.fingerprint,
+        "pseudonym_key_origin": key.origin,
+        "analyst_tables": analyst_rows,
+        "analyst_nulled_values": deidentify.analyst_nulled_values(con),
+        "analyst_bad_values": deidentify.analyst_bad_values(con),
+        "rounding_base": cfg.outputs.rounding_base,
+        "person_id_thresholds": list(cfg.outputs.person_id_thresholds),
+        "suppression_threshold": cfg.outputs.suppression_threshold,
+    }
 
 
 def _standardise(con: duckdb.DuckDBPyConnection, cfg) -> list[str]:

@@ -288,3 +288,64 @@ def test_a_bad_decision_file_imports_nothing_and_names_its_rows(base):
     assert "row 3:" in res.stderr and "row 4:" in res.stderr and "row 2:" not in res.stderr
     assert "nothing was imported" in res.stderr and "perhaps" not in res.stderr
     assert (store.read_bytes() if store.exists() else None) == before
+
+
+def _snapshot_without(src: Path, dst: Path, keep_named: set[tuple[str, str]], drop: int = 8) -> None:
+    """A later snapshot of the extracts: ``drop`` Libra records gone (none a decision names),
+    one changed (a surname corrected)."""
+    import csv
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.glob("*.csv"):
+        shutil.copy(f, dst / f.name)
+    with (src / "libra.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        header, rows = list(reader.fieldnames or []), list(reader)
+    id_col = header[0]
+    free = [i for i, r in enumerate(rows) if ("libra", r[id_col]) not in keep_named]
+    gone = set(free[-drop:])
+    rows[free[0]]["defendant_name"] += "E"
+    with (dst / "libra.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, header)
+        w.writeheader()
+        w.writerows(r for i, r in enumerate(rows) if i not in gone)
+
+
+def test_decisions_applied_in_a_full_run_are_kept_by_two_incremental_runs_and_conflicts_reported(base):
+    tmp, job = base
+    run1 = tmp / "run1"
+    model = str(run1 / "restricted" / "model.json")
+    full = tmp / "inc_full"
+    res = cli("run", str(job), "--data", str(tmp / "data"), "--out", str(full), "--model", model)
+    assert res.returncode == 0, res.stderr
+    (cluster_a, _), _ = pick(full)
+    a, b, c, d, e = duckdb.connect().execute(
+        f"SELECT source_dataset, record_id FROM read_parquet('{full}/restricted/crosswalk.parquet') "
+        f"WHERE cluster_size = 1 ORDER BY ALL LIMIT 5").fetchall()
+    decisions = write(tmp, HEADER + line(cluster_a[0], cluster_a[1], "not_match") + line(a, b, "match")
+                      # a chain of matches across a not_match: reported, not applied
+                      + line(c, d, "match") + line(d, e, "match") + line(c, e, "not_match"), "inc.csv")
+    assert cli("review", str(full), "--import", str(decisions)).returncode == 0
+    named = {cluster_a[0], cluster_a[1], a, b, c, d, e}
+    runs = [(tmp / "inc_full2", full, tmp / "data", False)]
+    _snapshot_without(tmp / "data", tmp / "data_week2", named, drop=8)
+    _snapshot_without(tmp / "data_week2", tmp / "data_week3", named, drop=5)
+    runs += [(tmp / "inc_week2", tmp / "inc_full2", tmp / "data_week2", True),
+             (tmp / "inc_week3", tmp / "inc_week2", tmp / "data_week3", True)]
+    for out, previous, data, incremental in runs:
+        args = ["run", str(job), "--data", str(data), "--out", str(out), "--previous", str(previous)]
+        args += ["--incremental"] if incremental else ["--model", model]
+        res = cli(*args)
+        assert res.returncode == 0, res.stderr
+        assert "1 clerical decisions conflict" in res.stderr
+        after = crosswalk(out)
+        assert after[cluster_a[0]] != after[cluster_a[1]], f"{out.name}: not_match not applied"
+        assert after[a] == after[b], f"{out.name}: match not applied"
+        assert len({after[c], after[d], after[e]}) == 3, f"{out.name}: a conflicting must-link applied"
+        manifest = json.loads((out / "manifest.json").read_text())
+        m = manifest["clerical_decisions"]
+        assert (m["in_force"], m["conflicts"], m["merged"], m["separated"]) == (5, 1, 1, 1), out.name
+        assert any("conflict" in w for w in manifest["warnings"])
+        assert (manifest["incremental"] is not None) == incremental
+        assert m["what_changed"]["clusters_changed"] >= 2 and m["what_changed"]["conflicts"] == 1

@@ -123,3 +123,18 @@ def test_a_record_missing_a_column_the_model_needs_exits_1_naming_it(run):
     assert rows[0]["defendant_name"] not in res.stderr
     res = cli("find", str(run_dir), "--record", str(tmp / "nodob.csv"), "--source", "nowhere")
     assert res.returncode == 1 and "not a source of the job" in res.stderr
+
+
+def test_the_lookup_index_is_built_once_and_gives_the_same_answer(run, monkeypatch):
+    from linkage.find import INDEX, find_records
+
+    tmp, data, run_dir = run
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", "unused-by-find")
+    rows, _ = take(data, "libra", 3, lambda r: None)
+    lookup = write_csv(tmp / "three.csv", rows)
+    (run_dir / INDEX).unlink(missing_ok=True)
+    cold = find_records(run_dir, lookup, source="libra")
+    warm = find_records(run_dir, lookup, source="libra")
+    assert (cold.seconds["index_built"], warm.seconds["index_built"]) == (1.0, 0.0)
+    assert stat.S_IMODE((run_dir / INDEX).stat().st_mode) == 0o600
+    assert cold.candidates.equals(warm.candidates) and len(warm.candidates) >= 3
