@@ -311,6 +311,10 @@ class TrainingConfig(Strict):
     prior: PriorConfig
     em_blocking_rules: list[BlockingRule] = Field(min_length=1)
     em_max_pairs: float | None = Field(default=2e6, gt=0)
+    # EM iterates over the counts of each comparison pattern (fast, and independent of the
+    # pairs sampled) unless this asks it to apply term-frequency adjustments pair by pair
+    # (every iteration a pass over every sampled pair). Predict applies them either way.
+    em_term_frequencies: bool = False
 
 
 class DeterministicLink(Strict):
