@@ -431,8 +431,9 @@ def _fault(exc: BaseException) -> int:
         _say("error:", "red", errors.describe_os_fault(*fault))
         return 1
     if errors.is_out_of_memory(exc):
-        _say("error:", "red", "DuckDB ran out of memory. Set engine.memory_limit lower (it spills to "
-             "engine.temp_directory beyond it) or run on a machine with more memory.")
+        from linkage.engines import describe_out_of_memory
+
+        _say("error:", "red", describe_out_of_memory(" ".join(str(e) for e in errors._chain(exc))))
         return 1
     if os.environ.get("LINKAGE_DEBUG"):
         traceback.print_exception(exc)

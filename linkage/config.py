@@ -313,6 +313,10 @@ class TrainingConfig(Strict):
     prior: PriorConfig
     em_blocking_rules: list[BlockingRule] = Field(min_length=1)
     em_max_pairs: float | None = Field(default=2e6, gt=0)
+    # EM iterates over the counts of each comparison pattern (fast, and independent of the
+    # pairs sampled) unless this asks it to apply term-frequency adjustments pair by pair
+    # (every iteration a pass over every sampled pair). Predict applies them either way.
+    em_term_frequencies: bool = False
 
 
 class DeterministicLink(Strict):
@@ -366,17 +370,19 @@ class EngineConfig(Strict):
     memory_limit: str | None = None  # e.g. "8GB"; default: 60% of the machine's memory
     threads: int | None = Field(default=None, ge=1)
     temp_directory: str | None = None  # spill folder; default: the run's work folder
+    # The most DuckDB may spill to temp_directory (default: the free space on its disk).
+    max_temp_directory_size: str | None = None
     # Where the job's tables live: in memory, spilling past memory_limit (faster), or in
     # a DuckDB file in the run's work folder (compressed on disk; kept with --keep-work).
     database: Literal["memory", "file"] = "memory"
     spark_master: str | None = None  # engine spark: e.g. spark://host:7077; default local[threads]
     spark_shuffle_partitions: int = Field(default=16, ge=1)
 
-    @field_validator("memory_limit")
+    @field_validator("memory_limit", "max_temp_directory_size")
     @classmethod
-    def _memory(cls, v: str | None) -> str | None:
+    def _memory(cls, v: str | None, info) -> str | None:
         if v is not None and not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", v):
-            raise ValueError("memory_limit looks like '8GB' or '512MiB'")
+            raise ValueError(f"{info.field_name} looks like '8GB' or '512MiB'")
         return v
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+import psutil
 
 from linkage.config import EngineConfig
 from linkage.errors import LinkageError
@@ -106,6 +107,49 @@ class SparkEngine:
 
     def close(self) -> None:
         self.spark.stop()
+
+
+def configure_duckdb(con: duckdb.DuckDBPyConnection, eng: EngineConfig, work: Path) -> None:
+    """The job's DuckDB settings: memory_limit (default 60% of the machine's memory), the
+    spill folder (checked now, not at the first spill an hour in), its size cap, threads."""
+    memory = eng.memory_limit or f"{int(psutil.virtual_memory().total * 0.6 / 2**20)}MiB"
+    spill = spill_directory(eng, work)
+    con.execute(f"SET memory_limit = {lit(memory)}")
+    con.execute(f"SET temp_directory = {lit(str(spill))}")
+    if eng.max_temp_directory_size:
+        con.execute(f"SET max_temp_directory_size = {lit(eng.max_temp_directory_size)}")
+    con.execute(f"SET threads = {eng.threads or os.cpu_count() or 1}")
+    con.execute("SET enable_progress_bar = false")
+
+
+def spill_directory(eng: EngineConfig, work: Path) -> Path:
+    """Where DuckDB spills past memory_limit: engine.temp_directory, else the run's work
+    folder; made and test-written here, so an unwritable folder fails before any work."""
+    path = Path(eng.temp_directory).expanduser() if eng.temp_directory else work / "spill"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".linkage-write-check-{os.getpid()}"
+        probe.write_bytes(b"0")
+        probe.unlink()
+    except OSError as exc:
+        setting = "engine.temp_directory" if eng.temp_directory else "engine.temp_directory (default: the run's work folder)"
+        raise LinkageError(
+            f"{setting}: DuckDB cannot write its spill files to {path} ({exc.strerror or exc}). "
+            "Set engine.temp_directory to a writable folder on a disk with room for them."
+        ) from None
+    return path
+
+
+def describe_out_of_memory(text: str) -> str:
+    """The message for DuckDB's out-of-memory error: the spill space ran out, or the memory
+    limit is below what the job's operators can spill within."""
+    if "max_temp_directory_size" in text:
+        return ("DuckDB's spill files filled the space allowed for them (engine.max_temp_directory_size, by "
+                "default the free space on engine.temp_directory's disk). Set engine.temp_directory to a folder "
+                "on a disk with more room, or raise engine.max_temp_directory_size.")
+    return ("DuckDB ran out of memory: engine.memory_limit is below what the job can spill within. Raise "
+            "engine.memory_limit (default 60% of the machine's memory), or set engine.threads lower (each "
+            "thread holds its own buffers).")
 
 
 def make_engine(eng: EngineConfig, con: duckdb.DuckDBPyConnection, work: Path, duckdb_api: Any) -> Engine:

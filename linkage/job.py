@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
-import psutil
 
 import linkage
 from linkage import cluster as clustering
@@ -148,11 +147,7 @@ def _connect(loaded: LoadedConfig, work: Path, keep: bool = False) -> duckdb.Duc
     """
     eng = loaded.config.engine
     con = duckdb.connect(str(work / "linkage.duckdb") if _work_database(loaded.config, keep) == "file" else ":memory:")
-    memory = eng.memory_limit or f"{int(psutil.virtual_memory().total * 0.6 / 2**20)}MiB"
-    con.execute(f"SET memory_limit = {lit(memory)}")
-    con.execute(f"SET temp_directory = {lit(eng.temp_directory or str(work / 'spill'))}")
-    con.execute(f"SET threads = {eng.threads or os.cpu_count() or 1}")
-    con.execute("SET enable_progress_bar = false")
+    engines.configure_duckdb(con, eng, work)
     return con
 
 

@@ -431,7 +431,8 @@ def train(linker: Linker, cfg: JobConfig, step, source_counts: dict[str, int]) -
             # A failure here that the data causes becomes a TrainingError naming this step
             # (linkage.errors.is_training_fault); check_trainable catches the common ones first.
             linker.training.estimate_parameters_using_expectation_maximisation(
-                blocking_rule(rule, cfg.model.link_type), max_pairs=t.em_max_pairs
+                blocking_rule(rule, cfg.model.link_type), max_pairs=t.em_max_pairs,
+                estimate_without_term_frequencies=not t.em_term_frequencies,
             )
     # EM's sampled pairs and comparison vectors would stay in the database through predict
     # (millions of rows at ten million records); predict rebuilds the little it needs.
