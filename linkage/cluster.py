@@ -199,6 +199,7 @@ REASON_DUPLICATE_FREE = "duplicate-free source twice"
 REASON_NOT_BEST = "duplicate-free source: not the best link"
 REASON_WEAK = "weak link between groups"
 REASON_AMBIGUOUS = "ambiguous weak link"
+REASON_DATES = "different dates of birth"
 
 
 @dataclass(frozen=True)
@@ -209,10 +210,39 @@ class Member:
     # (identifier, value) pairs, e.g. ("pnc_key", ...): two different values of one
     # identifier in a person are a conflict.
     identifiers: tuple[tuple[str, str], ...] = ()
+    # Dates of birth as YYYYMMDD (the record's and its alias dates): two groups whose dates
+    # are all far apart (``dates_agree``) are a conflict.
+    dates: tuple[str, ...] = ()
 
 
 def _conflict_reason(column: str) -> str:
     return f"different {column} values"
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """One substitution or one transposition of adjacent characters (equal lengths)."""
+    diff = [i for i in range(len(a)) if a[i] != b[i]]
+    return len(diff) <= 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                               and a[diff[1]] == b[diff[0]])
+
+
+def dates_agree(a: Iterable[str], b: Iterable[str]) -> bool:
+    """Could two sets of dates of birth (YYYYMMDD) be one person's? Yes when either is empty,
+    or some pair is one keying error apart (one digit or two adjacent digits swapped) or
+    has day and month swapped; the corruptions a date of birth suffers, short of a wrong date.
+
+    >>> dates_agree(["19850312"], ["19850321"]), dates_agree(["19850312"], ["19851203"])
+    (True, True)
+    >>> dates_agree(["19850312"], ["19600312"]), dates_agree([], ["19600312"])
+    (False, True)
+    """
+    a, b = set(a), set(b)
+    if not a or not b or a & b:
+        return True
+    return any(
+        len(x) == len(y) == 8 and (_one_edit(x, y) or (x[:4] == y[:4] and x[4:6] == y[6:] and x[6:] == y[4:6]))
+        for x in a for y in b
+    )
 
 
 class _Parts:
@@ -223,6 +253,7 @@ class _Parts:
         self.nodes = {n: [n] for n in members}
         self.sources = {n: {m.source_dataset: 1} for n, m in members.items()}
         self.ids = {n: {k: {v} for k, v in m.identifiers} for n, m in members.items()}
+        self.dates = {n: set(m.dates) for n, m in members.items()}
 
     def find(self, n: int) -> int:
         while self.parent[n] != n:
@@ -252,6 +283,7 @@ class _Parts:
             self.sources[a][s] = self.sources[a].get(s, 0) + k
         for column, values in self.ids.pop(b).items():
             self.ids[a].setdefault(column, set()).update(values)
+        self.dates[a] |= self.dates.pop(b)
 
 
 def _weight(w: float | None) -> float:
@@ -265,6 +297,7 @@ def split_cluster(
     fracture_match_weight: float,
     conflict_match_weight: float,
     duplicate_free: Iterable[str] = (),
+    date_conflict_match_weight: float | None = None,
 ) -> list[list[int]]:
     """The parts one cluster falls into, largest first (one part: the cluster is valid).
 
@@ -274,6 +307,9 @@ def split_cluster(
     - the parts would hold two records of a ``duplicate_free`` source;
     - the parts hold different values of one identifier (two valid PNC IDs) and the link
       is below ``conflict_match_weight``;
+    - the parts' dates of birth are all far apart (``dates_agree``) and the link is below
+      ``date_conflict_match_weight`` (None: dates are not checked): a father and son of
+      one name, chained through a record without a date of birth;
     - the link is below ``fracture_match_weight``, both parts hold two records or more,
       and the links between them cover less than ``MIN_WEAK_LINK_DENSITY`` of their pairs:
       a weak link may attach one record to a person, not chain two people together.
@@ -297,6 +333,9 @@ def split_cluster(
         weight = _weight(w)
         if weight < conflict_match_weight and parts.conflict(ra, rb):
             continue
+        if (date_conflict_match_weight is not None and weight < date_conflict_match_weight
+                and not dates_agree(parts.dates[ra], parts.dates[rb])):
+            continue
         if weight < fracture_match_weight:
             na, nb = len(parts.nodes[ra]), len(parts.nodes[rb])
             if min(na, nb) >= 2:
@@ -316,13 +355,16 @@ def cut_reasons(
     *,
     conflict_match_weight: float,
     duplicate_free: Iterable[str] = (),
+    date_conflict_match_weight: float | None = None,
 ) -> list[tuple[int, int, str]]:
     """Each link between two parts with why it was cut: the parts' clash, else their
-    identifier conflict (below ``conflict_match_weight``), else a weak link between groups."""
+    identifier conflict (below ``conflict_match_weight``), else their dates of birth (below
+    ``date_conflict_match_weight``), else a weak link between groups."""
     dup_free = frozenset(duplicate_free)
     part_of = {n: i for i, p in enumerate(parts) for n in p}
     sources = [{members[n].source_dataset for n in p} for p in parts]
     ids: list[dict[str, set[str]]] = []
+    dates = [{d for n in p for d in members[n].dates} for p in parts]
     for p in parts:
         d: dict[str, set[str]] = {}
         for n in p:
@@ -338,7 +380,13 @@ def cut_reasons(
             reason = REASON_DUPLICATE_FREE
         else:
             conflict = next((k for k, v in ids[i].items() if ids[j].get(k) and ids[j][k] != v), None)
-            reason = _conflict_reason(conflict) if conflict and _weight(w) < conflict_match_weight else REASON_WEAK
+            if conflict and _weight(w) < conflict_match_weight:
+                reason = _conflict_reason(conflict)
+            elif (date_conflict_match_weight is not None and _weight(w) < date_conflict_match_weight
+                  and not dates_agree(dates[i], dates[j])):
+                reason = REASON_DATES
+            else:
+                reason = REASON_WEAK
         out.append((a, b, reason))
     return out
 
@@ -454,17 +502,28 @@ def check_clusters(
     Suspicious (found set-based, the rest is never read into Python): a cluster whose weak
     links (below the fracture weight) join two strong groups of two records or more, or
     three strong groups or more (``_core``, ``strong_components``); two different values
-    of a conflict column; or two records of a duplicate-free source. Parts keep the lowest
-    node id as their cluster id; the cut links move to ``cluster_splits``.
+    of a conflict column; two records of a duplicate-free source; or, with
+    ``date_conflict_match_weight`` set, three records or more with two dates of birth.
+    Parts keep the lowest node id as their cluster id; the cut links move to
+    ``cluster_splits``.
     """
     have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
     columns = [c for c in conflict_columns if c in have]
+    date_weight = settings.date_conflict_match_weight if "date_of_birth" in have else None
+    dated = "count(DISTINCT n.date_of_birth) > 1" if date_weight is not None else "false"
+    if date_weight is None:
+        dates_sql = "[]::VARCHAR[]"
+    elif "dob_set" in have:
+        dates_sql = ("list_transform(list_distinct(list_append(coalesce(n.dob_set, []), n.date_of_birth)), "
+                     "lambda d: strftime(d, '%Y%m%d'))")
+    else:
+        dates_sql = "list_transform([n.date_of_birth], lambda d: strftime(d, '%Y%m%d'))"
     dup = ", ".join(lit(s) for s in duplicate_free) or "NULL"
     conflicts = " OR ".join(f"count(DISTINCT n.{q(c)}) > 1" for c in columns) or "false"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _suspect AS
         WITH c AS (
-            SELECT cc.cluster_id, count(*) AS size, ({conflicts}) AS conflict,
+            SELECT cc.cluster_id, count(*) AS size, ({conflicts}) AS conflict, ({dated}) AS dated,
                    count(*) FILTER (WHERE n.source_dataset IN ({dup}))
                      > count(DISTINCT n.source_dataset) FILTER (WHERE n.source_dataset IN ({dup})) AS dup
             FROM cc JOIN nodes n USING (node_id) GROUP BY ALL),
@@ -472,11 +531,12 @@ def check_clusters(
                       SELECT cc.cluster_id, k.cluster_id AS core, count(*) AS n
                       FROM cc JOIN _core k USING (node_id) GROUP BY ALL) GROUP BY ALL)
         SELECT cluster_id FROM c JOIN cores USING (cluster_id)
-        WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND (groups >= 2 OR cores >= 3)))"""
+        WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND (dated OR groups >= 2 OR cores >= 3)))"""
     )
     ids = ", ".join(f"n.{q(c)}" for c in columns)
     members_rows = con.execute(
-        f"""SELECT cc.cluster_id, n.node_id, n.source_dataset {', ' + ids if ids else ''}
+        f"""SELECT cc.cluster_id, n.node_id, n.source_dataset, list_filter({dates_sql}, lambda d: d IS NOT NULL)
+               {', ' + ids if ids else ''}
         FROM cc JOIN _suspect USING (cluster_id) JOIN nodes n USING (node_id)"""
     ).fetchall()
     link_rows = con.execute(
@@ -485,9 +545,9 @@ def check_clusters(
     ).fetchall()
     con.execute("DROP TABLE _suspect")
     members: dict[int, dict[int, Member]] = {}
-    for cid, node, source, *values in members_rows:
+    for cid, node, source, dates, *values in members_rows:
         idents = tuple((c, str(v)) for c, v in zip(columns, values) if v is not None)
-        members.setdefault(cid, {})[node] = Member(source, idents)
+        members.setdefault(cid, {})[node] = Member(source, idents, tuple(dates))
     edges: dict[int, list[tuple[int, int, float | None]]] = {}
     for cid, a, b, w in link_rows:
         edges.setdefault(cid, []).append((a, b, w))
@@ -498,13 +558,14 @@ def check_clusters(
         parts = split_cluster(
             m, edges.get(cid, []), fracture_match_weight=settings.fracture_match_weight,
             conflict_match_weight=settings.conflict_match_weight, duplicate_free=duplicate_free,
+            date_conflict_match_weight=date_weight,
         )
         if len(parts) == 1:
             continue
         split += 1
         reassign += [(n, p[0]) for p in parts for n in p]
         cuts += cut_reasons(parts, m, edges.get(cid, []), conflict_match_weight=settings.conflict_match_weight,
-                            duplicate_free=duplicate_free)
+                            duplicate_free=duplicate_free, date_conflict_match_weight=date_weight)
     if reassign:
         import pandas as pd
 

@@ -344,6 +344,9 @@ class ClusteringConfig(Strict):
     # into another person (by the links at or above the fracture weight) within this
     # many bits of it: a name shared by two people is no evidence for either. None: off.
     ambiguity_margin: float | None = 3.0
+    # Two groups of records whose dates of birth are all far apart (not one keying error or
+    # a day/month swap apart) need a link at least this strong to join. None: off.
+    date_conflict_match_weight: float | None = None
 
 
 LinkType = Literal["link_and_dedupe", "link_only", "dedupe_only"]

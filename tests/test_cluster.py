@@ -8,12 +8,14 @@ import duckdb
 import pytest
 
 from linkage.cluster import (
+    REASON_DATES,
     REASON_DUPLICATE_FREE,
     REASON_NOT_BEST,
     REASON_WEAK,
     Member,
     cluster,
     cut_reasons,
+    dates_agree,
     split_cluster,
 )
 from linkage.config import ClusteringConfig, DeterministicLink
@@ -89,6 +91,41 @@ def test_duplicate_free_source_keeps_the_best_link():
     ]
     # Not duplicate-free: one person.
     assert split_cluster(members, links, **SETTINGS) == [[1, 2, 3]]
+
+
+@pytest.mark.parametrize("a, b, agree", [
+    (["19850312"], ["19850312"], True),
+    (["19850312"], ["19850313"], True),  # one digit
+    (["19850312"], ["19580312"], True),  # two adjacent digits swapped
+    (["19850312"], ["19851203"], True),  # day and month swapped
+    (["19850312"], ["19600312"], False),  # a father and son
+    (["19850312"], ["19860412"], False),  # two digits
+    (["19850312", "19600101"], ["19600101"], True),  # an alias date in common
+    ([], ["19600312"], True),  # no date: nothing disagrees
+])
+def test_dates_agree(a, b, agree):
+    assert dates_agree(a, b) is agree and dates_agree(b, a) is agree
+
+
+def test_father_and_son_chained_through_a_record_without_a_date_are_split():
+    # 1, 2 born 1960; 4, 5 born 1985; 3 (a Libra record without a date of birth) links to both.
+    dates = {1: ("19600312",), 2: ("19600312",), 4: ("19850907",), 5: ("19850907",)}
+    members = {n: Member("s", (), dates.get(n, ())) for n in range(1, 6)}
+    links = [(1, 2, 25), (4, 5, 25), (3, 2, 9), (3, 4, 9)]
+    # Both links at the fracture weight or above: the weak-link rule lets the chain stand.
+    settings = {"fracture_match_weight": 8.0, "conflict_match_weight": 20.0}
+    assert split_cluster(members, links, **settings) == [[1, 2, 3, 4, 5]]
+    parts = split_cluster(members, links, **settings, date_conflict_match_weight=12)
+    assert parts == [[1, 2, 3], [4, 5]]
+    assert cut_reasons(parts, members, links, conflict_match_weight=20, date_conflict_match_weight=12) == [
+        (3, 4, REASON_DATES)
+    ]
+    # Links that strong join them whatever the dates say (a date keyed wrongly).
+    strong = links[:2] + [(3, 2, 14), (3, 4, 14)]
+    assert split_cluster(members, strong, **settings, date_conflict_match_weight=12) == [[1, 2, 3, 4, 5]]
+    # Day and month swapped: one person.
+    swapped = {**members, 4: Member("s", (), ("19601203",)), 5: Member("s", (), ("19601203",))}
+    assert split_cluster(swapped, links, **settings, date_conflict_match_weight=12) == [[1, 2, 3, 4, 5]]
 
 
 def _components(nodes, links):
@@ -296,3 +333,20 @@ def test_a_weak_link_also_made_deterministically_is_kept():
     con, _, groups = _stage(recs, preds, deterministic=[rule])
     assert con.execute("SELECT count(*) FROM cluster_splits").fetchall()[0][0] == 0
     assert groups == [["c1"], ["l1", "l2", "p1", "p2"]]
+
+
+def test_father_and_son_are_split_in_the_stage():
+    recs = [
+        (1, "pnc", "p1", "JOHN", "SMITH", "1960-03-12", None),
+        (2, "prison", "b1", "JOHN", "SMITH", "1960-03-12", None),
+        (3, "libra", "l1", "JOHN", "SMITH", None, None),
+        (4, "pnc", "p2", "JOHN", "SMITH", "1985-09-07", None),
+        (5, "prison", "b2", "JOHN", "SMITH", "1985-09-07", None),
+    ]
+    preds = [(1, 2, 25), (4, 5, 25), (3, 2, 9), (3, 4, 9)]
+    settings = {"fracture_match_weight": 8.0, "conflict_match_weight": 20.0, "ambiguity_margin": None}
+    _, _, groups = _stage(recs, preds, settings=ClusteringConfig(**settings))
+    assert groups == [["b1", "b2", "l1", "p1", "p2"]]
+    _, stats, groups = _stage(recs, preds, settings=ClusteringConfig(**settings, date_conflict_match_weight=12))
+    assert groups == [["b1", "l1", "p1"], ["b2", "p2"]]
+    assert stats.cut_links == {REASON_DATES: 1}
