@@ -54,7 +54,7 @@ import pandas as pd
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from linkage.config import JobConfig, LoadedConfig, SourceConfig, Strict, _pydantic_problems
-from linkage.deidentify import KEY_ADVICE, MIN_KEY_BITS, MIN_KEY_LENGTH, key_entropy_bits
+from linkage.pseudonyms import KEY_ADVICE, MIN_KEY_BITS, MIN_KEY_LENGTH, key_entropy_bits
 from linkage.errors import ConfigError, LinkageError
 from linkage.sources import lit, q
 from linkage.standardise.declared import standardise_fields
