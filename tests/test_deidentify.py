@@ -459,8 +459,8 @@ def test_a_person_id_column_holding_anything_but_a_pseudonym_fails_the_leakage_c
 def test_whole_numbers_are_judged_against_chance(tmp_path, column, fails):
     """Record ids that count 1, 2, 3... do not fail every count column; a record id column does."""
     def ids(i: int, name: str) -> str:  # the first source counts 1, 2, 3...; the others are sparse
-        ids = "CAST(i AS VARCHAR)" if i == 0 else "CAST(10000001 + 7 * i AS VARCHAR)"
-        return f"SELECT {ids} AS record_id FROM range(1, 5001) t(i)"
+        value = "CAST(i AS VARCHAR)" if i == 0 else "CAST(10000001 + 7 * i AS VARCHAR)"
+        return f"SELECT {value} AS record_id FROM range(1, 5001) t(i)"
 
     cfg, con, analyst = _check_inputs(tmp_path, [("surname", "OLAWALE")], ids)
     pq.write_table(pa.table({"person_id": [pid(i) for i in range(len(column))], "x": column}), analyst / "t.parquet")
