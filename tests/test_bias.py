@@ -135,7 +135,7 @@ def test_evaluation_by_group_on_a_known_answer(tmp_path):
         (lambda r: r["outputs"].update(rounding_base=0), r"outputs.rounding_base: .*greater than or equal to 1"),
         (lambda r: r["outputs"].update(rounding_base="five"), r"outputs.rounding_base: .*integer"),
         (lambda r: r["outputs"].update(person_id_thresholds=[0.99, 0.99]), r"0.99 is listed twice"),
-        (lambda r: r["outputs"].update(person_id_thresholds=[0.95]), r"0.95 is model.threshold"),
+        (lambda r: r["outputs"].update(person_id_thresholds=[r["model"]["threshold"]]), r"0.9 is model.threshold"),
         (lambda r: r["sources"]["pnc"]["carry"].update(arrest_count={"how": "year", "type": "integer"}),
          r"type applies to how: keep only"),
     ],
