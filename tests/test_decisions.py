@@ -237,6 +237,8 @@ def test_decisions_are_applied_and_kept_across_two_later_runs(base):
         assert (m["merged"], m["separated"], m["records_missing"], m["conflicts"]) == (2, 1, 1, 0)
         assert m["links_cut"] >= 1
         assert "GONE1" not in (out / "manifest.json").read_text()
+        page = (out / "report.html").read_text()
+        assert "Clerical decisions" in page and "match: joined two people" in page and "GONE1" not in page
         kept = duckdb.connect().execute(
             f"SELECT count(*), count(*) FILTER (WHERE reviewer = 'ann') FROM read_parquet('{out}/restricted/decisions/decisions.parquet')"
         ).fetchall()[0]

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from linkage.report import bias, clusters, evaluation, inputs, model, overview, review, timings, weights
+from linkage.report import bias, clusters, decisions, evaluation, inputs, model, overview, review, timings, weights
 from linkage.report.elements import Charts, Section, esc, json_for_script
 from linkage.report.run import Run, connect, read_json
 
@@ -25,7 +25,7 @@ SECTIONS: list[SectionMaker] = [
     bias.linkage_bias,
     timings.timings,
     evaluation.evaluation, evaluation.error_analysis,
-    review.review,
+    review.review, decisions.clerical_decisions,
 ]
 
 

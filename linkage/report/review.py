@@ -1,7 +1,6 @@
 """Clerical review: the precision and recall estimated from a reviewed stratified sample.
 
-A section on the clerical decisions a run applied (``linkage.decisions``) belongs here too:
-a function ``(run, charts) -> Section | None`` listed in ``page.SECTIONS`` after this one.
+The decisions a run applied have their own section (``linkage.report.decisions``).
 """
 
 from __future__ import annotations
