@@ -118,7 +118,7 @@ def test_an_unchanged_snapshot_rescores_nothing_and_keeps_every_person(snapshots
 
 def test_a_previous_run_of_another_config_is_refused(snapshots):
     tmp, job, _ = snapshots
-    other = config_variant(job, tmp / "other.yaml", lambda raw: raw["model"].update(threshold=0.9))
+    other = config_variant(job, tmp / "other.yaml", lambda raw: raw["model"].update(threshold=0.85))
     res = cli("run", str(other), "--data", str(tmp / "final"), "--previous", str(tmp / "base_run"), "--incremental",
               "--out", str(tmp / "x"))
     assert res.returncode == 1
