@@ -23,7 +23,6 @@ the manifest carries counts only (record ids never leave the restricted zone).
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,15 @@ import duckdb
 from linkage.errors import InputError
 from linkage.publish import csv_unsafe, make_private_dir, private_umask, restrict_tree
 from linkage.sources import lit
+
+# Standardised fields shown side by side (those the run has), as (column, shown as).
+REVIEW_FIELDS = (
+    ("first_name", "first_name"), ("middle_names", "middle_names"), ("surname", "surname"),
+    ("name_set", "all_names"), ("date_of_birth", "date_of_birth"), ("dob_set", "all_dates_of_birth"),
+    ("sex", "sex"), ("pnc_id", "pnc_id"), ("cro_number", "cro_number"), ("prison_number", "prison_number"),
+    ("crn", "crn"), ("postcode", "postcode"),
+)
+
 
 STORE_DIR = Path("restricted") / "decisions"
 STORE = "decisions.parquet"
@@ -73,8 +81,6 @@ def normalise_decision(text: str) -> str | None:
 
 
 def _sample_columns() -> set[str]:
-    from linkage.review import REVIEW_FIELDS
-
     return {f"{shown}_{s}" for _, shown in REVIEW_FIELDS for s in ("l", "r")} | set(SAMPLE_SHOWN)
 
 
@@ -266,7 +272,7 @@ class Resolution:
 N = TypeVar("N")
 
 
-class _UnionFind(Generic[N]):
+class UnionFind(Generic[N]):
     """Disjoint sets of node ids (record node ids, or person keys in the review queue)."""
 
     def __init__(self, nodes: Iterable[N]):
@@ -320,12 +326,12 @@ def resolve(
     links = [(a, b, w) for a, b, w in links]
     must = [(p[0], p[1]) for p in must]
     cannot = [(p[0], p[1]) for p in cannot]
-    chains = _UnionFind(nodes)
+    chains = UnionFind(nodes)
     for a, b in must:
         chains.union(a, b)
     conflicts = sorted((min(a, b), max(a, b)) for a, b in cannot if chains.find(a) == chains.find(b))
     if conflicts:
-        model = _UnionFind(nodes)
+        model = UnionFind(nodes)
         for a, b, _ in links:
             model.union(a, b)
         return Resolution(model.groups(), [], conflicts)
@@ -399,7 +405,7 @@ def apply_decisions(con: duckdb.DuckDBPyConnection, store: str = "decision_store
         "SELECT count(*) FROM _dec WHERE node_id_l IS NULL OR node_id_r IS NULL").fetchall()[0][0])
 
     # Groups: clusters joined by must-links (a cannot-link stays inside its ends' clusters).
-    groups = _UnionFind({c for r in rows for c in (r[2], r[3])})
+    groups = UnionFind({c for r in rows for c in (r[2], r[3])})
     for _, _, cl, cr, d in rows:
         if d == "match":
             groups.union(cl, cr)
@@ -591,12 +597,3 @@ def count_missing(run_dir: Path, rows: list[dict[str, Any]]) -> int:
     finally:
         con.close()
 
-
-def sample_pairs(run_dir: Path) -> dict[int, dict[str, Any]] | None:
-    """The exported review sample's pairs by pair_id, or None when no sample was exported."""
-    from linkage.review import SAMPLE_META, _review_dir
-
-    meta = _review_dir(run_dir) / SAMPLE_META
-    if not meta.is_file():
-        return None
-    return {int(p["pair_id"]): p for p in json.loads(meta.read_text())["pairs"]}

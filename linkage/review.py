@@ -43,6 +43,8 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from linkage import decisions as store
+from linkage.decisions import REASON_NOT_MATCH, REVIEW_FIELDS, UnionFind
 from linkage.errors import InputError, UsageError
 from linkage.publish import csv_safe_sql, csv_unsafe, make_private_dir, private_umask, restrict_tree
 from linkage.sources import lit, q
@@ -55,13 +57,6 @@ DECISIONS = ("match", "non-match", "unsure")
 # Stratum edges in match weight relative to the threshold's weight.
 STRATUM_EDGES = (-4.0, -2.0, 0.0, 2.0, 4.0)
 STRATUM_NAMES = ("below_far", "below_mid", "below_near", "above_near", "above_mid", "above_far")
-# Standardised fields shown side by side (those the run has), as (column, shown as).
-REVIEW_FIELDS = (
-    ("first_name", "first_name"), ("middle_names", "middle_names"), ("surname", "surname"),
-    ("name_set", "all_names"), ("date_of_birth", "date_of_birth"), ("dob_set", "all_dates_of_birth"),
-    ("sex", "sex"), ("pnc_id", "pnc_id"), ("cro_number", "cro_number"), ("prison_number", "prison_number"),
-    ("crn", "crn"), ("postcode", "postcode"),
-)
 PAIR_COLUMNS = ("source_dataset_l", "record_id_l", "source_dataset_r", "record_id_r")
 SIMULATIONS = 4000
 
@@ -453,11 +448,9 @@ def import_decisions(run_dir: Path, csv_path: Path) -> ImportResult:
     """Check a decision file whole, add its decisions to the run's store (``linkage.decisions``)
     and, when it is the filled-in review sample (it has ``pair_id``), estimate precision and
     recall from it as ``import_review_decisions`` does. A bad file imports nothing."""
-    from linkage import decisions as store
-
     run_dir, csv_path = Path(run_dir), Path(csv_path)
     manifest = _manifest(run_dir)
-    sample = store.sample_pairs(run_dir)
+    sample = sample_pairs(run_dir)
     rows, blank = store.read_decision_file(csv_path, sources=list(manifest.get("inputs", {})), sample_pairs=sample)
     with csv_path.open(newline="", encoding="utf-8-sig") as f:
         header = [h.strip() for h in next(csv.reader(f), [])]
@@ -491,8 +484,6 @@ def export_review_queue(run_dir: Path) -> tuple[Path, dict[str, int]]:
 
     Returns the CSV's path and the items by reason (an item may have several reasons).
     """
-    from linkage.decisions import REASON_NOT_MATCH, _UnionFind
-
     run_dir = Path(run_dir)
     manifest = _manifest(run_dir)
     restricted = run_dir / "restricted"
@@ -533,7 +524,7 @@ def export_review_queue(run_dir: Path) -> tuple[Path, dict[str, int]]:
                 f"WHERE source_dataset IN ({', '.join(lit(s) for s in dup_free)}) "
                 f"GROUP BY person_key, source_dataset HAVING count(*) > 1"
             ).fetchall()
-        items = _UnionFind({k for a, _, b in flagged for k in (a, b) if k is not None})
+        items = UnionFind({k for a, _, b in flagged for k in (a, b) if k is not None})
         for a, _, b in flagged:
             if b is not None:
                 items.union(a, b)
@@ -574,3 +565,11 @@ def export_review_queue(run_dir: Path) -> tuple[Path, dict[str, int]]:
         (out_dir / QUEUE_META).write_text(json.dumps(meta, indent=2) + "\n")
     restrict_tree(out_dir)
     return out, {"items": len(groups), "records": int(records), **by_reason}
+
+
+def sample_pairs(run_dir: Path) -> dict[int, dict[str, Any]] | None:
+    """The exported review sample's pairs by pair_id, or None when no sample was exported."""
+    meta = _review_dir(run_dir) / SAMPLE_META
+    if not meta.is_file():
+        return None
+    return {int(p["pair_id"]): p for p in json.loads(meta.read_text())["pairs"]}
