@@ -29,8 +29,8 @@ from typing import Any
 import duckdb
 
 from linkage.errors import InputError
-from linkage.evaluate import load_truth
 from linkage.sources import lit
+from linkage.truth import load_truth
 
 EXAMPLES = "error_examples.parquet"
 CORRUPTION_COLUMNS = ("source_dataset", "record_id", "field", "corruption")
