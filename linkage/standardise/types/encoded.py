@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from linkage.standardise.justice import Step
+from linkage.standardise.sql import Step
 from linkage.standardise.types.base import CleanContext, FieldType, Key
 
 # A keyed hash is the first 128 bits of HMAC-SHA256.
