@@ -29,7 +29,6 @@ scoring, de-identification, the leakage check, write-audit-publish) is ``linkage
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -48,7 +47,7 @@ from linkage.config import LoadedConfig
 from linkage.errors import ConfigError, InputError, LinkageError
 from linkage.job import RunOptions, RunResult, run_job
 from linkage.progress import Stages
-from linkage.sources import lit
+from linkage.sources import file_sha256, lit
 
 # The justice persons file's columns: what the config's justice source maps.
 PERSON_COLUMNS = ("person_id", "first_name", "middle_names", "surname", "aliases", "date_of_birth",
@@ -181,14 +180,6 @@ def export_justice_persons(run: JusticeRun, folder: Path, source: str) -> tuple[
     return persons, keys, int(n)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _remove_stale_exports(out: Path) -> None:
     """Remove justice persons folders beside ``out`` left by killed runs (their process is gone)."""
     for folder in out.parent.glob(f".{out.name}.justice-*-*"):
@@ -232,7 +223,7 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
         job = LoadedConfig(cfg, loaded.path, loaded.text)
         extra = {"cross_government": {
             "justice_run": str(run.run_dir),
-            "justice_manifest_sha256": _sha256(run.run_dir / publishing.MANIFEST),
+            "justice_manifest_sha256": file_sha256(run.run_dir / publishing.MANIFEST),
             "justice_config_sha256": run.manifest.get("config_sha256"),
             "justice_source": justice_source,
             "justice_persons": n,

@@ -154,7 +154,8 @@ def _first_blank_line(block: bytes) -> int:
     return int(ends[hits[0]]) if len(hits) else -1
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -417,7 +418,7 @@ def load_source(con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, pa
     """
     if src.file_format == "parquet":
         _load_parquet(con, name, src, path)
-        return Loaded(0, _sha256(path))
+        return Loaded(0, file_sha256(path))
     try:
         names = _clean_names(_csv_header(src, path))
     except (_EmptyFile, _BlankFirstLine, UnicodeDecodeError, csv.Error):

@@ -105,6 +105,33 @@ def _days(iso: str) -> int:
     return dt.date.fromisoformat(iso).toordinal()
 
 
+def tally_name_and_dob(counts: dict[str, int], f1: str, s1: str, d1: str, f2: str, s2: str, d2: str) -> tuple[bool, bool]:
+    """Count one true pair's name agreement (``name_*``) and date-of-birth agreement
+    (``dob_*``, ISO dates) in ``counts``; says whether each was comparable (both sides present)."""
+    named = bool(f1 and s1 and f2 and s2)
+    if named:
+        full1, full2 = f"{f1} {s1}", f"{f2} {s2}"
+        if full1 == full2:
+            counts["name_exact"] += 1
+        elif f1 == s2 and s1 == f2:
+            counts["name_swapped"] += 1
+        elif jellyfish.jaro_winkler_similarity(full1, full2) >= 0.9:
+            counts["name_close"] += 1
+        else:
+            counts["name_other"] += 1
+    dated = bool(d1 and d2)
+    if dated:
+        if d1 == d2:
+            counts["dob_exact"] += 1
+        elif jellyfish.damerau_levenshtein_distance(d1, d2) <= 1:
+            counts["dob_one_char"] += 1
+        elif abs(_days(d1) - _days(d2)) <= 5 * 365.25:
+            counts["dob_within_5y"] += 1
+        else:
+            counts["dob_other"] += 1
+    return named, dated
+
+
 def _postcode(value: str | None) -> str:
     return re.sub(r"\s+", "", value or "").upper()
 
@@ -187,27 +214,9 @@ def measure_true_pair_agreement(
     for source_l, record_l, source_r, record_r in pairs:
         f1, s1, d1, p1 = records[(source_l, record_l)]
         f2, s2, d2, p2 = records[(source_r, record_r)]
-        if f1 and s1 and f2 and s2:
-            name_pairs += 1
-            full1, full2 = f"{f1} {s1}", f"{f2} {s2}"
-            if full1 == full2:
-                counts["name_exact"] += 1
-            elif f1 == s2 and s1 == f2:
-                counts["name_swapped"] += 1
-            elif jellyfish.jaro_winkler_similarity(full1, full2) >= 0.9:
-                counts["name_close"] += 1
-            else:
-                counts["name_other"] += 1
-        if d1 and d2:
-            dob_pairs += 1
-            if d1 == d2:
-                counts["dob_exact"] += 1
-            elif jellyfish.damerau_levenshtein_distance(d1, d2) <= 1:
-                counts["dob_one_char"] += 1
-            elif abs(_days(d1) - _days(d2)) <= 5 * 365.25:
-                counts["dob_within_5y"] += 1
-            else:
-                counts["dob_other"] += 1
+        named, dated = tally_name_and_dob(counts, f1, s1, d1, f2, s2, d2)
+        name_pairs += named
+        dob_pairs += dated
         if p1 and p2:
             postcode_pairs += 1
             counts["postcode_none_shared"] += p1 != p2

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import jellyfish
 
 from linkage.synthetic.departments import DEPT_SOURCES
 from linkage.synthetic.identifiers import nino_reason, uln_reason
-from linkage.synthetic.measure import _FIELDS_SQL, _days, _iso_dob, normalise, parse_single_string_name
+from linkage.synthetic.measure import _FIELDS_SQL, _iso_dob, normalise, parse_single_string_name, tally_name_and_dob
 from linkage.synthetic.sources import SOURCES
 
 # record id, forename, surname, ISO-able date of birth, the identifier checked (or NULL)
@@ -113,27 +112,9 @@ def _agreement(pairs: list[tuple]) -> dict[str, Any]:
             f2, s2 = parse_single_string_name(f2)
         f1, s1, f2, s2 = normalise(f1), normalise(s1), normalise(f2), normalise(s2)
         d1, d2 = _iso_dob(d1), _iso_dob(d2)
-        if f1 and s1 and f2 and s2:
-            name_pairs += 1
-            full1, full2 = f"{f1} {s1}", f"{f2} {s2}"
-            if full1 == full2:
-                counts["name_exact"] += 1
-            elif f1 == s2 and s1 == f2:
-                counts["name_swapped"] += 1
-            elif jellyfish.jaro_winkler_similarity(full1, full2) >= 0.9:
-                counts["name_close"] += 1
-            else:
-                counts["name_other"] += 1
-        if d1 and d2:
-            dob_pairs += 1
-            if d1 == d2:
-                counts["dob_exact"] += 1
-            elif jellyfish.damerau_levenshtein_distance(d1, d2) <= 1:
-                counts["dob_one_char"] += 1
-            elif abs(_days(d1) - _days(d2)) <= 5 * 365.25:
-                counts["dob_within_5y"] += 1
-            else:
-                counts["dob_other"] += 1
+        named, dated = tally_name_and_dob(counts, f1, s1, d1, f2, s2, d2)
+        name_pairs += named
+        dob_pairs += dated
     result: dict[str, Any] = {"pairs": len(pairs), "name_pairs": name_pairs, "dob_pairs": dob_pairs}
     for key in ("name_exact", "name_close", "name_swapped", "name_other"):
         result[key] = counts[key] / name_pairs if name_pairs else float("nan")
