@@ -50,14 +50,23 @@ AGE_BANDS = [(0, "0-17"), (18, "18-20"), (21, "21-24"), (25, "25-29"), (30, "30-
 def available_breakdowns(cfg: JobConfig) -> list[str]:
     """The breakdowns this job publishes: those it asks for (default: all it can make)."""
     can = ["source"]
-    if cfg.uses_justice_preset:
-        can += ["sex", "date_of_birth_present"]
+    if _is_field(cfg, "sex", "category"):
+        can.append("sex")
+    if _is_field(cfg, "date_of_birth", "date"):
+        can.append("date_of_birth_present")
         if any(src.age_at and "date_of_birth" in src.columns for src in cfg.sources.values()):
             can += ["age_band", "event_year"]
     declared = [g for src in cfg.sources.values() for g in src.breakdowns]
     can += [g for g in dict.fromkeys(declared)]
     wanted = cfg.outputs.bias_breakdowns
     return can if wanted is None else [b for b in wanted if b in can]
+
+
+def _is_field(cfg: JobConfig, name: str, type_: str) -> bool:
+    """Whether the job links on a field ``name`` of type ``type_`` (the justice preset's
+    ``sex`` and ``date_of_birth``, or the same fields declared by hand)."""
+    field = cfg.all_fields.get(name)
+    return field is not None and field.type == type_
 
 
 def _age_band(age: str) -> str:
@@ -71,7 +80,7 @@ def build_record_groups(con: duckdb.DuckDBPyConnection, cfg: JobConfig) -> list[
     breakdowns = available_breakdowns(cfg)
     parts = []
     for name, src in cfg.sources.items():
-        has_dob = cfg.uses_justice_preset and "date_of_birth" in src.columns
+        has_dob = _is_field(cfg, "date_of_birth", "date") and "date_of_birth" in src.columns
         event = raw_date(src, src.age_at[0]) if src.age_at and has_dob else None
         cols = {
             "source": lit(name),

@@ -266,6 +266,14 @@ def test_justice_declared_by_hand_gives_the_preset_clusters(tmp_path_factory):
     assert a == b and any(len(p) > 1 for p in a)
     records = [f"SELECT * FROM '{runs[n]}/restricted/standardised.parquet'" for n in ("preset", "declared")]
     assert con.execute(f"SELECT count(*) FROM (({records[0]}) EXCEPT ALL ({records[1]}))").fetchall()[0][0] == 0
+    # The same link rates by sex, date of birth present and age band: the breakdowns follow
+    # the fields, not whether they came from the preset.
+    bias = [f"SELECT * FROM '{runs[n]}/analyst/linkage_bias.parquet'"
+            for n in ("preset", "declared")]
+    breakdowns = {r[0] for r in con.execute(f"SELECT DISTINCT breakdown FROM ({bias[1]})").fetchall()}
+    assert {"sex", "date_of_birth_present", "age_band"} <= breakdowns
+    for one, other in (bias, bias[::-1]):
+        assert con.execute(f"SELECT count(*) FROM (({one}) EXCEPT ALL ({other}))").fetchall()[0][0] == 0
 
 
 # --- declared fields on Spark ---------------------------------------------------------
@@ -285,6 +293,8 @@ def test_a_declared_fields_job_gives_the_same_clusters_on_spark(tmp_path, febrl3
     res = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl3), "--out", str(duck))
     assert res.returncode == 0, res.stderr
     raw["engine"] = {"name": "spark", "threads": 2, "spark_shuffle_partitions": 4}
+    # The saved model's prior as it is (tests/test_spark.py covers estimating it on Spark).
+    raw["model"]["training"]["prior"]["with_saved_model"] = "keep"
     spark_config = tmp_path / "spark.yaml"
     spark_config.write_text(yaml.safe_dump(raw, sort_keys=False))
     spark = tmp_path / "spark"
