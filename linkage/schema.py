@@ -1,7 +1,11 @@
-"""The common person-record schema: the fields a source maps onto, and the columns standardisation derives.
+"""The justice preset's record schema, as constants for the code that needs it before a
+config is read (the column lists of ``linkage synth``'s extracts, report fixtures).
 
-Every source config maps its own columns onto ``PERSON_FIELDS``; ``linkage.standardise``
-turns them into ``STANDARD_COLUMNS``, which are what blocking rules and comparisons may name.
+The preset itself is data, ``linkage/presets/justice.yaml``: ``PERSON_FIELDS`` are its
+fields' inputs (the names a source's ``columns:`` may map) and ``STANDARD_COLUMNS`` the
+columns its standardisation derives, which blocking rules and comparisons may name.
+``tests/test_open_model.py`` checks that these constants and the preset agree. A job that
+declares its own ``fields:`` has its own schema (``JobConfig.person_fields``).
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ STANDARD_COLUMNS: dict[str, str] = {
     "surname_set": "VARCHAR[]",
     "forename_set": "VARCHAR[]",
     "date_of_birth": "DATE",
-    "dob_set": "DATE[]",
     "year_of_birth": "INTEGER",
+    "alias_dates_of_birth": "DATE[]",
+    "dob_set": "DATE[]",
     "sex": "VARCHAR",
     "pnc_id": "VARCHAR",
     "pnc_key": "VARCHAR",

@@ -312,3 +312,19 @@ def test_a_declared_fields_job_gives_the_same_clusters_on_spark(tmp_path, febrl3
 
     d, s = people(duck), people(spark)
     assert d == s and sum(len(p) > 1 for p in d) > 300
+
+
+def test_the_schema_constants_are_the_presets():
+    """``linkage.schema`` restates the justice preset for code that runs before a config is
+    read: it must say what the preset file says."""
+    from linkage.config import input_fields
+    from linkage.schema import DATE_FIELDS, PERSON_FIELDS, STANDARD_COLUMNS
+    from linkage.standardise.declared import declared_columns
+    from linkage.standardise.presets import preset_fields
+
+    fields = preset_fields("justice")
+    assert tuple(input_fields(fields)) == PERSON_FIELDS
+    derived = {"source_dataset": "VARCHAR", "record_id": "VARCHAR", **declared_columns(fields)}
+    assert derived == STANDARD_COLUMNS
+    dated = {n for n, f in fields.items() if "date" in (f.type, getattr(getattr(f, "of", None), "type", None))}
+    assert dated == set(DATE_FIELDS)
