@@ -180,3 +180,41 @@ def test_a_justice_person_is_its_most_common_name_with_every_other_as_an_alias(t
         ("Pb", "ANNE", None, "DE LA MARE", None, None, None, "F", None),
     ]
     assert _rows(f"SELECT * FROM '{keys}' ORDER BY 2") == [("justice", "Pa", "Ka"), ("justice", "Pb", "Kb")]
+
+
+def test_a_justice_person_keeps_one_national_insurance_number():
+    """A namesake (same name, sex and date of birth, another NINO) reaches the justice
+    person as well as the person's own claims: with nino_key a conflict column (the
+    config's clustering.conflict_columns), the better-linked number keeps the justice
+    person and the namesake's claims are cut; without it, one person holds both."""
+    from linkage.cluster import cluster
+    from linkage.config import ClusteringConfig, DeterministicLink
+    from linkage.model import make_db_api
+
+    clustering = yaml.safe_load(CROSSGOV.read_text())["model"]["clustering"]
+    assert {"nino_key", "uln"} <= set(clustering["conflict_columns"])
+    own, other = "AB123456", "CE654321"
+    records = [(1, "justice", "J1", None), (2, "dwp_benefits", "c1", own), (3, "hmrc_employment", "e1", own),
+               (4, "dwp_benefits", "c2", other), (5, "hmrc_employment", "e2", other)]
+    # The person's own claim agrees on the postcode too (25 bits); the namesake's does not (16).
+    predictions = [(1, 2, 25.0), (1, 3, 18.0), (1, 4, 16.0), (1, 5, 15.0)]
+    rule = DeterministicLink(name="same National Insurance number", columns=["nino_key"])
+
+    def people(settings: ClusteringConfig) -> list[list[str]]:
+        con = duckdb.connect()
+        try:
+            con.execute("CREATE TABLE nodes (node_id BIGINT, source_dataset VARCHAR, record_id VARCHAR, nino_key VARCHAR)")
+            con.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?)", records)
+            con.execute("CREATE TABLE predictions (node_id_l BIGINT, node_id_r BIGINT, match_weight DOUBLE, "
+                        "match_probability DOUBLE)")
+            con.executemany("INSERT INTO predictions VALUES (?, ?, ?, pow(2, ?) / (1 + pow(2, ?)))",
+                            [(a, b, w, w, w) for a, b, w in predictions])
+            cluster(con, make_db_api(con), "predictions", 0.95, [rule], settings, ["justice"])
+            return sorted(g for (g,) in con.execute(
+                "SELECT list(record_id ORDER BY record_id) FROM clusters GROUP BY cluster_id").fetchall())
+        finally:
+            con.close()
+
+    settings = {k: v for k, v in clustering.items() if k != "conflict_columns"}
+    assert people(ClusteringConfig(**settings, conflict_columns=["nino_key"])) == [["J1", "c1", "e1"], ["c2", "e2"]]
+    assert people(ClusteringConfig(**settings)) == [["J1", "c1", "c2", "e1", "e2"]]
