@@ -326,7 +326,8 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path | Sequence[Path]) -> dict[s
                    coalesce(s.true_id = t.true_id, false) AS right_end_to_end,
                    t.true_id IN (SELECT true_id FROM stands) AS due_end_to_end,
                    (l.justice_person_id, t.true_id) IN (SELECT (justice_person_id, true_id) FROM holds) AS right_given,
-                   t.true_id IN (SELECT true_id FROM holds) AS due_given
+                   t.true_id IN (SELECT true_id FROM holds) AS due_given,
+                   t.true_id LIKE 'N%' AS outside
             FROM ({link_table_sql(run_dir, source)}) l JOIN truth t USING (source_dataset, record_id)
             LEFT JOIN stands s USING (justice_person_id)""")
 
@@ -339,15 +340,38 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path | Sequence[Path]) -> dict[s
             return {"precision": p, "recall": rc, "f1": 2 * p * rc / (p + rc) if p + rc else 0.0,
                     "records": records, "links": linked, "right": right, "due": due}
 
+        def errors() -> dict[str, Any]:
+            """End-to-end errors by cause: the justice run's (a person it merged or split)
+            or this link's own (a person outside justice, another justice person, no link)."""
+            row = con.execute(
+                """SELECT count(*) FILTER (WHERE linked AND NOT right_end_to_end AND right_given),
+                          count(*) FILTER (WHERE linked AND NOT right_given AND NOT due_given AND outside),
+                          count(*) FILTER (WHERE linked AND NOT right_given AND NOT due_given AND NOT outside),
+                          count(*) FILTER (WHERE linked AND NOT right_given AND due_given),
+                          count(*) FILTER (WHERE due_end_to_end AND NOT linked),
+                          count(*) FILTER (WHERE due_end_to_end AND linked AND NOT right_end_to_end AND right_given),
+                          count(*) FILTER (WHERE due_end_to_end AND linked AND NOT right_given)
+                   FROM scored""").fetchall()[0]
+            keys = ["justice_run_merged_or_split", "person_outside_justice", "person_without_a_justice_person",
+                    "another_justice_person"]
+            return {"false_links": dict(zip(keys, map(int, row[:4]))),
+                    "missed_links": {"not_linked": int(row[4]), "justice_run_merged_or_split": int(row[5]),
+                                     "another_justice_person": int(row[6])}}
+
         sources = [s for (s,) in con.execute("SELECT DISTINCT source_dataset FROM scored ORDER BY 1").fetchall()]
         result = {"pairwise": prf("true"),
                   "by_source": {s: prf(f"source_dataset = {lit(s)}") for s in sources},
                   "end_to_end": prf("true", "end_to_end"),
                   "end_to_end_by_source": {s: prf(f"source_dataset = {lit(s)}", "end_to_end") for s in sources},
+                  "end_to_end_errors": errors(),
                   "justice_run": str(justice.run_dir), "truth": [str(f) for f in files],
                   "definition": "pairs of (department record, justice person). pairwise: right when the justice "
                                 "person holds a record of the department record's true person; end_to_end: right "
-                                "when most of the justice person's records are the true person's"}
+                                "when most of the justice person's records are the true person's. "
+                                "end_to_end_errors: each end-to-end false link and miss by cause; "
+                                "justice_run_merged_or_split: right given the justice run, wrong end to end (the "
+                                "justice person merged two people, or the person's records are split over several "
+                                "justice persons); the rest are this link's own"}
     finally:
         con.close()
     (run_dir / EVALUATION).write_text(json.dumps(result, indent=2) + "\n")

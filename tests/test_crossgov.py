@@ -119,6 +119,10 @@ def test_evaluation_scores_the_department_links(flow):
     p, r = result["pairwise"]["precision"], result["pairwise"]["recall"]
     assert 0 <= p <= 1 and 0 <= r <= 1
     assert result["pairwise"]["links"] > 0 and result["pairwise"]["due"] > 0
+    # Every end-to-end error has one cause: the justice run's or this link's own.
+    e2e, causes = result["end_to_end"], result["end_to_end_errors"]
+    assert sum(causes["false_links"].values()) == e2e["links"] - e2e["right"]
+    assert sum(causes["missed_links"].values()) == e2e["due"] - e2e["right"]
 
 
 def test_a_nino_column_of_invalid_values_is_reported_by_reason(flow):
