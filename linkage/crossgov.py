@@ -194,9 +194,9 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
     stages = stages or Stages()
     check_config(loaded, justice_source)
     run = open_justice_run(justice_run)
-    if opts.previous is not None or opts.incremental:
-        raise LinkageError("the cross-government job takes its person ids from --justice-run: "
-                           "--previous and --incremental do not apply")
+    if opts.incremental:
+        raise LinkageError("the cross-government job scores every record each run: --incremental does not apply")
+    previous = _open_previous(opts.previous, justice_source) if opts.previous is not None else None
     out = (opts.out_dir or Path("runs") / loaded.config.job).resolve()
     if out == run.run_dir:
         raise LinkageError(f"--out {out} is the justice run itself; give the cross-government run its own folder")
@@ -206,6 +206,9 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
             f"--justice-run {run.run_dir} was made with a different pseudonymisation key (fingerprint "
             f"{run.manifest.get('pseudonym_key_fingerprint')}, this job's {key.fingerprint}): the person ids would not "
             f"join the justice run's. Run with the justice run's key.")
+    if previous is not None and not key.matches_fingerprint(previous.manifest.get("pseudonym_key_fingerprint")):
+        raise LinkageError(f"--previous {previous.run_dir} was made with a different pseudonymisation key: its person "
+                           "ids would not carry over. Run with the same key.")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -218,6 +221,9 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
         with stages.stage("justice persons"):
             persons, keys, n = export_justice_persons(run, folder, justice_source)
             stages.note(f"{n:,} justice persons from {run.run_dir}")
+            if previous is not None:
+                keys = carry_previous(keys, previous, justice_source, folder)
+                stages.note(f"department persons' ids carried from {previous.run_dir}")
         src = loaded.config.sources[justice_source].model_copy(update={"path": str(persons), "format": "parquet"})
         cfg = loaded.config.model_copy(update={"sources": {**loaded.config.sources, justice_source: src}})
         job = LoadedConfig(cfg, loaded.path, loaded.text)
@@ -232,11 +238,52 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
         }}
         fingerprint = run.manifest.get("pseudonym_key_fingerprint")
         generation = int(run.manifest.get("id_generation", 1))
+        if previous is not None:  # a key freed by a split is never reissued
+            generation = max(generation, int(previous.manifest.get("id_generation", 1)))
+            extra["cross_government"]["previous_run"] = str(previous.run_dir)
         result = run_job(job, replace(opts, carry_ids=(keys, fingerprint, generation), manifest_extra=extra), stages)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     check_result(result.run_dir, justice_source)
     return result
+
+
+def _open_previous(run_dir: Path, justice_source: str) -> JusticeRun:
+    """The previous cross-government run (``--previous``): a finished run of this job."""
+    run_dir = Path(run_dir).resolve()
+    manifest = publishing.read_run_manifest(run_dir)
+    info = manifest.get("cross_government")
+    if not info:
+        raise InputError(f"--previous {run_dir}: not a cross-government run (its manifest has no cross_government "
+                         "entry); give the --out folder of last month's `linkage crossgov run`.")
+    if info.get("justice_source") != justice_source:
+        raise InputError(f"--previous {run_dir}: its justice source was {info.get('justice_source')!r}, "
+                         f"this job's is {justice_source!r}.")
+    run = JusticeRun(run_dir, manifest)
+    if not run.crosswalk.is_file():
+        raise InputError(f"--previous {run_dir}: restricted/crosswalk.parquet is missing.")
+    return run
+
+
+def carry_previous(justice_keys: Path, previous: JusticeRun, justice_source: str, folder: Path) -> Path:
+    """The person keys a run carries: the justice persons' (priority 1: a justice person
+    always keeps its justice run's key) and the previous cross-government run's department
+    records' (priority 0: a department person keeps last month's id when its records are
+    still together, and a record that now joins a justice person takes that person's)."""
+    out = folder / "carry_keys.parquet"
+    con = duckdb.connect()
+    try:
+        con.execute(
+            f"""COPY (SELECT source_dataset, record_id, person_key, 1 AS priority
+                      FROM read_parquet({lit(str(justice_keys))})
+                      UNION ALL
+                      SELECT source_dataset, record_id, person_key, 0
+                      FROM read_parquet({lit(str(previous.crosswalk))})
+                      WHERE source_dataset <> {lit(justice_source)})
+                TO {lit(str(out))} (FORMAT parquet)""")
+    finally:
+        con.close()
+    return out
 
 
 def link_table_sql(run_dir: Path, justice_source: str) -> str:

@@ -222,3 +222,44 @@ def test_a_justice_person_keeps_one_national_insurance_number():
     settings = {k: v for k, v in clustering.items() if k != "conflict_columns"}
     assert people(ClusteringConfig(**settings, conflict_columns=["nino_key"])) == [["J1", "c1", "e1"], ["c2", "e2"]]
     assert people(ClusteringConfig(**settings)) == [["J1", "c1", "c2", "e1", "e2"]]
+
+
+def test_previous_keeps_department_persons_ids(flow, tmp_path):
+    """Next month's run with --previous: people outside justice keep last month's person
+    ids although the record their new ids would be made from is gone; justice persons
+    keep the justice run's."""
+    import shutil
+
+    xw = flow["crossgov"] / "restricted" / "crosswalk.parquet"
+    # Department-only persons of two records or more, and the record each one's id was made from.
+    firsts = _rows(f"""SELECT person_id, arg_min(source_dataset || '/' || record_id, source_dataset || '/' || record_id)
+                       FROM '{xw}' GROUP BY person_id
+                       HAVING count(*) >= 2 AND NOT bool_or(source_dataset = 'justice') ORDER BY 1 LIMIT 5""")
+    assert len(firsts) == 5
+    data = tmp_path / "data"
+    shutil.copytree(flow["data"], data)
+    ids = {"dwp_benefits": "claim_id", "hmrc_employment": "employment_id", "learners": "learning_aim_id"}
+    gone: dict[str, set[str]] = {}
+    for _, member in firsts:
+        source, record = member.split("/", 1)
+        gone.setdefault(source, set()).add(record)
+    for source, records in gone.items():
+        with (data / f"{source}.csv").open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        with (data / f"{source}.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(r for r in rows if r[ids[source]] not in records)
+    out = tmp_path / "next"
+    res = cli("crossgov", "run", str(flow["config"]), "--justice-run", str(flow["justice"]), "--data", str(data),
+              "--out", str(out), "--previous", str(flow["crossgov"]))
+    assert res.returncode == 0, res.stderr
+    new_xw = out / "restricted" / "crosswalk.parquet"
+    kept = _rows(f"""SELECT count(DISTINCT n.person_id) FROM '{new_xw}' n JOIN '{xw}' o USING (source_dataset, record_id)
+                     WHERE o.person_id IN ({', '.join(repr(p) for p, _ in firsts)}) AND n.person_id = o.person_id""")
+    assert kept == [(5,)]
+    moved = _rows(f"""SELECT count(*) FROM '{new_xw}' WHERE source_dataset = 'justice' AND person_id <> record_id""")
+    assert moved == [(0,)]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["cross_government"]["previous_run"] == str(flow["crossgov"].resolve())
+    assert manifest["ids"]["kept"] > 0
