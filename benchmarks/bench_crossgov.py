@@ -2,7 +2,7 @@
 persons to the department extracts, score the department-to-justice-person link.
 
     python benchmarks/bench_crossgov.py --people 10000 [--people 100000 ...] [--seed 5]
-        [--workdir /tmp/bench_crossgov] [--justice-config configs/justice.yaml]
+        [--profile realistic] [--workdir /tmp/bench_crossgov] [--justice-config configs/justice.yaml]
         [--crossgov-config configs/cross_government.yaml]
 
 For each size: ``linkage synth --departments`` (reused when the folder already holds that
@@ -40,13 +40,14 @@ def _linkage(*args: str, env: dict[str, str]) -> float:
 
 
 def bench(people: int, seed: int, work: Path, justice_config: Path, crossgov_config: Path,
-          env: dict[str, str]) -> dict:
-    data = work / f"synth-{people}-{seed}"
-    justice, crossgov = work / f"justice-{people}-{seed}", work / f"crossgov-{people}-{seed}"
+          env: dict[str, str], profile: str = "realistic") -> dict:
+    tag = f"{people}-{seed}" + ("" if profile == "realistic" else f"-{profile}")
+    data = work / f"synth-{tag}"
+    justice, crossgov = work / f"justice-{tag}", work / f"crossgov-{tag}"
     times: dict[str, float] = {}
     if not (data / "truth_departments.csv").is_file():
         times["synth"] = _linkage("synth", "--people", str(people), "--seed", str(seed), "--out", str(data),
-                                  "--departments", env=env)
+                                  "--profile", profile, "--departments", env=env)
     times["justice run"] = _linkage("run", str(justice_config), "--data", str(data), "--out", str(justice), env=env)
     _linkage("evaluate", str(justice), "--truth", str(data / "truth.csv"), env=env)
     times["crossgov run"] = _linkage("crossgov", "run", str(crossgov_config), "--justice-run", str(justice),
@@ -57,7 +58,7 @@ def bench(people: int, seed: int, work: Path, justice_config: Path, crossgov_con
     justice_scores = json.loads((justice / "evaluation.json").read_text())
     manifest = json.loads((crossgov / "manifest.json").read_text())
     return {
-        "people": people, "seed": seed, "seconds": {k: round(v, 1) for k, v in times.items()},
+        "people": people, "seed": seed, "profile": profile, "seconds": {k: round(v, 1) for k, v in times.items()},
         "crossgov": scores,
         "justice": {"pairwise": justice_scores["pairwise"], "cluster": justice_scores["cluster"]},
         "crossgov_records": {s: r["read"] for s, r in manifest["rows"].items()},
@@ -70,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--people", type=int, action="append", help="justice people (repeatable; default 10000)")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--profile", default="realistic", help="the synthetic profile: clean, realistic or hard")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_crossgov"))
     ap.add_argument("--justice-config", type=Path, default=ROOT / "configs" / "justice.yaml")
     ap.add_argument("--crossgov-config", type=Path, default=ROOT / "configs" / "cross_government.yaml")
@@ -77,12 +79,13 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.setdefault("LINKAGE_PSEUDONYM_KEY", secrets.token_hex(32))
     args.workdir.mkdir(parents=True, exist_ok=True)
-    rows = [bench(n, args.seed, args.workdir, args.justice_config, args.crossgov_config, env)
+    rows = [bench(n, args.seed, args.workdir, args.justice_config, args.crossgov_config, env, args.profile)
             for n in args.people or [10000]]
     print(f"{'people':>9} {'source':<16} {'precision':>9} {'recall':>7} {'links':>8} {'due':>8}   justice pairwise P/R")
     for r in rows:
         j = r["justice"]["pairwise"]
-        for name, s in [("all", r["crossgov"]["pairwise"]), *r["crossgov"]["by_source"].items()]:
+        for name, s in [("all", r["crossgov"]["pairwise"]), *r["crossgov"]["by_source"].items(),
+                        ("all, end to end", r["crossgov"]["end_to_end"])]:
             print(f"{r['people']:>9,} {name:<16} {s['precision']:>9.4f} {s['recall']:>7.4f} {s['links']:>8,} "
                   f"{s['due']:>8,}   {j['precision']:.4f}/{j['recall']:.4f}")
         print(f"{'':>9} seconds: {', '.join(f'{k} {v}' for k, v in r['seconds'].items())}")

@@ -320,6 +320,7 @@ def crossgov_run(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="The run directory to write (default: runs/<job>)."),
     justice_source: str = typer.Option("justice", "--justice-source", help="The config's source that stands for the justice persons."),
     model_path: Optional[Path] = typer.Option(None, "--model", help="A saved model (restricted/model.json of an earlier cross-government run): skip training."),
+    previous: Optional[Path] = typer.Option(None, "--previous", help="Last month's cross-government run: people outside justice keep its person ids (justice persons keep the justice run's)."),
 ) -> None:
     """Link the justice run's persons to department extracts; analyst person_id is the justice run's."""
     from linkage.config import load_config
@@ -327,7 +328,7 @@ def crossgov_run(
     from linkage.job import RunOptions
 
     loaded = load_config(config)
-    result = run_crossgov(loaded, justice_run, RunOptions(data, out_dir, model_path), justice_source)
+    result = run_crossgov(loaded, justice_run, RunOptions(data, out_dir, model_path, previous=previous), justice_source)
     _print_run(result)
 
 

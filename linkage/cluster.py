@@ -495,20 +495,20 @@ def check_clusters(
     con: duckdb.DuckDBPyConnection,
     settings: ClusteringConfig,
     duplicate_free: Sequence[str] = (),
-    conflict_columns: Sequence[str] = ("pnc_key", "cro_number"),
+    conflict_columns: Sequence[str] | None = None,
 ) -> tuple[int, int]:
     """Split the suspicious clusters of ``cc`` with ``split_cluster``; returns (checked, split).
 
     Suspicious (found set-based, the rest is never read into Python): a cluster whose weak
     links (below the fracture weight) join two strong groups of two records or more, or
     three strong groups or more (``_core``, ``strong_components``); two different values
-    of a conflict column; two records of a duplicate-free source; or, with
+    of a conflict column (default: ``settings.conflict_columns``); two records of a duplicate-free source; or, with
     ``date_conflict_match_weight`` set, three records or more with two dates of birth.
     Parts keep the lowest node id as their cluster id; the cut links move to
     ``cluster_splits``.
     """
     have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
-    columns = [c for c in conflict_columns if c in have]
+    columns = [c for c in (settings.conflict_columns if conflict_columns is None else conflict_columns) if c in have]
     date_weight = settings.date_conflict_match_weight if "date_of_birth" in have else None
     dated = "count(DISTINCT n.date_of_birth) > 1" if date_weight is not None else "false"
     if date_weight is None:

@@ -340,6 +340,9 @@ class ClusteringConfig(Strict):
     # Two different valid PNC IDs (or CRO numbers) in one person need a link at least this
     # strong to join them; weaker joins are cut.
     conflict_match_weight: float = 20.0
+    # The identifiers checked for that conflict: a person holds one value of each (the
+    # cross-government job adds the National Insurance and learner numbers).
+    conflict_columns: list[Column] = ["pnc_key", "cro_number"]
     # A link below the fracture weight is dropped when either record has a scored pair
     # into another person (by the links at or above the fracture weight) within this
     # many bits of it: a name shared by two people is no evidence for either. None: off.

@@ -194,9 +194,9 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
     stages = stages or Stages()
     check_config(loaded, justice_source)
     run = open_justice_run(justice_run)
-    if opts.previous is not None or opts.incremental:
-        raise LinkageError("the cross-government job takes its person ids from --justice-run: "
-                           "--previous and --incremental do not apply")
+    if opts.incremental:
+        raise LinkageError("the cross-government job scores every record each run: --incremental does not apply")
+    previous = _open_previous(opts.previous, justice_source) if opts.previous is not None else None
     out = (opts.out_dir or Path("runs") / loaded.config.job).resolve()
     if out == run.run_dir:
         raise LinkageError(f"--out {out} is the justice run itself; give the cross-government run its own folder")
@@ -206,6 +206,9 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
             f"--justice-run {run.run_dir} was made with a different pseudonymisation key (fingerprint "
             f"{run.manifest.get('pseudonym_key_fingerprint')}, this job's {key.fingerprint}): the person ids would not "
             f"join the justice run's. Run with the justice run's key.")
+    if previous is not None and not key.matches_fingerprint(previous.manifest.get("pseudonym_key_fingerprint")):
+        raise LinkageError(f"--previous {previous.run_dir} was made with a different pseudonymisation key: its person "
+                           "ids would not carry over. Run with the same key.")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -218,6 +221,9 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
         with stages.stage("justice persons"):
             persons, keys, n = export_justice_persons(run, folder, justice_source)
             stages.note(f"{n:,} justice persons from {run.run_dir}")
+            if previous is not None:
+                keys = carry_previous(keys, previous, justice_source, folder)
+                stages.note(f"department persons' ids carried from {previous.run_dir}")
         src = loaded.config.sources[justice_source].model_copy(update={"path": str(persons), "format": "parquet"})
         cfg = loaded.config.model_copy(update={"sources": {**loaded.config.sources, justice_source: src}})
         job = LoadedConfig(cfg, loaded.path, loaded.text)
@@ -232,11 +238,52 @@ def run_crossgov(loaded: LoadedConfig, justice_run: Path, opts: RunOptions, just
         }}
         fingerprint = run.manifest.get("pseudonym_key_fingerprint")
         generation = int(run.manifest.get("id_generation", 1))
+        if previous is not None:  # a key freed by a split is never reissued
+            generation = max(generation, int(previous.manifest.get("id_generation", 1)))
+            extra["cross_government"]["previous_run"] = str(previous.run_dir)
         result = run_job(job, replace(opts, carry_ids=(keys, fingerprint, generation), manifest_extra=extra), stages)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     check_result(result.run_dir, justice_source)
     return result
+
+
+def _open_previous(run_dir: Path, justice_source: str) -> JusticeRun:
+    """The previous cross-government run (``--previous``): a finished run of this job."""
+    run_dir = Path(run_dir).resolve()
+    manifest = publishing.read_run_manifest(run_dir)
+    info = manifest.get("cross_government")
+    if not info:
+        raise InputError(f"--previous {run_dir}: not a cross-government run (its manifest has no cross_government "
+                         "entry); give the --out folder of last month's `linkage crossgov run`.")
+    if info.get("justice_source") != justice_source:
+        raise InputError(f"--previous {run_dir}: its justice source was {info.get('justice_source')!r}, "
+                         f"this job's is {justice_source!r}.")
+    run = JusticeRun(run_dir, manifest)
+    if not run.crosswalk.is_file():
+        raise InputError(f"--previous {run_dir}: restricted/crosswalk.parquet is missing.")
+    return run
+
+
+def carry_previous(justice_keys: Path, previous: JusticeRun, justice_source: str, folder: Path) -> Path:
+    """The person keys a run carries: the justice persons' (priority 1: a justice person
+    always keeps its justice run's key) and the previous cross-government run's department
+    records' (priority 0: a department person keeps last month's id when its records are
+    still together, and a record that now joins a justice person takes that person's)."""
+    out = folder / "carry_keys.parquet"
+    con = duckdb.connect()
+    try:
+        con.execute(
+            f"""COPY (SELECT source_dataset, record_id, person_key, 1 AS priority
+                      FROM read_parquet({lit(str(justice_keys))})
+                      UNION ALL
+                      SELECT source_dataset, record_id, person_key, 0
+                      FROM read_parquet({lit(str(previous.crosswalk))})
+                      WHERE source_dataset <> {lit(justice_source)})
+                TO {lit(str(out))} (FORMAT parquet)""")
+    finally:
+        con.close()
+    return out
 
 
 def link_table_sql(run_dir: Path, justice_source: str) -> str:
@@ -326,7 +373,8 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path | Sequence[Path]) -> dict[s
                    coalesce(s.true_id = t.true_id, false) AS right_end_to_end,
                    t.true_id IN (SELECT true_id FROM stands) AS due_end_to_end,
                    (l.justice_person_id, t.true_id) IN (SELECT (justice_person_id, true_id) FROM holds) AS right_given,
-                   t.true_id IN (SELECT true_id FROM holds) AS due_given
+                   t.true_id IN (SELECT true_id FROM holds) AS due_given,
+                   t.true_id LIKE 'N%' AS outside
             FROM ({link_table_sql(run_dir, source)}) l JOIN truth t USING (source_dataset, record_id)
             LEFT JOIN stands s USING (justice_person_id)""")
 
@@ -339,15 +387,38 @@ def evaluate_crossgov(run_dir: Path, truth_csv: Path | Sequence[Path]) -> dict[s
             return {"precision": p, "recall": rc, "f1": 2 * p * rc / (p + rc) if p + rc else 0.0,
                     "records": records, "links": linked, "right": right, "due": due}
 
+        def errors() -> dict[str, Any]:
+            """End-to-end errors by cause: the justice run's (a person it merged or split)
+            or this link's own (a person outside justice, another justice person, no link)."""
+            row = con.execute(
+                """SELECT count(*) FILTER (WHERE linked AND NOT right_end_to_end AND right_given),
+                          count(*) FILTER (WHERE linked AND NOT right_given AND NOT due_given AND outside),
+                          count(*) FILTER (WHERE linked AND NOT right_given AND NOT due_given AND NOT outside),
+                          count(*) FILTER (WHERE linked AND NOT right_given AND due_given),
+                          count(*) FILTER (WHERE due_end_to_end AND NOT linked),
+                          count(*) FILTER (WHERE due_end_to_end AND linked AND NOT right_end_to_end AND right_given),
+                          count(*) FILTER (WHERE due_end_to_end AND linked AND NOT right_given)
+                   FROM scored""").fetchall()[0]
+            keys = ["justice_run_merged_or_split", "person_outside_justice", "person_without_a_justice_person",
+                    "another_justice_person"]
+            return {"false_links": dict(zip(keys, map(int, row[:4]))),
+                    "missed_links": {"not_linked": int(row[4]), "justice_run_merged_or_split": int(row[5]),
+                                     "another_justice_person": int(row[6])}}
+
         sources = [s for (s,) in con.execute("SELECT DISTINCT source_dataset FROM scored ORDER BY 1").fetchall()]
         result = {"pairwise": prf("true"),
                   "by_source": {s: prf(f"source_dataset = {lit(s)}") for s in sources},
                   "end_to_end": prf("true", "end_to_end"),
                   "end_to_end_by_source": {s: prf(f"source_dataset = {lit(s)}", "end_to_end") for s in sources},
+                  "end_to_end_errors": errors(),
                   "justice_run": str(justice.run_dir), "truth": [str(f) for f in files],
                   "definition": "pairs of (department record, justice person). pairwise: right when the justice "
                                 "person holds a record of the department record's true person; end_to_end: right "
-                                "when most of the justice person's records are the true person's"}
+                                "when most of the justice person's records are the true person's. "
+                                "end_to_end_errors: each end-to-end false link and miss by cause; "
+                                "justice_run_merged_or_split: right given the justice run, wrong end to end (the "
+                                "justice person merged two people, or the person's records are split over several "
+                                "justice persons); the rest are this link's own"}
     finally:
         con.close()
     (run_dir / EVALUATION).write_text(json.dumps(result, indent=2) + "\n")

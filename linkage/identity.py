@@ -10,6 +10,12 @@ run's crosswalk, keys carry over by record overlap:
   largest (a merge: the larger keeps its key, the others are retired into it);
 - a cluster offered none gets a new key.
 
+A previous table may carry a ``priority`` per row (default 0): a key goes first to the
+cluster holding its highest-priority record, and a cluster keeps the offered key of the
+highest priority before the largest. The cross-government job gives the justice persons'
+keys priority 1, so a justice person keeps its justice run's key whatever department
+records, linked or not last month, its cluster now holds.
+
 New keys hash the cluster's first record with the run's generation number, so a rerun
 with nothing previous gives identical keys, and a key freed by a split is never reissued.
 """
@@ -62,26 +68,31 @@ def assign_person_keys(
         n = con.execute("SELECT count(*) FROM person_keys").fetchall()[0][0]
         return IdentityStats(generation, n, 0, n, 0, 0, 0)
 
+    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {previous})").fetchall()}
+    priority = "p.priority" if "priority" in cols else "0"
     con.execute(
         f"""CREATE OR REPLACE TABLE _overlap AS
-        SELECT c.cluster_id, p.person_key AS prev_key, count(*) AS n
+        SELECT c.cluster_id, p.person_key AS prev_key, count(*) AS n, max({priority}) AS priority
         FROM clusters c JOIN {previous} p USING (source_dataset, record_id) GROUP BY ALL"""
     )
     con.execute(
         f"""CREATE OR REPLACE TABLE _prev_size AS
-        SELECT person_key AS prev_key, count(*) AS prev_size FROM {previous} GROUP BY ALL"""
+        SELECT person_key AS prev_key, count(*) AS prev_size, max({priority}) AS priority
+        FROM {previous} p GROUP BY ALL"""
     )
-    # Each previous key to the cluster with most of its records (ties: lowest cluster id).
+    # Each previous key to the cluster with its highest-priority record, then most of its
+    # records (ties: lowest cluster id).
     con.execute(
         """CREATE OR REPLACE TABLE _offered AS
         SELECT cluster_id, prev_key FROM _overlap
-        QUALIFY row_number() OVER (PARTITION BY prev_key ORDER BY n DESC, cluster_id) = 1"""
+        QUALIFY row_number() OVER (PARTITION BY prev_key ORDER BY priority DESC, n DESC, cluster_id) = 1"""
     )
-    # Each cluster keeps the offered key whose previous cluster was largest.
+    # Each cluster keeps the offered key of the highest priority, then whose previous
+    # cluster was largest.
     con.execute(
         """CREATE OR REPLACE TABLE _kept AS
         SELECT o.cluster_id, o.prev_key AS person_key FROM _offered o JOIN _prev_size USING (prev_key)
-        QUALIFY row_number() OVER (PARTITION BY o.cluster_id ORDER BY prev_size DESC, prev_key) = 1"""
+        QUALIFY row_number() OVER (PARTITION BY o.cluster_id ORDER BY priority DESC, prev_size DESC, prev_key) = 1"""
     )
     con.execute(
         f"""CREATE OR REPLACE TABLE person_keys AS
@@ -126,9 +137,12 @@ def assign_person_keys(
 
 
 def load_previous(con: duckdb.DuckDBPyConnection, crosswalk: Path) -> str:
-    """Load a previous crosswalk (or registry) as the ``previous_keys`` table."""
+    """Load a previous crosswalk (or registry) as the ``previous_keys`` table (with its
+    ``priority`` column, if it has one)."""
+    src = f"read_parquet({lit(str(crosswalk))})"
+    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {src})").fetchall()}
     con.execute(
-        f"CREATE OR REPLACE TABLE previous_keys AS SELECT source_dataset, record_id, person_key "
-        f"FROM read_parquet({lit(str(crosswalk))})"
+        f"CREATE OR REPLACE TABLE previous_keys AS SELECT source_dataset, record_id, person_key"
+        f"{', priority' if 'priority' in cols else ''} FROM {src}"
     )
     return "previous_keys"

@@ -33,6 +33,7 @@ from linkage.errors import InputError, LinkageError, TrainingError, UsageError, 
 from linkage.progress import Stages
 from linkage.sources import lit, q
 from linkage.standardise.declared import standardise_fields
+from linkage.standardise.types.encoded import encodings_manifest
 
 MANIFEST = "manifest.json"
 
@@ -571,6 +572,8 @@ def _manifest(
         },
         "rows": accounting,
         "invalid_values": invalid,
+        # Encoded fields compared: each one's settings and fingerprint (never the secret).
+        "encodings": encodings_manifest(dict(cfg.fields), cfg.sources, {n: r.path for n, r in reads.items()}),
         "blocking": [asdict(c) for c in counts],
         "model": {
             "trained": saved_model is None,

@@ -119,6 +119,10 @@ def test_evaluation_scores_the_department_links(flow):
     p, r = result["pairwise"]["precision"], result["pairwise"]["recall"]
     assert 0 <= p <= 1 and 0 <= r <= 1
     assert result["pairwise"]["links"] > 0 and result["pairwise"]["due"] > 0
+    # Every end-to-end error has one cause: the justice run's or this link's own.
+    e2e, causes = result["end_to_end"], result["end_to_end_errors"]
+    assert sum(causes["false_links"].values()) == e2e["links"] - e2e["right"]
+    assert sum(causes["missed_links"].values()) == e2e["due"] - e2e["right"]
 
 
 def test_a_nino_column_of_invalid_values_is_reported_by_reason(flow):
@@ -180,3 +184,82 @@ def test_a_justice_person_is_its_most_common_name_with_every_other_as_an_alias(t
         ("Pb", "ANNE", None, "DE LA MARE", None, None, None, "F", None),
     ]
     assert _rows(f"SELECT * FROM '{keys}' ORDER BY 2") == [("justice", "Pa", "Ka"), ("justice", "Pb", "Kb")]
+
+
+def test_a_justice_person_keeps_one_national_insurance_number():
+    """A namesake (same name, sex and date of birth, another NINO) reaches the justice
+    person as well as the person's own claims: with nino_key a conflict column (the
+    config's clustering.conflict_columns), the better-linked number keeps the justice
+    person and the namesake's claims are cut; without it, one person holds both."""
+    from linkage.cluster import cluster
+    from linkage.config import ClusteringConfig, DeterministicLink
+    from linkage.model import make_db_api
+
+    clustering = yaml.safe_load(CROSSGOV.read_text())["model"]["clustering"]
+    assert {"nino_key", "uln"} <= set(clustering["conflict_columns"])
+    own, other = "AB123456", "CE654321"
+    records = [(1, "justice", "J1", None), (2, "dwp_benefits", "c1", own), (3, "hmrc_employment", "e1", own),
+               (4, "dwp_benefits", "c2", other), (5, "hmrc_employment", "e2", other)]
+    # The person's own claim agrees on the postcode too (25 bits); the namesake's does not (16).
+    predictions = [(1, 2, 25.0), (1, 3, 18.0), (1, 4, 16.0), (1, 5, 15.0)]
+    rule = DeterministicLink(name="same National Insurance number", columns=["nino_key"])
+
+    def people(settings: ClusteringConfig) -> list[list[str]]:
+        con = duckdb.connect()
+        try:
+            con.execute("CREATE TABLE nodes (node_id BIGINT, source_dataset VARCHAR, record_id VARCHAR, nino_key VARCHAR)")
+            con.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?)", records)
+            con.execute("CREATE TABLE predictions (node_id_l BIGINT, node_id_r BIGINT, match_weight DOUBLE, "
+                        "match_probability DOUBLE)")
+            con.executemany("INSERT INTO predictions VALUES (?, ?, ?, pow(2, ?) / (1 + pow(2, ?)))",
+                            [(a, b, w, w, w) for a, b, w in predictions])
+            cluster(con, make_db_api(con), "predictions", 0.95, [rule], settings, ["justice"])
+            return sorted(g for (g,) in con.execute(
+                "SELECT list(record_id ORDER BY record_id) FROM clusters GROUP BY cluster_id").fetchall())
+        finally:
+            con.close()
+
+    settings = {k: v for k, v in clustering.items() if k != "conflict_columns"}
+    assert people(ClusteringConfig(**settings, conflict_columns=["nino_key"])) == [["J1", "c1", "e1"], ["c2", "e2"]]
+    assert people(ClusteringConfig(**settings)) == [["J1", "c1", "c2", "e1", "e2"]]
+
+
+def test_previous_keeps_department_persons_ids(flow, tmp_path):
+    """Next month's run with --previous: people outside justice keep last month's person
+    ids although the record their new ids would be made from is gone; justice persons
+    keep the justice run's."""
+    import shutil
+
+    xw = flow["crossgov"] / "restricted" / "crosswalk.parquet"
+    # Department-only persons of two records or more, and the record each one's id was made from.
+    firsts = _rows(f"""SELECT person_id, arg_min(source_dataset || '/' || record_id, source_dataset || '/' || record_id)
+                       FROM '{xw}' GROUP BY person_id
+                       HAVING count(*) >= 2 AND NOT bool_or(source_dataset = 'justice') ORDER BY 1 LIMIT 5""")
+    assert len(firsts) == 5
+    data = tmp_path / "data"
+    shutil.copytree(flow["data"], data)
+    ids = {"dwp_benefits": "claim_id", "hmrc_employment": "employment_id", "learners": "learning_aim_id"}
+    gone: dict[str, set[str]] = {}
+    for _, member in firsts:
+        source, record = member.split("/", 1)
+        gone.setdefault(source, set()).add(record)
+    for source, records in gone.items():
+        with (data / f"{source}.csv").open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        with (data / f"{source}.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(r for r in rows if r[ids[source]] not in records)
+    out = tmp_path / "next"
+    res = cli("crossgov", "run", str(flow["config"]), "--justice-run", str(flow["justice"]), "--data", str(data),
+              "--out", str(out), "--previous", str(flow["crossgov"]))
+    assert res.returncode == 0, res.stderr
+    new_xw = out / "restricted" / "crosswalk.parquet"
+    kept = _rows(f"""SELECT count(DISTINCT n.person_id) FROM '{new_xw}' n JOIN '{xw}' o USING (source_dataset, record_id)
+                     WHERE o.person_id IN ({', '.join(repr(p) for p, _ in firsts)}) AND n.person_id = o.person_id""")
+    assert kept == [(5,)]
+    moved = _rows(f"""SELECT count(*) FROM '{new_xw}' WHERE source_dataset = 'justice' AND person_id <> record_id""")
+    assert moved == [(0,)]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["cross_government"]["previous_run"] == str(flow["crossgov"].resolve())
+    assert manifest["ids"]["kept"] > 0

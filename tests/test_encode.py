@@ -159,6 +159,16 @@ def test_an_encoded_job_links(world, tmp_path):
     assert scores["precision"] > 0.95 and scores["recall"] > 0.85, scores
     manifest = json.loads((run / "manifest.json").read_text())
     assert sum(r["read"] for r in manifest["rows"].values()) == len(t[t.source_dataset.isin(list(SOURCES))])
+    # The manifest records each compared encoding's settings and fingerprint, never the secret.
+    encodings = manifest["encodings"]
+    assert set(encodings) == set(SOURCES)
+    for sname, entry in encodings.items():
+        meta = json.loads((world["enc"] / f"{sname}.parquet.encoding.json").read_text())
+        assert entry["share"] == meta["share"]
+        for field, enc in entry["fields"].items():
+            assert enc["fingerprint"] == meta["encodings"][enc["column"]]["fingerprint"]
+            assert enc["fingerprint"] == raw["fields"][field]["fingerprint"]
+    assert world["key"] not in (run / "manifest.json").read_text()
 
 
 def test_a_job_refuses_encodings_made_with_another_secret(world, tmp_path):

@@ -14,13 +14,16 @@ value rather than once per pair).
 setting without revealing the secret. A job refuses an extract whose metadata gives
 another fingerprint, another encoding or another filter length than the field declares
 (``encoding_problems``): encodings made with different secrets or settings never agree,
-and comparing them would silently find no one.
+and comparing them would silently find no one. A run records what it compared in its
+manifest's ``encodings`` (``encodings_manifest``): per source, each field's settings and
+fingerprint, and the metadata file's hash.
 
 DuckDB only: Spark has no bit strings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -158,3 +161,25 @@ def encoding_problems(fields: dict[str, Any], sources: dict[str, Any], headers: 
                 problems.append(f"{where}: {path.name} column {col!r} holds {enc.get('filter_bits')}-bit filters; "
                                 f"fields.{field} declares bits: {ftype.bits}")
     return problems
+
+
+def encodings_manifest(fields: dict[str, Any], sources: dict[str, Any], paths: dict[str, Path]) -> dict[str, Any] | None:
+    """For a run's manifest: per source, each encoded field's column and the settings its
+    extract's metadata gives (share, kind, filter length, hardening, fingerprint; never the
+    secret, which the metadata does not hold). None when the job compares no encoding."""
+    out: dict[str, Any] = {}
+    for sname, src in sources.items():
+        encoded = {f: col for f, col in src.columns.items() if isinstance(fields.get(f), EncodedType)}
+        if not encoded or sname not in paths:
+            continue
+        try:
+            meta = read_metadata(Path(paths[sname]))
+        except ValueError:  # the job's checks refused this before the run: nothing to record
+            continue
+        out[sname] = {
+            "share": meta.get("share"),
+            "metadata_sha256": hashlib.sha256(metadata_path(Path(paths[sname])).read_bytes()).hexdigest(),
+            "fields": {f: {"column": col, **{k: v for k, v in meta["encodings"].get(col, {}).items()
+                                             if k not in ("fields",)}} for f, col in encoded.items()},
+        }
+    return out or None
