@@ -191,9 +191,10 @@ def _score_with_splink(con: duckdb.DuckDBPyConnection, cfg: Any, saved: dict) ->
     table, and every SQL statement Splink ran to make it (``statements``, with
     ``tf_columns``: the term-frequency tables it reads).
 
-    Splink names its tables by a hash of their SQL, and its SQL depends on the settings
-    and the tables' columns only (the same for every find against a run), so the
-    statements made once give the same pairs for any records looked up later."""
+    Splink's SQL depends on the settings and the tables' columns only (the same for every
+    find against a run: ``find_nodes`` takes the index's columns whatever the source), not
+    on the records, and names its intermediate tables consistently within one call, so
+    the statements made once give the same pairs for any records looked up later."""
     from splink import Linker
 
     settings = model.build_settings(cfg, "duckdb", saved)
