@@ -221,20 +221,27 @@ def _score_with_splink(con: duckdb.DuckDBPyConnection, cfg: Any, saved: dict) ->
     return scored.physical_name, {"tf_columns": tfs, "statements": statements, "predictions": scored.physical_name}
 
 
+def _scoring_stamp(manifest: dict[str, Any]) -> str:
+    """The run's stamp and the versions of Splink (which wrote the SQL) and DuckDB (which runs it)."""
+    from importlib.metadata import version
+
+    return f"{_index_stamp(manifest)}|splink {version('splink')}|duckdb {duckdb.__version__}"
+
+
 def _scoring_sql(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
     """The scoring SQL a first find against this run kept, if it was this run's (its stamp)."""
     try:
         kept = json.loads((Path(run_dir) / SCORING_SQL).read_text())
     except (OSError, ValueError):
         return None
-    return kept if isinstance(kept, dict) and kept.get("stamp") == _index_stamp(manifest) else None
+    return kept if isinstance(kept, dict) and kept.get("stamp") == _scoring_stamp(manifest) else None
 
 
 def _keep_scoring_sql(run_dir: Path, manifest: dict[str, Any], replay: dict[str, Any]) -> None:
     path = Path(run_dir) / SCORING_SQL
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with private_umask():
-        tmp.write_text(json.dumps({"stamp": _index_stamp(manifest), **replay}))
+        tmp.write_text(json.dumps({"stamp": _scoring_stamp(manifest), **replay}))
     os.replace(tmp, path)
     restrict_tree(path.parent)
 
