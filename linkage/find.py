@@ -86,7 +86,7 @@ def _label(levels: list[tuple[float, str]], mw: float) -> str:
     return best[1] if best is not None and abs(best[0] - mw) < 1e-6 else "agrees"
 
 
-INDEX_VERSION = 2  # what the index holds; an index of another version is built again
+INDEX_VERSION = 3  # what the index holds; an index of another version is built again
 
 
 def _explode_select(rule) -> tuple[str, str]:
@@ -98,8 +98,10 @@ def _explode_select(rule) -> tuple[str, str]:
 
 def _candidates_sql(cfg, records: str = "idx.records") -> str:
     """node ids of the run's records (``records``) that a blocking rule pairs with a record
-    of ``find_nodes``: equality joins; an exploding rule's lists are read unnested from the
-    index (``idx.explode_<i>``)."""
+    of ``find_nodes``: equality joins against the index's narrow tables sorted by each
+    rule's columns (``idx.rule_<i>``: DuckDB skips the row groups the looked-up values
+    cannot be in) or its unnested lists (``idx.explode_<i>``); a rule in SQL against
+    every record."""
     from linkage.config import ExplodeRule, SqlRule
 
     parts = []
@@ -110,7 +112,7 @@ def _candidates_sql(cfg, records: str = "idx.records") -> str:
         elif isinstance(rule, SqlRule):
             parts.append(f"SELECT r.node_id FROM {records} r SEMI JOIN find_nodes l ON {rule.sql}")
         else:
-            parts.append(f"SELECT r.node_id FROM {records} r SEMI JOIN find_nodes l ON {model.rule_sql(rule)}")
+            parts.append(f"SELECT r.node_id FROM idx.{q(f'rule_{i}')} r SEMI JOIN find_nodes l ON {model.rule_sql(rule)}")
     return " UNION ".join(parts)
 
 
@@ -122,8 +124,8 @@ def _index_stamp(manifest: dict[str, Any]) -> str:
 def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str], cfg: Any = None) -> tuple[Path, bool]:
     """``restricted/find/index.duckdb``: the run's standardised records numbered (``records``,
     with an index on ``node_id``: a lookup fetches its few candidates without reading a
-    million wide rows), each exploding blocking rule's lists unnested (``explode_<i>``,
-    sorted by their values), their term-frequency tables (``tf_<column>``, as Splink names
+    million wide rows), each blocking rule's columns (``rule_<i>``) or unnested lists
+    (``explode_<i>``) with the node ids, sorted by their values, their term-frequency tables (``tf_<column>``, as Splink names
     its columns) and the crosswalk, in DuckDB's own columnar storage; returns its path and whether it was
     built now. Built on the first find against a run (the cold call), then reused while
     the run at ``run_dir`` is the same one (its manifest's stamp)."""
@@ -151,13 +153,17 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str]
             con.execute(f"""CREATE TABLE records AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, *
                             FROM read_parquet({std})""")
             con.execute("CREATE UNIQUE INDEX records_node_id ON records (node_id)")
-            from linkage.config import ExplodeRule
+            from linkage.config import ExplodeRule, SqlRule, key_column
 
             for i, rule in enumerate(cfg.model.blocking_rules if cfg is not None else []):
                 if isinstance(rule, ExplodeRule):
                     sel, _ = _explode_select(rule)
                     con.execute(f"CREATE TABLE {q(f'explode_{i}')} AS SELECT * FROM (SELECT DISTINCT {sel}, node_id "
                                 f"FROM records) ORDER BY ALL")
+                elif not isinstance(rule, SqlRule):
+                    cols = [q(c) for c in dict.fromkeys(key_column(k) for k in rule)]
+                    con.execute(f"CREATE TABLE {q(f'rule_{i}')} AS SELECT {', '.join(cols)}, node_id FROM records "
+                                f"WHERE {' AND '.join(f'{c} IS NOT NULL' for c in cols)} ORDER BY ALL")
             for tf in tf_columns:
                 con.execute(
                     f"""CREATE TABLE {q('tf_' + tf)} AS SELECT {q(tf)}, count(*)::DOUBLE / sum(count(*)) OVER () AS {q('tf_' + tf)}
