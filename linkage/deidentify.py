@@ -137,7 +137,7 @@ def analyst_bad_values(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, An
 
 def write_analyst_tables(
     con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path, run_info: dict[str, Any] | None = None,
-    restricted_dir: Path | None = None,
+    restricted_dir: Path | None = None, previous: Path | None = None,
 ) -> dict[str, int]:
     """One Parquet table per source, plus persons, the linkage summary and the link-rate
     (bias) tables (``linkage.bias``), and their data dictionary (README.md,
@@ -148,6 +148,11 @@ def write_analyst_tables(
     age at an event below 0 (a date of birth after the event) or above 120, and a year of
     birth after the person's earliest event. ``run_info`` (run id, config hash...) goes
     into the dictionary.
+
+    ``previous`` (an incremental run: the run it builds on, with ``record_changes`` in
+    ``con``): the rows of people whose records and crosswalk rows are as they were there
+    are carried from its analyst tables, and only the other people's rows are made
+    (:func:`_reusable_outputs`); suppression and the leakage check still see the whole tables.
     """
     analyst_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, int] = {}
@@ -156,32 +161,57 @@ def write_analyst_tables(
     events = []
     con.execute("CREATE OR REPLACE TEMP TABLE analyst_bad_values (tab VARCHAR, col VARCHAR, type VARCHAR, n BIGINT, "
                 "rows VARCHAR)")
+    # Which records' and people's values were nulled as impossible (restricted: record ids),
+    # so that a later incremental run can count them without reading every record again.
+    con.execute("CREATE OR REPLACE TEMP TABLE __lk_nulled (tab VARCHAR, col VARCHAR, reason VARCHAR, "
+                "source_dataset VARCHAR, record_id VARCHAR, person_id VARCHAR)")
+    reuse = _reusable_outputs(con, cfg, previous) if previous is not None and restricted_dir is not None else None
+    affected = "(SELECT person_id FROM __lk_affected)"
     ids = ["x.person_id", *(f"x.{q(c)}" for c in threshold_id_columns(cfg))]
     for name, src in cfg.sources.items():
         carried = [_carry_column(con, name, col, spec, src) for col, spec in src.carry_columns.items()]
         nulled += _bad_carried_values(con, name, src, carried)
         exprs = ids + [f"{c.expr} AS {q(c.name)}" for c in carried]
-        checks = []
-        for col in src.age_at:
+        hidden, checks = ["CAST(x.record_id AS VARCHAR) AS __lk_record_id"], []
+        for i, col in enumerate(src.age_at):
             event = raw_date(src, col)
             age = f"CAST({age_at(event)} AS INTEGER)"
             out = "age_at_" + col
             exprs.append(f"CASE WHEN {age} BETWEEN 0 AND {MAX_AGE} THEN {age} END AS {q(out)}")
-            checks += [(out, "date of birth after the event", f"{age} < 0"),
-                       (out, f"age over {MAX_AGE}", f"{age} > {MAX_AGE}")]
+            hidden += [f"{age} AS __lk_age_{i}", f"year({event}) AS __lk_event_year_{i}"]
+            checks += [(out, "date of birth after the event", f"__lk_age_{i} < 0"),
+                       (out, f"age over {MAX_AGE}", f"__lk_age_{i} > {MAX_AGE}")]
             carried.append(CarriedColumn(out, "", col, "age", "integer"))
-            events.append(f"SELECT x.person_id, year({event}) AS event_year {source_join(name, src)}")
+            events.append(f"SELECT person_id, __lk_event_year_{i} AS event_year FROM {q('__lk_rows_' + name)}")
         columns[name] = carried
-        order = ", ".join(str(i + 1) for i in range(len(exprs)))
-        sql = f"SELECT {', '.join(exprs)} {source_join(name, src)} ORDER BY {order}"
+        table = q("__lk_rows_" + name)
+        shown = ", ".join(q(c) for c in ["person_id", *threshold_id_columns(cfg), *(c.name for c in carried)])
+        select = f"SELECT {', '.join(exprs + hidden)} {source_join(name, src)}"
         out_path = analyst_dir / f"{name}.parquet"
-        con.execute(f"COPY ({sql}) TO {lit(str(out_path))} (FORMAT parquet)")
+        # An incremental run makes the rows of the people its changes touched and carries the
+        # others' from the previous run (same columns and types only: a carried column's
+        # type can change with the data).
+        prev_path = reuse / "analyst" / f"{name}.parquet" if reuse else None
+        carry = prev_path is not None and _same_columns(con, f"SELECT {shown} FROM ({select})", prev_path)
+        # The source's rows joined once (raw rows, crosswalk, standardised records): the
+        # analyst table, the impossible ages and the event years all read this.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {select}"
+                    + (f" WHERE x.person_id IN {affected}" if carry else ""))
+        kept = f" UNION ALL SELECT * FROM read_parquet({lit(str(prev_path))}) WHERE person_id NOT IN {affected}" if carry else ""
+        con.execute(f"COPY (SELECT {shown} FROM {table}{kept} ORDER BY ALL) TO {lit(str(out_path))} (FORMAT parquet)")
         rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out_path))})").fetchall()[0][0]
-        if checks:
-            counts = con.execute(
-                f"SELECT {', '.join(f'count(*) FILTER (WHERE {cond})' for _, _, cond in checks)} {source_join(name, src)}"
-            ).fetchall()[0]
-            nulled += [(name, c, reason, int(n)) for (c, reason, _), n in zip(checks, counts) if n]
+        for c, reason, cond in checks:
+            con.execute(f"INSERT INTO __lk_nulled SELECT {lit(name)}, {lit(c)}, {lit(reason)}, {lit(name)}, __lk_record_id, "
+                        f"NULL FROM {table} WHERE {cond}")
+        if checks and carry and reuse:  # the unchanged records not made again: as the previous run found them
+            con.execute(
+                f"""INSERT INTO __lk_nulled SELECT n.* FROM read_parquet({lit(str(reuse / 'restricted' / NULLED_ROWS))}) n
+                SEMI JOIN (SELECT source_dataset, record_id FROM record_changes WHERE status = 'same') c
+                  USING (source_dataset, record_id)
+                WHERE n.tab = {lit(name)} AND n.record_id NOT IN (SELECT __lk_record_id FROM {table})""")
+        counts = dict(((c, r), n) for c, r, n in con.execute(
+            f"SELECT col, reason, count(*) FROM __lk_nulled WHERE tab = {lit(name)} GROUP BY ALL").fetchall())
+        nulled += [(name, c, reason, int(counts[c, reason])) for c, reason, _ in checks if counts.get((c, reason))]
     # A year of birth after the person's earliest event is impossible.
     first_event = (
         f"SELECT person_id, min(event_year) AS first_event_year FROM ({' UNION ALL '.join(events)}) GROUP BY ALL"
@@ -189,19 +219,33 @@ def write_analyst_tables(
     )
     attributes = person_attributes(cfg)
     has_year = "year_of_birth" in attributes
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE __lk_persons AS SELECT p.*, {_CONFIDENCE_COLUMNS}, "
-        f"{'p.year_of_birth > e.first_event_year' if has_year else 'false'} AS __impossible "
-        f"FROM ({persons_query(list(cfg.sources), attributes)}) p LEFT JOIN ({first_event}) e USING (person_id) "
-        f"LEFT JOIN ({_CONFIDENCE}) c USING (person_id)"
-    )
-    n_after = con.execute("SELECT count(*) FILTER (WHERE __impossible) FROM __lk_persons").fetchall()[0][0]
-    if n_after:
-        nulled.append(("persons", "year_of_birth", "year of birth after the person's earliest event", int(n_after)))
     out_path = analyst_dir / "persons.parquet"
     replace = " REPLACE (CASE WHEN __impossible THEN NULL ELSE year_of_birth END AS year_of_birth)" if has_year else ""
+
+    def persons(crosswalk: str) -> str:
+        return (f"SELECT p.*, {_CONFIDENCE_COLUMNS}, "
+                f"{'p.year_of_birth > e.first_event_year' if has_year else 'false'} AS __impossible "
+                f"FROM ({persons_query(list(cfg.sources), attributes, crosswalk)}) p "
+                f"LEFT JOIN ({first_event}) e USING (person_id) "
+                f"LEFT JOIN ({_CONFIDENCE.format(crosswalk=crosswalk)}) c USING (person_id)")
+
+    prev_persons = reuse / "analyst" / "persons.parquet" if reuse else None
+    carry = prev_persons is not None and _same_columns(
+        con, f"SELECT * EXCLUDE (__impossible){replace} FROM ({persons('crosswalk')})", prev_persons)
+    crosswalk = f"(SELECT * FROM crosswalk WHERE person_id IN {affected})" if carry else "crosswalk"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __lk_persons AS {persons(crosswalk)}")
+    con.execute(f"INSERT INTO __lk_nulled SELECT 'persons', 'year_of_birth', {lit(_YEAR_AFTER_EVENT)}, NULL, NULL, "
+                f"person_id FROM __lk_persons WHERE __impossible")
+    kept = ""
+    if carry and reuse:
+        kept = f" UNION ALL SELECT * FROM read_parquet({lit(str(prev_persons))}) WHERE person_id NOT IN {affected}"
+        con.execute(f"INSERT INTO __lk_nulled SELECT * FROM read_parquet({lit(str(reuse / 'restricted' / NULLED_ROWS))}) "
+                    f"WHERE tab = 'persons' AND person_id NOT IN {affected}")
+    n_after = con.execute("SELECT count(*) FROM __lk_nulled WHERE tab = 'persons'").fetchall()[0][0]
+    if n_after:
+        nulled.append(("persons", "year_of_birth", _YEAR_AFTER_EVENT, int(n_after)))
     con.execute(
-        f"COPY (SELECT * EXCLUDE (__impossible){replace} FROM __lk_persons ORDER BY person_id) "
+        f"COPY (SELECT * EXCLUDE (__impossible){replace} FROM __lk_persons{kept} ORDER BY person_id) "
         f"TO {lit(str(out_path))} (FORMAT parquet)"
     )
     rows["persons"] = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out_path))})").fetchall()[0][0]
@@ -212,9 +256,73 @@ def write_analyst_tables(
     con.execute("CREATE OR REPLACE TEMP TABLE analyst_nulled (tab VARCHAR, col VARCHAR, reason VARCHAR, n BIGINT)")
     if nulled:
         con.executemany("INSERT INTO analyst_nulled VALUES (?, ?, ?, ?)", nulled)
-    rows.update(bias.write_bias_tables(con, cfg, analyst_dir, restricted_dir))
+    if restricted_dir is not None:
+        restricted_dir.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY (SELECT * FROM __lk_nulled ORDER BY ALL) TO {lit(str(restricted_dir / NULLED_ROWS))} "
+                    f"(FORMAT parquet)")
+    for name in cfg.sources:
+        con.execute(f"DROP TABLE {q('__lk_rows_' + name)}")
+    con.execute("CREATE OR REPLACE TEMP TABLE analyst_made_again AS SELECT "
+                + ("count(*) AS people FROM __lk_affected" if reuse else "NULL::BIGINT AS people"))
+    for t in ("__lk_nulled", "__lk_affected"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    rows.update(bias.write_bias_tables(con, cfg, analyst_dir, restricted_dir,
+                                       previous=reuse / "restricted" if reuse else None))
     write_data_dictionary(con, cfg, analyst_dir, rows, columns, run_info or {})
     return rows
+
+
+def analyst_people_made_again(con: duckdb.DuckDBPyConnection) -> int | None:
+    """How many people's analyst rows an incremental run made again (the others carried);
+    None when every row was made (a full run, or nothing to carry)."""
+    (n,) = con.execute("SELECT people FROM analyst_made_again").fetchall()[0]
+    return None if n is None else int(n)
+
+
+NULLED_ROWS = "analyst_nulled.parquet"  # restricted/: the records and people whose values were nulled
+_YEAR_AFTER_EVENT = "year of birth after the person's earliest event"
+
+
+def _same_columns(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> bool:
+    """Whether the Parquet file at ``path`` has the columns (names, order and types) ``query`` makes."""
+    if not path.is_file():
+        return False
+    have = con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()
+    want = con.execute(f"DESCRIBE {query}").fetchall()
+    return [r[:2] for r in have] == [r[:2] for r in want]
+
+
+def _reusable_outputs(con: duckdb.DuckDBPyConnection, cfg: JobConfig, previous: Path) -> Path | None:
+    """``previous`` if its analyst outputs can be carried, after making ``__lk_affected(person_id)``:
+    the people (by this run's ids or the previous run's) whose analyst rows may differ
+    from the previous run's. A person is unaffected when each of their records is
+    unchanged since the previous run and has the same crosswalk row there (person id, ids
+    at the other thresholds, cluster size, weakest link, links): their rows in every
+    analyst table, which depend on nothing else, are the previous run's."""
+    needed = [previous / "restricted" / NULLED_ROWS, previous / "analyst" / "persons.parquet",
+              previous / "restricted" / "crosswalk.parquet"]
+    if not all(p.is_file() for p in needed):
+        return None
+    cols = ["person_id", *threshold_id_columns(cfg), "cluster_size", "cluster_min_match_weight", "cluster_links",
+            "deterministic_links"]
+    prev = lit(str(previous / "restricted" / "crosswalk.parquet"))
+    have = {c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM read_parquet({prev})").fetchall()}
+    if not set(cols) <= have:
+        return None
+    differs = " OR ".join(f"x.{q(c)} IS DISTINCT FROM p.{q(c)}" for c in cols)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE __lk_moved AS
+        SELECT x.person_id AS now, p.person_id AS before
+        FROM (SELECT *, CAST(record_id AS VARCHAR) AS rid FROM crosswalk) x
+        FULL JOIN (SELECT *, CAST(record_id AS VARCHAR) AS rid FROM read_parquet({prev})) p USING (source_dataset, rid)
+        LEFT JOIN (SELECT source_dataset, CAST(record_id AS VARCHAR) AS rid, status FROM record_changes) c
+          USING (source_dataset, rid)
+        WHERE x.rid IS NULL OR p.rid IS NULL OR c.status IS DISTINCT FROM 'same' OR {differs}""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE __lk_affected AS
+        SELECT now AS person_id FROM __lk_moved WHERE now IS NOT NULL
+        UNION SELECT before FROM __lk_moved WHERE before IS NOT NULL""")
+    con.execute("DROP TABLE __lk_moved")
+    return previous
 
 
 # Link confidence per person, banded so that it reveals no identifier: the weakest link
@@ -222,7 +330,7 @@ def write_analyst_tables(
 # 20 and more), whether any link was deterministic, and the cluster's size band.
 _CONFIDENCE = (
     "SELECT person_id, any_value(cluster_size) AS size, min(cluster_min_match_weight) AS weakest, "
-    "bool_or(deterministic_links > 0) AS deterministic FROM crosswalk GROUP BY ALL"
+    "bool_or(deterministic_links > 0) AS deterministic FROM {crosswalk} GROUP BY ALL"
 )
 _CONFIDENCE_COLUMNS = (
     "CASE WHEN c.size > 1 AND c.weakest IS NOT NULL "
@@ -248,7 +356,8 @@ def person_attributes(cfg: Any) -> list[str]:
     return out
 
 
-def persons_query(sources: list[str], attributes: Sequence[str] = ("sex", "year_of_birth")) -> str:
+def persons_query(sources: list[str], attributes: Sequence[str] = ("sex", "year_of_birth"),
+                  crosswalk: str = "crosswalk") -> str:
     """SQL: one row per person: the most common value of each attribute (sex and year of
     birth for the justice preset), sources, records per source.
 
@@ -272,7 +381,7 @@ def persons_query(sources: list[str], attributes: Sequence[str] = ("sex", "year_
     joins = " ".join(f"LEFT JOIN a{i} USING (person_id)" for i in range(len(attrs)))
     return f"""
         WITH base AS (SELECT x.person_id, x.source_dataset{picked}
-                      FROM crosswalk x JOIN nodes r USING (node_id)),
+                      FROM {crosswalk} x JOIN nodes r USING (node_id)),
         {ctes}people AS (SELECT person_id,
                           array_to_string(list_sort(list_distinct(list(source_dataset))), ',') AS sources,
                           count(*) AS records, {per_source}

@@ -25,7 +25,6 @@ from typing import Any
 
 import duckdb
 import pandas as pd
-from splink import Linker
 
 from linkage import model
 from linkage.incremental import tf_columns
@@ -87,35 +86,47 @@ def _label(levels: list[tuple[float, str]], mw: float) -> str:
     return best[1] if best is not None and abs(best[0] - mw) < 1e-6 else "agrees"
 
 
+INDEX_VERSION = 3  # what the index holds; an index of another version is built again
+
+
+def _explode_select(rule) -> tuple[str, str]:
+    """An exploding rule's columns (its lists unnested) and its join condition."""
+    cols = [str(c) for c in rule.block_on]
+    sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in rule.explode else q(c) for c in cols)
+    return sel, " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
+
+
 def _candidates_sql(cfg, records: str = "idx.records") -> str:
     """node ids of the run's records (``records``) that a blocking rule pairs with a record
-    of ``find_nodes``: equality joins, exploded lists unnested."""
+    of ``find_nodes``: equality joins against the index's narrow tables sorted by each
+    rule's columns (``idx.rule_<i>``: DuckDB skips the row groups the looked-up values
+    cannot be in) or its unnested lists (``idx.explode_<i>``); a rule in SQL against
+    every record."""
     from linkage.config import ExplodeRule, SqlRule
 
     parts = []
-    for rule in cfg.model.blocking_rules:
+    for i, rule in enumerate(cfg.model.blocking_rules):
         if isinstance(rule, ExplodeRule):
-            cols = [str(c) for c in rule.block_on]
-            sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in rule.explode else q(c) for c in cols)
-            on = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
-            parts.append(
-                f"SELECT r.node_id FROM (SELECT node_id, {sel} FROM {records}) r "
-                f"SEMI JOIN (SELECT {sel} FROM find_nodes) l ON {on}")
+            sel, on = _explode_select(rule)
+            parts.append(f"SELECT r.node_id FROM idx.{q(f'explode_{i}')} r SEMI JOIN (SELECT {sel} FROM find_nodes) l ON {on}")
         elif isinstance(rule, SqlRule):
             parts.append(f"SELECT r.node_id FROM {records} r SEMI JOIN find_nodes l ON {rule.sql}")
         else:
-            parts.append(f"SELECT r.node_id FROM {records} r SEMI JOIN find_nodes l ON {model.rule_sql(rule)}")
+            parts.append(f"SELECT r.node_id FROM idx.{q(f'rule_{i}')} r SEMI JOIN find_nodes l ON {model.rule_sql(rule)}")
     return " UNION ".join(parts)
 
 
 def _index_stamp(manifest: dict[str, Any]) -> str:
-    return f"{manifest.get('created_utc')}|{manifest.get('config_sha256')}|{manifest.get('total_seconds')}"
+    return (f"{INDEX_VERSION}|{manifest.get('created_utc')}|{manifest.get('config_sha256')}|"
+            f"{manifest.get('total_seconds')}")
 
 
-def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str]) -> tuple[Path, bool]:
-    """``restricted/find/index.duckdb``: the run's standardised records numbered (``records``),
-    their term-frequency tables (``tf_<column>``, as Splink names its columns) and the
-    crosswalk, in DuckDB's own columnar storage; returns its path and whether it was
+def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str], cfg: Any = None) -> tuple[Path, bool]:
+    """``restricted/find/index.duckdb``: the run's standardised records numbered (``records``,
+    with an index on ``node_id``: a lookup fetches its few candidates without reading a
+    million wide rows), each blocking rule's columns (``rule_<i>``) or unnested lists
+    (``explode_<i>``) with the node ids, sorted by their values, their term-frequency tables (``tf_<column>``, as Splink names
+    its columns) and the crosswalk, in DuckDB's own columnar storage; returns its path and whether it was
     built now. Built on the first find against a run (the cold call), then reused while
     the run at ``run_dir`` is the same one (its manifest's stamp)."""
     restricted = Path(run_dir) / "restricted"
@@ -141,6 +152,18 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str]
             std = lit(str(restricted / "standardised.parquet"))
             con.execute(f"""CREATE TABLE records AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, *
                             FROM read_parquet({std})""")
+            con.execute("CREATE UNIQUE INDEX records_node_id ON records (node_id)")
+            from linkage.config import ExplodeRule, SqlRule, key_column
+
+            for i, rule in enumerate(cfg.model.blocking_rules if cfg is not None else []):
+                if isinstance(rule, ExplodeRule):
+                    sel, _ = _explode_select(rule)
+                    con.execute(f"CREATE TABLE {q(f'explode_{i}')} AS SELECT * FROM (SELECT DISTINCT {sel}, node_id "
+                                f"FROM records) ORDER BY ALL")
+                elif not isinstance(rule, SqlRule):
+                    cols = [q(c) for c in dict.fromkeys(key_column(k) for k in rule)]
+                    con.execute(f"CREATE TABLE {q(f'rule_{i}')} AS SELECT {', '.join(cols)}, node_id FROM records "
+                                f"WHERE {' AND '.join(f'{c} IS NOT NULL' for c in cols)} ORDER BY ALL")
             for tf in tf_columns:
                 con.execute(
                     f"""CREATE TABLE {q('tf_' + tf)} AS SELECT {q(tf)}, count(*)::DOUBLE / sum(count(*)) OVER () AS {q('tf_' + tf)}
@@ -157,6 +180,76 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str]
     os.replace(tmp, path)
     restrict_tree(path.parent)
     return path, True
+
+
+SCORING_SQL = FIND_DIR / "scoring_sql.json"
+
+
+def _tf_table(con: duckdb.DuckDBPyConnection, tf: str) -> None:
+    """Term frequencies of all the run's records, as the run had them: the values here only."""
+    con.execute(
+        f"""CREATE TABLE {q('tf_table_' + tf)} AS SELECT * FROM idx.{q('tf_' + tf)}
+        WHERE {q(tf)} IN (SELECT {q(tf)} FROM find_nodes UNION SELECT {q(tf)} FROM nodes)""")
+
+
+def _score_with_splink(con: duckdb.DuckDBPyConnection, cfg: Any, saved: dict) -> tuple[str, dict[str, Any]]:
+    """Splink's ``predict_between`` of ``find_nodes`` against ``nodes``: the scored pairs'
+    table, and every SQL statement Splink ran to make it (``statements``, with
+    ``tf_columns``: the term-frequency tables it reads).
+
+    Splink's SQL depends on the settings and the tables' columns only (the same for every
+    find against a run: ``find_nodes`` takes the index's columns whatever the source), not
+    on the records, and names its intermediate tables consistently within one call, so
+    the statements made once give the same pairs for any records looked up later."""
+    from splink import Linker
+
+    settings = model.build_settings(cfg, "duckdb", saved)
+    settings.retain_intermediate_calculation_columns = True
+    db_api = model.make_db_api(con)
+    statements: list[str] = []
+    execute = db_api._execute_sql_against_backend
+
+    def recorded(sql: str, *args: Any, **kwargs: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, *args, **kwargs)
+
+    db_api._execute_sql_against_backend = recorded  # type: ignore[method-assign]
+    run_sdf = db_api.register("nodes", dataset_display_name="records")
+    find_sdf = db_api.register("find_nodes", dataset_display_name="lookup")
+    # The run validated these settings against these records: Splink's check of every
+    # column in every level's SQL took most of the linker's set-up.
+    linker = Linker(run_sdf, settings, log_level=model.SPLINK_LOG_LEVEL, validate_settings=False)
+    tfs = sorted({c.unquote().name for c in linker._settings_obj._term_frequency_columns})
+    for tf in tfs:
+        _tf_table(con, tf)
+        linker.table_management.register_term_frequency_lookup(db_api.register(q('tf_table_' + tf)), tf)
+    scored = linker.inference.predict_between(find_sdf, run_sdf, warning_mode="never")
+    return scored.physical_name, {"tf_columns": tfs, "statements": statements, "predictions": scored.physical_name}
+
+
+def _scoring_stamp(manifest: dict[str, Any]) -> str:
+    """The run's stamp and the versions of Splink (which wrote the SQL) and DuckDB (which runs it)."""
+    from importlib.metadata import version
+
+    return f"{_index_stamp(manifest)}|splink {version('splink')}|duckdb {duckdb.__version__}"
+
+
+def _scoring_sql(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The scoring SQL a first find against this run kept, if it was this run's (its stamp)."""
+    try:
+        kept = json.loads((Path(run_dir) / SCORING_SQL).read_text())
+    except (OSError, ValueError):
+        return None
+    return kept if isinstance(kept, dict) and kept.get("stamp") == _scoring_stamp(manifest) else None
+
+
+def _keep_scoring_sql(run_dir: Path, manifest: dict[str, Any], replay: dict[str, Any]) -> None:
+    path = Path(run_dir) / SCORING_SQL
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with private_umask():
+        tmp.write_text(json.dumps({"stamp": _scoring_stamp(manifest), **replay}))
+    os.replace(tmp, path)
+    restrict_tree(path.parent)
 
 
 def find_records(
@@ -218,7 +311,7 @@ def find_records(
                              f"or reference number)")
         (table,) = _standardise(con, cfg.model_copy(update={"sources": {name: src}}))
         ti = time.perf_counter()
-        index, built = prepare_index(run_dir, manifest, tf_columns(cfg))
+        index, built = prepare_index(run_dir, manifest, tf_columns(cfg), cfg)
         index_seconds = time.perf_counter() - ti
         con.execute(f"ATTACH {lit(str(index))} AS idx (READ_ONLY)")
         types = con.execute("DESCRIBE SELECT * EXCLUDE (node_id) FROM idx.records").fetchall()
@@ -230,33 +323,33 @@ def find_records(
         t1 = time.perf_counter()
         # Only the run's records that some blocking rule pairs with a record looked up:
         # Splink then blocks and scores exactly as the run did, on a few thousand records.
-        con.execute(f"CREATE TABLE nodes AS SELECT * FROM idx.records SEMI JOIN ({_candidates_sql(cfg)}) c USING (node_id)")
+        # The candidates' ids first (narrow joins), then their records by the index on node_id.
+        ids = sorted(int(n) for (n,) in con.execute(_candidates_sql(cfg)).fetchall())
+        con.execute("CREATE TABLE nodes AS SELECT * FROM idx.records WHERE "
+                    + (f"node_id IN ({', '.join(map(str, ids))})" if ids else "false"))
         t2 = time.perf_counter()
         saved = model.load_model_settings(restricted / "model.json", cfg)
-        settings = model.build_settings(cfg, "duckdb", saved)
-        settings.retain_intermediate_calculation_columns = True
-        db_api = model.make_db_api(con)
-        run_sdf = db_api.register("nodes", dataset_display_name="records")
-        find_sdf = db_api.register("find_nodes", dataset_display_name="lookup")
-        # The run validated these settings against these records: Splink's check of every
-        # column in every level's SQL took most of the linker's set-up.
-        linker = Linker(run_sdf, settings, log_level=model.SPLINK_LOG_LEVEL, validate_settings=False)
-        # Term frequencies of all the run's records, as the run had them: the values here only.
-        for tf in sorted({c.unquote().name for c in linker._settings_obj._term_frequency_columns}):
-            con.execute(
-                f"""CREATE TABLE {q('tf_table_' + tf)} AS SELECT * FROM idx.{q('tf_' + tf)}
-                WHERE {q(tf)} IN (SELECT {q(tf)} FROM find_nodes UNION SELECT {q(tf)} FROM nodes)""")
-            linker.table_management.register_term_frequency_lookup(
-                db_api.register(q('tf_table_' + tf)), tf)
-        t3 = time.perf_counter()
-        scored = linker.inference.predict_between(find_sdf, run_sdf, warning_mode="never")
+        replay = _scoring_sql(run_dir, manifest)
+        if replay is None:  # the first find against this run: Splink scores, and its SQL is kept
+            predictions, replay = _score_with_splink(con, cfg, saved)
+            _keep_scoring_sql(run_dir, manifest, replay)
+            t3 = time.perf_counter()
+        else:
+            # Splink's SQL for these settings and tables, as the first find ran it: the same
+            # statements on the same tables, without building a linker and its SQL again.
+            for tf in replay["tf_columns"]:
+                _tf_table(con, tf)
+            t3 = time.perf_counter()
+            for sql in replay["statements"]:
+                con.execute(sql)
+            predictions = replay["predictions"]
         comparisons = list(_levels(saved))
         bf = ", ".join(f"p.{q('mw_' + c)} AS {q('mw_' + c)}" for c in comparisons)
         con.execute(
             f"""CREATE TABLE pairs AS
             SELECT f.source_dataset AS lookup_source, f.record_id AS lookup_record_id, r.node_id,
                    r.source_dataset, r.record_id, p.match_weight, p.match_probability, {bf}
-            FROM {scored.physical_name} p
+            FROM {predictions} p
             JOIN find_nodes f ON f.node_id = CASE WHEN p.node_id_l < 0 THEN p.node_id_l ELSE p.node_id_r END
             JOIN nodes r ON r.node_id = CASE WHEN p.node_id_l < 0 THEN p.node_id_r ELSE p.node_id_l END"""
         )

@@ -539,6 +539,7 @@ def _deidentify_stage(job: _Job) -> dict[str, int]:
     with stages.stage("de-identify"):
         analyst_rows = deidentify.write_analyst_tables(
             con, cfg, job.staging / "analyst", restricted_dir=job.restricted,
+            previous=job.opts.previous if job.opts.incremental else None,  # unaffected people's rows carried
             run_info={"job": cfg.job, "config_sha256": job.loaded.hash,
                       "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         )
@@ -605,6 +606,7 @@ def _manifest(
         "pseudonym_key_origin": key.origin,
         "analyst_tables": analyst_rows,
         "analyst_nulled_values": deidentify.analyst_nulled_values(con),
+        "analyst_people_made_again": deidentify.analyst_people_made_again(con),
         "analyst_bad_values": deidentify.analyst_bad_values(con),
         "rounding_base": cfg.outputs.rounding_base,
         "person_id_thresholds": list(cfg.outputs.person_id_thresholds),

@@ -126,15 +126,24 @@ def test_a_record_missing_a_column_the_model_needs_exits_1_naming_it(run):
 
 
 def test_the_lookup_index_is_built_once_and_gives_the_same_answer(run, monkeypatch):
-    from linkage.find import INDEX, find_records
+    from linkage.find import INDEX, SCORING_SQL, find_records
 
     tmp, data, run_dir = run
     monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", "unused-by-find")
     rows, _ = take(data, "libra", 3, lambda r: None)
     lookup = write_csv(tmp / "three.csv", rows)
     (run_dir / INDEX).unlink(missing_ok=True)
-    cold = find_records(run_dir, lookup, source="libra")
-    warm = find_records(run_dir, lookup, source="libra")
+    (run_dir / SCORING_SQL).unlink(missing_ok=True)
+    cold = find_records(run_dir, lookup, source="libra")  # Splink scores, its SQL kept
+    warm = find_records(run_dir, lookup, source="libra")  # the kept SQL replayed
     assert (cold.seconds["index_built"], warm.seconds["index_built"]) == (1.0, 0.0)
-    assert stat.S_IMODE((run_dir / INDEX).stat().st_mode) == 0o600
+    for path in (INDEX, SCORING_SQL):
+        assert stat.S_IMODE((run_dir / path).stat().st_mode) == 0o600
     assert cold.candidates.equals(warm.candidates) and len(warm.candidates) >= 3
+    # other records (another source's layout): the replayed SQL scores them as Splink does
+    others, _ = take(data, "prison", 4, lambda r: r.update(pnc_number=""))
+    lookup = write_csv(tmp / "four.csv", others)
+    replayed = find_records(run_dir, lookup, source="prison")
+    (run_dir / SCORING_SQL).unlink()
+    scored = find_records(run_dir, lookup, source="prison")
+    assert replayed.candidates.equals(scored.candidates) and len(scored.candidates) >= 4

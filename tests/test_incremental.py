@@ -125,3 +125,40 @@ def test_a_previous_run_of_another_config_is_refused(snapshots):
     assert "made with another config" in res.stderr
     res = cli("run", str(job), "--data", str(tmp / "final"), "--incremental", "--out", str(tmp / "x"))
     assert res.returncode == 1 and "--incremental needs --previous" in res.stderr
+
+
+def test_analyst_outputs_carried_for_unaffected_people_equal_a_whole_rebuild(snapshots):
+    """The incremental run carries unaffected people's analyst rows from the previous run;
+    the same run with nothing to carry (the previous run's record of nulled values gone)
+    de-identifies every record again: every analyst table and the restricted by-group and
+    nulled-values tables must be the same."""
+    import shutil
+
+    tmp, job, _ = snapshots
+    base = tmp / "base_run"
+    bare = tmp / "base_bare"
+    shutil.copytree(base, bare)
+    (bare / "restricted" / "analyst_nulled.parquet").unlink()
+    (bare / "restricted" / "record_groups.parquet").unlink()
+    runs = {}
+    for name, prev in (("carried", base), ("rebuilt", bare)):
+        res = cli("run", str(job), "--data", str(tmp / "final"), "--previous", str(prev), "--incremental",
+                  "--out", str(tmp / name))
+        assert res.returncode == 0, res.stderr
+        runs[name] = tmp / name
+    con = duckdb.connect()
+    tables = [p.name for p in (runs["carried"] / "analyst").glob("*.parquet")]
+    assert {"persons.parquet", "libra.parquet", "linkage_bias.parquet"} <= set(tables)
+    for rel in [f"analyst/{t}" for t in tables] + ["restricted/record_groups.parquet", "restricted/analyst_nulled.parquet"]:
+        a, b = (f"read_parquet('{runs[n] / rel}')" for n in ("carried", "rebuilt"))
+        assert con.execute(f"SELECT count(*) FROM {a}").fetchall() == con.execute(f"SELECT count(*) FROM {b}").fetchall()
+        assert con.execute(f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})").fetchall()[0][0] == 0, rel
+        assert con.execute(f"SELECT count(*) FROM (FROM {b} EXCEPT ALL FROM {a})").fetchall()[0][0] == 0, rel
+    manifests = [json.loads((runs[n] / "manifest.json").read_text()) for n in ("carried", "rebuilt")]
+    for key in ("analyst_tables", "analyst_nulled_values"):
+        assert manifests[0][key] == manifests[1][key]
+    # only the affected people's rows were made again (at this size, with term frequencies
+    # moving a lot, many: their weakest link's weight moved), not everyone's
+    people_made = manifests[0]["analyst_people_made_again"]
+    assert 0 < people_made < manifests[0]["clusters"]["clusters"]
+    assert manifests[1]["analyst_people_made_again"] is None
