@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         f"CREATE TABLE nodes AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, * "
         f"FROM read_parquet('{std}')"
     )
+    t = cfg.model.training
+    model.add_key_caps(con, "nodes", [*cfg.model.blocking_rules, *t.em_blocking_rules, *(t.prior.deterministic_rules or [])])
     source_counts = dict(con.execute("SELECT source_dataset, count(*) FROM nodes GROUP BY ALL").fetchall())
     db_api = model.make_db_api(con)
     linker = model.make_linker(db_api.register("nodes", dataset_display_name="records"),

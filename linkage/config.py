@@ -234,6 +234,16 @@ class SqlRule(Strict):
 
     sql: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_cap(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_records_per_key" in data:
+            raise ValueError(
+                "max_records_per_key needs the rule's key columns: write the rule as "
+                "{block_on: [columns], where: \"<the rest of the SQL>\", max_records_per_key: N}"
+            )
+        return data
+
 
 class PrefixKey(Strict):
     """A blocking key on the first ``first`` characters of a column: ``{column: surname, first: 3}``."""
@@ -250,33 +260,45 @@ def key_column(key: RuleKey) -> str:
     return key.column if isinstance(key, PrefixKey) else key
 
 
-class ExplodeRule(Strict):
-    """Equality on ``on`` after exploding the named array columns: pairs sharing any element."""
+class KeyRule(Strict):
+    """Equality on the ``block_on`` columns, with options: ``explode`` (pairs sharing any
+    element of these array columns), ``where`` (a further condition in the engine's SQL over
+    ``l`` and ``r``) and ``max_records_per_key`` (a key value shared by more records than
+    this pairs none of them under this rule: a common name does not make quadratic pairs)."""
 
     block_on: list[Column] = Field(min_length=1)
-    explode: list[Column] = Field(min_length=1)
+    explode: list[Column] = []
+    where: str | None = Field(default=None, min_length=1)
+    max_records_per_key: int | None = Field(default=None, ge=2)
 
     @model_validator(mode="after")
-    def _exploded_in_block_on(self) -> "ExplodeRule":
+    def _exploded_in_block_on(self) -> "KeyRule":
         missing = [c for c in self.explode if c not in self.block_on]
         if missing:
             raise ValueError(f"every exploded column must also be in 'block_on' (missing: {', '.join(missing)})")
+        if self.max_records_per_key is not None and len(self.explode) > 1:
+            raise ValueError("max_records_per_key works with at most one exploded column")
         return self
+
+
+# The name the rest of the code knew this rule by (block_on rules first came to explode lists).
+ExplodeRule = KeyRule
 
 
 def _rule_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "rule:explode" if "explode" in value or "block_on" in value else "rule:sql"
     if isinstance(value, BaseModel):
-        return "rule:explode" if isinstance(value, ExplodeRule) else "rule:sql"
+        return "rule:explode" if isinstance(value, KeyRule) else "rule:sql"
     return "rule:columns"
 
 
-# A rule is a list of columns (equality on all), {sql: ...} or {block_on: [...], explode: [...]}.
+# A rule is a list of columns (equality on all), {sql: ...} or {block_on: [...]} with options
+# (explode, where, max_records_per_key).
 BlockingRule = Annotated[
     Annotated[Annotated[list[RuleKey], Field(min_length=1)], Tag("rule:columns")]
     | Annotated[SqlRule, Tag("rule:sql")]
-    | Annotated[ExplodeRule, Tag("rule:explode")],
+    | Annotated[KeyRule, Tag("rule:explode")],
     Discriminator(_rule_kind),
 ]
 
@@ -604,6 +626,9 @@ def _column_problems(raw: dict) -> list[str]:
             for key in ("block_on", "explode"):
                 for i, c in enumerate(rule.get(key) or []):
                     check(c, f"{where}.{key}[{i}]")
+            if isinstance(rule.get("where"), str):
+                for col in sorted(_sql_columns(rule["where"], side_prefix=True) - set(columns)):
+                    problems.append(f"{where}.where: names column {col!r}, which the records will not have")
 
     for sname, src in (raw.get("sources") or {}).items() if isinstance(raw.get("sources"), dict) else []:
         if isinstance(src, dict) and isinstance(src.get("columns"), dict):

@@ -243,6 +243,8 @@ class _Job:
     con: duckdb.DuckDBPyConnection
     staging: Path
     warnings: list[str] = dataclass_field(default_factory=list)
+    # The columns max_records_per_key rules join on (model.add_key_caps), in ``nodes`` only.
+    key_caps: dict[str, model.KeyCap] = dataclass_field(default_factory=dict)
 
     @property
     def cfg(self) -> Any:
@@ -344,6 +346,10 @@ def _standardise_stage(
             job.warn(w)
         # Number the records once; from here on ``nodes`` holds them (one copy in memory).
         clustering.build_nodes(con, "records")
+        t = cfg.model.training
+        # Kept in standardised.parquet: the saved model's capped rules join on them.
+        job.key_caps = model.add_key_caps(
+            con, "nodes", [*cfg.model.blocking_rules, *t.em_blocking_rules, *(t.prior.deterministic_rules or [])])
         con.execute("CREATE OR REPLACE VIEW records AS SELECT * EXCLUDE (node_id) FROM nodes")
         for t in std_tables:
             con.execute(f"DROP TABLE {t}")
@@ -361,8 +367,8 @@ def _guard_stage(job: _Job, db_api: Any, changes: increments.Changes | None) -> 
             total = model.guard_comparisons(counts, cfg.model.max_comparisons)
             job.stages.note(f"{total:,} comparisons of new records at most (before rules overlap)")
         else:
-            counts = model.count_comparisons(job.con, "records", list(cfg.model.blocking_rules), db_api,
-                                             cfg.model.link_type)
+            counts = model.count_comparisons(job.con, "nodes", list(cfg.model.blocking_rules), db_api,
+                                             cfg.model.link_type, job.key_caps)
             total = model.guard_comparisons(counts, cfg.model.max_comparisons)
             job.stages.note(f"{total:,} comparisons at most (before rules overlap)")
     return counts

@@ -7,10 +7,11 @@ seam is ``make_db_api``: DuckDB by default, Spark when the config says so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ from splink.internals.column_expression import ColumnExpression
 from linkage.config import (
     BlockingRule,
     ComparisonConfig,
-    ExplodeRule,
     JobConfig,
+    KeyRule,
     LevelConfig,
     PrefixKey,
     SqlRule,
@@ -131,11 +132,16 @@ def _key_sql(key: Any, side: str) -> str:
 
 
 def rule_sql(rule: BlockingRule) -> str:
-    """The rule's join condition in DuckDB SQL over ``l`` and ``r``."""
+    """The rule's join condition in DuckDB SQL over ``l`` and ``r``. A rule with
+    ``max_records_per_key`` joins on the column ``add_key_caps`` adds in place of its key."""
     if isinstance(rule, SqlRule):
         return rule.sql
-    keys = list(rule.block_on) if isinstance(rule, ExplodeRule) else list(rule)
-    return " AND ".join(f"{_key_sql(k, 'l')} = {_key_sql(k, 'r')}" for k in keys)
+    if isinstance(rule, KeyRule):
+        target = capped_key(rule)
+        keys = [cap_column(rule) if k == target else k for k in rule.block_on]
+        sql = " AND ".join(f"l.{q(k)} = r.{q(k)}" for k in keys)
+        return f"{sql} AND ({rule.where})" if rule.where else sql
+    return " AND ".join(f"{_key_sql(k, 'l')} = {_key_sql(k, 'r')}" for k in rule)
 
 
 def blocking_rule(rule: BlockingRule, link_type: str = "link_and_dedupe") -> Any:
@@ -143,16 +149,92 @@ def blocking_rule(rule: BlockingRule, link_type: str = "link_and_dedupe") -> Any
     from splink.blocking_rule_library import CustomRule
 
     condition = LINK_TYPE_CONDITION[link_type]
-    explode = list(rule.explode) if isinstance(rule, ExplodeRule) else None
+    explode = None
+    if isinstance(rule, KeyRule) and rule.explode:
+        target = capped_key(rule)
+        explode = [cap_column(rule) if c == target else c for c in rule.explode]
     if condition is None:
         if isinstance(rule, SqlRule):
             return CustomRule(rule.sql, sql_dialect="duckdb")
-        if isinstance(rule, ExplodeRule):
+        if isinstance(rule, KeyRule) and rule.where is None and rule.max_records_per_key is None:
             return block_on(*rule.block_on, arrays_to_explode=explode)
-        if not any(isinstance(k, PrefixKey) for k in rule):
+        if isinstance(rule, list) and not any(isinstance(k, PrefixKey) for k in rule):
             return block_on(*[str(k) for k in rule])
-        return CustomRule(rule_sql(rule), sql_dialect="duckdb")
+        return CustomRule(rule_sql(rule), sql_dialect="duckdb", arrays_to_explode=explode)
     return CustomRule(f"({rule_sql(rule)}) AND {condition}", sql_dialect="duckdb", arrays_to_explode=explode)
+
+
+# --- key-frequency caps --------------------------------------------------------------------------
+# A rule with ``max_records_per_key: N`` joins on a copy of one of its key columns (the
+# exploded one, else the first) added to the records, null where the rule's key value is
+# shared by more than N records (for an exploded list: the elements so shared are left out).
+# Such a key pairs nobody under that rule, so a common name costs at most N * (N - 1) / 2
+# pairs there rather than a quadratic number; the other rules still pair those records.
+# The copy is plain data, so the same rule SQL runs on every engine and in incremental runs.
+
+
+def capped_key(rule: KeyRule) -> str | None:
+    """The key column a capped rule replaces by its copy (None: the rule has no cap)."""
+    if rule.max_records_per_key is None:
+        return None
+    return rule.explode[0] if rule.explode else rule.block_on[0]
+
+
+def cap_column(rule: KeyRule) -> str:
+    """The added column's name: one per key and cap (rules differing only in ``where`` share it)."""
+    sig = json.dumps([rule.block_on, rule.explode, rule.max_records_per_key])
+    return "__lk_cap_" + hashlib.sha1(sig.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class KeyCap:
+    column: str
+    max_records_per_key: int
+    keys_dropped: int  # key values shared by more records than the cap
+    records_in_dropped_keys: int  # records holding one (an exploded list: record-elements)
+
+
+def capped_rules(rules: list[BlockingRule]) -> list[KeyRule]:
+    return [r for r in rules if isinstance(r, KeyRule) and r.max_records_per_key is not None]
+
+
+def add_key_caps(con: duckdb.DuckDBPyConnection, table: str, rules: list[BlockingRule]) -> dict[str, KeyCap]:
+    """Add to ``table`` (with ``node_id``) the column each capped rule joins on; returns, per
+    added column, how many key values and records its cap left out (counts only). The
+    columns go into restricted/standardised.parquet with the records, so the saved model
+    runs there with Splink alone."""
+    out: dict[str, KeyCap] = {}
+    for rule in capped_rules(rules):
+        col = cap_column(rule)
+        if col in out:
+            continue
+        cap, target = rule.max_records_per_key, capped_key(rule)
+        assert cap is not None and target is not None
+        others = [c for c in rule.block_on if c != target]
+        present = " AND ".join(f"{q(c)} IS NOT NULL" for c in ["__lk_key", *others])
+        group = ", ".join(q(c) for c in ["__lk_key", *others])
+        if rule.explode:
+            # DISTINCT: a record whose list repeats a value holds that key once.
+            keyed = (f"(SELECT DISTINCT node_id, unnest({q(target)}) AS __lk_key"
+                     + "".join(f", {q(c)}" for c in others) + f" FROM {table})")
+        else:
+            keyed = f"(SELECT node_id, {q(target)} AS __lk_key" + "".join(f", {q(c)}" for c in others) + f" FROM {table})"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _lk_key_sizes AS
+            SELECT {group}, count(*) AS n FROM {keyed} WHERE {present} GROUP BY ALL"""
+        )
+        dropped, records = con.execute(
+            f"SELECT count(*), coalesce(sum(n), 0) FROM _lk_key_sizes WHERE n > {cap}").fetchall()[0]
+        kept = f"SELECT k.node_id, {{}} AS v FROM {keyed} k JOIN _lk_key_sizes s USING ({group}) WHERE s.n <= {cap}"
+        kept = kept.format("list(k.__lk_key)") + " GROUP BY k.node_id" if rule.explode else kept.format("k.__lk_key")
+        dtype = con.execute(f"DESCRIBE SELECT {q(target)} FROM {table}").fetchall()[0][1]
+        # A previous run's copy (an incremental run's unchanged records) is made again.
+        con.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {q(col)}")
+        con.execute(f"ALTER TABLE {table} ADD COLUMN {q(col)} {dtype}")
+        con.execute(f"UPDATE {table} SET {q(col)} = c.v FROM ({kept}) c WHERE {table}.node_id = c.node_id")
+        con.execute("DROP TABLE _lk_key_sizes")
+        out[col] = KeyCap(col, cap, int(dropped), int(records))
+    return out
 
 
 # The model as saved: a link_and_dedupe model over the standardised records, keyed by
@@ -212,13 +294,16 @@ class RuleCount:
     rule: str
     comparisons: int
     largest_blocks: list[tuple[str, int]]  # (which key columns, block size): values never kept
+    key_cap: dict[str, Any] | None = None  # a KeyCap: what max_records_per_key left out (counts only)
 
 
 def describe_rule(rule: BlockingRule) -> str:
     if isinstance(rule, SqlRule):
         return rule.sql
-    if isinstance(rule, ExplodeRule):
-        return " & ".join(rule.block_on) + f" (exploding {', '.join(rule.explode)})"
+    if isinstance(rule, KeyRule):
+        return (" & ".join(rule.block_on) + (f" (exploding {', '.join(rule.explode)})" if rule.explode else "")
+                + (f" where {rule.where}" if rule.where else "")
+                + (f" (keys of at most {rule.max_records_per_key} records)" if rule.max_records_per_key else ""))
     return " & ".join(f"first {k.first} of {k.column}" if isinstance(k, PrefixKey) else k for k in rule)
 
 
@@ -237,19 +322,30 @@ def count_comparisons(
     rules: list[BlockingRule],
     db_api: Any = None,
     link_type: str = "link_and_dedupe",
+    caps: dict[str, KeyCap] | None = None,
 ) -> list[RuleCount]:
     """Comparisons each rule generates on its own (before rules overlap), and its largest blocks.
 
     Column rules are counted exactly from block sizes (per source, for the link type). SQL
-    rules are counted by Splink, on a sample when the records are many.
+    rules and rules with a ``where`` are counted by Splink, on a sample when the records are
+    many (an exact join made the guard several times slower at a million records). ``caps``
+    (from ``add_key_caps``, whose columns ``records_view`` must hold) go with their rules.
     """
+    caps = caps or {}
     out = []
     for rule in rules:
-        if isinstance(rule, SqlRule):
-            out.append(RuleCount(describe_rule(rule), _count_sql_rule(con, records_view, rule, db_api, link_type), []))
+        cap = caps.get(cap_column(rule)) if isinstance(rule, KeyRule) and rule.max_records_per_key else None
+        if isinstance(rule, SqlRule) or (isinstance(rule, KeyRule) and rule.where):
+            n = _count_sql_rule(con, records_view, rule, db_api, link_type)
+            out.append(RuleCount(describe_rule(rule), n, [], asdict(cap) if cap else None))
             continue
-        keys = list(rule.block_on if isinstance(rule, ExplodeRule) else rule)
-        exploded = set(rule.explode) if isinstance(rule, ExplodeRule) else set()
+        keys: list[Any]
+        if isinstance(rule, KeyRule):
+            target = capped_key(rule)
+            keys = [cap_column(rule) if k == target else k for k in rule.block_on]
+            exploded = {cap_column(rule) if k == target else k for k in rule.explode}
+        else:
+            keys, exploded = list(rule), set()
         not_null = " AND ".join(f"k{i} IS NOT NULL" for i in range(len(keys)))
         exprs = [
             (f"unnest({q(key_column(k))})" if key_column(k) in exploded
@@ -267,11 +363,12 @@ def count_comparisons(
             f"(SELECT sum(ns) AS n, sum(ns * ns) AS ss, sum(ns * (ns - 1) / 2) AS sp FROM "
             f"(SELECT {group}, source_dataset, count(*) AS ns FROM {rows} WHERE {not_null} GROUP BY ALL) GROUP BY {group})"
         ).fetchall()[0]
-        out.append(RuleCount(describe_rule(rule), int(total), [(describe_rule(rule), int(n)) for n in largest]))
+        out.append(RuleCount(describe_rule(rule), int(total), [(describe_rule(rule), int(n)) for n in largest],
+                             asdict(cap) if cap else None))
     return out
 
 
-def _count_sql_rule(con, records_view: str, rule: SqlRule, db_api: Any, link_type: str = "link_and_dedupe") -> int:
+def _count_sql_rule(con, records_view: str, rule: SqlRule | KeyRule, db_api: Any, link_type: str = "link_and_dedupe") -> int:
     """Splink's count of the pairs a SQL rule makes: exact up to 200,000 records, else
     estimated from a sample (Splink scales the sampled count up)."""
     import warnings
@@ -280,7 +377,7 @@ def _count_sql_rule(con, records_view: str, rule: SqlRule, db_api: Any, link_typ
 
     records = con.execute(f"SELECT count(*) FROM {records_view}").fetchall()[0][0]
     proportion = 1.0 if records <= 200_000 else max(0.05, min(1.0, (200_000 / records)))
-    view = f"__lk_guard_{abs(hash(rule.sql)) % 10**8}"
+    view = f"__lk_guard_{abs(hash(rule_sql(rule))) % 10**8}"
     con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT row_number() OVER () AS __lk_uid, * FROM {records_view}")
     sdf = db_api.register(view, table_name=f"{view}_{abs(hash(records_view)) % 10**6}_{id(rule) % 10**6}")
     with warnings.catch_warnings():
@@ -392,7 +489,7 @@ def check_trainable(con: duckdb.DuckDBPyConnection, cfg: JobConfig, records_view
             continue
         [count] = count_comparisons(con, records_view, [rule], None, cfg.model.link_type)
         if count.comparisons == 0:
-            cols = [key_column(k) for k in (rule.block_on if isinstance(rule, ExplodeRule) else rule)]
+            cols = [key_column(k) for k in (rule.block_on if isinstance(rule, KeyRule) else rule)]
             why = emptied(cols)
             problems.append(
                 f"EM blocking rule {describe_rule(rule)!r} pairs no records"
