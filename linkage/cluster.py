@@ -5,7 +5,8 @@
 2. Duplicate-free sources (set-based): a link into a duplicate-free source is kept only
    when it is the best-scoring link of its record into that source.
 3. Ambiguous weak links (set-based): a link below the fracture weight is dropped when one
-   of its records scores about as well against another person told apart from the first;
+   of its records scores about as well against another person told apart from the first
+   (by date of birth, PNC ID or postcode);
    and (``person_evidence``) when one record's postcode, say, equals none of the other
    record's person's, if that evidence leaves it below the threshold.
 4. Connected components.
@@ -451,14 +452,17 @@ def strong_components(con: duckdb.DuckDBPyConnection, db_api, settings: Clusteri
     con.execute("DROP TABLE _strong")
 
 
-# Columns that tell two people apart when both hold values and share none.
-TELL_APART_COLUMNS = ("date_of_birth", "pnc_key")
+# Columns that tell two people apart when both hold values and share none. A postcode too:
+# one person's records mostly give one address, and two groups of one name, neither with a
+# date of birth, at addresses with nothing in common are as likely two people as one.
+TELL_APART_COLUMNS = ("date_of_birth", "pnc_key", "postcode")
 
 
 def _told_apart(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
     """SQL (a join and a condition on the people ``cy`` and ``cz`` of ``_core``) for "person
-    z is told apart from person y": both hold a date of birth (or a valid PNC ID) and they
-    share none. Builds ``_core_keys``. Without those columns every other person is apart."""
+    z is told apart from person y": both hold a date of birth (or a valid PNC ID, or a
+    postcode) and they share none. Builds ``_core_keys``. Without those columns every other
+    person is apart."""
     have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
     columns = [c for c in TELL_APART_COLUMNS if c in have]
     if not columns:
@@ -486,7 +490,8 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
     A Libra record without a date of birth that scores about as well against two people of
     the same name belongs to neither on that evidence. The third person must be told apart
     from the linked one (``_told_apart``): a record scoring alike against two records of one
-    name, neither with a date of birth, is no ambiguity (they may well be one person).
+    name and one address, neither with a date of birth, is no ambiguity (they may well be
+    one person).
     """
     if settings.ambiguity_margin is None:
         return 0
