@@ -459,10 +459,10 @@ TELL_APART_COLUMNS = ("date_of_birth", "pnc_key", "postcode")
 
 
 def _told_apart(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
-    """SQL (a join and a condition on the people ``cy`` and ``cz`` of ``_core``) for "person
-    z is told apart from person y": both hold a date of birth (or a valid PNC ID, or a
-    postcode) and they share none. Builds ``_core_keys``. Without those columns every other
-    person is apart."""
+    """SQL (a join and a condition) over ``_rivals(py, pz)``, people of ``_core``, for
+    "person z is told apart from person y": both hold a date of birth (or a valid PNC ID,
+    or a postcode) and they share none. Builds ``_core_keys`` for the people of
+    ``_rivals``. Without those columns every other person is apart."""
     have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
     columns = [c for c in TELL_APART_COLUMNS if c in have]
     if not columns:
@@ -471,14 +471,14 @@ def _told_apart(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
     lists = ", ".join(f"list_distinct(list({q(c)})) AS {q(c)}" for c in columns)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _core_keys AS
-        SELECT k.cluster_id, {lists} FROM _core k JOIN nodes n USING (node_id) GROUP BY ALL"""
+        SELECT k.cluster_id, {lists} FROM _core k JOIN nodes n USING (node_id)
+        WHERE k.cluster_id IN (SELECT py FROM _rivals UNION SELECT pz FROM _rivals) GROUP BY ALL"""
     )
     apart = " OR ".join(
         f"(len(ky.{q(c)}) > 0 AND len(kz.{q(c)}) > 0 AND len(list_intersect(ky.{q(c)}, kz.{q(c)})) = 0)"
         for c in columns
     )
-    return ("JOIN _core_keys ky ON ky.cluster_id = cy.cluster_id JOIN _core_keys kz ON kz.cluster_id = cz.cluster_id",
-            f"AND ({apart})")
+    return ("JOIN _core_keys ky ON ky.cluster_id = py JOIN _core_keys kz ON kz.cluster_id = pz", f"WHERE {apart}")
 
 
 def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, settings: ClusteringConfig) -> int:
@@ -496,7 +496,6 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
     if settings.ambiguity_margin is None:
         return 0
     fracture, margin = float(settings.fracture_match_weight), float(settings.ambiguity_margin)
-    apart_join, apart_where = _told_apart(con)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _ends AS
         WITH weak AS (SELECT node_id_l, node_id_r, match_weight AS w FROM links
@@ -508,23 +507,28 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
         UNION ALL SELECT node_id_l, node_id_r, w, node_id_r, node_id_l FROM weak"""
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _amb AS
+        f"""CREATE OR REPLACE TEMP TABLE _rivals AS
         WITH ends AS (SELECT DISTINCT x FROM _ends),
         scored AS (
             SELECT p.node_id_l AS a, p.node_id_r AS b, p.match_weight AS w FROM {predictions} p
             WHERE p.node_id_l IN (SELECT x FROM ends)
             UNION ALL
             SELECT p.node_id_r, p.node_id_l, p.match_weight FROM {predictions} p
-            WHERE p.node_id_r IN (SELECT x FROM ends))
-        SELECT DISTINCT e.node_id_l, e.node_id_r, {lit(REASON_AMBIGUOUS)} AS reason
+            WHERE p.node_id_r IN (SELECT x FROM ends)),
+        -- each weak link with the people it is weighed against (few), then told apart
+        SELECT DISTINCT e.node_id_l, e.node_id_r, cy.cluster_id AS py, cz.cluster_id AS pz
         FROM _ends e JOIN scored s ON s.a = e.x AND s.b <> e.y AND s.w >= e.w - {margin}
         JOIN _core cx ON cx.node_id = e.x JOIN _core cy ON cy.node_id = e.y JOIN _core cz ON cz.node_id = s.b
-        {apart_join}
-        WHERE cz.cluster_id <> cy.cluster_id AND cz.cluster_id <> cx.cluster_id {apart_where}"""
+        WHERE cz.cluster_id <> cy.cluster_id AND cz.cluster_id <> cx.cluster_id"""
+    )
+    apart_join, apart_where = _told_apart(con)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _amb AS SELECT DISTINCT node_id_l, node_id_r, {lit(REASON_AMBIGUOUS)} AS reason
+        FROM _rivals {apart_join} {apart_where}"""
     )
     n = con.execute("SELECT count(*) FROM _amb").fetchall()[0][0]
     _cut(con, "_amb")
-    for t in ("_ends", "_amb", "_core_keys"):
+    for t in ("_ends", "_rivals", "_amb", "_core_keys"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return int(n)
 
