@@ -5,7 +5,10 @@
 2. Duplicate-free sources (set-based): a link into a duplicate-free source is kept only
    when it is the best-scoring link of its record into that source.
 3. Ambiguous weak links (set-based): a link below the fracture weight is dropped when one
-   of its records scores about as well against another person.
+   of its records scores about as well against another person told apart from the first
+   (by date of birth, PNC ID or postcode);
+   and (``person_evidence``) when one record's postcode, say, equals none of the other
+   record's person's, if that evidence leaves it below the threshold.
 4. Connected components.
 5. Cluster validity, on the few suspicious clusters only (a link below the fracture
    weight in a cluster of three or more, two different valid PNC IDs or CRO numbers, or
@@ -200,6 +203,7 @@ REASON_NOT_BEST = "duplicate-free source: not the best link"
 REASON_WEAK = "weak link between groups"
 REASON_AMBIGUOUS = "ambiguous weak link"
 REASON_DATES = "different dates of birth"
+REASON_PERSON = "differs from the person's other records"
 
 
 @dataclass(frozen=True)
@@ -448,6 +452,35 @@ def strong_components(con: duckdb.DuckDBPyConnection, db_api, settings: Clusteri
     con.execute("DROP TABLE _strong")
 
 
+# Columns that tell two people apart when both hold values and share none. A postcode too:
+# one person's records mostly give one address, and two groups of one name, neither with a
+# date of birth, at addresses with nothing in common are as likely two people as one.
+TELL_APART_COLUMNS = ("date_of_birth", "pnc_key", "postcode")
+
+
+def _told_apart(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+    """SQL (a join and a condition) over ``_rivals(py, pz)``, people of ``_core``, for
+    "person z is told apart from person y": both hold a date of birth (or a valid PNC ID,
+    or a postcode) and they share none. Builds ``_core_keys`` for the people of
+    ``_rivals``. Without those columns every other person is apart."""
+    have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
+    columns = [c for c in TELL_APART_COLUMNS if c in have]
+    if not columns:
+        return "", ""
+    # list_distinct drops the NULLs
+    lists = ", ".join(f"list_distinct(list({q(c)})) AS {q(c)}" for c in columns)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _core_keys AS
+        SELECT k.cluster_id, {lists} FROM _core k JOIN nodes n USING (node_id)
+        WHERE k.cluster_id IN (SELECT py FROM _rivals UNION SELECT pz FROM _rivals) GROUP BY ALL"""
+    )
+    apart = " OR ".join(
+        f"(len(ky.{q(c)}) > 0 AND len(kz.{q(c)}) > 0 AND len(list_intersect(ky.{q(c)}, kz.{q(c)})) = 0)"
+        for c in columns
+    )
+    return ("JOIN _core_keys ky ON ky.cluster_id = py JOIN _core_keys kz ON kz.cluster_id = pz", f"WHERE {apart}")
+
+
 def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, settings: ClusteringConfig) -> int:
     """Set-based: drop each weak link (below the fracture weight) whose records have a
     scored pair, within ``ambiguity_margin`` bits of it, into a third person; returns the
@@ -455,7 +488,10 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
 
     People here are the components of the strong links, ``_core`` (``strong_components``).
     A Libra record without a date of birth that scores about as well against two people of
-    the same name belongs to neither on that evidence.
+    the same name belongs to neither on that evidence. The third person must be told apart
+    from the linked one (``_told_apart``): a record scoring alike against two records of one
+    name and one address, neither with a date of birth, is no ambiguity (they may well be
+    one person).
     """
     if settings.ambiguity_margin is None:
         return 0
@@ -471,24 +507,105 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
         UNION ALL SELECT node_id_l, node_id_r, w, node_id_r, node_id_l FROM weak"""
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _amb AS
+        f"""CREATE OR REPLACE TEMP TABLE _rivals AS
         WITH ends AS (SELECT DISTINCT x FROM _ends),
         scored AS (
             SELECT p.node_id_l AS a, p.node_id_r AS b, p.match_weight AS w FROM {predictions} p
             WHERE p.node_id_l IN (SELECT x FROM ends)
             UNION ALL
             SELECT p.node_id_r, p.node_id_l, p.match_weight FROM {predictions} p
-            WHERE p.node_id_r IN (SELECT x FROM ends))
-        SELECT DISTINCT e.node_id_l, e.node_id_r, {lit(REASON_AMBIGUOUS)} AS reason
+            WHERE p.node_id_r IN (SELECT x FROM ends)),
+        -- each weak link with the people it is weighed against (few), then told apart
+        SELECT DISTINCT e.node_id_l, e.node_id_r, cy.cluster_id AS py, cz.cluster_id AS pz
         FROM _ends e JOIN scored s ON s.a = e.x AND s.b <> e.y AND s.w >= e.w - {margin}
         JOIN _core cx ON cx.node_id = e.x JOIN _core cy ON cy.node_id = e.y JOIN _core cz ON cz.node_id = s.b
         WHERE cz.cluster_id <> cy.cluster_id AND cz.cluster_id <> cx.cluster_id"""
     )
+    apart_join, apart_where = _told_apart(con)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _amb AS SELECT DISTINCT node_id_l, node_id_r, {lit(REASON_AMBIGUOUS)} AS reason
+        FROM _rivals {apart_join} {apart_where}"""
+    )
     n = con.execute("SELECT count(*) FROM _amb").fetchall()[0][0]
     _cut(con, "_amb")
-    for t in ("_ends", "_amb"):
+    for t in ("_ends", "_rivals", "_amb", "_core_keys"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return int(n)
+
+
+def drop_links_against_person(con: duckdb.DuckDBPyConnection, threshold: float, settings: ClusteringConfig) -> int:
+    """Set-based: a weak model link (below the fracture weight) whose pair had nothing to
+    compare on a ``person_evidence`` column (one record lacks it) is weighed against the
+    person of the other record (``_core``) instead. When the record's value equals none of
+    the values the person's other records hold, the link gets the column's weight (the
+    model's for "the values differ") and is dropped if that leaves it below the threshold:
+    a Libra record without a date of birth linked to a PNC record (no postcode) of a
+    namesake whose court records all give another postcode. Returns the links dropped.
+    """
+    have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
+    evidence = {c: w for c, w in settings.person_evidence.items() if c in have and w is not None and w < 0}
+    if not evidence:
+        return 0
+    at_threshold = math.log2(threshold / (1 - threshold)) if threshold < 1 else math.inf
+    fracture = float(settings.fracture_match_weight)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _pe_ends AS
+        WITH weak AS (SELECT node_id_l, node_id_r, match_weight AS w FROM links
+                      WHERE kind = 'model' AND match_weight < {fracture}
+                      AND (node_id_l, node_id_r) NOT IN (SELECT (node_id_l, node_id_r) FROM links
+                                                         WHERE kind <> 'model'))
+        SELECT node_id_l, node_id_r, w, node_id_l AS x, node_id_r AS y FROM weak
+        UNION ALL SELECT node_id_l, node_id_r, w, node_id_r, node_id_l FROM weak"""
+    )
+    penalties = []
+    for column, weight in evidence.items():
+        c = q(column)
+        # the person's other values: each value once per person
+        penalties.append(
+            f"""SELECT e.node_id_l, e.node_id_r, e.w, {lit(column)} AS col, {float(weight)} AS bits
+            FROM _pe_ends e JOIN nodes nx ON nx.node_id = e.x JOIN nodes ny ON ny.node_id = e.y
+            JOIN _core cy ON cy.node_id = e.y
+            WHERE nx.{c} IS NOT NULL AND ny.{c} IS NULL
+              AND EXISTS (SELECT 1 FROM _core k JOIN nodes n USING (node_id)
+                          WHERE k.cluster_id = cy.cluster_id AND n.node_id <> e.x AND n.{c} IS NOT NULL)
+              AND NOT EXISTS (SELECT 1 FROM _core k JOIN nodes n USING (node_id)
+                              WHERE k.cluster_id = cy.cluster_id AND n.{c} = nx.{c})"""
+        )
+    union = " UNION ALL ".join(penalties)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _pe_cut AS
+        SELECT node_id_l, node_id_r, {lit(REASON_PERSON)} AS reason FROM (
+            -- one penalty per column and link, whichever direction found it
+            SELECT node_id_l, node_id_r, any_value(w) AS w, sum(bits) AS bits FROM (
+                SELECT DISTINCT ON (node_id_l, node_id_r, col) * FROM ({union})) GROUP BY node_id_l, node_id_r)
+        WHERE w + bits < {at_threshold}"""
+    )
+    n = con.execute("SELECT count(*) FROM _pe_cut").fetchall()[0][0]
+    _cut(con, "_pe_cut")
+    for t in ("_pe_ends", "_pe_cut"):
         con.execute(f"DROP TABLE {t}")
     return int(n)
+
+
+def with_person_evidence(settings: ClusteringConfig, comparisons: Sequence, model_settings: dict) -> ClusteringConfig:
+    """``settings`` with each ``person_evidence`` weight left None taken from the trained
+    model (Splink settings, ``model.json``): log2(m/u) of the last level of the comparison
+    whose first level is exact on the column. A column no comparison matches that way is
+    left out (no evidence)."""
+    if not settings.person_evidence:
+        return settings
+    by_name = {c.get("output_column_name"): c for c in model_settings.get("comparisons", [])}
+    resolved: dict[str, float | None] = {}
+    for column, weight in settings.person_evidence.items():
+        if weight is None:
+            comp = next((c for c in comparisons if c.levels and c.levels[0].exact == column), None)
+            levels = [lv for lv in (by_name.get(comp.label) or {}).get("comparison_levels", [])
+                      if not lv.get("is_null_level")] if comp is not None else []
+            m, u = (levels[-1].get("m_probability"), levels[-1].get("u_probability")) if levels else (None, None)
+            weight = math.log2(m / u) if m and u else None
+        if weight is not None:
+            resolved[column] = float(weight)
+    return settings.model_copy(update={"person_evidence": resolved})
 
 
 def check_clusters(
@@ -602,6 +719,7 @@ def cluster(
     keep_best_links_into(con, list(duplicate_free))
     strong_components(con, db_api, settings)
     drop_ambiguous_weak_links(con, predictions, settings)
+    drop_links_against_person(con, threshold, settings)
     connected_components(con, db_api)
     checked, split = check_clusters(con, settings, list(duplicate_free))
     con.execute("DROP TABLE _core")

@@ -372,6 +372,13 @@ class ClusteringConfig(Strict):
     # Two groups of records whose dates of birth are all far apart (not one keying error or
     # a day/month swap apart) need a link at least this strong to join. None: off.
     date_conflict_match_weight: float | None = None
+    # Evidence a weak link (below the fracture weight) also weighs against the person it
+    # would join, when its own pair had none (one record lacks the value): column -> the
+    # weight in bits when the record's value equals none the person's other records hold
+    # (None: the trained model's weight for the last level of the comparison whose first
+    # level is exact on the column, "the values differ"). The link is dropped when that
+    # leaves it below the threshold.
+    person_evidence: dict[str, float | None] = {}
 
 
 LinkType = Literal["link_and_dedupe", "link_only", "dedupe_only"]

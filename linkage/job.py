@@ -433,6 +433,10 @@ def _cluster_stage(
     clusters again only the people its changes reach and carries the others (how many
     records it clustered again goes into ``counts``)."""
     cfg, con, stages = job.cfg, job.con, job.stages
+    settings = cfg.model.clustering
+    if settings.person_evidence:  # weights the config leaves to the model: from this run's model
+        settings = clustering.with_person_evidence(
+            settings, cfg.model.comparisons, json.loads((job.restricted / "model.json").read_text()))
     with stages.stage("cluster"):
         decided: list[clerical.DecisionStats] = []
         apply = None
@@ -442,13 +446,13 @@ def _cluster_stage(
         if changes is not None and job.opts.previous is not None:
             cstats = increments.cluster(
                 con, db_api, job.opts.previous, cfg.model.threshold, list(cfg.model.deterministic_links),
-                cfg.model.clustering, job.duplicate_free, after_validity=apply, step=stages.step,
+                settings, job.duplicate_free, after_validity=apply, step=stages.step,
                 note=stages.note, counts=counts,
             )
         else:
             cstats = clustering.cluster(
                 con, db_api, "predictions", cfg.model.threshold, list(cfg.model.deterministic_links),
-                cfg.model.clustering, job.duplicate_free, after_validity=apply,
+                settings, job.duplicate_free, after_validity=apply,
             )
         if decided:
             clerical.write_store(con, job.restricted)

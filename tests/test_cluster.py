@@ -17,8 +17,9 @@ from linkage.cluster import (
     cut_reasons,
     dates_agree,
     split_cluster,
+    with_person_evidence,
 )
-from linkage.config import ClusteringConfig, DeterministicLink
+from linkage.config import ClusteringConfig, ComparisonConfig, DeterministicLink
 from linkage.identity import assign_person_keys
 from linkage.model import make_db_api
 
@@ -300,19 +301,25 @@ def _keys_after(con, previous_rows) -> dict[str, str]:
     ).fetchall())
 
 
-@pytest.mark.parametrize("rival_weight, groups", [
+@pytest.mark.parametrize("rival_weight, rival_dob, groups", [
     # x (5) scores about as well against a second person (3, 4) as against the first (1, 2).
-    (4.0, [["r1", "r2"], ["r3", "r4"], ["r5"]]),
+    (4.0, "1985-05-05", [["r1", "r2"], ["r3", "r4"], ["r5"]]),
     # The second person is far behind: x joins the first.
-    (0.5, [["r1", "r2", "r5"], ["r3", "r4"]]),
+    (0.5, "1985-05-05", [["r1", "r2", "r5"], ["r3", "r4"]]),
+    # Nothing tells the second person apart from the first (no date of birth, no PNC ID):
+    # they may be one person, and scoring alike against both is no ambiguity.
+    (4.0, None, [["r1", "r2", "r5"], ["r3", "r4"]]),
 ])
-def test_ambiguous_weak_link_is_dropped(rival_weight, groups):
-    recs = [(i, "s", f"r{i}", None, None, None, None) for i in range(1, 6)]
+def test_ambiguous_weak_link_is_dropped(rival_weight, rival_dob, groups):
+    dobs = {1: "1990-01-01", 2: "1990-01-01", 3: rival_dob, 4: rival_dob, 5: None}
+    recs = [(i, "s", f"r{i}", None, None, dobs[i], None) for i in range(1, 6)]
     preds = [(1, 2, 25), (3, 4, 25), (5, 1, 6), (5, 3, rival_weight)]
     con, stats, got = _stage(recs, preds)
     assert got == groups
     if len(groups) == 3:
         assert stats.cut_links == {"ambiguous weak link": 1}
+    else:
+        assert stats.cut_links == {}
     # Off: the weak link stands.
     _, _, got = _stage(recs, preds, settings=ClusteringConfig(**SETTINGS, ambiguity_margin=None))
     assert got == [["r1", "r2", "r5"], ["r3", "r4"]]
@@ -350,3 +357,34 @@ def test_father_and_son_are_split_in_the_stage():
     _, stats, groups = _stage(recs, preds, settings=ClusteringConfig(**settings, date_conflict_match_weight=12))
     assert groups == [["b1", "l1", "p1"], ["b2", "p2"]]
     assert stats.cut_links == {REASON_DATES: 1}
+
+
+@pytest.mark.parametrize("postcode, joins", [
+    ("AB1 2CD", False),  # the person's court record gives another postcode
+    ("XY9 8ZW", True),   # one of the person's records gives this postcode
+    (None, True),        # nothing to compare
+])
+def test_a_weak_link_is_weighed_against_the_persons_postcodes(postcode, joins):
+    """x (a court record, no date of birth) links weakly to p1, which has no postcode; p1's
+    person (p1, c1) holds postcode XY9 8ZW. Another postcode costs the link the model's
+    weight for postcodes that differ and leaves it below the threshold."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE nodes (node_id BIGINT, source_dataset VARCHAR, record_id VARCHAR, postcode VARCHAR)")
+    con.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?)",
+                    [(1, "pnc", "p1", None), (2, "court", "c1", "XY9 8ZW"), (3, "court", "x", postcode)])
+    con.execute("CREATE TABLE predictions (node_id_l BIGINT, node_id_r BIGINT, match_weight DOUBLE, "
+                "match_probability DOUBLE)")
+    con.executemany("INSERT INTO predictions VALUES (?, ?, ?, pow(2, ?) / (1 + pow(2, ?)))",
+                    [(a, b, w, w, w) for a, b, w in [(1, 2, 25), (1, 3, 5.5), (2, 3, 1)]])
+    settings = ClusteringConfig(**SETTINGS, person_evidence={"postcode": -2.4})
+    stats = cluster(con, make_db_api(con), "predictions", 0.95, [], settings)
+    (n,) = con.execute("SELECT count(DISTINCT cluster_id) FROM clusters").fetchall()[0]
+    assert n == (1 if joins else 2)
+    assert stats.cut_links == ({} if joins else {"differs from the person's other records": 1})
+    # The weight left to the model: from the comparison whose first level is exact on the column.
+    model = {"comparisons": [{"output_column_name": "postcode", "comparison_levels": [
+        {"is_null_level": True}, {"m_probability": 0.8, "u_probability": 1e-4},
+        {"m_probability": 0.2, "u_probability": 0.8}]}]}
+    comps = [ComparisonConfig(name="postcode", levels=[{"exact": "postcode"}])]
+    resolved = with_person_evidence(ClusteringConfig(person_evidence={"postcode": None}), comps, model)
+    assert resolved.person_evidence == {"postcode": -2.0}
