@@ -60,8 +60,8 @@ def _level(level: LevelConfig, dialect: str, date_columns: frozenset[str] = froz
     elif kind in ("damerau_levenshtein", "levenshtein"):
         col = getattr(level, kind)
         expr = ColumnExpression(col).cast_to_string() if col in date_columns else col
-        # Spark has no Damerau-Levenshtein; Levenshtein differs only on transpositions.
-        level_class = cll.LevenshteinLevel if dialect == "spark" or kind == "levenshtein" else cll.DamerauLevenshteinLevel
+        # Both engines have Damerau-Levenshtein (on Spark, Splink's Scala function).
+        level_class = cll.LevenshteinLevel if kind == "levenshtein" else cll.DamerauLevenshteinLevel
         out = level_class(expr, lv.distance)
     elif kind == "date_swap":
         c = lv.date_swap
