@@ -320,6 +320,8 @@ def find_records(
         con.execute(
             f"CREATE TABLE find_nodes AS SELECT {FIRST_FIND_ID} - row_number() OVER (ORDER BY record_id) + 1 AS node_id, "
             f"{cols} FROM {table}")
+        # A capped rule's key, as the run had it: kept where the run kept it (the run's counts).
+        model.add_key_caps(con, "find_nodes", cfg.model.blocking_rules, counts_from="idx.records")
         t1 = time.perf_counter()
         # Only the run's records that some blocking rule pairs with a record looked up:
         # Splink then blocks and scores exactly as the run did, on a few thousand records.

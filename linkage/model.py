@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -198,12 +199,26 @@ def capped_rules(rules: list[BlockingRule]) -> list[KeyRule]:
     return [r for r in rules if isinstance(r, KeyRule) and r.max_records_per_key is not None]
 
 
-def add_key_caps(con: duckdb.DuckDBPyConnection, table: str, rules: list[BlockingRule]) -> dict[str, KeyCap]:
+def _keyed(rule: KeyRule, target: str, others: list[str], source: str) -> str:
+    """``source``'s records by the rule's key: ``node_id``, ``__lk_key`` and the other columns."""
+    rest = "".join(f", {q(c)}" for c in others)
+    if rule.explode:
+        # DISTINCT: a record whose list repeats a value holds that key once.
+        return f"(SELECT DISTINCT node_id, unnest({q(target)}) AS __lk_key{rest} FROM {source})"
+    return f"(SELECT node_id, {q(target)} AS __lk_key{rest} FROM {source})"
+
+
+def add_key_caps(con: duckdb.DuckDBPyConnection, table: str, rules: list[BlockingRule],
+                 counts_from: str | None = None) -> dict[str, KeyCap]:
     """Add to ``table`` (with ``node_id``) the column each capped rule joins on; returns, per
     added column, how many key values and records its cap left out (counts only). The
     columns go into restricted/standardised.parquet with the records, so the saved model
-    runs there with Splink alone."""
+    runs there with Splink alone.
+
+    ``counts_from``: count the keys' records in that table instead (``linkage find``: a
+    record looked up keeps a key the run kept, and loses one the run left out)."""
     out: dict[str, KeyCap] = {}
+    have = {c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
     for rule in capped_rules(rules):
         col = cap_column(rule)
         if col in out:
@@ -213,24 +228,24 @@ def add_key_caps(con: duckdb.DuckDBPyConnection, table: str, rules: list[Blockin
         others = [c for c in rule.block_on if c != target]
         present = " AND ".join(f"{q(c)} IS NOT NULL" for c in ["__lk_key", *others])
         group = ", ".join(q(c) for c in ["__lk_key", *others])
-        if rule.explode:
-            # DISTINCT: a record whose list repeats a value holds that key once.
-            keyed = (f"(SELECT DISTINCT node_id, unnest({q(target)}) AS __lk_key"
-                     + "".join(f", {q(c)}" for c in others) + f" FROM {table})")
-        else:
-            keyed = f"(SELECT node_id, {q(target)} AS __lk_key" + "".join(f", {q(c)}" for c in others) + f" FROM {table})"
+        keyed = partial(_keyed, rule, target, others)
+
+        wanted = "" if counts_from is None else f" AND ({group}) IN (SELECT ({group}) FROM {keyed(table)})"
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _lk_key_sizes AS
-            SELECT {group}, count(*) AS n FROM {keyed} WHERE {present} GROUP BY ALL"""
+            SELECT {group}, count(*) AS n FROM {keyed(counts_from or table)} WHERE {present}{wanted} GROUP BY ALL"""
         )
         dropped, records = con.execute(
             f"SELECT count(*), coalesce(sum(n), 0) FROM _lk_key_sizes WHERE n > {cap}").fetchall()[0]
-        kept = f"SELECT k.node_id, {{}} AS v FROM {keyed} k JOIN _lk_key_sizes s USING ({group}) WHERE s.n <= {cap}"
+        kept = f"SELECT k.node_id, {{}} AS v FROM {keyed(table)} k JOIN _lk_key_sizes s USING ({group}) WHERE s.n <= {cap}"
         kept = kept.format("list(k.__lk_key)") + " GROUP BY k.node_id" if rule.explode else kept.format("k.__lk_key")
-        dtype = con.execute(f"DESCRIBE SELECT {q(target)} FROM {table}").fetchall()[0][1]
-        # A previous run's copy (an incremental run's unchanged records) is made again.
-        con.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {q(col)}")
-        con.execute(f"ALTER TABLE {table} ADD COLUMN {q(col)} {dtype}")
+        if col in have:
+            # Made again (an incremental run's unchanged records; find's records, which take
+            # the index's columns): in place, so the table keeps its column order.
+            con.execute(f"UPDATE {table} SET {q(col)} = NULL")
+        else:
+            dtype = con.execute(f"DESCRIBE SELECT {q(target)} FROM {table}").fetchall()[0][1]
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {q(col)} {dtype}")
         con.execute(f"UPDATE {table} SET {q(col)} = c.v FROM ({kept}) c WHERE {table}.node_id = c.node_id")
         con.execute("DROP TABLE _lk_key_sizes")
         out[col] = KeyCap(col, cap, int(dropped), int(records))

@@ -135,7 +135,7 @@ def test_evaluation_by_group_on_a_known_answer(tmp_path):
         (lambda r: r["outputs"].update(rounding_base=0), r"outputs.rounding_base: .*greater than or equal to 1"),
         (lambda r: r["outputs"].update(rounding_base="five"), r"outputs.rounding_base: .*integer"),
         (lambda r: r["outputs"].update(person_id_thresholds=[0.99, 0.99]), r"0.99 is listed twice"),
-        (lambda r: r["outputs"].update(person_id_thresholds=[r["model"]["threshold"]]), r"0.9 is model.threshold"),
+        (lambda r: r["outputs"].update(person_id_thresholds=[r["model"]["threshold"]]), r"0.8 is model.threshold"),
         (lambda r: r["sources"]["pnc"]["carry"].update(arrest_count={"how": "year", "type": "integer"}),
          r"type applies to how: keep only"),
     ],
@@ -159,7 +159,7 @@ BAD_ROWS = (3, 7)  # data rows of pnc.csv whose arrest_count becomes text
 
 
 def _bias_config(tmp_path, bad_values: str = "null"):
-    path = fast_config(tmp_path, outputs={"person_id_thresholds": [0.8, 0.99], "rounding_base": 5},
+    path = fast_config(tmp_path, outputs={"person_id_thresholds": [0.6, 0.99], "rounding_base": 5},
                        carry={"pnc": {"arrest_count": {"type": "integer", "bad_values": bad_values}}})
     raw = yaml.safe_load(path.read_text())
     raw["sources"]["pnc"]["breakdowns"] = {"ethnicity": "ethnicity_code"}
@@ -221,13 +221,13 @@ def test_person_ids_at_each_threshold_nest_and_are_keyed_pseudonyms(bias_run):
     cw = f"'{run}/restricted/crosswalk.parquet'"
     for source in ("pnc", "prison", "probation", "libra", "crest"):
         names = pq.read_schema(run / "analyst" / f"{source}.parquet").names
-        assert names[:3] == ["person_id", "person_id_0_8", "person_id_0_99"], names
+        assert names[:3] == ["person_id", "person_id_0_6", "person_id_0_99"], names
     keys = con.execute(f"SELECT DISTINCT person_key_0_99, person_id_0_99 FROM {cw}").fetchall()
     assert all(pid == key.pseudonym(k) for k, pid in keys)
     strict, main, loose, split, joined = con.execute(
-        f"""SELECT count(DISTINCT person_id_0_99), count(DISTINCT person_id), count(DISTINCT person_id_0_8),
+        f"""SELECT count(DISTINCT person_id_0_99), count(DISTINCT person_id), count(DISTINCT person_id_0_6),
                    (SELECT count(*) FROM (SELECT person_id_0_99 FROM {cw} GROUP BY ALL HAVING count(DISTINCT person_id) > 1)),
-                   (SELECT count(*) FROM (SELECT person_id FROM {cw} GROUP BY ALL HAVING count(DISTINCT person_id_0_8) > 1))
+                   (SELECT count(*) FROM (SELECT person_id FROM {cw} GROUP BY ALL HAVING count(DISTINCT person_id_0_6) > 1))
             FROM {cw}"""
     ).fetchall()[0]
     # Stricter ids split people, looser ones join them; never across
@@ -325,7 +325,7 @@ def test_threshold_ids_carry_over_from_the_previous_run(bias_run, tmp_path):
     con = duckdb.connect()
     differ = con.execute(
         f"""SELECT count(*) FILTER (WHERE a.person_id_0_99 <> b.person_id_0_99),
-                   count(*) FILTER (WHERE a.person_id_0_8 <> b.person_id_0_8), count(*)
+                   count(*) FILTER (WHERE a.person_id_0_6 <> b.person_id_0_6), count(*)
             FROM '{run}/restricted/crosswalk.parquet' a JOIN '{again}/restricted/crosswalk.parquet' b
             USING (source_dataset, record_id)"""
     ).fetchall()[0]

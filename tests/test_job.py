@@ -78,7 +78,9 @@ def test_sources_standardised_together_as_each_alone(finished_run, synth_dir):
         standardise_table(con, f"mapped_{name}", f"alone_{name}",
                           date_formats=list(src.date_formats), list_separator=src.list_separator)
     alone = " UNION ALL ".join(f"SELECT * FROM alone_{n}" for n in loaded.config.sources)
-    published = f"read_parquet('{out}/restricted/standardised.parquet')"
+    # Less the columns capped blocking rules join on (model.add_key_caps), which need every record.
+    published = (f"(SELECT COLUMNS(lambda c: NOT starts_with(c, '__lk_cap_')) "
+                 f"FROM read_parquet('{out}/restricted/standardised.parquet'))")
     n = con.execute(f"SELECT count(*) FROM ({alone})").fetchall()[0][0]
     assert n == con.execute(f"SELECT count(*) FROM {published}").fetchall()[0][0]
     for a, b in ((alone, f"SELECT * FROM {published}"), (f"SELECT * FROM {published}", alone)):
