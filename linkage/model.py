@@ -44,7 +44,7 @@ SPLINK_LOG_LEVEL = logging.ERROR
 # --- settings ----------------------------------------------------------------------------
 
 
-def _level(level: LevelConfig, dialect: str, date_columns: frozenset[str] = frozenset({"date_of_birth"})) -> Any:
+def _level(level: LevelConfig, date_columns: frozenset[str] = frozenset({"date_of_birth"})) -> Any:
     # The config model guarantees the kind's options are set (LevelConfig._one_kind).
     lv: Any = level
     out: Any
@@ -96,7 +96,6 @@ def _null_level(cols: list[str]) -> Any:
 
 def build_comparison(
     comp: ComparisonConfig,
-    dialect: str = "duckdb",
     saved: dict | None = None,
     date_columns: frozenset[str] = frozenset({"date_of_birth"}),
 ) -> CustomComparison:
@@ -107,7 +106,7 @@ def build_comparison(
     """
     levels = [
         _null_level(comp.null_columns),
-        *(_level(lv, dialect, date_columns) for lv in comp.levels or []),
+        *(_level(lv, date_columns) for lv in comp.levels or []),
         cll.ElseLevel(),
     ]
     if saved is not None:
@@ -272,7 +271,7 @@ def build_settings(cfg: JobConfig, dialect: str = "duckdb", saved: dict | None =
     """
     dates = frozenset(cfg.date_columns())
     comparisons: list[Any] = [
-        build_comparison(c, dialect, saved["comparisons"][i] if saved else None, dates)
+        build_comparison(c, saved["comparisons"][i] if saved else None, dates)
         for i, c in enumerate(cfg.model.comparisons)
     ]
     prior = {"probability_two_random_records_match": saved["probability_two_random_records_match"]} if saved else {}
