@@ -65,7 +65,7 @@ def available_breakdowns(cfg: JobConfig) -> list[str]:
 def _is_field(cfg: JobConfig, name: str, type_: str) -> bool:
     """Whether the job links on a field ``name`` of type ``type_`` (the justice preset's
     ``sex`` and ``date_of_birth``, or the same fields declared by hand)."""
-    field = cfg.all_fields.get(name)
+    field = cfg.fields.get(name)  # the preset's fields are written in when the config loads
     return field is not None and field.type == type_
 
 

@@ -464,12 +464,6 @@ class JobConfig(Strict):
         return self.preset == "justice" or (self.preset is None and not self.fields)
 
     @property
-    def all_fields(self) -> dict[str, Any]:
-        """Every field the job links on: the preset's (if it uses one), then its own."""
-        preset = preset_fields("justice") if self.uses_justice_preset else {}
-        return {**preset, **self.fields}
-
-    @property
     def person_fields(self) -> tuple[str, ...]:
         """The fields a source may map: each declared field's inputs (the parts of a
         person_name), the preset's first."""

@@ -137,8 +137,7 @@ def rule_sql(rule: BlockingRule) -> str:
     if isinstance(rule, SqlRule):
         return rule.sql
     if isinstance(rule, KeyRule):
-        target = capped_key(rule)
-        keys = [cap_column(rule) if k == target else k for k in rule.block_on]
+        keys = capped_columns(rule, rule.block_on)
         sql = " AND ".join(f"l.{q(k)} = r.{q(k)}" for k in keys)
         return f"{sql} AND ({rule.where})" if rule.where else sql
     return " AND ".join(f"{_key_sql(k, 'l')} = {_key_sql(k, 'r')}" for k in rule)
@@ -151,8 +150,7 @@ def blocking_rule(rule: BlockingRule, link_type: str = "link_and_dedupe") -> Any
     condition = LINK_TYPE_CONDITION[link_type]
     explode = None
     if isinstance(rule, KeyRule) and rule.explode:
-        target = capped_key(rule)
-        explode = [cap_column(rule) if c == target else c for c in rule.explode]
+        explode = capped_columns(rule, rule.explode)
     if condition is None:
         if isinstance(rule, SqlRule):
             return CustomRule(rule.sql, sql_dialect="duckdb")
@@ -178,6 +176,12 @@ def capped_key(rule: KeyRule) -> str | None:
     if rule.max_records_per_key is None:
         return None
     return rule.explode[0] if rule.explode else rule.block_on[0]
+
+
+def capped_columns(rule: KeyRule, columns: list[str]) -> list[str]:
+    """``columns`` as the rule joins on them: its capped key replaced by the cap's column."""
+    target = capped_key(rule)
+    return [cap_column(rule) if c == target else c for c in columns]
 
 
 def cap_column(rule: KeyRule) -> str:
@@ -355,9 +359,8 @@ def count_comparisons(
             continue
         keys: list[Any]
         if isinstance(rule, KeyRule):
-            target = capped_key(rule)
-            keys = [cap_column(rule) if k == target else k for k in rule.block_on]
-            exploded = {cap_column(rule) if k == target else k for k in rule.explode}
+            keys = capped_columns(rule, rule.block_on)
+            exploded = set(capped_columns(rule, rule.explode))
         else:
             keys, exploded = list(rule), set()
         not_null = " AND ".join(f"k{i} IS NOT NULL" for i in range(len(keys)))
