@@ -64,6 +64,7 @@ from linkage.synthetic.records import (
     identity,
     pick,
     plain_id_dirt,
+    recorded_address,
     pnc_field,
 )
 from linkage.synthetic.sources import (
@@ -389,20 +390,7 @@ def _postcodes(
     line[homeless] = "No Fixed Abode"
     postcode[homeless] = np.where(rng.random(len(homeless)) < 0.7, "NF1 1NF", "NF1 1FA")
     log.add(homeless, "postcode", "no_fixed_abode")
-    _apply(
-        postcode,
-        pick(rng, d.postcode_typo, np.ones(n, bool)),
-        lambda v: corrupt.char_typo(v, rng),
-        log,
-        "postcode",
-        "typo",
-    )
-    gone = rng.random(n) >= present  # not recorded: by design, not logged
-    line[gone] = ""
-    postcode[gone] = ""
-    space = rng.random(n) < 0.05
-    postcode[space] = np.array([v.replace(" ", "") for v in postcode[space].tolist()], dtype=object)
-    return line, postcode
+    return recorded_address(line, postcode, ctx, log, present)
 
 
 def nino_field(

@@ -454,6 +454,16 @@ def address(
     line[nfa] = "No Fixed Abode"
     postcode[nfa] = np.where(rng.random(len(nfa)) < 0.7, "NF1 1NF", "NF1 1FA")
     log.add(nfa, "postcode", "no_fixed_abode")
+    return recorded_address(line, postcode, ctx, log, present)
+
+
+def recorded_address(
+    line: np.ndarray, postcode: np.ndarray, ctx: Context, log: CorruptionLog, present: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """How an address is written down: postcode typos (logged), blanks (by design, not logged) and
+    postcodes without their space. Shared by the justice and the departments' extracts."""
+    rng, d = ctx.rng, ctx.dirt
+    n = len(line)
     _apply(
         postcode,
         pick(rng, d.postcode_typo, np.ones(n, bool)),
