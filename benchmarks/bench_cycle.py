@@ -102,7 +102,7 @@ def find_only(run_dir: Path, records: Path, source: str, repeats: int) -> dict:
     said: list[str] = []
     linkage(*args, stderr=said, python=("-X", "importtime"))
     imports = [ln.split("|") for ln in said[0].splitlines() if ln.startswith("import time:")]
-    top = sum(int(cum) for _, cum, name in imports if not name.startswith("  "))  # top-level: cumulative
+    top = sum(int(cum) for _, cum, name in imports if cum.strip().isdigit() and not name.startswith("  "))  # top level
     inside = [ln for ln in said[0].splitlines() if "records in" in ln]
     median = warm[len(warm) // 2]
     return {"records": n, "first_call_seconds": round(first, 2), "warm_seconds": [round(t, 2) for t in warm],
