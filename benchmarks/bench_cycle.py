@@ -16,6 +16,13 @@
    ``inside_the_process`` lines are find's own.
 
 Writes benchmarks/results/bench_cycle-<records>.json and prints a Markdown table.
+
+    python benchmarks/bench_cycle.py --find-run RUN_DIR --find-records CSV [--source NAME] [--repeats 5]
+
+Find alone against an existing run: one call to build the lookup index and keep the
+scoring SQL (if not there yet), then ``--repeats`` warm calls of the whole command (the
+median, Python's start and imports included) and one more under ``-X importtime`` (the
+seconds spent importing). Prints JSON.
 """
 
 from __future__ import annotations
@@ -37,10 +44,10 @@ KEY = "9f3c6b1e07d24a58c1e0b7d93a6f2c4e8d15b70a3e9c2f64"
 SURNAME = {"pnc": "surname", "prison": "last_name", "probation": "surname", "libra": "defendant_name", "crest": "surname"}
 
 
-def linkage(*args: str, stderr: list | None = None) -> float:
+def linkage(*args: str, stderr: list | None = None, python: tuple[str, ...] = ()) -> float:
     env = {**os.environ, "LINKAGE_PSEUDONYM_KEY": KEY, "PYTHONPATH": str(ROOT)}
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "linkage", *args], env=env, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, *python, "-m", "linkage", *args], env=env, capture_output=True, text=True)
     took = time.perf_counter() - t
     if res.returncode != 0:
         sys.exit(f"linkage {' '.join(args)} failed:\n{res.stderr[-3000:]}")
@@ -85,13 +92,43 @@ def split(population: Path, base: Path, final: Path, delta: float) -> dict[str, 
     return counts
 
 
+def find_only(run_dir: Path, records: Path, source: str, repeats: int) -> dict:
+    """Warm whole-command times of ``linkage find`` against ``run_dir`` and its import time."""
+    with records.open(newline="") as f:
+        n = sum(1 for _ in csv.DictReader(f))
+    args = ("find", str(run_dir), "--record", str(records), "--source", source)
+    first = linkage(*args)  # builds the index and keeps the scoring SQL if this run has none yet
+    warm = sorted(linkage(*args) for _ in range(repeats))
+    said: list[str] = []
+    linkage(*args, stderr=said, python=("-X", "importtime"))
+    imports = [ln.split("|") for ln in said[0].splitlines() if ln.startswith("import time:")]
+    top = sum(int(cum) for _, cum, name in imports if cum.strip().isdigit() and not name.startswith("  "))  # top level
+    inside = [ln for ln in said[0].splitlines() if "records in" in ln]
+    median = warm[len(warm) // 2]
+    return {"records": n, "first_call_seconds": round(first, 2), "warm_seconds": [round(t, 2) for t in warm],
+            "warm_median_seconds": round(median, 2), "warm_median_seconds_per_record": round(median / n, 3),
+            "import_seconds": round(top / 1e6, 2), "splink_imported": any(name.strip() == "splink" for *_, name in imports),
+            "inside_the_process": inside[-1] if inside else None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--records", type=int, required=True)
-    ap.add_argument("--workdir", type=Path, required=True)
+    ap.add_argument("--records", type=int)
+    ap.add_argument("--workdir", type=Path)
     ap.add_argument("--delta", type=float, default=0.01)
     ap.add_argument("--find", type=int, default=20)
+    ap.add_argument("--find-run", type=Path, help="find alone against this run (with --find-records)")
+    ap.add_argument("--find-records", type=Path)
+    ap.add_argument("--source", default="libra")
+    ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
+    if a.find_run is not None:
+        if a.find_records is None:
+            ap.error("--find-run needs --find-records")
+        print(json.dumps(find_only(a.find_run, a.find_records, a.source, a.repeats), indent=2))
+        return
+    if a.records is None or a.workdir is None:
+        ap.error("--records and --workdir are required (or --find-run and --find-records)")
     w = a.workdir
     w.mkdir(parents=True, exist_ok=True)
     people = int(a.records / RECORDS_PER_PERSON)

@@ -21,13 +21,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pandas as pd
 
-from linkage import model
-from linkage.incremental import tf_columns
 from linkage.errors import InputError, UsageError
 from linkage.publish import make_private_dir, private_umask, read_run_manifest, restrict_tree
 from linkage.sources import lit, q
@@ -102,6 +100,7 @@ def _candidates_sql(cfg, records: str = "idx.records") -> str:
     rule's columns (``idx.rule_<i>``: DuckDB skips the row groups the looked-up values
     cannot be in) or its unnested lists (``idx.explode_<i>``); a rule in SQL against
     every record."""
+    from linkage import model
     from linkage.config import ExplodeRule, SqlRule
 
     parts = []
@@ -121,10 +120,9 @@ def _index_stamp(manifest: dict[str, Any]) -> str:
             f"{manifest.get('total_seconds')}")
 
 
-def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str], cfg: Any = None) -> tuple[Path, bool]:
-    """``restricted/find/index.duckdb``: the run's standardised records numbered (``records``,
-    with an index on ``node_id``: a lookup fetches its few candidates without reading a
-    million wide rows), each blocking rule's columns (``rule_<i>``) or unnested lists
+def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Path, bool]:
+    """``restricted/find/index.duckdb``: the run's standardised records numbered (``records``),
+    each blocking rule's columns (``rule_<i>``) or unnested lists
     (``explode_<i>``) with the node ids, sorted by their values, their term-frequency tables (``tf_<column>``, as Splink names
     its columns) and the crosswalk, in DuckDB's own columnar storage; returns its path and whether it was
     built now. Built on the first find against a run (the cold call), then reused while
@@ -142,6 +140,8 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str]
                 con.close()
         except duckdb.Error:
             pass  # a stale or broken index: build it again
+    from linkage.incremental import tf_columns  # the cold call only: it reaches Splink
+
     make_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
@@ -152,10 +152,9 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str]
             std = lit(str(restricted / "standardised.parquet"))
             con.execute(f"""CREATE TABLE records AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, *
                             FROM read_parquet({std})""")
-            con.execute("CREATE UNIQUE INDEX records_node_id ON records (node_id)")
             from linkage.config import ExplodeRule, SqlRule, key_column
 
-            for i, rule in enumerate(cfg.model.blocking_rules if cfg is not None else []):
+            for i, rule in enumerate(cfg.model.blocking_rules):
                 if isinstance(rule, ExplodeRule):
                     sel, _ = _explode_select(rule)
                     con.execute(f"CREATE TABLE {q(f'explode_{i}')} AS SELECT * FROM (SELECT DISTINCT {sel}, node_id "
@@ -164,7 +163,7 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str]
                     cols = [q(c) for c in dict.fromkeys(key_column(k) for k in rule)]
                     con.execute(f"CREATE TABLE {q(f'rule_{i}')} AS SELECT {', '.join(cols)}, node_id FROM records "
                                 f"WHERE {' AND '.join(f'{c} IS NOT NULL' for c in cols)} ORDER BY ALL")
-            for tf in tf_columns:
+            for tf in tf_columns(cfg):
                 con.execute(
                     f"""CREATE TABLE {q('tf_' + tf)} AS SELECT {q(tf)}, count(*)::DOUBLE / sum(count(*)) OVER () AS {q('tf_' + tf)}
                     FROM records WHERE {q(tf)} IS NOT NULL GROUP BY ALL""")
@@ -183,6 +182,18 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], tf_columns: list[str]
 
 
 SCORING_SQL = FIND_DIR / "scoring_sql.json"
+REPLAY_VERSION = 2  # what scoring_sql.json holds (2: key caps, candidates and levels too)
+
+
+class _Recorder:
+    """A connection that notes each statement it runs (a first find keeps them for later finds)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.statements = con, list[str]()
+
+    def execute(self, sql: str, *args: Any) -> duckdb.DuckDBPyConnection:
+        self.statements.append(sql)
+        return self.con.execute(sql, *args)
 
 
 def _tf_table(con: duckdb.DuckDBPyConnection, tf: str) -> None:
@@ -202,6 +213,8 @@ def _score_with_splink(con: duckdb.DuckDBPyConnection, cfg: Any, saved: dict) ->
     on the records, and names its intermediate tables consistently within one call, so
     the statements made once give the same pairs for any records looked up later."""
     from splink import Linker
+
+    from linkage import model
 
     settings = model.build_settings(cfg, "duckdb", saved)
     settings.retain_intermediate_calculation_columns = True
@@ -231,7 +244,7 @@ def _scoring_stamp(manifest: dict[str, Any]) -> str:
     """The run's stamp and the versions of Splink (which wrote the SQL) and DuckDB (which runs it)."""
     from importlib.metadata import version
 
-    return f"{_index_stamp(manifest)}|splink {version('splink')}|duckdb {duckdb.__version__}"
+    return f"{_index_stamp(manifest)}|{REPLAY_VERSION}|splink {version('splink')}|duckdb {duckdb.__version__}"
 
 
 def _scoring_sql(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
@@ -256,8 +269,8 @@ def find_records(
     run_dir: Path, record_file: Path, source: str | None = None, config: Path | None = None, top: int = 5
 ) -> FindResult:
     from linkage.config import load_config
-    from linkage.job import _standardise
     from linkage.sources import map_source
+    from linkage.standardise.declared import standardise_fields
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -309,9 +322,12 @@ def find_records(
             rows = [str(r + 1) for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
             raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: nothing to compare (no name, date of birth "
                              f"or reference number)")
-        (table,) = _standardise(con, cfg.model_copy(update={"sources": {name: src}}))
+        # As the run standardised this source (linkage.job._standardise, one source alone).
+        table = "std_0"
+        standardise_fields(con, q("mapped_" + name), table, dict(cfg.fields),
+                           date_formats=list(src.date_formats), list_separator=src.list_separator)
         ti = time.perf_counter()
-        index, built = prepare_index(run_dir, manifest, tf_columns(cfg), cfg)
+        index, built = prepare_index(run_dir, manifest, cfg)
         index_seconds = time.perf_counter() - ti
         con.execute(f"ATTACH {lit(str(index))} AS idx (READ_ONLY)")
         types = con.execute("DESCRIBE SELECT * EXCLUDE (node_id) FROM idx.records").fetchall()
@@ -320,20 +336,34 @@ def find_records(
         con.execute(
             f"CREATE TABLE find_nodes AS SELECT {FIRST_FIND_ID} - row_number() OVER (ORDER BY record_id) + 1 AS node_id, "
             f"{cols} FROM {table}")
-        # A capped rule's key, as the run had it: kept where the run kept it (the run's counts).
-        model.add_key_caps(con, "find_nodes", cfg.model.blocking_rules, counts_from="idx.records")
+        # The SQL a first find against this run kept (key caps, candidates, Splink's scoring):
+        # a warm find replays it and never imports Splink or builds its SQL again.
+        replay = _scoring_sql(run_dir, manifest)
+        if replay is None:
+            from linkage import model
+
+            recorder = _Recorder(con)
+            # A capped rule's key, as the run had it: kept where the run kept it (the run's counts).
+            model.add_key_caps(cast(duckdb.DuckDBPyConnection, recorder), "find_nodes", cfg.model.blocking_rules,
+                               counts_from="idx.records")
+            key_caps, candidates = recorder.statements, _candidates_sql(cfg)
+        else:
+            key_caps, candidates = replay["key_caps"], replay["candidates"]
+            for sql in key_caps:
+                con.execute(sql)
         t1 = time.perf_counter()
         # Only the run's records that some blocking rule pairs with a record looked up:
         # Splink then blocks and scores exactly as the run did, on a few thousand records.
-        # The candidates' ids first (narrow joins), then their records by the index on node_id.
-        ids = sorted(int(n) for (n,) in con.execute(_candidates_sql(cfg)).fetchall())
-        con.execute("CREATE TABLE nodes AS SELECT * FROM idx.records WHERE "
-                    + (f"node_id IN ({', '.join(map(str, ids))})" if ids else "false"))
+        # The candidates' ids (narrow joins), then their records in one scan: a scan of the
+        # records costs the same for one candidate or thousands, where a list of ids (the
+        # index on node_id) took seconds for a few hundred.
+        con.execute(f"CREATE TABLE nodes AS SELECT r.* FROM idx.records r SEMI JOIN ({candidates}) c USING (node_id) "
+                    "ORDER BY r.node_id")
         t2 = time.perf_counter()
-        saved = model.load_model_settings(restricted / "model.json", cfg)
-        replay = _scoring_sql(run_dir, manifest)
         if replay is None:  # the first find against this run: Splink scores, and its SQL is kept
+            saved = model.load_model_settings(restricted / "model.json", cfg)
             predictions, replay = _score_with_splink(con, cfg, saved)
+            replay.update(key_caps=key_caps, candidates=candidates, levels=_levels(saved))
             _keep_scoring_sql(run_dir, manifest, replay)
             t3 = time.perf_counter()
         else:
@@ -345,7 +375,8 @@ def find_records(
             for sql in replay["statements"]:
                 con.execute(sql)
             predictions = replay["predictions"]
-        comparisons = list(_levels(saved))
+        levels: dict[str, list[tuple[float, str]]] = replay["levels"]
+        comparisons = list(levels)
         bf = ", ".join(f"p.{q('mw_' + c)} AS {q('mw_' + c)}" for c in comparisons)
         con.execute(
             f"""CREATE TABLE pairs AS
@@ -371,7 +402,6 @@ def find_records(
         t5 = time.perf_counter()
     finally:
         con.close()
-    levels = _levels(saved)
     agreed, rank = [], []
     for _, row in best.iterrows():
         agreed.append("; ".join(

@@ -12,9 +12,11 @@ one definition of the result, two ways of building it:
 - **predict** only new-to-new (Splink's ``predict_within``) and new-to-existing
   (``predict_between``) pairs, with the previous run's model and prior and term
   frequencies from all of this run's records; the previous run's scored pairs between two
-  unchanged records are carried over, except those near the threshold (within
-  ``RESCORE_MARGIN_BITS``) and those of records holding a value whose term frequency moved
-  (``TF_MOVE_BITS``), which are scored again among their records.
+  unchanged records are carried over, except those of records holding a value whose term
+  frequency moved by more than ``TF_MOVE_BITS`` and those whose carried score is within
+  ``TF_MOVE_BITS`` per term-frequency comparison of a cut-off (the threshold, the fracture
+  weight, the ambiguity margin's edge: what a carried score can have moved by), which
+  are scored again among their records.
 - **cluster**, person ids and everything after run as in a full run (connected components
   over a million records take seconds); a removed record leaves with an ``id_lineage``
   row (``record_removed``).
@@ -45,9 +47,9 @@ from linkage.sources import lit, q
 
 HASHES = "record_hashes.parquet"
 TERM_FREQUENCIES = "term_frequencies.parquet"
-# Carried pairs within this many bits of the threshold's match weight are scored again.
-RESCORE_MARGIN_BITS = 1.5
-# ... and pairs of records holding a value whose term frequency moved by more than this.
+# Pairs of records holding a value whose term frequency moved by more than this are scored
+# again; any other carried pair's score moved by at most this per term-frequency comparison
+# (the model is the same), so only carried pairs that close to a cut-off can have crossed it.
 TF_MOVE_BITS = 0.05
 NEW = ("added", "changed")
 
@@ -171,7 +173,7 @@ def count_comparisons(con: duckdb.DuckDBPyConnection, rules: list[BlockingRule])
 
 def predict(
     con: duckdb.DuckDBPyConnection, linker, db_api, threshold: float, previous: Path, rules: list[BlockingRule],
-    step: Callable[[str], AbstractContextManager[None]] = _no_step,
+    step: Callable[[str], AbstractContextManager[None]] = _no_step, settings: ClusteringConfig | None = None,
 ) -> dict[str, int]:
     """``predictions(node_id_l, node_id_r, match_weight, match_probability)``: new-to-new and
     new-to-existing pairs scored now, pairs of unchanged records carried from ``previous``.
@@ -219,10 +221,12 @@ def predict(
             WHERE a.old AND b.old"""
         )
     with step("pairs near the threshold scored again"):
-        # Carried pairs near the threshold are scored again, among their records, with this
-        # run's term frequencies: a small move of a carried score could cross the threshold.
-        line = math.log2(threshold / (1 - threshold))
-        near = f"match_weight BETWEEN {line - RESCORE_MARGIN_BITS} AND {line + RESCORE_MARGIN_BITS}"
+        # Carried pairs near a cut-off are scored again, among their records, with this run's
+        # term frequencies: a carried score moved by at most TF_MOVE_BITS per term-frequency
+        # comparison (its records hold no value that moved more), and could cross a cut-off
+        # only from that close (plus float noise).
+        margin = TF_MOVE_BITS * len(tf_columns) + 1e-6
+        near = " OR ".join(f"match_weight BETWEEN {w - margin} AND {w + margin}" for w in rescore_cutoffs(threshold, settings))
         # So are pairs of records holding a value whose term frequency moved (a rare name seen
         # once more weighs a bit less): a term-frequency adjustment needs both records to hold it.
         moved = [f"SELECT node_id FROM nodes WHERE CAST({q(c)} AS VARCHAR) IN ({_moved_values_sql(con, c, previous)})"
@@ -279,6 +283,18 @@ def term_frequencies_sql(columns: list[str], records: str = "nodes") -> str:
              f"count(*)::DOUBLE / sum(count(*)) OVER () AS tf FROM {records} WHERE {q(c)} IS NOT NULL GROUP BY ALL"
              for c in columns]
     return " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS tf_column, NULL::VARCHAR AS value, NULL::DOUBLE AS tf WHERE false"
+
+
+def rescore_cutoffs(threshold: float, settings: ClusteringConfig | None = None) -> list[float]:
+    """The match weights where a carried pair's small move could change the clusters: the
+    threshold's, and (cluster validity) the fracture weight and the ambiguity margin's edge."""
+    line = _weight(threshold)
+    if settings is None:
+        return [line]
+    cut = [line, float(settings.fracture_match_weight)]
+    if settings.ambiguity_margin:
+        cut.append(line - settings.ambiguity_margin)
+    return cut
 
 
 def _moved_values_sql(con: duckdb.DuckDBPyConnection, column: str, previous: Path) -> str:

@@ -415,7 +415,8 @@ def _predict_stage(
             job.stages.note(f"scoring on {engine.name}")
         if changes is not None and job.opts.previous is not None:
             pair_counts = increments.predict(con, linker, db_api, cfg.model.threshold, job.opts.previous,
-                                             list(cfg.model.blocking_rules), step=job.stages.step)
+                                             list(cfg.model.blocking_rules), step=job.stages.step,
+                                             settings=cfg.model.clustering)
             job.stages.note(f"{pair_counts['pairs_scored']:,} pairs scored (new-to-new and new-to-existing), "
                             f"{pair_counts['pairs_carried']:,} carried from the previous run")
         else:

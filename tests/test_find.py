@@ -147,3 +147,17 @@ def test_the_lookup_index_is_built_once_and_gives_the_same_answer(run, monkeypat
     (run_dir / SCORING_SQL).unlink()
     scored = find_records(run_dir, lookup, source="prison")
     assert replayed.candidates.equals(scored.candidates) and len(scored.candidates) >= 4
+
+
+def test_a_warm_find_imports_neither_splink_nor_the_job(run):
+    """A warm find replays the SQL the first find kept: Splink and the run's stages (about a
+    second of imports at every call) stay unimported."""
+    tmp, data, run_dir = run
+    rows, _ = take(data, "libra", 2, lambda r: None)
+    lookup = write_csv(tmp / "two.csv", rows)
+    assert cli("find", str(run_dir), "--record", str(lookup), "--source", "libra").returncode == 0
+    res = cli("find", str(run_dir), "--record", str(lookup), "--source", "libra", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert res.returncode == 0, res.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "linkage.find" in imported and "duckdb" in imported
+    assert not {m for m in imported if m.split(".")[0] == "splink" or m in ("linkage.job", "linkage.model")}
