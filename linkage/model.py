@@ -540,14 +540,27 @@ def train(linker: Linker, cfg: JobConfig, step, source_counts: dict[str, int]) -
         prior = estimate_prior(linker, cfg, source_counts)
     with step(f"u by random sampling (max {t.u_max_pairs:,.0f} pairs)"):
         linker.training.estimate_u_using_random_sampling(max_pairs=t.u_max_pairs, seed=t.seed)
+    skipped: list[str] = []
     for rule in t.em_blocking_rules:
         with step(f"m by EM, blocking on {describe_rule(rule)}"):
             # A failure here that the data causes becomes a TrainingError naming this step
             # (linkage.errors.is_training_fault); check_trainable catches the common ones first.
-            linker.training.estimate_parameters_using_expectation_maximisation(
-                blocking_rule(rule, cfg.model.link_type), max_pairs=t.em_max_pairs,
-                estimate_without_term_frequencies=not t.em_term_frequencies,
-            )
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    blocking_rule(rule, cfg.model.link_type), max_pairs=t.em_max_pairs,
+                    estimate_without_term_frequencies=not t.em_term_frequencies,
+                )
+            except ValueError as exc:
+                # EM drove a level's m to zero (a level no matching pair of this rule's sample
+                # takes: on a small extract, middle names that differ): Splink 5 refuses the
+                # value. The session's estimates are dropped whole (Splink writes them back
+                # only when it ends); the other rules' sessions still run.
+                if "below the minimum allowed value" not in str(exc):
+                    raise
+                skipped.append(describe_rule(rule))
+    if skipped and len(skipped) == len(t.em_blocking_rules):
+        raise LinkageError("the model cannot be trained on this data: EM drove a level's m probability "
+                           "to zero on every training rule (" + "; ".join(skipped) + ")")
     # EM's sampled pairs and comparison vectors would stay in the database through predict
     # (millions of rows at ten million records); predict rebuilds the little it needs.
     linker.table_management.invalidate_cache()
