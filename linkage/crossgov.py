@@ -51,7 +51,7 @@ from linkage.sources import file_sha256, lit
 
 # The justice persons file's columns: what the config's justice source maps.
 PERSON_COLUMNS = ("person_id", "first_name", "middle_names", "surname", "aliases", "date_of_birth",
-                  "alias_dates_of_birth", "sex", "postcode")
+                  "alias_dates_of_birth", "sex", "postcode", "alias_postcodes")
 EVALUATION = "crossgov_evaluation.json"
 
 
@@ -123,7 +123,8 @@ def _most_common(col: str) -> str:
 def justice_persons_sql(run: JusticeRun) -> str:
     """One row per justice person: the person's most common name (forename and surname of
     one record), middle names, date of birth, sex and postcode; every other name their
-    records hold (``SURNAME, FORENAME``) and every other date of birth as ';' lists."""
+    records hold (``SURNAME, FORENAME``), every other date of birth and every other postcode
+    (the person's address history) as ';' lists."""
     return f"""
     WITH r AS (
         SELECT x.person_id, s.* EXCLUDE (source_dataset, record_id)
@@ -140,7 +141,8 @@ def justice_persons_sql(run: JusticeRun) -> str:
     postcode AS ({_most_common("postcode")}),
     sets AS (
         SELECT person_id, list_distinct(flatten(list(coalesce(name_set, [])))) AS names,
-               list_distinct(flatten(list(coalesce(dob_set, [])))) AS dobs
+               list_distinct(flatten(list(coalesce(dob_set, [])))) AS dobs,
+               list_distinct(list(postcode) FILTER (WHERE postcode IS NOT NULL)) AS postcodes
         FROM r GROUP BY ALL),
     people AS (SELECT DISTINCT person_id FROM r)
     SELECT p.person_id, name.first_name, middle.middle_names, name.surname,
@@ -153,7 +155,9 @@ def justice_persons_sql(run: JusticeRun) -> str:
            nullif(array_to_string(list_sort(list_transform(
                list_filter(sets.dobs, lambda d: d IS DISTINCT FROM dob.date_of_birth),
                lambda d: strftime(d, '%Y-%m-%d'))), ';'), '') AS alias_dates_of_birth,
-           sex.sex, postcode.postcode
+           sex.sex, postcode.postcode,
+           nullif(array_to_string(list_sort(list_filter(sets.postcodes, lambda v: v IS DISTINCT FROM postcode.postcode)),
+                                  ';'), '') AS alias_postcodes
     FROM people p LEFT JOIN name USING (person_id) LEFT JOIN middle USING (person_id)
     LEFT JOIN dob USING (person_id) LEFT JOIN sex USING (person_id) LEFT JOIN postcode USING (person_id)
     LEFT JOIN sets USING (person_id)

@@ -159,13 +159,14 @@ def test_refusals(flow, tmp_path, capsys, monkeypatch):
 
 
 def test_a_justice_person_is_its_most_common_name_with_every_other_as_an_alias(tmp_path):
-    """Three records of one person, one of another: the export's one row per person."""
+    """Three records of one person, one of another: the export's one row per person, with
+    every other name, date of birth and postcode (the address history) as a list."""
     from linkage.crossgov import JusticeRun, export_justice_persons
 
     (tmp_path / "restricted").mkdir()
     con = duckdb.connect()
     con.execute("""CREATE TABLE std AS SELECT * FROM (VALUES
-        ('pnc', 'a1', 'JOHN', 'PAUL', 'SMITH', DATE '1980-02-01', 'M', NULL,
+        ('pnc', 'a1', 'JOHN', 'PAUL', 'SMITH', DATE '1980-02-01', 'M', 'ZX9 8YW',
          ['JOHN SMITH', 'JACK SMYTHE'], [DATE '1980-02-01', DATE '1980-01-02']),
         ('prison', 'a2', 'JOHN', NULL, 'SMITH', DATE '1980-02-01', 'M', 'AB1 2CD', ['JOHN SMITH'], [DATE '1980-02-01']),
         ('libra', 'a3', 'JON', NULL, 'SMITH', NULL, NULL, 'AB1 2CD', ['JON SMITH'], NULL),
@@ -180,8 +181,9 @@ def test_a_justice_person_is_its_most_common_name_with_every_other_as_an_alias(t
     assert n == 2
     rows = _rows(f"SELECT * FROM '{persons}' ORDER BY person_id")
     assert rows == [
-        ("Pa", "JOHN", "PAUL", "SMITH", "SMITH, JON;SMYTHE, JACK", "1980-02-01", "1980-01-02", "M", "AB1 2CD"),
-        ("Pb", "ANNE", None, "DE LA MARE", None, None, None, "F", None),
+        ("Pa", "JOHN", "PAUL", "SMITH", "SMITH, JON;SMYTHE, JACK", "1980-02-01", "1980-01-02", "M", "AB1 2CD",
+         "ZX9 8YW"),
+        ("Pb", "ANNE", None, "DE LA MARE", None, None, None, "F", None, None),
     ]
     assert _rows(f"SELECT * FROM '{keys}' ORDER BY 2") == [("justice", "Pa", "Ka"), ("justice", "Pb", "Kb")]
 
