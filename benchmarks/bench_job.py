@@ -41,7 +41,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RECORDS_PER_PERSON = 3.84
-TEST_KEY = __import__("secrets").token_hex(32)  # a fresh key per benchmark run
+# A fresh key per benchmark run; LINKAGE_BENCH_KEY fixes it (to compare two runs' outputs row by row).
+TEST_KEY = os.environ.get("LINKAGE_BENCH_KEY") or __import__("secrets").token_hex(32)
 # Top-level stages of linkage/job.py, in order (sub-steps of "train" are in the JSON).
 STAGES = ("read", "standardise", "blocking guard", "prior", "train", "predict", "cluster", "person ids",
           "write restricted", "de-identify", "audit", "report")

@@ -223,11 +223,11 @@ def write_analyst_tables(
     replace = " REPLACE (CASE WHEN __impossible THEN NULL ELSE year_of_birth END AS year_of_birth)" if has_year else ""
 
     def persons(crosswalk: str) -> str:
-        return (f"SELECT p.*, {_CONFIDENCE_COLUMNS}, "
+        # The confidence columns come from the same pass over the crosswalk as the counts.
+        return (f"SELECT p.* EXCLUDE ({', '.join(_CONFIDENCE)}), {_CONFIDENCE_COLUMNS}, "
                 f"{'p.year_of_birth > e.first_event_year' if has_year else 'false'} AS __impossible "
-                f"FROM ({persons_query(list(cfg.sources), attributes, crosswalk)}) p "
-                f"LEFT JOIN ({first_event}) e USING (person_id) "
-                f"LEFT JOIN ({_CONFIDENCE.format(crosswalk=crosswalk)}) c USING (person_id)")
+                f"FROM ({persons_query(list(cfg.sources), attributes, crosswalk, _CONFIDENCE)}) p "
+                f"LEFT JOIN ({first_event}) e USING (person_id)")
 
     prev_persons = reuse / "analyst" / "persons.parquet" if reuse else None
     carry = prev_persons is not None and _same_columns(
@@ -328,16 +328,17 @@ def _reusable_outputs(con: duckdb.DuckDBPyConnection, cfg: JobConfig, previous: 
 # Link confidence per person, banded so that it reveals no identifier: the weakest link
 # inside the person's cluster (lower bound of a band 5 wide, -5 for anything lower, 20 for
 # 20 and more), whether any link was deterministic, and the cluster's size band.
-_CONFIDENCE = (
-    "SELECT person_id, any_value(cluster_size) AS size, min(cluster_min_match_weight) AS weakest, "
-    "bool_or(deterministic_links > 0) AS deterministic FROM {crosswalk} GROUP BY ALL"
-)
+_CONFIDENCE = {
+    "__lk_size": "any_value(cluster_size)",
+    "__lk_weakest": "min(cluster_min_match_weight)",
+    "__lk_deterministic": "bool_or(deterministic_links > 0)",
+}
 _CONFIDENCE_COLUMNS = (
-    "CASE WHEN c.size > 1 AND c.weakest IS NOT NULL "
-    "THEN CAST(greatest(-5, least(20, floor(c.weakest / 5) * 5)) AS INTEGER) END AS link_weakest_weight_band, "
-    "coalesce(c.deterministic, false) AS link_any_deterministic, "
-    "CAST(CASE WHEN c.size <= 2 THEN c.size WHEN c.size <= 5 THEN 3 WHEN c.size <= 10 THEN 6 "
-    "WHEN c.size <= 20 THEN 11 ELSE 21 END AS INTEGER) AS cluster_size_band"
+    "CASE WHEN p.__lk_size > 1 AND p.__lk_weakest IS NOT NULL "
+    "THEN CAST(greatest(-5, least(20, floor(p.__lk_weakest / 5) * 5)) AS INTEGER) END AS link_weakest_weight_band, "
+    "coalesce(p.__lk_deterministic, false) AS link_any_deterministic, "
+    "CAST(CASE WHEN p.__lk_size <= 2 THEN p.__lk_size WHEN p.__lk_size <= 5 THEN 3 WHEN p.__lk_size <= 10 THEN 6 "
+    "WHEN p.__lk_size <= 20 THEN 11 ELSE 21 END AS INTEGER) AS cluster_size_band"
 )
 
 
@@ -357,36 +358,40 @@ def person_attributes(cfg: Any) -> list[str]:
 
 
 def persons_query(sources: list[str], attributes: Sequence[str] = ("sex", "year_of_birth"),
-                  crosswalk: str = "crosswalk") -> str:
+                  crosswalk: str = "crosswalk", extra: dict[str, str] | None = None) -> str:
     """SQL: one row per person: the most common value of each attribute (sex and year of
-    birth for the justice preset), sources, records per source.
+    birth for the justice preset), sources, records per source (and ``extra``: column ->
+    aggregate over the person's crosswalk rows).
 
-    Ties go to the smallest value (F before M, the earlier year), so reruns agree.
+    Ties go to the smallest value (F before M, the earlier year), so reruns agree. The
+    counts and ``extra`` are one pass over the crosswalk alone; only the attributes join
+    the records (a third less work than counting over the join at a million records).
     """
+    names = sorted(sources)
     per_source = ", ".join(
         f"count(*) FILTER (WHERE source_dataset = {lit(n)}) AS {q('records_' + n)}" for n in sources
     )
+    # The sources in name order: the same text as sorting the distinct source names.
+    listed = "concat_ws(',', " + ", ".join(f"CASE WHEN {q('records_' + n)} > 0 THEN {lit(n)} END" for n in names) + ")"
+    more = "".join(f", {agg} AS {q(col)}" for col, agg in (extra or {}).items())
 
     def most_common(col: str) -> str:
         # Counted per person and value, then the largest count, the smallest value on a tie.
         return (
-            f"SELECT person_id, arg_min({col}, (-n, {col})) AS {col} FROM (SELECT person_id, {col}, count(*) AS n "
-            f"FROM base WHERE {col} IS NOT NULL GROUP BY ALL) GROUP BY ALL"
+            f"SELECT person_id, arg_min({col}, (-n, {col})) AS {col} FROM (SELECT x.person_id, r.{col}, count(*) AS n "
+            f"FROM {crosswalk} x JOIN nodes r USING (node_id) WHERE r.{col} IS NOT NULL GROUP BY ALL) GROUP BY ALL"
         )
 
     attrs = list(attributes)
-    picked = "".join(f", r.{q(a)}" for a in attrs)
-    ctes = "".join(f"a{i} AS ({most_common(q(a))}),\n" for i, a in enumerate(attrs))
+    ctes = "".join(f",\n        a{i} AS ({most_common(q(a))})" for i, a in enumerate(attrs))
     chosen = "".join(f"a{i}.{q(a)}, " for i, a in enumerate(attrs))
     joins = " ".join(f"LEFT JOIN a{i} USING (person_id)" for i in range(len(attrs)))
+    counts = ", ".join(f"p.{q('records_' + n)}" for n in sources)
+    hidden = "".join(f", p.{q(col)}" for col in (extra or {}))
     return f"""
-        WITH base AS (SELECT x.person_id, x.source_dataset{picked}
-                      FROM {crosswalk} x JOIN nodes r USING (node_id)),
-        {ctes}people AS (SELECT person_id,
-                          array_to_string(list_sort(list_distinct(list(source_dataset))), ',') AS sources,
-                          count(*) AS records, {per_source}
-                   FROM base GROUP BY ALL)
-        SELECT p.person_id, {chosen}p.* EXCLUDE (person_id)
+        WITH people AS (SELECT person_id, count(*) AS records, {per_source}{more}
+                        FROM {crosswalk} GROUP BY ALL){ctes}
+        SELECT p.person_id, {chosen}{listed} AS sources, p.records, {counts}{hidden}
         FROM people p {joins}
         ORDER BY p.person_id"""
 

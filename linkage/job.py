@@ -328,31 +328,43 @@ def _standardise_stage(
     values counted and the records per source."""
     con, cfg = job.con, job.cfg
     with job.stages.stage("standardise"):
-        std_tables = _standardise(con, cfg)
-        con.execute("CREATE OR REPLACE VIEW records AS " + " UNION ALL ".join(f"SELECT * FROM {t}" for t in std_tables))
+        leftovers: list[str] = []
+        std_views = _standardise(con, cfg, leftovers)
+        con.execute("CREATE OR REPLACE VIEW records AS " + " UNION ALL ".join(f"SELECT * FROM {t}" for t in std_views))
         con.execute(
             "CREATE OR REPLACE VIEW invalid_values AS "
-            + " UNION ALL ".join(f"SELECT * FROM {t}_invalid" for t in std_tables)
+            + " UNION ALL ".join(f"SELECT * FROM {t}_invalid" for t in std_views)
         )
         # Each distinct raw value once, for the leakage check.
         con.execute(
             "CREATE OR REPLACE VIEW raw_values AS "
-            + " UNION ALL ".join(f"SELECT * FROM {t}_raw_values" for t in std_tables)
+            + " UNION ALL ".join(f"SELECT * FROM {t}_raw_values" for t in std_views)
         )
-        if changes is not None and job.opts.previous is not None:  # unchanged records as the previous run left them
-            increments.add_unchanged(con, job.opts.previous)
         invalid = _invalid_counts(con, cfg)
         for w in _emptied_field_warnings(con, cfg, invalid):
             job.warn(w)
-        # Number the records once; from here on ``nodes`` holds them (one copy in memory).
-        clustering.build_nodes(con, "records")
+        if changes is not None and job.opts.previous is not None:  # unchanged records as the previous run left them
+            increments.add_unchanged(con, job.opts.previous)
+            # Number the records once; from here on ``nodes`` holds them (one copy in memory).
+            clustering.build_nodes(con, "records")
+        else:
+            _number_records(con, cfg)
         t = cfg.model.training
         # Kept in standardised.parquet: the saved model's capped rules join on them.
         job.key_caps = model.add_key_caps(
             con, "nodes", [*cfg.model.blocking_rules, *t.em_blocking_rules, *(t.prior.deterministic_rules or [])])
         con.execute("CREATE OR REPLACE VIEW records AS SELECT * EXCLUDE (node_id) FROM nodes")
-        for t in std_tables:
-            con.execute(f"DROP TABLE {t}")
+        for v in std_views:
+            con.execute(f"DROP VIEW {v}")
+        for name in leftovers:  # the standardising's views first, then its tables
+            con.execute(f"DROP VIEW IF EXISTS {name}" if con.execute(
+                "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]).fetchall()[0][0]
+                else f"DROP TABLE IF EXISTS {name}")
+        # The mapped fields are standardised now: keep only the record ids (the leakage
+        # check's), not a second copy of every field through predict and clustering.
+        for name in cfg.sources:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {q('all_' + name)} AS "
+                        f"SELECT source_dataset, record_id, _row FROM {q('all_' + name)}")
         source_counts = dict(con.execute("SELECT source_dataset, count(*) FROM nodes GROUP BY ALL").fetchall())
     return invalid, source_counts
 
@@ -625,25 +637,44 @@ def _manifest(
     }
 
 
-def _standardise(con: duckdb.DuckDBPyConnection, cfg) -> list[str]:
+def _standardise(con: duckdb.DuckDBPyConnection, cfg, leftovers: list[str] | None = None) -> list[str]:
     """Standardise every source's declared fields (the preset's included).
 
     Sources read alike are standardised together: their names, dates and numbers repeat
     across sources, and each distinct value is cleaned once. Returns the record tables
-    (each with ``_invalid`` and ``_raw_values`` companions)."""
-    tables = []
+    (each with ``_invalid`` and ``_raw_values`` companions). Given ``leftovers``, they are
+    views instead, and the views and tables they read are added to it, to drop once
+    ``nodes`` is made from them (the records are then written once)."""
+    views = []
     for i, names in enumerate(_standardise_groups(cfg)):
         first = cfg.sources[names[0]]
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW __lk_group_{i} AS "
             + " UNION ALL ".join(f"SELECT * FROM {q('mapped_' + n)}" for n in names)
         )
-        standardise_fields(
+        result = standardise_fields(
             con, f"__lk_group_{i}", f"std_{i}", dict(cfg.fields),
             date_formats=list(first.date_formats), list_separator=first.list_separator,
+            as_view=leftovers is not None,
         )  # fmt: skip
-        tables.append(f"std_{i}")
-    return tables
+        views.append(f"std_{i}")
+        if leftovers is not None:
+            leftovers += result.leftovers
+    return views
+
+
+def _number_records(con: duckdb.DuckDBPyConnection, cfg) -> None:
+    """``nodes``: the standardised records numbered 1..n in (source_dataset, record_id) order,
+    as ``linkage.cluster.build_nodes`` numbers them, written once from the standardising's
+    views; the numbers come from the mapped records' keys (the same records), so the
+    cleaning is not run twice."""
+    keys = " UNION ALL ".join(f"SELECT source_dataset, record_id FROM {q('mapped_' + n)}" for n in cfg.sources)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE nodes AS
+        SELECT k.node_id, r.* FROM records r
+        JOIN (SELECT source_dataset, record_id, row_number() OVER (ORDER BY source_dataset, record_id) AS node_id
+              FROM ({keys})) k USING (source_dataset, record_id)"""
+    )
 
 
 # List fields hold several values a row: their invalid counts are of elements, not rows.

@@ -29,6 +29,9 @@ class FieldsResult:
     """Counts only (safe to log): field -> reason -> values made missing."""
 
     invalid: dict[str, dict[str, int]]
+    # With ``as_view``: the views and tables the output view reads, for the caller to drop
+    # (views first) once it has read it.
+    leftovers: tuple[str, ...] = ()
 
 
 def declared_columns(fields: dict[str, FieldType]) -> dict[str, str]:
@@ -103,6 +106,7 @@ def standardise_fields(
     date_formats: list[str],
     list_separator: str = ";",
     today: _dt.date | None = None,
+    as_view: bool = False,
 ) -> FieldsResult:
     """Standardise the declared ``fields`` of ``source_table`` into ``out_table``.
 
@@ -112,6 +116,10 @@ def standardise_fields(
     row), ``{out_table}_invalid`` (source_dataset, record_id, field, reason, raw_value: every
     present value made missing) and ``{out_table}_raw_values(field, v)`` (every distinct raw
     value of each identifying field, for the leakage check).
+
+    ``as_view``: ``out_table`` is a temp view over the cleaned dictionaries, which are kept
+    (``FieldsResult.leftovers``) until the caller has read it once into its own table: the
+    job's records are then written once, not copied from a table of their own.
     """
     install_macros(con)
     ctx = CleanContext(tuple(date_formats), (today or _dt.date.today()).isoformat())
@@ -177,7 +185,7 @@ def standardise_fields(
     if sets:  # made from the other fields, then every column in declaration order
         made = ("SELECT source_dataset, record_id, " + ", ".join(_ident(c) for c in columns) + " FROM (SELECT *, "
                 + ", ".join(f"{t.sql(columns)} AS {_ident(n)}" for n, t in sets.items()) + f" FROM ({made}))")
-    con.execute(f"CREATE OR REPLACE TABLE {out_table} AS {made}")
+    con.execute(f"CREATE OR REPLACE {'TEMP VIEW' if as_view else 'TABLE'} {out_table} AS {made}")
     no_rows = "SELECT CAST(NULL AS VARCHAR) AS {}, CAST(NULL AS VARCHAR) AS {} WHERE false"
     invalid = " UNION ALL ".join(invalid_parts) or (
         "SELECT CAST(NULL AS VARCHAR) AS source_dataset, CAST(NULL AS VARCHAR) AS record_id, "
@@ -190,6 +198,8 @@ def standardise_fields(
         f"SELECT field, reason, count(*) FROM {out_table}_invalid GROUP BY ALL ORDER BY ALL"
     ).fetchall():
         counts.setdefault(field, {})[reason] = int(n)
+    if as_view:
+        return FieldsResult(counts, tuple(views) + tuple(temp))
     for v in views:
         con.execute(f"DROP VIEW IF EXISTS {v}")
     for t in temp:
