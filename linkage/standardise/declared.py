@@ -14,7 +14,7 @@ import datetime as _dt
 from dataclasses import dataclass
 
 import duckdb
-import pandas as pd
+import pyarrow as pa
 from anyascii import anyascii
 
 from linkage.standardise.sql import ident as _ident
@@ -64,8 +64,8 @@ def _dictionary(
         odd = [r[0] for r in con.execute(f"SELECT x FROM ({base}) WHERE regexp_matches(x, '[^\\x00-\\x7F]')").fetchall()]
         if odd:
             registered = f"__lk_tr_{abs(hash(table)) % 10**8}"
-            con.register(registered, pd.DataFrame({"k": pd.Series(odd, dtype=object),
-                                                   "t": pd.Series([anyascii(v) for v in odd], dtype=object)}))
+            con.register(registered, pa.table({"k": pa.array(odd, pa.string()),
+                                               "t": pa.array([anyascii(v) for v in odd], pa.string())}))
             source = (f"SELECT b.x AS k, coalesce(CAST(tr.t AS VARCHAR), b.x) AS x FROM ({base}) b "
                       f"LEFT JOIN {registered} tr ON tr.k = b.x")
     keys = ftype.made_keys()
@@ -83,10 +83,10 @@ def _dictionary(
     py = ftype.made_python_keys()
     if py:
         values = [r[0] for r in con.execute(f"SELECT DISTINCT v FROM {table} WHERE v IS NOT NULL").fetchall()]
-        frame = pd.DataFrame({"v": pd.Series(values, dtype=object)})
+        columns = {"v": pa.array(values)}
         for suffix, fn in py.items():
-            frame["key_" + suffix] = pd.Series([fn(v) for v in values], dtype=object)
-        con.register("__lk_pykeys", frame)
+            columns["key_" + suffix] = pa.array([fn(v) for v in values])
+        con.register("__lk_pykeys", pa.table(columns))
         try:
             cols = ", ".join(f"CAST(p.{_ident('key_' + s)} AS VARCHAR) AS {_ident('key_' + s)}" for s in py)
             con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT d.*, {cols} FROM {table} d "

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import duckdb
-import pandas as pd
+import pyarrow as pa
 from anyascii import anyascii
 from pydantic import Field, model_validator
 
@@ -244,8 +244,8 @@ def _phonetics(con: duckdb.DuckDBPyConnection, table: str, names_sql: str) -> No
     """``table(name, metaphone, canonical)`` over the distinct names of ``names_sql``: Python
     over distinct names only."""
     names = [r[0] for r in con.execute(f"SELECT * FROM ({names_sql}) t(n) WHERE n IS NOT NULL").fetchall()]
-    frame = pd.DataFrame({"name": pd.Series(names, dtype=object),
-                          "metaphone": pd.Series([nc.metaphone(n) for n in names], dtype=object)})
+    frame = pa.table({"name": pa.array(names, pa.string()),
+                      "metaphone": pa.array([nc.metaphone(n) for n in names], pa.string())})
     con.register("__lk_pn_frame", frame)
     try:
         con.execute(f"""
@@ -271,6 +271,6 @@ def _register_transliterations(con: duckdb.DuckDBPyConnection, distinct_sql: str
     odd = [v for v in odd if _needs_transliteration(v)]
     if not odd:
         return None
-    con.register(name, pd.DataFrame({"k": pd.Series(odd, dtype=object),
-                                     "t": pd.Series([anyascii(v) for v in odd], dtype=object)}))
+    con.register(name, pa.table({"k": pa.array(odd, pa.string()),
+                                 "t": pa.array([anyascii(v) for v in odd], pa.string())}))
     return name
