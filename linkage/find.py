@@ -14,6 +14,7 @@ positive partial match weight, Splink's ``mw_``), best first. The answer goes to
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -24,11 +25,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import duckdb
-import pandas as pd
 
 from linkage.errors import InputError, UsageError
 from linkage.publish import make_private_dir, private_umask, read_run_manifest, restrict_tree
 from linkage.sources import lit, q
+from linkage.standardise.sql import table_from_lists
 
 FIND_DIR = Path("restricted") / "find"
 INDEX = FIND_DIR / "index.duckdb"
@@ -37,34 +38,46 @@ FIRST_FIND_ID = -1  # the records looked up take negative node ids: the run's ar
 
 @dataclass(frozen=True)
 class FindResult:
-    candidates: pd.DataFrame  # one row per (looked-up record, candidate person), best first
+    candidates: list[dict[str, Any]]  # one per (looked-up record, candidate person), best first
     records: int
     seconds: dict[str, float]
     out: Path
 
 
-def _read_records(path: Path) -> pd.DataFrame:
+def _read_records(path: Path) -> tuple[list[str], list[dict[str, str | None]]]:
+    """(columns, rows) of a CSV or JSON record file, every value text or None. Read without
+    pandas: a warm find's time is mostly imports."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: record file not found")
+    kind = "JSON" if path.suffix.lower() == ".json" else "CSV"
     try:
-        if path.suffix.lower() == ".json":
+        if kind == "JSON":
             data = json.loads(path.read_text(encoding="utf-8"))
-            rows = [data] if isinstance(data, dict) else data
-            if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+            objs = [data] if isinstance(data, dict) else data
+            if not isinstance(objs, list) or not objs or not all(isinstance(r, dict) for r in objs):
                 raise InputError(f"{path}: a JSON record file holds one object or a list of objects (column: value)")
-            df = pd.DataFrame([{k: (None if v is None else str(v)) for k, v in r.items()} for r in rows])
+            rows = [{str(k): (None if v is None else str(v)) for k, v in r.items()} for r in objs]
+            columns = list(dict.fromkeys(k for r in rows for k in r))
         else:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                reader = csv.DictReader(fh)
+                rows = list(reader)
+                if not reader.fieldnames:
+                    raise ValueError("no header")
+                columns = list(reader.fieldnames)
+            for i, r in enumerate(rows):
+                if None in r:  # more cells than the header has columns
+                    raise InputError(f"{path}: row {i + 2}: more values than the header has columns")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
-    except ValueError as exc:
+    except (ValueError, csv.Error) as exc:
         if isinstance(exc, InputError):
             raise
-        raise InputError(f"{path}: not a readable {'JSON' if path.suffix.lower() == '.json' else 'CSV'} file") from None
-    if df.empty:
+        raise InputError(f"{path}: not a readable {kind} file") from None
+    if not rows:
         raise InputError(f"{path}: no records to find")
-    return df.astype(object).where(df.notna(), None)
+    return columns, [{c: r.get(c) for c in columns} for r in rows]
 
 
 def _levels(saved: dict) -> dict[str, list[tuple[float, str]]]:
@@ -297,27 +310,30 @@ def find_records(
         if not p.is_file():
             raise InputError(f"{p}: missing; finding a person needs the run's records, model and crosswalk")
 
-    df = _read_records(record_file)
-    missing = [f"{col!r} ({field})" for field, col in src.columns.items() if col not in df.columns]
+    columns, records = _read_records(record_file)
+    missing = [f"{col!r} ({field})" for field, col in src.columns.items() if col not in columns]
     if missing:
         raise InputError(
             f"{record_file}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing: the model compares "
             f"{'them' if len(missing) > 1 else 'it'} (records laid out like source {name!r}). Add "
             f"{'them' if len(missing) > 1 else 'it'}, with empty cells where unknown.")
-    ids = df[src.record_id] if src.record_id in df.columns else pd.Series([None] * len(df))
-    df[src.record_id] = [(v if v not in (None, "") else f"record {i + 1}") for i, v in enumerate(ids)]
-    if df[src.record_id].duplicated().any():
-        rows = [str(i + 2) for i in df.index[df[src.record_id].duplicated()]]
-        raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: the record id ({src.record_id!r}) repeats")
-    df = df[[c for c in dict.fromkeys([src.record_id, *src.columns.values()])]]
-    df.insert(0, "_row", range(1, len(df) + 1))
+    seen: set[str] = set()
+    repeats = []
+    for i, r in enumerate(records):
+        rid = r.get(src.record_id)
+        r[src.record_id] = rid = rid if rid not in (None, "") else f"record {i + 1}"
+        if rid in seen:
+            repeats.append(str(i + 2))
+        seen.add(rid)
+    if repeats:
+        raise InputError(f"{record_file}: row{'s' if len(repeats) > 1 else ''} {', '.join(repeats)}: the record id ({src.record_id!r}) repeats")
+    keep_cols = list(dict.fromkeys([src.record_id, *src.columns.values()]))
+    raw: dict[str, list] = {"_row": list(range(1, len(records) + 1)), **{c: [r.get(c) for r in records] for c in keep_cols}}
 
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     try:
-        con.register("_raw_df", df)
-        con.execute(f"CREATE TABLE {q('raw_' + name)} AS SELECT * FROM _raw_df")
-        con.unregister("_raw_df")
+        table_from_lists(con, "raw_" + name, raw, {"_row": "BIGINT"})  # bound, not registered: no pandas
         if map_source(con, name, src, cfg.person_fields):
             rows = [str(r + 1) for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
             raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: nothing to compare (no name, date of birth "
@@ -398,34 +414,43 @@ def find_records(
             QUALIFY row_number() OVER (PARTITION BY lookup_record_id
                                        ORDER BY match_weight DESC, person_key) <= {int(top)}
             ORDER BY lookup_record_id, match_weight DESC, person_key"""
-        ).df()
+        )
+        names = [d[0] for d in best.description]
+        found = [dict(zip(names, row, strict=True)) for row in best.fetchall()]
         t5 = time.perf_counter()
     finally:
         con.close()
-    agreed, rank = [], []
-    for _, row in best.iterrows():
-        agreed.append("; ".join(
+    keep = {"lookup_source": "lookup_source", "lookup_record_id": "lookup_record_id", "rank": "rank",
+            "person_id": "person_id", "person_key": "person_key", "person_records": "person_records",
+            "match_weight": "match_weight", "match_probability": "match_probability",
+            "source_dataset": "best_source_dataset", "record_id": "best_record_id",
+            "records_scored": "records_scored", "agreed": "agreed"}
+    persons: list[dict[str, Any]] = []
+    previous, rank = None, 0
+    for row in found:  # ordered by looked-up record, best first
+        rank = rank + 1 if row["lookup_record_id"] == previous else 1
+        previous = row["lookup_record_id"]
+        row["rank"] = rank
+        row["agreed"] = "; ".join(
             f"{c} ({_label(levels[c], float(row['mw_' + c]))}, {float(row['mw_' + c]):+.1f})" for c in comparisons
-            if _positive(row["mw_" + c])))
-    for _, grp in best.groupby("lookup_record_id", sort=False):
-        rank += list(range(1, len(grp) + 1))
-    best = best.assign(rank=rank, agreed=agreed) if len(best) else best.assign(rank=[], agreed=[])
-    keep = ["lookup_source", "lookup_record_id", "rank", "person_id", "person_key", "person_records",
-            "match_weight", "match_probability", "source_dataset", "record_id", "records_scored", "agreed"]
-    best = best[keep].rename(columns={"source_dataset": "best_source_dataset", "record_id": "best_record_id"})
+            if _positive(row["mw_" + c]))
+        persons.append({out: row[col] for col, out in keep.items()})
     out_dir = make_private_dir(run_dir / FIND_DIR)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     out = out_dir / f"find_{stamp}.csv"
     from linkage.publish import csv_safe
 
-    with private_umask():
-        best.map(lambda v: csv_safe(v) if isinstance(v, str) else v).to_csv(out, index=False)
+    with private_umask(), out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(keep.values())
+        writer.writerows([csv_safe(v) if isinstance(v, str) else ("" if v is None else v) for v in c.values()]
+                         for c in persons)
     restrict_tree(out_dir)
     seconds = {"index": round(index_seconds, 3), "index_built": float(built),
                "standardise": round(t1 - t0 - index_seconds, 3), "block": round(t2 - t1, 3),
                "model_and_term_frequencies": round(t3 - t2, 3), "score": round(t4 - t3, 3),
                "candidates": round(t5 - t4, 3), "total": round(time.perf_counter() - t0, 3)}
-    return FindResult(best, len(df), seconds, out)
+    return FindResult(persons, len(records), seconds, out)
 
 
 def _positive(w: Any) -> bool:
@@ -438,12 +463,14 @@ def weight_text(w: float) -> str:
 
 def summary(result: FindResult) -> list[str]:
     lines = []
-    for rid, grp in result.candidates.groupby("lookup_record_id", sort=False):
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in result.candidates:
+        groups.setdefault(c["lookup_record_id"], []).append(c)
+    for rid, grp in groups.items():
         lines.append(f"record {rid}: {len(grp)} candidate person{'s' if len(grp) != 1 else ''}")
-        for _, r in grp.iterrows():
+        for r in grp:
             lines.append(
                 f"  {int(r['rank'])}. {r['person_id']} (match weight {weight_text(r['match_weight'])}, probability "
                 f"{r['match_probability']:.4f}, {int(r['person_records'])} records) agreed: {r['agreed'] or 'nothing'}")
-    found = set(result.candidates["lookup_record_id"]) if len(result.candidates) else set()
-    lines.append(f"{result.records - len(found)} of {result.records} records had no candidate")
+    lines.append(f"{result.records - len(groups)} of {result.records} records had no candidate")
     return lines

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
 from linkage.config import LoadedConfig, SourceConfig, check_against_data, needed_columns
 from linkage.errors import ConfigError, InputError
@@ -144,6 +143,8 @@ def _first_blank_line(block: bytes) -> int:
     With numpy: ``bytes.find`` of a two-byte pattern is four times slower on text where
     every line ends in one of its bytes.
     """
+    import numpy as np  # here, not at the top: ``linkage find`` never scans a file
+
     a = np.frombuffer(block, np.uint8)
     ends = np.flatnonzero(a == 10)
     if len(ends) < 2:

@@ -14,13 +14,13 @@ import datetime as _dt
 from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
 from anyascii import anyascii
 
 from linkage.standardise.sql import ident as _ident
 from linkage.standardise.sql import install_macros
 from linkage.standardise.sql import q as _q
 from linkage.standardise.sql import staged as _staged
+from linkage.standardise.sql import table_from_lists
 from linkage.standardise.types import CleanContext, FieldType, ListType, PersonNameType, SetType
 
 
@@ -64,8 +64,7 @@ def _dictionary(
         odd = [r[0] for r in con.execute(f"SELECT x FROM ({base}) WHERE regexp_matches(x, '[^\\x00-\\x7F]')").fetchall()]
         if odd:
             registered = f"__lk_tr_{abs(hash(table)) % 10**8}"
-            con.register(registered, pa.table({"k": pa.array(odd, pa.string()),
-                                               "t": pa.array([anyascii(v) for v in odd], pa.string())}))
+            table_from_lists(con, registered, {"k": odd, "t": [anyascii(v) for v in odd]})
             source = (f"SELECT b.x AS k, coalesce(CAST(tr.t AS VARCHAR), b.x) AS x FROM ({base}) b "
                       f"LEFT JOIN {registered} tr ON tr.k = b.x")
     keys = ftype.made_keys()
@@ -78,21 +77,19 @@ def _dictionary(
         )
     finally:
         if registered:
-            con.unregister(registered)
+            con.execute(f"DROP TABLE IF EXISTS {_ident(registered)}")
     suffixes = [k.suffix for k in keys]
     py = ftype.made_python_keys()
     if py:
         values = [r[0] for r in con.execute(f"SELECT DISTINCT v FROM {table} WHERE v IS NOT NULL").fetchall()]
-        columns = {"v": pa.array(values)}
-        for suffix, fn in py.items():
-            columns["key_" + suffix] = pa.array([fn(v) for v in values])
-        con.register("__lk_pykeys", pa.table(columns))
+        columns = {"v": values, **{"key_" + suffix: [fn(v) for v in values] for suffix, fn in py.items()}}
+        table_from_lists(con, "__lk_pykeys", columns, {"v": ftype.value_type})
         try:
             cols = ", ".join(f"CAST(p.{_ident('key_' + s)} AS VARCHAR) AS {_ident('key_' + s)}" for s in py)
             con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT d.*, {cols} FROM {table} d "
                         f"LEFT JOIN __lk_pykeys p ON p.v = d.v")
         finally:
-            con.unregister("__lk_pykeys")
+            con.execute("DROP TABLE IF EXISTS __lk_pykeys")
         suffixes += list(py)
     return suffixes
 

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import duckdb
-import pyarrow as pa
 from anyascii import anyascii
 from pydantic import Field, model_validator
 
-from linkage.standardise.sql import VARIANTS_TABLE, Step, ident, q, staged
+from linkage.standardise.sql import VARIANTS_TABLE, Step, ident, q, staged, table_from_lists
 from linkage.standardise.types import name_cleaning as nc
 from linkage.standardise.types.base import CleanContext, FieldType, Key
 
@@ -168,7 +167,7 @@ class PersonNameType(FieldType):
                             f"FROM ({staged(base, steps(lx, 'x', 'z'))})")
             finally:
                 if registered:
-                    con.unregister(registered)
+                    con.execute(f"DROP TABLE IF EXISTS {ident(registered)}")
             raw_sql.append(f"SELECT {q(name)} AS field, k AS v FROM {d}")
             for t, c in inputs:
                 label = str(p["aliases"]) if t == al else c
@@ -244,9 +243,7 @@ def _phonetics(con: duckdb.DuckDBPyConnection, table: str, names_sql: str) -> No
     """``table(name, metaphone, canonical)`` over the distinct names of ``names_sql``: Python
     over distinct names only."""
     names = [r[0] for r in con.execute(f"SELECT * FROM ({names_sql}) t(n) WHERE n IS NOT NULL").fetchall()]
-    frame = pa.table({"name": pa.array(names, pa.string()),
-                      "metaphone": pa.array([nc.metaphone(n) for n in names], pa.string())})
-    con.register("__lk_pn_frame", frame)
+    table_from_lists(con, "__lk_pn_frame", {"name": names, "metaphone": [nc.metaphone(n) for n in names]})
     try:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {table} AS
@@ -255,7 +252,7 @@ def _phonetics(con: duckdb.DuckDBPyConnection, table: str, names_sql: str) -> No
             FROM __lk_pn_frame f LEFT JOIN {VARIANTS_TABLE} v ON v.name = f.name
         """)  # fmt: skip
     finally:
-        con.unregister("__lk_pn_frame")
+        con.execute("DROP TABLE IF EXISTS __lk_pn_frame")
 
 
 def _needs_transliteration(text: str) -> bool:
@@ -271,6 +268,5 @@ def _register_transliterations(con: duckdb.DuckDBPyConnection, distinct_sql: str
     odd = [v for v in odd if _needs_transliteration(v)]
     if not odd:
         return None
-    con.register(name, pa.table({"k": pa.array(odd, pa.string()),
-                                 "t": pa.array([anyascii(v) for v in odd], pa.string())}))
+    table_from_lists(con, name, {"k": odd, "t": [anyascii(v) for v in odd]})
     return name
