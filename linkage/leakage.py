@@ -148,10 +148,13 @@ def _candidates_sql() -> str:
         f"SELECT tab, col, v, 'email' AS kind, whole, {_compact('m')} AS key "
         f"FROM ({_matches(_EMAIL_PATTERN, ['a'])})"
     )
-    # The whole value, unless it is all a date or a postcode (judged as one, above).
+    # The whole value, unless it is all a date or a postcode (judged as one, above), or a
+    # month (YYYY-MM, how a coarsened date is read): a month singles out nobody, and spelt
+    # compact (201905) it meets a six-digit fragment of some mistyped identifier by chance.
     values = (
         f"SELECT tab, col, v, 'value' AS kind, true AS whole, {_compact('v')} AS key FROM analyst_values "
-        f"WHERE length({_compact('v')}) >= {MIN_IDENTIFIER_LENGTH}"
+        f"WHERE length({_compact('v')}) >= {MIN_IDENTIFIER_LENGTH} "
+        f"AND NOT regexp_full_match(v, '(19|20)[0-9]{{2}}-(0[1-9]|1[0-2])')"
     )
     # A whole number (a count, a code, a numeric record id): judged as dates are, since
     # record ids that count 1, 2, 3... meet every count and code of a few digits.

@@ -589,3 +589,23 @@ def test_linkage_summary_counts_people_per_pair_and_per_number_of_sources(tmp_pa
     for k in range(1, 6):
         label = f"people in {k} source{'s' if k > 1 else ''}"
         assert by_k[label] == sum(len(s) == k for s in people.values())
+
+
+@pytest.mark.parametrize("as_month, fails", [(True, False), (False, True)])
+def test_a_month_is_not_mistaken_for_a_fragment_of_an_identifier(tmp_path, as_month, fails):
+    """Event dates coarsened to the month are read as YYYY-MM; spelt compact (201905) a month
+    meets six-digit fragments of mistyped identifiers, common at ten million records. A month
+    singles out nobody and passes; the same six digits as a value of their own still fail."""
+    import datetime as dt
+
+    months = [dt.date(2005 + m // 12, m % 12 + 1, 1) for m in range(240)]
+    fragments = [("pnc", d.strftime("%Y/%m")) for d in months[::10]]  # a PNC ID cut short
+    cfg, con, analyst = _check_inputs(tmp_path, [("surname", "OLAWALE"), *fragments])
+    column = months if as_month else [d.strftime("%Y%m") for d in months[::10]]
+    pq.write_table(pa.table({"person_id": [pid(i) for i in range(len(column))], "hearing_month": column}),
+                   analyst / "libra.parquet")
+    if fails:
+        with pytest.raises(LeakageError, match=r"libra.hearing_month \("):
+            check_leakage(con, cfg, analyst)
+    else:
+        assert check_leakage(con, cfg, analyst).hits == {}
