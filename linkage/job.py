@@ -398,7 +398,7 @@ def _model_stage(
     if saved_model is None:
         model.check_trainable(job.con, cfg, "records", invalid)
         with stages.stage("train"):
-            prior = model.train(linker, cfg, stages.step, source_counts)
+            prior = model.train(linker, cfg, stages.step, source_counts, warn=job.warn)
     else:
         stages.note(f"using the saved model {opts.model_path}: training skipped")
         if opts.incremental:

@@ -533,7 +533,7 @@ def check_trainable(con: duckdb.DuckDBPyConnection, cfg: JobConfig, records_view
         raise LinkageError("the model cannot be trained on this data:\n  " + "\n  ".join(problems))
 
 
-def train(linker: Linker, cfg: JobConfig, step, source_counts: dict[str, int]) -> Prior:
+def train(linker: Linker, cfg: JobConfig, step, source_counts: dict[str, int], warn=None) -> Prior:
     """Prior as configured, u by random sampling, m by EM over several rules."""
     t = cfg.model.training
     with step(PRIOR_STEP):
@@ -561,6 +561,9 @@ def train(linker: Linker, cfg: JobConfig, step, source_counts: dict[str, int]) -
     if skipped and len(skipped) == len(t.em_blocking_rules):
         raise LinkageError("the model cannot be trained on this data: EM drove a level's m probability "
                            "to zero on every training rule (" + "; ".join(skipped) + ")")
+    for rule_text in skipped if warn is not None else []:
+        warn(f"training: EM blocking on {rule_text} was skipped (it drove a level's m probability to zero, "
+             "which Splink refuses); the other training rules estimated the model")
     # EM's sampled pairs and comparison vectors would stay in the database through predict
     # (millions of rows at ten million records); predict rebuilds the little it needs.
     linker.table_management.invalidate_cache()
