@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import struct
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +34,8 @@ from linkage.standardise.sql import table_from_lists
 
 FIND_DIR = Path("restricted") / "find"
 INDEX = FIND_DIR / "index.duckdb"
+LINES, OFFSETS = "records.jsonl", "records.offsets"  # beside the index
+PERSON = ("person_id", "person_key", "cluster_size")  # the crosswalk's columns a find shows
 FIRST_FIND_ID = -1  # the records looked up take negative node ids: the run's are 1..n
 
 
@@ -97,7 +100,7 @@ def _label(levels: list[tuple[float, str]], mw: float) -> str:
     return best[1] if best is not None and abs(best[0] - mw) < 1e-6 else "agrees"
 
 
-INDEX_VERSION = 3  # what the index holds; an index of another version is built again
+INDEX_VERSION = 4  # what the index holds; an index of another version is built again (4: the records' lines)
 
 
 def _explode_select(rule) -> tuple[str, str]:
@@ -133,38 +136,71 @@ def _index_stamp(manifest: dict[str, Any]) -> str:
             f"{manifest.get('total_seconds')}")
 
 
+def _attach_index(con: duckdb.DuckDBPyConnection, path: Path, stamp: str) -> bool:
+    """Attach the lookup index as ``idx`` if it is this run's (its stamp); False (nothing
+    attached) if it is missing, stale or broken."""
+    if not path.is_file():
+        return False
+    try:
+        con.execute(f"ATTACH {lit(str(path))} AS idx (READ_ONLY)")
+    except duckdb.Error:
+        return False
+    try:
+        if con.execute("SELECT stamp FROM idx.meta").fetchall() == [(stamp,)]:
+            return True
+    except duckdb.Error:
+        pass
+    con.execute("DETACH idx")
+    return False
+
+
 def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Path, bool]:
     """``restricted/find/index.duckdb``: the run's standardised records numbered (``records``),
     each blocking rule's columns (``rule_<i>``) or unnested lists
     (``explode_<i>``) with the node ids, sorted by their values, their term-frequency tables (``tf_<column>``, as Splink names
     its columns) and the crosswalk, in DuckDB's own columnar storage; returns its path and whether it was
     built now. Built on the first find against a run (the cold call), then reused while
-    the run at ``run_dir`` is the same one (its manifest's stamp)."""
+    the run at ``run_dir`` is the same one (its manifest's stamp).
+
+    Beside it, ``records.jsonl`` (each record as one line of JSON, by node id, the columns
+    keyed by their position, then its person: ``p`` whether the crosswalk has it, ``p0``...) and ``records.offsets`` (where each line starts: little-endian
+    64-bit integers): a find reads its candidates' lines directly, where fetching a few
+    hundred scattered records from DuckDB's columns decompressed a vector of every column
+    for each (about a second at a million records)."""
     restricted = Path(run_dir) / "restricted"
     path = Path(run_dir) / INDEX
     stamp = _index_stamp(manifest)
-    if path.is_file():
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-            try:
-                if con.execute("SELECT stamp FROM meta").fetchall() == [(stamp,)]:
-                    return path, False
-            finally:
-                con.close()
-        except duckdb.Error:
-            pass  # a stale or broken index: build it again
+    check = duckdb.connect()
+    try:
+        if _attach_index(check, path, stamp):
+            return path, False
+    finally:
+        check.close()
     from linkage.incremental import tf_columns  # the cold call only: it reaches Splink
 
     make_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
+    lines, offsets = (p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (path.parent / LINES, path.parent / OFFSETS))
     with private_umask():
         con = duckdb.connect(str(tmp))
         try:
             con.execute("SET enable_progress_bar = false")
             std = lit(str(restricted / "standardised.parquet"))
             con.execute(f"""CREATE TABLE records AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, *
-                            FROM read_parquet({std})""")
+                            FROM read_parquet({std}) ORDER BY node_id""")
+            con.execute(
+                f"""CREATE TABLE crosswalk AS SELECT r.node_id, x.person_id, x.person_key, x.cluster_size
+                FROM read_parquet({lit(str(restricted / 'crosswalk.parquet'))}) x
+                JOIN records r ON r.source_dataset = x.source_dataset AND CAST(r.record_id AS VARCHAR) = CAST(x.record_id AS VARCHAR)
+                ORDER BY r.node_id""")
+            columns = [c for (c, *_) in con.execute("DESCRIBE records").fetchall()]
+            keyed = ", ".join(f"r.{q(c)} AS {q(str(i))}" for i, c in enumerate(columns))
+            person = ", ".join(f"x.{q(c)} AS {q(f'p{i}')}" for i, c in enumerate(PERSON))
+            con.execute(f"COPY (SELECT {keyed}, x.node_id IS NOT NULL AS p, {person} FROM records r "
+                        f"LEFT JOIN crosswalk x USING (node_id) ORDER BY r.node_id) TO {lit(str(lines))} (FORMAT json)")
+            count = _write_offsets(lines, offsets)
+            con.execute("CREATE TABLE lines AS SELECT ? AS bytes, ? AS records", [lines.stat().st_size, count])
             from linkage.config import ExplodeRule, SqlRule, key_column
 
             for i, rule in enumerate(cfg.model.blocking_rules):
@@ -180,22 +216,66 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Pa
                 con.execute(
                     f"""CREATE TABLE {q('tf_' + tf)} AS SELECT {q(tf)}, count(*)::DOUBLE / sum(count(*)) OVER () AS {q('tf_' + tf)}
                     FROM records WHERE {q(tf)} IS NOT NULL GROUP BY ALL""")
-            con.execute(
-                f"""CREATE TABLE crosswalk AS SELECT r.node_id, x.person_id, x.person_key, x.cluster_size
-                FROM read_parquet({lit(str(restricted / 'crosswalk.parquet'))}) x
-                JOIN records r ON r.source_dataset = x.source_dataset AND CAST(r.record_id AS VARCHAR) = CAST(x.record_id AS VARCHAR)
-                ORDER BY r.node_id""")
             con.execute("CREATE TABLE meta AS SELECT ? AS stamp", [stamp])
             con.execute("CHECKPOINT")
         finally:
             con.close()
-    os.replace(tmp, path)
+    os.replace(lines, path.parent / LINES)
+    os.replace(offsets, path.parent / OFFSETS)
+    os.replace(tmp, path)  # last: its stamp says the lines beside it are this run's
     restrict_tree(path.parent)
     return path, True
 
 
+def _write_offsets(lines: Path, offsets: Path) -> int:
+    """Write where each line of ``lines`` starts, and where the last ends; returns the lines.
+    JSON escapes a newline within a value, so every newline ends a record."""
+    import mmap
+
+    import numpy as np  # the cold call only
+
+    with lines.open("rb") as fh:
+        if lines.stat().st_size == 0:
+            ends = np.zeros(0, dtype=np.int64)
+        else:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                ends = np.flatnonzero(np.frombuffer(mm, dtype=np.uint8) == 10) + 1
+    with private_umask():
+        np.concatenate([[0], ends]).astype("<u8").tofile(offsets)
+    return len(ends)
+
+
+def _read_lines(folder: Path, ids: list[int], expected: tuple[int, int]) -> list[str] | None:
+    """The JSON lines of records ``ids`` (node ids, 1..n), or None if the files beside the
+    index are not the ones it was built with (their sizes): the caller reads the records from
+    the index instead."""
+    lines, offsets = folder / LINES, folder / OFFSETS
+    size, count = expected
+    try:
+        if lines.stat().st_size != size or offsets.stat().st_size != 8 * (count + 1):
+            return None
+        out = []
+        with offsets.open("rb") as fo, lines.open("rb") as fl:
+            for i in ids:
+                if not 1 <= i <= count:
+                    return None
+                fo.seek(8 * (i - 1))
+                start, end = struct.unpack("<QQ", fo.read(16))
+                fl.seek(start)
+                out.append(fl.read(end - start).decode("utf-8"))
+        return out
+    except (OSError, struct.error, UnicodeDecodeError):
+        return None
+
+
 SCORING_SQL = FIND_DIR / "scoring_sql.json"
-REPLAY_VERSION = 2  # what scoring_sql.json holds (2: key caps, candidates and levels too)
+REPLAY_VERSION = 3  # what scoring_sql.json holds (2: key caps, candidates and levels too; 3: no reads)
+
+
+def _effects(statements: list[str]) -> list[str]:
+    """The statements that make or change tables: a replay skips the reads (Splink's look
+    at ``information_schema``, ``DESCRIBE``, counts), whose answers only steered the SQL made."""
+    return [s for s in statements if s.split(None, 1)[0].upper() not in ("SELECT", "DESCRIBE")]
 
 
 class _Recorder:
@@ -343,12 +423,14 @@ def find_records(
         standardise_fields(con, q("mapped_" + name), table, dict(cfg.fields),
                            date_formats=list(src.date_formats), list_separator=src.list_separator)
         ti = time.perf_counter()
-        index, built = prepare_index(run_dir, manifest, cfg)
+        built = not _attach_index(con, run_dir / INDEX, _index_stamp(manifest))
+        if built:
+            index, built = prepare_index(run_dir, manifest, cfg)
+            con.execute(f"ATTACH {lit(str(index))} AS idx (READ_ONLY)")
         index_seconds = time.perf_counter() - ti
-        con.execute(f"ATTACH {lit(str(index))} AS idx (READ_ONLY)")
-        types = con.execute("DESCRIBE SELECT * EXCLUDE (node_id) FROM idx.records").fetchall()
+        types = con.execute("DESCRIBE idx.records").fetchall()
         have = {c for (c, *_) in con.execute(f"DESCRIBE {table}").fetchall()}
-        cols = ", ".join(q(c) if c in have else f"CAST(NULL AS {t}) AS {q(c)}" for c, t, *_ in types)
+        cols = ", ".join(q(c) if c in have else f"CAST(NULL AS {t}) AS {q(c)}" for c, t, *_ in types if c != "node_id")
         con.execute(
             f"CREATE TABLE find_nodes AS SELECT {FIRST_FIND_ID} - row_number() OVER (ORDER BY record_id) + 1 AS node_id, "
             f"{cols} FROM {table}")
@@ -370,16 +452,35 @@ def find_records(
         t1 = time.perf_counter()
         # Only the run's records that some blocking rule pairs with a record looked up:
         # Splink then blocks and scores exactly as the run did, on a few thousand records.
-        # The candidates' ids (narrow joins), then their records in one scan: a scan of the
-        # records costs the same for one candidate or thousands, where a list of ids (the
-        # index on node_id) took seconds for a few hundred.
-        con.execute(f"CREATE TABLE nodes AS SELECT r.* FROM idx.records r SEMI JOIN ({candidates}) c USING (node_id) "
-                    "ORDER BY r.node_id")
+        # The candidates' ids (narrow joins on the sorted rule tables), then their records by
+        # node id as a list of values: DuckDB reads only the vectors that hold them (the
+        # records are sorted by node id, their lists kept as text), where a join with the
+        # candidates' query read every record.
+        ids = [i for (i,) in con.execute(f"SELECT node_id FROM ({candidates}) ORDER BY node_id").fetchall()]
+        bytes_, count = con.execute("SELECT bytes, records FROM idx.lines").fetchall()[0]
+        fetched = _read_lines(run_dir / FIND_DIR, ids, (bytes_, count))
+        person_table = "idx.crosswalk"
+        if fetched is not None:
+            person_types = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() "
+                                            "WHERE database_name = 'idx' AND table_name = 'crosswalk'").fetchall())
+            structure = json.dumps({**{str(i): t for i, (_, t, *_) in enumerate(types)}, "p": "BOOLEAN",
+                                    **{f"p{i}": person_types[c] for i, c in enumerate(PERSON)}})
+            con.execute(f"CREATE TEMP TABLE fetched AS SELECT from_json(j, {lit(structure)}) AS s "
+                        "FROM (SELECT unnest(?::VARCHAR[]) AS j)", [fetched])
+            con.execute("CREATE TABLE nodes AS SELECT " + ", ".join(f"s.{q(str(i))} AS {q(c)}" for i, (c, *_) in enumerate(types))
+                        + " FROM fetched ORDER BY 1")
+            person_table = "persons"
+            con.execute(f"CREATE TABLE {person_table} AS SELECT s.{q('0')} AS node_id, "
+                        + ", ".join(f"s.{q(f'p{i}')} AS {q(c)}" for i, c in enumerate(PERSON)) + " FROM fetched WHERE s.p")
+        else:  # the lines are missing or not this index's: the records' columns, slower
+            con.execute("CREATE TABLE nodes AS SELECT r.* FROM idx.records r "
+                        "SEMI JOIN (SELECT unnest(?::BIGINT[]) AS node_id) c USING (node_id) ORDER BY r.node_id", [ids])
         t2 = time.perf_counter()
         if replay is None:  # the first find against this run: Splink scores, and its SQL is kept
             saved = model.load_model_settings(restricted / "model.json", cfg)
             predictions, replay = _score_with_splink(con, cfg, saved)
-            replay.update(key_caps=key_caps, candidates=candidates, levels=_levels(saved))
+            replay.update(statements=_effects(replay["statements"]), key_caps=_effects(key_caps),
+                          candidates=candidates, levels=_levels(saved))
             _keep_scoring_sql(run_dir, manifest, replay)
             t3 = time.perf_counter()
         else:
@@ -406,7 +507,7 @@ def find_records(
         best = con.execute(
             f"""WITH c AS (
                 SELECT p.* EXCLUDE (node_id), x.person_id, x.person_key, x.cluster_size AS person_records FROM pairs p
-                JOIN idx.crosswalk x USING (node_id)),
+                JOIN {person_table} x USING (node_id)),
             per AS (SELECT *, count(*) OVER (PARTITION BY lookup_record_id, person_key) AS records_scored,
                            row_number() OVER (PARTITION BY lookup_record_id, person_key
                                               ORDER BY match_weight DESC, source_dataset, record_id) AS k FROM c)
