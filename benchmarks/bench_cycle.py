@@ -19,10 +19,14 @@ Writes benchmarks/results/bench_cycle-<records>.json and prints a Markdown table
 
     python benchmarks/bench_cycle.py --find-run RUN_DIR --find-records CSV [--source NAME] [--repeats 5]
 
-Find alone against an existing run: one call to build the lookup index and keep the
-scoring SQL (if not there yet), then ``--repeats`` warm calls of the whole command (the
-median, Python's start and imports included) and one more under ``-X importtime`` (the
-seconds spent importing). Prints JSON.
+Find alone against an existing run, for the first record of CSV and for its first ten:
+one call to build the lookup index and keep the scoring SQL (if not there yet), then
+``--repeats`` warm calls of the whole command (the median, Python's start and imports
+included; and the median of find's own "records in" seconds), and one more under
+``-X importtime`` (the seconds spent importing, and which heavy libraries were).
+``--config`` passes the run's config; ``--checkout DIR`` (repeatable, with as many runs in
+``--find-run RUN,RUN``) times other checkouts of linkage, their calls taking turns: a before
+and after measured together. Prints JSON.
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ KEY = "9f3c6b1e07d24a58c1e0b7d93a6f2c4e8d15b70a3e9c2f64"
 SURNAME = {"pnc": "surname", "prison": "last_name", "probation": "surname", "libra": "defendant_name", "crest": "surname"}
 
 
-def linkage(*args: str, stderr: list | None = None, python: tuple[str, ...] = ()) -> float:
-    env = {**os.environ, "LINKAGE_PSEUDONYM_KEY": KEY, "PYTHONPATH": str(ROOT)}
+def linkage(*args: str, stderr: list | None = None, python: tuple[str, ...] = (), root: Path = ROOT) -> float:
+    # PYTHONSAFEPATH: ``-m`` would otherwise put the working folder first on the path, and
+    # a checkout there would shadow ``root``.
+    env = {**os.environ, "LINKAGE_PSEUDONYM_KEY": KEY, "PYTHONPATH": str(root), "PYTHONSAFEPATH": "1"}
     t = time.perf_counter()
     res = subprocess.run([sys.executable, *python, "-m", "linkage", *args], env=env, capture_output=True, text=True)
     took = time.perf_counter() - t
@@ -92,23 +98,55 @@ def split(population: Path, base: Path, final: Path, delta: float) -> dict[str, 
     return counts
 
 
-def find_only(run_dir: Path, records: Path, source: str, repeats: int) -> dict:
-    """Warm whole-command times of ``linkage find`` against ``run_dir`` and its import time."""
+HEAVY = ("typer", "click", "rich", "splink", "pandas", "numpy", "pyarrow")
+
+
+def find_only(targets: list[tuple[Path, Path]], records: Path, source: str, repeats: int, config: Path | None = None,
+              sizes: tuple[int, ...] = (1, 10)) -> list[dict]:
+    """Warm whole-command times of ``linkage find`` for the first 1 and 10 records of
+    ``records`` (the median of ``repeats`` calls), and the import time, for each (run,
+    checkout) of ``targets``; the checkouts' calls take turns, so a change in the machine's
+    load falls on all of them."""
+    import tempfile
+
     with records.open(newline="") as f:
-        n = sum(1 for _ in csv.DictReader(f))
-    args = ("find", str(run_dir), "--record", str(records), "--source", source)
-    first = linkage(*args)  # builds the index and keeps the scoring SQL if this run has none yet
-    warm = sorted(linkage(*args) for _ in range(repeats))
-    said: list[str] = []
-    linkage(*args, stderr=said, python=("-X", "importtime"))
-    imports = [ln.split("|") for ln in said[0].splitlines() if ln.startswith("import time:")]
-    top = sum(int(cum) for _, cum, name in imports if cum.strip().isdigit() and not name.startswith("  "))  # top level
-    inside = [ln for ln in said[0].splitlines() if "records in" in ln]
-    median = warm[len(warm) // 2]
-    return {"records": n, "first_call_seconds": round(first, 2), "warm_seconds": [round(t, 2) for t in warm],
-            "warm_median_seconds": round(median, 2), "warm_median_seconds_per_record": round(median / n, 3),
-            "import_seconds": round(top / 1e6, 2), "splink_imported": any(name.strip() == "splink" for *_, name in imports),
-            "inside_the_process": inside[-1] if inside else None}
+        reader = csv.DictReader(f)
+        header, rows = list(reader.fieldnames or []), list(reader)
+    out: list[dict] = [{"checkout": str(root), "run": str(run)} for run, root in targets]
+    with tempfile.TemporaryDirectory(prefix="bench_find_") as tmp:  # owner-only: the records are personal data
+        for n in sizes:
+            lookup = Path(tmp) / f"lookup{n}.csv"
+            with lookup.open("w", newline="") as f:
+                wr = csv.DictWriter(f, header)
+                wr.writeheader()
+                wr.writerows(rows[:n])
+            calls = [(("find", str(run), "--record", str(lookup), "--source", source,
+                       *(("--config", str(config)) if config else ())), root) for run, root in targets]
+            # the first call builds the index and keeps the scoring SQL if this run has none yet
+            first = [linkage(*args, root=root) for args, root in calls]
+            warm: list[list[float]] = [[] for _ in calls]
+            said: list[list[str]] = [[] for _ in calls]
+            for _ in range(repeats):
+                for k, (args, root) in enumerate(calls):
+                    warm[k].append(linkage(*args, stderr=said[k], root=root))
+            for k in range(len(calls)):
+                times = sorted(warm[k])
+                inside = sorted(float(ln.split(" records in ")[1].split(" s")[0]) for text in said[k]
+                                for ln in text.splitlines() if " records in " in ln)
+                median = times[len(times) // 2]
+                out[k][f"{n}_records"] = {
+                    "first_call_seconds": round(first[k], 2), "warm_seconds": [round(t, 2) for t in times],
+                    "warm_median_seconds": round(median, 2), "warm_median_seconds_per_record": round(median / n, 3),
+                    "inside_the_process_median_seconds": inside[len(inside) // 2] if inside else None}
+        for k, (args, root) in enumerate(calls):
+            text: list[str] = []
+            linkage(*args, stderr=text, python=("-X", "importtime"), root=root)
+            imports = [ln.split("|") for ln in text[0].splitlines() if ln.startswith("import time:")]
+            top = sum(int(cum) for _, cum, name in imports if cum.strip().isdigit() and not name.startswith("  "))
+            names = {name.strip() for *_, name in imports}
+            out[k].update(import_seconds=round(top / 1e6, 2),
+                          heavy_imported=sorted(m for m in names if m in HEAVY))
+    return out
 
 
 def main() -> None:
@@ -121,11 +159,19 @@ def main() -> None:
     ap.add_argument("--find-records", type=Path)
     ap.add_argument("--source", default="libra")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--config", type=Path, help="with --find-run: the run's config, if not where its manifest says")
+    ap.add_argument("--checkout", type=Path, action="append",
+                    help="with --find-run: time this checkout of linkage (repeatable: compared in turn, each on "
+                         "its own copy of the run); default this one")
     a = ap.parse_args()
     if a.find_run is not None:
         if a.find_records is None:
             ap.error("--find-run needs --find-records")
-        print(json.dumps(find_only(a.find_run, a.find_records, a.source, a.repeats), indent=2))
+        checkouts = [c.resolve() for c in a.checkout or [ROOT]]
+        runs = [Path(r) for r in str(a.find_run).split(",")]
+        if len(runs) != len(checkouts):
+            ap.error("--find-run: give one run a checkout (RUN,RUN for two --checkout: each keeps its own index)")
+        print(json.dumps(find_only(list(zip(runs, checkouts)), a.find_records, a.source, a.repeats, a.config), indent=2))
         return
     if a.records is None or a.workdir is None:
         ap.error("--records and --workdir are required (or --find-run and --find-records)")

@@ -163,3 +163,74 @@ def test_a_warm_find_imports_neither_splink_nor_the_job(run):
     assert "linkage.find" in imported and "duckdb" in imported
     assert not {m for m in imported if m.split(".")[0] in ("splink", "pandas", "numpy")
                 or m in ("linkage.job", "linkage.model")}
+
+
+def test_candidates_come_from_the_records_lines_and_without_them_from_the_index(run, monkeypatch):
+    """A warm find reads its candidates' records from ``records.jsonl`` by node id; with the
+    lines missing or not the index's own (another size), it reads them from the index and
+    answers the same."""
+    from linkage.find import FIND_DIR, LINES, OFFSETS, find_records
+
+    tmp, data, run_dir = run
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", "unused-by-find")
+    rows, _ = take(data, "libra", 3, lambda r: None)
+    lookup = write_csv(tmp / "lines.csv", rows)
+    folder = run_dir / FIND_DIR
+    from_lines = find_records(run_dir, lookup, source="libra")
+    assert from_lines.seconds["records_from_lines"] == 1.0 and len(from_lines.candidates) >= 3
+    for name in (LINES, OFFSETS):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
+    kept = (folder / LINES).read_bytes()
+    try:
+        (folder / LINES).write_bytes(kept[:-1])
+        cut = find_records(run_dir, lookup, source="libra")
+        (folder / LINES).unlink()
+        gone = find_records(run_dir, lookup, source="libra")
+    finally:
+        (folder / LINES).write_bytes(kept)
+    assert cut.seconds["records_from_lines"] == gone.seconds["records_from_lines"] == 0.0
+    assert cut.candidates == gone.candidates == from_lines.candidates
+
+
+def test_python_m_linkage_find_answers_as_the_cli_does_without_its_libraries(run):
+    """``python -m linkage find`` (and the ``linkage`` script) skips typer and rich; its
+    answers, messages and exit codes are the CLI's, help and bad arguments included."""
+    import subprocess
+    import sys
+
+    from conftest import TEST_KEY
+
+    from linkage.__main__ import find_arguments
+
+    tmp, data, run_dir = run
+
+    def short(*args: str, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        import os
+
+        return subprocess.run([sys.executable, *python, "-m", "linkage", *args], capture_output=True, text=True,
+                              env={**os.environ, "LINKAGE_PSEUDONYM_KEY": TEST_KEY}, timeout=600)
+
+    rows, _ = take(data, "libra", 2, lambda r: None)
+    lookup = write_csv(tmp / "short.csv", rows)
+    args = ("find", str(run_dir), "--record", str(lookup), "--source", "libra", "--top=3")
+    full, fast = cli(*args), short(*args, python=("-X", "importtime"))
+    assert full.returncode == fast.returncode == 0, fast.stderr[-2000:]
+    assert fast.stdout == full.stdout and "LOOKUP1" in fast.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in fast.stderr.splitlines() if line.startswith("import time:")}
+    assert "linkage.find" in imported and not imported & {"typer", "click", "rich", "splink", "pandas"}
+    assert [ln for ln in fast.stderr.splitlines() if ln.startswith("wrote ")]
+
+    nodob, _ = take(data, "libra", 1, lambda r: r.pop("defendant_dob"))
+    bad = write_csv(tmp / "short_nodob.csv", nodob)
+    for wrong in (("find", str(run_dir), "--record", str(bad), "--source", "libra"),  # the find's own error
+                  ("find", str(tmp / "nowhere"), "--record", str(lookup)),  # not a run
+                  ("find", str(run_dir), "--record", str(lookup), "--top", "many"),  # the CLI's parser
+                  ("find", str(run_dir)), ("find", "--help")):
+        a, b = cli(*wrong), short(*wrong)
+        assert (b.returncode, b.stdout, b.stderr) == (a.returncode, a.stdout, a.stderr), wrong
+    assert find_arguments(["find", "RUN", "--record", "R.csv", "--config=C.yaml"]) == {
+        "run_dir": "RUN", "record": "R.csv", "config": "C.yaml"}
+    for other in (["find", "RUN"], ["find", "RUN", "--record"], ["find", "RUN", "--record", "A", "--record", "B"],
+                  ["find", "RUN", "OTHER", "--record", "A"], ["find", "RUN", "--record", "A", "--top", "x"],
+                  ["find", "RUN", "--record", "A", "-h"], ["run", "RUN"]):
+        assert find_arguments(other) is None, other
