@@ -162,11 +162,12 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Pa
     built now. Built on the first find against a run (the cold call), then reused while
     the run at ``run_dir`` is the same one (its manifest's stamp).
 
-    Beside it, ``records.jsonl`` (each record as one line of JSON, by node id, the columns
-    keyed by their position, then its person: ``p`` whether the crosswalk has it, ``p0``...) and ``records.offsets`` (where each line starts: little-endian
-    64-bit integers): a find reads its candidates' lines directly, where fetching a few
-    hundred scattered records from DuckDB's columns decompressed a vector of every column
-    for each (about a second at a million records)."""
+    Beside it, ``records.jsonl`` (each record as one line of JSON, by node id: its columns
+    keyed by position, then its person, ``p`` whether the crosswalk has it and ``p0``...) and
+    ``records.offsets`` (where each line starts: little-endian 64-bit integers): a find reads
+    its candidates' lines directly, where fetching a few hundred scattered records from
+    DuckDB's columns decompressed a vector of every column for each (about a second at a
+    million records)."""
     restricted = Path(run_dir) / "restricted"
     path = Path(run_dir) / INDEX
     stamp = _index_stamp(manifest)
@@ -273,7 +274,7 @@ REPLAY_VERSION = 3  # what scoring_sql.json holds (2: key caps, candidates and l
 def _effects(statements: list[str]) -> list[str]:
     """The statements that make or change tables: a replay skips the reads (Splink's look
     at ``information_schema``, ``DESCRIBE``, counts), whose answers only steered the SQL made."""
-    return [s for s in statements if s.split(None, 1)[0].upper() not in ("SELECT", "DESCRIBE")]
+    return [s for s in statements if (s.split(None, 1) or [""])[0].upper() not in ("SELECT", "DESCRIBE")]
 
 
 class _Recorder:
@@ -450,10 +451,9 @@ def find_records(
         t1 = time.perf_counter()
         # Only the run's records that some blocking rule pairs with a record looked up:
         # Splink then blocks and scores exactly as the run did, on a few thousand records.
-        # The candidates' ids (narrow joins on the sorted rule tables), then their records by
-        # node id as a list of values: DuckDB reads only the vectors that hold them (the
-        # records are sorted by node id, their lists kept as text), where a join with the
-        # candidates' query read every record.
+        # The candidates' ids (narrow joins on the sorted rule tables), then their records and
+        # persons from the lines beside the index, by position: reading a few hundred scattered
+        # records from the index's columns took about a second at a million records.
         ids = [i for (i,) in con.execute(f"SELECT node_id FROM ({candidates}) ORDER BY node_id").fetchall()]
         bytes_, count = con.execute("SELECT bytes, records FROM idx.lines").fetchall()[0]
         fetched = _read_lines(run_dir / FIND_DIR, ids, (bytes_, count))

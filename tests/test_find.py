@@ -225,7 +225,7 @@ def test_python_m_linkage_find_answers_as_the_cli_does_without_its_libraries(run
     for wrong in (("find", str(run_dir), "--record", str(bad), "--source", "libra"),  # the find's own error
                   ("find", str(tmp / "nowhere"), "--record", str(lookup)),  # not a run
                   ("find", str(run_dir), "--record", str(lookup), "--top", "many"),  # the CLI's parser
-                  ("find", str(run_dir)), ("find", "--help")):
+                  ("find", "--help")):
         a, b = cli(*wrong), short(*wrong)
         assert (b.returncode, b.stdout, b.stderr) == (a.returncode, a.stdout, a.stderr), wrong
     assert find_arguments(["find", "RUN", "--record", "R.csv", "--config=C.yaml"]) == {
