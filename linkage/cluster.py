@@ -481,6 +481,42 @@ def _told_apart(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
     return ("JOIN _core_keys ky ON ky.cluster_id = py JOIN _core_keys kz ON kz.cluster_id = pz", f"WHERE {apart}")
 
 
+def attach_unlinked(con: duckdb.DuckDBPyConnection, predictions: str, threshold: float,
+                    settings: ClusteringConfig) -> int:
+    """Set-based: a record no link reaches gets its best scored pair into a linked record
+    as a link when that pair is below the threshold but at or above ``attach_match_weight``; returns the links
+    added. They are weak links (below the fracture weight), so the checks that follow drop
+    the ambiguous ones (a rival person within ``ambiguity_margin``) and those the person's
+    other records speak against (``person_evidence``).
+
+    A pair's probability counts every namesake in the population; a record whose name
+    scores about as well against no other person in the data is the one person's
+    (a Libra record without a date of birth, its name held by one person).
+    """
+    if settings.attach_match_weight is None:
+        return 0
+    at_threshold = math.log2(threshold / (1 - threshold))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _attach AS
+        WITH linked AS (SELECT node_id_l AS x FROM links UNION SELECT node_id_r FROM links),
+        cand AS (
+            SELECT node_id_l AS x, node_id_r AS y, node_id_l, node_id_r, match_weight, match_probability
+            FROM {predictions}
+            WHERE match_weight >= {float(settings.attach_match_weight)} AND match_weight < {at_threshold}
+            UNION ALL
+            SELECT node_id_r, node_id_l, node_id_l, node_id_r, match_weight, match_probability FROM {predictions}
+            WHERE match_weight >= {float(settings.attach_match_weight)} AND match_weight < {at_threshold})
+        -- onto a person (a record with links), never two lone records together
+        SELECT node_id_l, node_id_r, match_weight, match_probability FROM cand
+        WHERE x NOT IN (SELECT x FROM linked) AND y IN (SELECT x FROM linked)
+        QUALIFY row_number() OVER (PARTITION BY x ORDER BY match_weight DESC, node_id_l, node_id_r) = 1"""
+    )
+    n = con.execute("SELECT count(*) FROM _attach").fetchall()[0][0]
+    con.execute("INSERT INTO links SELECT node_id_l, node_id_r, match_weight, match_probability, 'model' FROM _attach")
+    con.execute("DROP TABLE _attach")
+    return int(n)
+
+
 def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, settings: ClusteringConfig) -> int:
     """Set-based: drop each weak link (below the fracture weight) whose records have a
     scored pair, within ``ambiguity_margin`` bits of it, into a third person; returns the
@@ -718,6 +754,7 @@ def cluster(
     con.execute("CREATE OR REPLACE TABLE cluster_splits AS SELECT *, '' AS reason FROM links WHERE false")
     keep_best_links_into(con, list(duplicate_free))
     strong_components(con, db_api, settings)
+    attach_unlinked(con, predictions, threshold, settings)
     drop_ambiguous_weak_links(con, predictions, settings)
     drop_links_against_person(con, threshold, settings)
     connected_components(con, db_api)

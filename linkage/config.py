@@ -379,6 +379,10 @@ class ClusteringConfig(Strict):
     # level is exact on the column, "the values differ"). The link is dropped when that
     # leaves it below the threshold.
     person_evidence: dict[str, float | None] = {}
+    # A record no link reaches may be attached by its best scored pair when that pair is
+    # below the threshold but at or above this match weight; the pair is then a weak link,
+    # checked like the others (ambiguity_margin, person_evidence). None: off.
+    attach_match_weight: float | None = None
 
 
 LinkType = Literal["link_and_dedupe", "link_only", "dedupe_only"]

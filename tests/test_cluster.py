@@ -388,3 +388,26 @@ def test_a_weak_link_is_weighed_against_the_persons_postcodes(postcode, joins):
     comps = [ComparisonConfig(name="postcode", levels=[{"exact": "postcode"}])]
     resolved = with_person_evidence(ClusteringConfig(person_evidence={"postcode": None}), comps, model)
     assert resolved.person_evidence == {"postcode": -2.0}
+
+
+@pytest.mark.parametrize("x_weight, rival_weight, joins", [
+    (1.0, None, True),    # below the threshold (4.25 bits), above the attach weight: attached
+    (1.0, 0.0, False),    # a second person, told apart by the date of birth, within 2 bits
+    (1.0, -3.0, True),    # the second person is far behind
+    (-3.0, None, False),  # below the attach weight
+])
+def test_a_lone_record_is_attached_below_the_threshold_when_unambiguous(x_weight, rival_weight, joins):
+    """x (5, no date of birth) links to nothing at the threshold; its best pair is into
+    person (1, 2). Another lone record (6) is never joined to x on a sub-threshold pair."""
+    dobs = {1: "1990-01-01", 2: "1990-01-01", 3: "1985-05-05", 4: "1985-05-05", 5: None, 6: None}
+    recs = [(i, "s", f"r{i}", None, None, dobs[i], None) for i in range(1, 7)]
+    preds = [(1, 2, 25), (3, 4, 25), (5, 1, x_weight), (5, 6, 2.0)]
+    if rival_weight is not None:
+        preds.append((5, 3, rival_weight))
+    settings = ClusteringConfig(**SETTINGS, attach_match_weight=-2)
+    _, _, groups = _stage(recs, preds, settings=settings)
+    assert (["r1", "r2", "r5"] in groups) == joins
+    assert ["r6"] in groups
+    # Off by default: x stays alone.
+    _, _, groups = _stage(recs, preds)
+    assert ["r5"] in groups
