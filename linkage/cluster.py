@@ -132,24 +132,57 @@ def build_links(
 
 
 def connected_components(
-    con: duckdb.DuckDBPyConnection, db_api, edges: str = "links", out: str = "cc", nodes: str = "nodes"
+    con: duckdb.DuckDBPyConnection, db_api=None, edges: str = "links", out: str = "cc", nodes: str = "nodes"
 ) -> None:
-    """``out(node_id, cluster_id)`` over ``nodes`` and the ``edges(node_id_l, node_id_r)`` table;
-    a component's id is its lowest node id.
+    """``out(node_id, cluster_id)`` over ``nodes`` (unique ids) and the ``edges(node_id_l,
+    node_id_r)`` table; a component's id is its lowest node id, as Splink's connected
+    components gives it (``db_api`` is no longer needed).
 
-    Splink's connected components: fine on DuckDB 2.0, unlike
-    ``cluster_using_single_best_links``, which is quadratic there (see SPLINK5.md).
+    Set-based, by hooking and contracting: each node hooks to its lowest neighbour below
+    it, which makes a forest whose roots are the trees' lowest nodes; pointer jumping takes
+    every node to its root; the edges between trees, renamed to their roots, are the next
+    round's graph, until none is left. Each round at least the highest node of every
+    component left hooks, and the edges shrink fast (people are small components). One
+    edge table of two columns, where Splink's loop keeps a four-column neighbours table
+    both ways round and splits its representatives every round.
     """
-    from splink.clustering import cluster_pairwise_predictions_at_threshold
-
-    cc = cluster_pairwise_predictions_at_threshold(
-        con.table(nodes).select("node_id"),
-        con.table(edges).select("node_id_l, node_id_r"),
-        db_api=db_api,
-        node_id_column_name="node_id",
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _cc_e AS
+        SELECT least(node_id_l, node_id_r) AS a, greatest(node_id_l, node_id_r) AS b FROM {edges}
+        WHERE node_id_l <> node_id_r"""
     )
-    con.execute(f"CREATE OR REPLACE TABLE {out} AS SELECT node_id, cluster_id FROM {cc.physical_name}")
-    cc.drop_table_from_database_and_remove_from_cache()
+    # every node hooked so far (not a root) with its root
+    con.execute("CREATE OR REPLACE TEMP TABLE _cc_map (node_id BIGINT, root BIGINT)")
+    while True:
+        con.execute("CREATE OR REPLACE TEMP TABLE _cc_h AS SELECT b AS v, min(a) AS p FROM _cc_e GROUP BY b")
+        if not con.execute("SELECT count(*) FROM _cc_h").fetchall()[0][0]:
+            break
+        moved = True
+        while moved:  # pointer jumping: each node to its tree's root
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE _cc_h2 AS SELECT h.v, coalesce(u.p, h.p) AS p, u.p IS NOT NULL AS moved
+                FROM _cc_h h LEFT JOIN _cc_h u ON u.v = h.p"""
+            )
+            moved = bool(con.execute("SELECT count(*) FILTER (WHERE moved) FROM _cc_h2").fetchall()[0][0])
+            con.execute("CREATE OR REPLACE TEMP TABLE _cc_h AS SELECT v, p FROM _cc_h2")
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _cc_map AS
+            SELECT m.node_id, coalesce(h.p, m.root) AS root FROM _cc_map m LEFT JOIN _cc_h h ON h.v = m.root
+            UNION ALL SELECT v, p FROM _cc_h"""
+        )
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _cc_e AS
+            SELECT DISTINCT least(ra, rb) AS a, greatest(ra, rb) AS b FROM (
+                SELECT coalesce(ha.p, e.a) AS ra, coalesce(hb.p, e.b) AS rb
+                FROM _cc_e e LEFT JOIN _cc_h ha ON ha.v = e.a LEFT JOIN _cc_h hb ON hb.v = e.b)
+            WHERE ra <> rb"""
+        )
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {out} AS SELECT n.node_id, coalesce(m.root, n.node_id) AS cluster_id
+        FROM {nodes} n LEFT JOIN _cc_map m USING (node_id)"""
+    )
+    for t in ("_cc_e", "_cc_h", "_cc_h2", "_cc_map"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
 def summarise_clusters(con: duckdb.DuckDBPyConnection) -> ClusterStats:
