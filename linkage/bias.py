@@ -113,7 +113,7 @@ def build_record_groups(con: duckdb.DuckDBPyConnection, cfg: JobConfig, previous
         parts.append(f"SELECT x.source_dataset, x.record_id, x.person_id, {picked} {source_join(name, src)}{new_only}")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE record_groups AS
-        WITH people AS (SELECT person_id, count(DISTINCT source_dataset) >= 2 AS in_other_source
+        WITH people AS (SELECT person_id, min(source_dataset) <> max(source_dataset) AS in_other_source
                         FROM crosswalk GROUP BY ALL)
         SELECT g.source_dataset, g.record_id, g.person_id, p.in_other_source, g.* EXCLUDE (source_dataset, record_id, person_id)
         FROM ({' UNION ALL '.join(parts)}) g JOIN people p USING (person_id)"""

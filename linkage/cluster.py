@@ -132,23 +132,57 @@ def build_links(
 
 
 def connected_components(
-    con: duckdb.DuckDBPyConnection, db_api, edges: str = "links", out: str = "cc"
+    con: duckdb.DuckDBPyConnection, db_api=None, edges: str = "links", out: str = "cc", nodes: str = "nodes"
 ) -> None:
-    """``out(node_id, cluster_id)`` over ``nodes`` and the ``edges(node_id_l, node_id_r)`` table.
+    """``out(node_id, cluster_id)`` over ``nodes`` (unique ids) and the ``edges(node_id_l,
+    node_id_r)`` table; a component's id is its lowest node id, as Splink's connected
+    components gives it (``db_api`` is no longer needed).
 
-    Splink's connected components: fine on DuckDB 2.0, unlike
-    ``cluster_using_single_best_links``, which is quadratic there (see SPLINK5.md).
+    Set-based, by hooking and contracting: each node hooks to its lowest neighbour below
+    it, which makes a forest whose roots are the trees' lowest nodes; pointer jumping takes
+    every node to its root; the edges between trees, renamed to their roots, are the next
+    round's graph, until none is left. Each round at least the highest node of every
+    component left hooks, and the edges shrink fast (people are small components). One
+    edge table of two columns, where Splink's loop keeps a four-column neighbours table
+    both ways round and splits its representatives every round.
     """
-    from splink.clustering import cluster_pairwise_predictions_at_threshold
-
-    cc = cluster_pairwise_predictions_at_threshold(
-        con.table("nodes").select("node_id"),
-        con.table(edges).select("node_id_l, node_id_r"),
-        db_api=db_api,
-        node_id_column_name="node_id",
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _cc_e AS
+        SELECT least(node_id_l, node_id_r) AS a, greatest(node_id_l, node_id_r) AS b FROM {edges}
+        WHERE node_id_l <> node_id_r"""
     )
-    con.execute(f"CREATE OR REPLACE TABLE {out} AS SELECT node_id, cluster_id FROM {cc.physical_name}")
-    cc.drop_table_from_database_and_remove_from_cache()
+    # every node hooked so far (not a root) with its root
+    con.execute("CREATE OR REPLACE TEMP TABLE _cc_map (node_id BIGINT, root BIGINT)")
+    while True:
+        con.execute("CREATE OR REPLACE TEMP TABLE _cc_h AS SELECT b AS v, min(a) AS p FROM _cc_e GROUP BY b")
+        if not con.execute("SELECT count(*) FROM _cc_h").fetchall()[0][0]:
+            break
+        moved = True
+        while moved:  # pointer jumping: each node to its tree's root
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE _cc_h2 AS SELECT h.v, coalesce(u.p, h.p) AS p, u.p IS NOT NULL AS moved
+                FROM _cc_h h LEFT JOIN _cc_h u ON u.v = h.p"""
+            )
+            moved = bool(con.execute("SELECT count(*) FILTER (WHERE moved) FROM _cc_h2").fetchall()[0][0])
+            con.execute("CREATE OR REPLACE TEMP TABLE _cc_h AS SELECT v, p FROM _cc_h2")
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _cc_map AS
+            SELECT m.node_id, coalesce(h.p, m.root) AS root FROM _cc_map m LEFT JOIN _cc_h h ON h.v = m.root
+            UNION ALL SELECT v, p FROM _cc_h"""
+        )
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _cc_e AS
+            SELECT DISTINCT least(ra, rb) AS a, greatest(ra, rb) AS b FROM (
+                SELECT coalesce(ha.p, e.a) AS ra, coalesce(hb.p, e.b) AS rb
+                FROM _cc_e e LEFT JOIN _cc_h ha ON ha.v = e.a LEFT JOIN _cc_h hb ON hb.v = e.b)
+            WHERE ra <> rb"""
+        )
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {out} AS SELECT n.node_id, coalesce(m.root, n.node_id) AS cluster_id
+        FROM {nodes} n LEFT JOIN _cc_map m USING (node_id)"""
+    )
+    for t in ("_cc_e", "_cc_h", "_cc_h2", "_cc_map"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
 def summarise_clusters(con: duckdb.DuckDBPyConnection) -> ClusterStats:
@@ -452,6 +486,29 @@ def strong_components(con: duckdb.DuckDBPyConnection, db_api, settings: Clusteri
     con.execute("DROP TABLE _strong")
 
 
+def components_from_core(con: duckdb.DuckDBPyConnection, db_api, settings: ClusteringConfig) -> None:
+    """``cc(node_id, cluster_id)``: the components of ``links``, made from ``_core`` instead
+    of from every link again. The strong links all lie inside the people of ``_core`` (the
+    checks before this cut weak links only), so the components of ``links`` are those of the
+    people joined by the weak links left: a small graph, the people as its nodes. Its ids
+    are the lowest node ids, as ``connected_components`` gives them."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _bridges AS
+        SELECT DISTINCT least(kl.cluster_id, kr.cluster_id) AS node_id_l, greatest(kl.cluster_id, kr.cluster_id) AS node_id_r
+        FROM links l JOIN _core kl ON kl.node_id = l.node_id_l JOIN _core kr ON kr.node_id = l.node_id_r
+        WHERE l.match_weight < {float(settings.fracture_match_weight)} AND kl.cluster_id <> kr.cluster_id"""
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _bridge_nodes AS "
+                "SELECT node_id_l AS node_id FROM _bridges UNION SELECT node_id_r FROM _bridges")
+    connected_components(con, db_api, edges="_bridges", out="_bridge_cc", nodes="_bridge_nodes")
+    con.execute(
+        """CREATE OR REPLACE TABLE cc AS SELECT k.node_id, coalesce(b.cluster_id, k.cluster_id) AS cluster_id
+        FROM _core k LEFT JOIN _bridge_cc b ON b.node_id = k.cluster_id"""
+    )
+    for t in ("_bridges", "_bridge_nodes", "_bridge_cc"):
+        con.execute(f"DROP TABLE {t}")
+
+
 # Columns that tell two people apart when both hold values and share none. A postcode too:
 # one person's records mostly give one address, and two groups of one name, neither with a
 # date of birth, at addresses with nothing in common are as likely two people as one.
@@ -542,20 +599,28 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
         SELECT node_id_l, node_id_r, w, node_id_l AS x, node_id_r AS y FROM weak
         UNION ALL SELECT node_id_l, node_id_r, w, node_id_r, node_id_l FROM weak"""
     )
+    # One scan of the predictions: the pairs of a weak link's record scoring at least the
+    # weakest link's weight less the margin (no other pair can be a rival), both ways round.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _scored AS
+        SELECT node_id_l, node_id_r, match_weight FROM {predictions}
+        WHERE match_weight >= (SELECT min(w) FROM _ends) - {margin}
+          AND (node_id_l IN (SELECT x FROM _ends) OR node_id_r IN (SELECT x FROM _ends))"""
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _rivals AS
-        WITH ends AS (SELECT DISTINCT x FROM _ends),
-        scored AS (
-            SELECT p.node_id_l AS a, p.node_id_r AS b, p.match_weight AS w FROM {predictions} p
-            WHERE p.node_id_l IN (SELECT x FROM ends)
-            UNION ALL
-            SELECT p.node_id_r, p.node_id_l, p.match_weight FROM {predictions} p
-            WHERE p.node_id_r IN (SELECT x FROM ends)),
+        WITH scored AS (
+            SELECT node_id_l AS a, node_id_r AS b, match_weight AS w FROM _scored
+            UNION ALL SELECT node_id_r, node_id_l, match_weight FROM _scored),
+        -- each end's best score against each person other than its own
+        best AS (
+            SELECT s.a, kb.cluster_id AS pz, max(s.w) AS w
+            FROM scored s JOIN _core ka ON ka.node_id = s.a JOIN _core kb ON kb.node_id = s.b
+            WHERE kb.cluster_id <> ka.cluster_id AND s.a IN (SELECT x FROM _ends) GROUP BY ALL)
         -- each weak link with the people it is weighed against (few), then told apart
-        SELECT DISTINCT e.node_id_l, e.node_id_r, cy.cluster_id AS py, cz.cluster_id AS pz
-        FROM _ends e JOIN scored s ON s.a = e.x AND s.b <> e.y AND s.w >= e.w - {margin}
-        JOIN _core cx ON cx.node_id = e.x JOIN _core cy ON cy.node_id = e.y JOIN _core cz ON cz.node_id = s.b
-        WHERE cz.cluster_id <> cy.cluster_id AND cz.cluster_id <> cx.cluster_id"""
+        SELECT DISTINCT e.node_id_l, e.node_id_r, cy.cluster_id AS py, b.pz
+        FROM _ends e JOIN best b ON b.a = e.x AND b.w >= e.w - {margin}
+        JOIN _core cy ON cy.node_id = e.y WHERE b.pz <> cy.cluster_id"""
     )
     apart_join, apart_where = _told_apart(con)
     con.execute(
@@ -564,7 +629,7 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
     )
     n = con.execute("SELECT count(*) FROM _amb").fetchall()[0][0]
     _cut(con, "_amb")
-    for t in ("_ends", "_rivals", "_amb", "_core_keys"):
+    for t in ("_ends", "_scored", "_rivals", "_amb", "_core_keys"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return int(n)
 
@@ -663,7 +728,8 @@ def check_clusters(
     have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
     columns = [c for c in (settings.conflict_columns if conflict_columns is None else conflict_columns) if c in have]
     date_weight = settings.date_conflict_match_weight if "date_of_birth" in have else None
-    dated = "count(DISTINCT n.date_of_birth) > 1" if date_weight is not None else "false"
+    # min <> max: two values or more, without count(DISTINCT)'s hash table per column
+    dated = "coalesce(min(n.date_of_birth) <> max(n.date_of_birth), false)" if date_weight is not None else "false"
     if date_weight is None:
         dates_sql = "[]::VARCHAR[]"
     elif "dob_set" in have:
@@ -672,17 +738,19 @@ def check_clusters(
     else:
         dates_sql = "list_transform([n.date_of_birth], lambda d: strftime(d, '%Y%m%d'))"
     dup = ", ".join(lit(s) for s in duplicate_free) or "NULL"
-    conflicts = " OR ".join(f"count(DISTINCT n.{q(c)}) > 1" for c in columns) or "false"
+    conflicts = " OR ".join(f"coalesce(min(n.{q(c)}) <> max(n.{q(c)}), false)" for c in columns) or "false"
+    dup_twice = (f"""count(*) FILTER (WHERE n.source_dataset IN ({dup}))
+                     > count(DISTINCT n.source_dataset) FILTER (WHERE n.source_dataset IN ({dup}))"""
+                 if duplicate_free else "false")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _suspect AS
         WITH c AS (
-            SELECT cc.cluster_id, count(*) AS size, ({conflicts}) AS conflict, ({dated}) AS dated,
-                   count(*) FILTER (WHERE n.source_dataset IN ({dup}))
-                     > count(DISTINCT n.source_dataset) FILTER (WHERE n.source_dataset IN ({dup})) AS dup
+            SELECT cc.cluster_id, count(*) AS size, ({conflicts}) AS conflict, ({dated}) AS dated, ({dup_twice}) AS dup
             FROM cc JOIN nodes n USING (node_id) GROUP BY ALL),
-        cores AS (SELECT cluster_id, count(*) AS cores, count(*) FILTER (WHERE n >= 2) AS groups FROM (
-                      SELECT cc.cluster_id, k.cluster_id AS core, count(*) AS n
-                      FROM cc JOIN _core k USING (node_id) GROUP BY ALL) GROUP BY ALL)
+        -- a person of _core lies in one cluster, the one its lowest node (its id) is in
+        cores AS (SELECT c.cluster_id, count(*) AS cores, count(*) FILTER (WHERE k.n >= 2) AS groups
+                  FROM (SELECT cluster_id AS core, count(*) AS n FROM _core GROUP BY ALL) k
+                  JOIN cc c ON c.node_id = k.core GROUP BY ALL)
         SELECT cluster_id FROM c JOIN cores USING (cluster_id)
         WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND (dated OR groups >= 2 OR cores >= 3)))"""
     )
@@ -757,7 +825,7 @@ def cluster(
     attach_unlinked(con, predictions, threshold, settings)
     drop_ambiguous_weak_links(con, predictions, settings)
     drop_links_against_person(con, threshold, settings)
-    connected_components(con, db_api)
+    components_from_core(con, db_api, settings)
     checked, split = check_clusters(con, settings, list(duplicate_free))
     con.execute("DROP TABLE _core")
     if after_validity is not None:

@@ -511,7 +511,7 @@ def _person_ids_stage(
                    c.cluster_size, c.cluster_min_match_weight, c.cluster_links, c.deterministic_links,
                    c.node_id
             FROM clusters c JOIN person_ids k USING (cluster_id)
-            ORDER BY c.source_dataset, c.record_id"""
+            ORDER BY c.node_id"""  # nodes are numbered in (source_dataset, record_id) order: one integer to sort
         )
         if cfg.outputs.person_id_thresholds:  # ids at the extra thresholds (sensitivity analyses)
             extra = threshold_ids.add_threshold_ids(
