@@ -73,3 +73,34 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
         [sys.executable, "-c", "from linkage.cli import main; main()", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600,
     )
+
+
+# Files whose tests take longest, longest first. Test files run in parallel, a whole file on
+# one worker (--dist loadfile), in the order collected (--no-loadscope-reorder): the long
+# files start first, so that the last file handed out is a short one and the workers finish
+# together. A file not listed keeps its place after these.
+LONG_FILES = (
+    "test_open_model.py",
+    "test_job.py",
+    "test_decisions.py",
+    "test_deidentify.py",
+    "test_cli.py",
+    "test_incremental.py",
+    "test_crossgov.py",
+    "test_spark.py",
+    "test_bias.py",
+    "test_fuzz_cli.py",
+    "test_standardise.py",
+    "test_encode.py",
+    "test_find.py",
+    "test_sources.py",
+    "test_engine_limits.py",
+    "test_justice_assessments.py",
+    "test_model.py",
+    "test_key_caps.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: a file's own order kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import stat
 from pathlib import Path
 
@@ -178,6 +179,18 @@ def base(tmp_path_factory):
     return tmp, job
 
 
+@pytest.fixture(scope="module")
+def model_run(base) -> Path:
+    """A run of the same data with run 1's saved model, no decisions yet: tests that import
+    decisions into a run of their own take a copy of it."""
+    tmp, job = base
+    out = tmp / "model_run"
+    res = cli("run", str(job), "--data", str(tmp / "data"), "--out", str(out),
+              "--model", str(tmp / "run1" / "restricted" / "model.json"))
+    assert res.returncode == 0, res.stderr
+    return out
+
+
 def crosswalk(run: Path) -> dict[tuple[str, str], str]:
     con = duckdb.connect()
     rows = con.execute(
@@ -249,7 +262,7 @@ def test_decisions_are_applied_and_kept_across_two_later_runs(base):
         assert outcomes["GONE2GONE1"] == "record not in this run"
 
 
-def test_conflicting_decisions_are_reported_and_the_clusters_left_as_the_model_made_them(base):
+def test_conflicting_decisions_are_reported_and_the_clusters_left_as_the_model_made_them(base, model_run):
     tmp, job = base
     run1 = tmp / "run1"
     out = tmp / "conflict"
@@ -257,10 +270,8 @@ def test_conflicting_decisions_are_reported_and_the_clusters_left_as_the_model_m
     a, b, c, d = alone
     f = write(tmp, HEADER + line(a, b, "match") + line(b, c, "match") + line(a, c, "not_match")
               + line(c, d, "not_match"), "conflict.csv")
-    # into a copy of run 1 (review --import writes the store into the run it names)
-    res = cli("run", str(job), "--data", str(tmp / "data"), "--out", str(out),
-              "--model", str(run1 / "restricted" / "model.json"))
-    assert res.returncode == 0, res.stderr
+    # into a copy of a run like run 1 (review --import writes the store into the run it names)
+    shutil.copytree(model_run, out)
     assert cli("review", str(out), "--import", str(f)).returncode == 0
     res = cli("run", str(job), "--data", str(tmp / "data"), "--out", str(out), "--previous", str(out),
               "--model", str(run1 / "restricted" / "model.json"))
@@ -314,13 +325,12 @@ def _snapshot_without(src: Path, dst: Path, keep_named: set[tuple[str, str]], dr
         w.writerows(r for i, r in enumerate(rows) if i not in gone)
 
 
-def test_decisions_applied_in_a_full_run_are_kept_by_two_incremental_runs_and_conflicts_reported(base):
+def test_decisions_applied_in_a_full_run_are_kept_by_two_incremental_runs_and_conflicts_reported(base, model_run):
     tmp, job = base
     run1 = tmp / "run1"
     model = str(run1 / "restricted" / "model.json")
     full = tmp / "inc_full"
-    res = cli("run", str(job), "--data", str(tmp / "data"), "--out", str(full), "--model", model)
-    assert res.returncode == 0, res.stderr
+    shutil.copytree(model_run, full)
     (cluster_a, _), _ = pick(full)
     a, b, c, d, e = duckdb.connect().execute(
         f"SELECT source_dataset, record_id FROM read_parquet('{full}/restricted/crosswalk.parquet') "
