@@ -264,6 +264,28 @@ def _one_edit(a: str, b: str) -> bool:
                                and a[diff[1]] == b[diff[0]])
 
 
+def identifiers_conflict(a: set[str], b: set[str], one_edit: bool = False) -> bool:
+    """Do two parts' values of one identifier say two people? Yes when both hold values and
+    they differ; with ``one_edit``, only when some value is not one keying error (one
+    character, or two adjacent ones swapped) from any of the other part's: a National
+    Insurance number, which has no check character, mistyped on one claim.
+
+    >>> identifiers_conflict({"AB123456"}, {"AB123465"}), identifiers_conflict({"AB123456"}, {"AB123465"}, True)
+    (True, False)
+    >>> identifiers_conflict({"AB123456"}, {"CD987654"}, True), identifiers_conflict(set(), {"CD987654"})
+    (True, False)
+    """
+    if not a or not b or a == b:
+        return False
+    if not one_edit:
+        return True
+
+    def near(x: str, ys: set[str]) -> bool:
+        return any(x == y or (len(x) == len(y) and _one_edit(x, y)) for y in ys)
+
+    return not (all(near(x, b) for x in a) and all(near(y, a) for y in b))
+
+
 def dates_agree(a: Iterable[str], b: Iterable[str]) -> bool:
     """Could two sets of dates of birth (YYYYMMDD) be one person's? Yes when either is empty,
     or some pair is one keying error apart (one digit or two adjacent digits swapped) or
@@ -286,7 +308,8 @@ def dates_agree(a: Iterable[str], b: Iterable[str]) -> bool:
 class _Parts:
     """Union-find over one cluster's records, each part with its sources and identifiers."""
 
-    def __init__(self, members: dict[int, Member]):
+    def __init__(self, members: dict[int, Member], one_edit: frozenset[str] = frozenset()):
+        self.one_edit = one_edit
         self.parent = {n: n for n in members}
         self.nodes = {n: [n] for n in members}
         self.sources = {n: {m.source_dataset: 1} for n, m in members.items()}
@@ -307,8 +330,7 @@ class _Parts:
 
     def conflict(self, a: int, b: int) -> str | None:
         for column, values in self.ids[a].items():
-            other = self.ids[b].get(column)
-            if other and other != values:
+            if identifiers_conflict(values, self.ids[b].get(column, set()), column in self.one_edit):
                 return _conflict_reason(column)
         return None
 
@@ -336,6 +358,7 @@ def split_cluster(
     conflict_match_weight: float,
     duplicate_free: Iterable[str] = (),
     date_conflict_match_weight: float | None = None,
+    one_edit_columns: Iterable[str] = (),
 ) -> list[list[int]]:
     """The parts one cluster falls into, largest first (one part: the cluster is valid).
 
@@ -344,7 +367,8 @@ def split_cluster(
 
     - the parts would hold two records of a ``duplicate_free`` source;
     - the parts hold different values of one identifier (two valid PNC IDs) and the link
-      is below ``conflict_match_weight``;
+      is below ``conflict_match_weight`` (for ``one_edit_columns``, values one keying error
+      apart are one value: ``identifiers_conflict``);
     - the parts' dates of birth are all far apart (``dates_agree``) and the link is below
       ``date_conflict_match_weight`` (None: dates are not checked): a father and son of
       one name, chained through a record without a date of birth;
@@ -358,7 +382,7 @@ def split_cluster(
     [[1, 2, 3], [4, 5]]
     """
     dup_free = frozenset(duplicate_free)
-    parts = _Parts(members)
+    parts = _Parts(members, frozenset(one_edit_columns))
     ordered = sorted(links, key=lambda e: (-_weight(e[2]), e[0], e[1]))
     adjacency: dict[int, set[int]] = {n: set() for n in members}
     for a, b, _ in ordered:
@@ -394,11 +418,12 @@ def cut_reasons(
     conflict_match_weight: float,
     duplicate_free: Iterable[str] = (),
     date_conflict_match_weight: float | None = None,
+    one_edit_columns: Iterable[str] = (),
 ) -> list[tuple[int, int, str]]:
     """Each link between two parts with why it was cut: the parts' clash, else their
     identifier conflict (below ``conflict_match_weight``), else their dates of birth (below
     ``date_conflict_match_weight``), else a weak link between groups."""
-    dup_free = frozenset(duplicate_free)
+    dup_free, one_edit = frozenset(duplicate_free), frozenset(one_edit_columns)
     part_of = {n: i for i, p in enumerate(parts) for n in p}
     sources = [{members[n].source_dataset for n in p} for p in parts]
     ids: list[dict[str, set[str]]] = []
@@ -417,7 +442,8 @@ def cut_reasons(
         if sources[i] & sources[j] & dup_free:
             reason = REASON_DUPLICATE_FREE
         else:
-            conflict = next((k for k, v in ids[i].items() if ids[j].get(k) and ids[j][k] != v), None)
+            conflict = next((k for k, v in ids[i].items()
+                             if identifiers_conflict(v, ids[j].get(k, set()), k in one_edit)), None)
             if conflict and _weight(w) < conflict_match_weight:
                 reason = _conflict_reason(conflict)
             elif (date_conflict_match_weight is not None and _weight(w) < date_conflict_match_weight
@@ -779,14 +805,15 @@ def check_clusters(
         parts = split_cluster(
             m, edges.get(cid, []), fracture_match_weight=settings.fracture_match_weight,
             conflict_match_weight=settings.conflict_match_weight, duplicate_free=duplicate_free,
-            date_conflict_match_weight=date_weight,
+            date_conflict_match_weight=date_weight, one_edit_columns=settings.conflict_one_edit_columns,
         )
         if len(parts) == 1:
             continue
         split += 1
         reassign += [(n, p[0]) for p in parts for n in p]
         cuts += cut_reasons(parts, m, edges.get(cid, []), conflict_match_weight=settings.conflict_match_weight,
-                            duplicate_free=duplicate_free, date_conflict_match_weight=date_weight)
+                            duplicate_free=duplicate_free, date_conflict_match_weight=date_weight,
+                            one_edit_columns=settings.conflict_one_edit_columns)
     if reassign:
         import pandas as pd
 

@@ -365,6 +365,10 @@ class ClusteringConfig(Strict):
     # The identifiers checked for that conflict: a person holds one value of each (the
     # cross-government job adds the National Insurance and learner numbers).
     conflict_columns: list[Column] = ["pnc_key", "cro_number"]
+    # Of those, the ones without a check character (the National Insurance number): two
+    # values one keying error apart (one character, or two adjacent ones swapped) are one
+    # person's number mistyped, not a conflict.
+    conflict_one_edit_columns: list[Column] = []
     # A link below the fracture weight is dropped when either record has a scored pair
     # into another person (by the links at or above the fracture weight) within this
     # many bits of it: a name shared by two people is no evidence for either. None: off.
@@ -383,6 +387,13 @@ class ClusteringConfig(Strict):
     # below the threshold but at or above this match weight; the pair is then a weak link,
     # checked like the others (ambiguity_margin, person_evidence). None: off.
     attach_match_weight: float | None = None
+
+    @model_validator(mode="after")
+    def _one_edit_are_conflict_columns(self) -> ClusteringConfig:
+        stray = [c for c in self.conflict_one_edit_columns if c not in self.conflict_columns]
+        if stray:
+            raise ValueError(f"conflict_one_edit_columns {stray} must be among conflict_columns")
+        return self
 
 
 LinkType = Literal["link_and_dedupe", "link_only", "dedupe_only"]

@@ -34,6 +34,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -114,17 +115,38 @@ def check_config(loaded: LoadedConfig, justice_source: str) -> None:
         raise ConfigError(str(loaded.path), problems)
 
 
-def _most_common(col: str) -> str:
+# The age of criminal responsibility in England and Wales: no one in a justice extract was
+# born less than this many years before the justice run. A later date of birth is another
+# date keyed into the field (a hearing or an offence date).
+MIN_AGE_YEARS = 10
+
+
+def _most_common(col: str, where: str = "") -> str:
     """Per person: the most common value of ``col`` (ties: the smallest, so reruns agree)."""
     return (f"SELECT person_id, arg_min({col}, (-n, {col})) AS {col} FROM (SELECT person_id, {col}, count(*) AS n "
-            f"FROM r WHERE {col} IS NOT NULL GROUP BY ALL) GROUP BY ALL")
+            f"FROM r WHERE {col} IS NOT NULL {where} GROUP BY ALL) GROUP BY ALL")
+
+
+def latest_date_of_birth(run: JusticeRun) -> str:
+    """The latest date of birth a justice person can have: ``MIN_AGE_YEARS`` before the
+    justice run was made (its manifest's ``created_utc``; today for a run without one)."""
+    made = str(run.manifest.get("created_utc") or "")[:10]
+    try:
+        day = date.fromisoformat(made)
+    except ValueError:
+        day = date.today()
+    return (day.replace(day=28) if day.month == 2 and day.day == 29 else day).replace(
+        year=day.year - MIN_AGE_YEARS).isoformat()
 
 
 def justice_persons_sql(run: JusticeRun) -> str:
     """One row per justice person: the person's most common name (forename and surname of
     one record), middle names, date of birth, sex and postcode; every other name their
     records hold (``SURNAME, FORENAME``), every other date of birth and every other postcode
-    (the person's address history) as ';' lists."""
+    (the person's address history) as ';' lists. The date of birth is the most common one
+    the person could have (``latest_date_of_birth``): a person whose records hold only
+    later ones has none (they stay among the aliases), rather than one that disagrees with
+    every department record of theirs."""
     return f"""
     WITH r AS (
         SELECT x.person_id, s.* EXCLUDE (source_dataset, record_id)
@@ -136,7 +158,7 @@ def justice_persons_sql(run: JusticeRun) -> str:
         FROM (SELECT person_id, first_name, surname, count(*) AS n FROM r
               WHERE first_name IS NOT NULL OR surname IS NOT NULL GROUP BY ALL) GROUP BY ALL),
     middle AS ({_most_common("middle_names")}),
-    dob AS ({_most_common("date_of_birth")}),
+    dob AS ({_most_common("date_of_birth", f"AND date_of_birth <= DATE {lit(latest_date_of_birth(run))}")}),
     sex AS ({_most_common("sex")}),
     postcode AS ({_most_common("postcode")}),
     sets AS (

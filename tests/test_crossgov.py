@@ -188,6 +188,36 @@ def test_a_justice_person_is_its_most_common_name_with_every_other_as_an_alias(t
     assert _rows(f"SELECT * FROM '{keys}' ORDER BY 2") == [("justice", "Pa", "Ka"), ("justice", "Pb", "Kb")]
 
 
+def test_a_date_of_birth_too_late_for_a_justice_record_is_not_the_persons(tmp_path):
+    """A justice person born less than ten years (the age of criminal responsibility) before
+    the justice run was made: the date is another one keyed into the field (a hearing
+    date), so the person's date of birth is their most common earlier one, or none; the
+    late date stays among the alias dates."""
+    from linkage.crossgov import JusticeRun, export_justice_persons, latest_date_of_birth
+
+    assert latest_date_of_birth(JusticeRun(tmp_path, {"created_utc": "2026-11-30T16:00:00Z"})) == "2016-11-30"
+    assert latest_date_of_birth(JusticeRun(tmp_path, {"created_utc": "2028-02-29T00:00:00Z"})) == "2018-02-28"
+    (tmp_path / "restricted").mkdir()
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE std AS SELECT * FROM (VALUES
+        ('libra', 'a1', 'JAKE', 'GLADHURST', DATE '2024-12-12', [DATE '2024-12-12']),
+        ('libra', 'a2', 'JAKE', 'GLADHURST', DATE '2024-12-12', [DATE '2024-12-12']),
+        ('pnc', 'a3', 'JAKE', 'GLADHURST', DATE '2000-09-03', [DATE '2000-09-03']),
+        ('libra', 'b1', 'ANNE', 'MARE', DATE '2017-01-05', [DATE '2017-01-05']))
+        t(source_dataset, record_id, first_name, surname, date_of_birth, dob_set)""")
+    con.execute("""ALTER TABLE std ADD COLUMN middle_names VARCHAR; ALTER TABLE std ADD COLUMN sex VARCHAR;
+        ALTER TABLE std ADD COLUMN postcode VARCHAR; ALTER TABLE std ADD COLUMN name_set VARCHAR[]""")
+    con.execute(f"COPY std TO '{tmp_path}/restricted/standardised.parquet' (FORMAT parquet)")
+    con.execute(f"""COPY (SELECT * FROM (VALUES ('libra', 'a1', 'Pa', 'Ka'), ('libra', 'a2', 'Pa', 'Ka'),
+        ('pnc', 'a3', 'Pa', 'Ka'), ('libra', 'b1', 'Pb', 'Kb')) t(source_dataset, record_id, person_id, person_key))
+        TO '{tmp_path}/restricted/crosswalk.parquet' (FORMAT parquet)""")
+    con.close()
+    persons, _, _ = export_justice_persons(JusticeRun(tmp_path, {"created_utc": "2026-11-30T16:00:00Z"}),
+                                           tmp_path, "justice")
+    assert _rows(f"SELECT person_id, date_of_birth, alias_dates_of_birth FROM '{persons}' ORDER BY 1") == [
+        ("Pa", "2000-09-03", "2024-12-12"), ("Pb", None, "2017-01-05")]
+
+
 def test_a_justice_person_keeps_one_national_insurance_number():
     """A namesake (same name, sex and date of birth, another NINO) reaches the justice
     person as well as the person's own claims: with nino_key a conflict column (the
@@ -221,9 +251,68 @@ def test_a_justice_person_keeps_one_national_insurance_number():
         finally:
             con.close()
 
-    settings = {k: v for k, v in clustering.items() if k != "conflict_columns"}
+    settings = {k: v for k, v in clustering.items() if k not in ("conflict_columns", "conflict_one_edit_columns")}
     assert people(ClusteringConfig(**settings, conflict_columns=["nino_key"])) == [["J1", "c1", "e1"], ["c2", "e2"]]
     assert people(ClusteringConfig(**settings)) == [["J1", "c1", "c2", "e1", "e2"]]
+
+
+def test_a_nino_one_digit_out_is_the_persons_own_number_mistyped():
+    """A NINO has no check character: the person's claim keyed one digit out (or two
+    adjacent digits swapped) reaches the justice person with the rest of their records
+    (the config's clustering.conflict_one_edit_columns); a namesake's number, far from
+    theirs, is still cut."""
+    from linkage.cluster import Member, identifiers_conflict, split_cluster
+    from linkage.config import ClusteringConfig
+
+    clustering = ClusteringConfig(**yaml.safe_load(CROSSGOV.read_text())["model"]["clustering"])
+    assert clustering.conflict_one_edit_columns == ["nino_key"]
+    own, typo, swapped, other = "AB123456", "AB123856", "AB124356", "CE654321"
+    assert not identifiers_conflict({own}, {typo}, one_edit=True)
+    assert not identifiers_conflict({own}, {swapped}, one_edit=True)
+    assert identifiers_conflict({own}, {other}, one_edit=True)
+    assert identifiers_conflict({own, typo}, {own, other}, one_edit=True)
+    assert identifiers_conflict({own}, {typo})  # other columns: any difference
+
+    members = {1: Member("justice"), 2: Member("dwp_benefits", (("nino_key", own),)),
+               3: Member("hmrc_employment", (("nino_key", typo),)), 4: Member("dwp_benefits", (("nino_key", other),))}
+    links = [(1, 2, 25.0), (1, 3, 18.0), (2, 3, 16.0), (1, 4, 17.0)]
+    kw = {"fracture_match_weight": clustering.fracture_match_weight,
+          "conflict_match_weight": clustering.conflict_match_weight, "duplicate_free": ["justice"]}
+    assert split_cluster(members, links, **kw, one_edit_columns=clustering.conflict_one_edit_columns) == [[1, 2, 3], [4]]
+    assert split_cluster(members, links, **kw) == [[1, 2], [3], [4]]
+
+
+def test_one_edit_columns_must_be_conflict_columns(tmp_path):
+    def change(raw):
+        raw["model"]["clustering"]["conflict_one_edit_columns"] = ["nino_key", "uln_typo"]
+    res = cli("validate", str(fast_crossgov(tmp_path, change)))
+    assert res.returncode == 1
+    assert "conflict_one_edit_columns ['uln_typo'] must be among conflict_columns" in res.stdout + res.stderr
+
+
+# Keys of which a million records hold few values alike: a rule with one of them scales.
+SELECTIVE = {"nino_key", "uln", "date_of_birth", "dob_set", "postcode", "postcode_set", "postcode_district"}
+
+
+def test_every_blocking_rule_scales(flow):
+    """A rule on names alone makes pairs with the square of the data where names are
+    common (the uncapped "same name, date of birth missing" rule made 41 million at
+    1,000,000 people): each is capped, or holds a selective key, and the run counts what
+    the cap left out."""
+    rules = yaml.safe_load(CROSSGOV.read_text())["model"]["blocking_rules"]
+    capped = 0
+    for rule in rules:
+        # Same-name pairs go through a capped block_on rule (an sql rule takes no cap).
+        assert not (isinstance(rule, dict) and "l.first_name = r.first_name" in rule.get("sql", "")), rule
+        keys = rule if isinstance(rule, list) else rule.get("block_on", [])
+        if keys and not SELECTIVE & set(keys) and "year_of_birth" not in keys:
+            assert rule.get("max_records_per_key"), rule
+            capped += 1
+    assert capped
+    blocking = json.loads((flow["crossgov"] / "manifest.json").read_text())["blocking"]
+    caps = [b["key_cap"] for b in blocking if b.get("key_cap")]
+    assert [c["max_records_per_key"] for c in caps] == [
+        r["max_records_per_key"] for r in rules if isinstance(r, dict) and "max_records_per_key" in r]
 
 
 def test_previous_keeps_department_persons_ids(flow, tmp_path):
