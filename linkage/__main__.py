@@ -61,19 +61,10 @@ def find(args: dict[str, str]) -> int:
         from linkage import publish
         from linkage.find import find_records, summary
 
-        run_dir = Path(args["run_dir"])
-        if run_dir.exists() or not run_dir.parent.is_dir():
-            publish.read_run_manifest(run_dir)  # not a run: say so before taking any lock
-        with publish.lock_run_dir(run_dir):
-            for line in publish.recover(run_dir):
-                print(line, file=sys.stderr)
-            publish.read_run_manifest(run_dir)
-            try:
-                result = find_records(run_dir, Path(args["record"]), source=args.get("source"),
-                                      config=Path(args["config"]) if "config" in args else None,
-                                      top=int(args.get("top", 5)))
-            finally:
-                publish.restrict_tree(run_dir / publish.RESTRICTED)
+        with publish.open_run(Path(args["run_dir"]), lambda line: print(line, file=sys.stderr)):
+            result = find_records(Path(args["run_dir"]), Path(args["record"]), source=args.get("source"),
+                                  config=Path(args["config"]) if "config" in args else None,
+                                  top=int(args.get("top", 5)))
         print("\n".join(summary(result)))
         print(f"wrote {result.out} (owner-only); {result.records} records in {result.seconds['total']:.2f} s "
               f"(scoring {result.seconds['score']:.2f} s)", file=sys.stderr)

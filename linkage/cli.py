@@ -137,18 +137,8 @@ def _print_run(result) -> None:
 @contextmanager
 def _open_run(run_dir: Path) -> Iterator[None]:
     """A finished run, held against concurrent writers, repaired if a publish was killed."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() or not run_dir.parent.is_dir():
-        publishing.read_run_manifest(run_dir)  # not a run: say so before taking any lock
-    with publishing.lock_run_dir(run_dir):
-        for line in publishing.recover(run_dir):
-            err.print(line)
-        publishing.read_run_manifest(run_dir)
-        try:
-            yield
-        finally:
-            # Whatever the command wrote into restricted/ (error examples, review files) is owner-only.
-            publishing.restrict_tree(run_dir / publishing.RESTRICTED)
+    with publishing.open_run(run_dir, err.print):
+        yield
 
 
 @app.command()

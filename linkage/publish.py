@@ -33,7 +33,7 @@ import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import psutil
 
@@ -249,6 +249,24 @@ def _leftovers(run_dir: Path, kind: str) -> list[Path]:
             continue
         out.append(p)
     return out
+
+
+@contextmanager
+def open_run(run_dir: Path, say: Callable[[str], object]) -> Iterator[None]:
+    """A finished run, held against concurrent writers, repaired if a publish was killed
+    (each repair told through ``say``); what the caller writes into restricted/ is made
+    owner-only on the way out."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() or not run_dir.parent.is_dir():
+        read_run_manifest(run_dir)  # not a run: say so before taking any lock
+    with lock_run_dir(run_dir):
+        for line in recover(run_dir):
+            say(line)
+        read_run_manifest(run_dir)
+        try:
+            yield
+        finally:
+            restrict_tree(run_dir / RESTRICTED)
 
 
 def recover(run_dir: Path) -> list[str]:
