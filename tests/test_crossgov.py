@@ -56,7 +56,8 @@ def flow(tmp_path_factory) -> dict[str, Path]:
 
 # Invalid forms, one of each reason: temporary, malformed (twice), not issued (twice),
 # placeholder (twice: not a NINO at all, six zeros).
-BAD_NINOS = ["TN010190M", "QQ12345", "AB12345", "DA123456A", "BG123456C", "NINO", "AB000000A"]
+BAD_NINOS = ["TN010190M", "QQ12345", "AB12345", "DA123457A", "BG123457C", "NINO", "AB000000A", "AB123456C",
+             "OO123457A"]
 
 
 def _replace_ninos(path: Path) -> int:
@@ -130,13 +131,13 @@ def test_a_nino_column_of_invalid_values_is_reported_by_reason(flow):
     manifest, never shown; the claims still link on names and dates of birth."""
     stderr = (flow["tmp"] / "crossgov.stderr").read_text()
     assert "dwp_benefits.nino: cleaning emptied" in stderr
-    for reason in ("temporary", "malformed", "not_issued", "placeholder"):
+    for reason in ("temporary", "malformed", "not_issued", "placeholder", "administrative"):
         assert reason in stderr
     for value in BAD_NINOS:
         assert value not in stderr
     invalid = json.loads((flow["crossgov"] / "manifest.json").read_text())["invalid_values"]["dwp_benefits"]["nino"]
     assert sum(invalid.values()) == int((flow["tmp"] / "claims").read_text())
-    assert set(invalid) == {"temporary", "malformed", "not_issued", "placeholder"}
+    assert set(invalid) == {"temporary", "malformed", "not_issued", "placeholder", "administrative"}
     result = json.loads((flow["crossgov"] / "crossgov_evaluation.json").read_text())
     assert result["by_source"]["dwp_benefits"]["links"] > 0
 

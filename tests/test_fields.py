@@ -105,12 +105,14 @@ def test_date_uses_the_source_formats_by_default():
         ({"type": "identifier", "check": "pnc"}, "03/11985A", None, "bad_check_letter"),
         ({"type": "identifier", "check": "cro"}, "65656/91H", "065656/91H", None),
         ({"type": "identifier", "check": "cro"}, "000000/00Z", None, "placeholder"),
-        ({"type": "identifier", "check": "nino"}, "ab 12 34 56 c", "AB123456C", None),
-        ({"type": "identifier", "check": "nino"}, "AB123456", "AB123456", None),  # suffix left off
+        ({"type": "identifier", "check": "nino"}, "ab 12 34 57 c", "AB123457C", None),
+        ({"type": "identifier", "check": "nino"}, "AB123457", "AB123457", None),  # suffix left off
         ({"type": "identifier", "check": "nino"}, "TN 01 01 70 M", None, "temporary"),
-        ({"type": "identifier", "check": "nino"}, "QQ123456C", None, "not_issued"),  # Q never a first letter
-        ({"type": "identifier", "check": "nino"}, "AO123456C", None, "not_issued"),  # O never a second
-        ({"type": "identifier", "check": "nino"}, "GB123456A", None, "not_issued"),
+        ({"type": "identifier", "check": "nino"}, "QA123457C", None, "not_issued"),  # Q never a first letter
+        ({"type": "identifier", "check": "nino"}, "AB123456C", None, "placeholder"),  # the example on forms
+        ({"type": "identifier", "check": "nino"}, "OO123457A", None, "administrative"),  # tax credits, no NINO yet
+        ({"type": "identifier", "check": "nino"}, "AO123457C", None, "not_issued"),  # O never a second
+        ({"type": "identifier", "check": "nino"}, "GB123457A", None, "not_issued"),
         ({"type": "identifier", "check": "nino"}, "AB123456E", None, "malformed"),  # suffix A-D only
         ({"type": "identifier", "check": "nino"}, "AB12345C", None, "malformed"),
         ({"type": "identifier", "check": "nino"}, "AB000000A", None, "placeholder"),
@@ -127,8 +129,8 @@ def test_identifier(spec, raw, value, reason):
 
 
 def test_nino_key_ignores_the_suffix():
-    out = clean({"type": "identifier", "check": "nino"}, ["AB123456C", "ab 123456", "AB 12 34 56 D"])
-    assert {keys["f_key"] for _, _, keys in out} == {"AB123456"}
+    out = clean({"type": "identifier", "check": "nino"}, ["AB123457C", "ab 123457", "AB 12 34 57 D"])
+    assert {keys["f_key"] for _, _, keys in out} == {"AB123457"}
 
 
 def test_pnc_key_compares_whatever_the_written_form():

@@ -8,7 +8,9 @@ department calibration figures use: the two must agree.
 The rules: a NINO is two prefix letters, six digits and a suffix A-D (or none); D, F, I, Q,
 U and V are never either prefix letter, O never the second, and BG, GB, KN, NK, NT, TN and
 ZZ are never given (HMRC National Insurance Manual NIM39110); temporary numbers (``TN`` +
-date of birth + M/F) are missing with their own reason. A ULN is ten digits, the first not
+date of birth + M/F) are missing with their own reason, and so are the administrative
+numbers that look like NINOs (OO, CR, FY, MW, NC, PP, PY, PZ: NIM39110) and dummies (the
+digits 123456 of every published example, AB123456C and QQ123456C, or one digit six times). A ULN is ten digits, the first not
 zero, whose digits weighted 10 down to 1 sum to 10 modulo 11 (HESA's ULN field notes, with
 their example 9276308686); a nine-digit base whose weighted sum leaves remainder 0 has no
 check digit; 9999999999 is the learner record's "no ULN yet".
@@ -27,6 +29,7 @@ from linkage.standardise.declared import declared_columns, standardise_fields
 from linkage.standardise.types import AnyFieldType
 from linkage.synthetic.identifiers import (
     NINO_PREFIXES,
+    NINO_SPACE,
     nino_reason,
     ninos,
     temporary_ninos,
@@ -58,37 +61,55 @@ def standardise(check: str, values: list[str]) -> list[tuple[str | None, str | N
 
 NINO_CASES = [
     # valid, in the forms seen in extracts
-    ("AB123456C", "AB123456C", None),
-    ("ab 12 34 56 c", "AB123456C", None),
-    ("AB 123456 D", "AB123456D", None),
-    ("  JY123456A ", "JY123456A", None),
-    ("AB123456", "AB123456", None),  # suffix left off (or a space)
-    ("AB-12-34-56-B", "AB123456B", None),
-    ("OA123456B", "OA123456B", None),  # O may be the first letter
-    ("ZY999999A", "ZY999999A", None),
+    ("AB123457C", "AB123457C", None),
+    ("ab 12 34 57 c", "AB123457C", None),
+    ("AB 123457 D", "AB123457D", None),
+    ("  JY123457A ", "JY123457A", None),
+    ("AB123457", "AB123457", None),  # suffix left off (or a space)
+    ("AB-12-34-57-B", "AB123457B", None),
+    ("OA123457B", "OA123457B", None),  # O may be the first letter
+    ("ZY999998A", "ZY999998A", None),
     ("CE000001D", "CE000001D", None),
+    ("HN654321A", "HN654321A", None),  # only the ascending 123456 is a dummy
+    ("PA111112B", "PA111112B", None),  # one digit five times and another: a number
+    ("CE123450A", "CE123450A", None),
     # temporary numbers: missing, with their own reason
     ("TN010185M", None, "temporary"),
     ("TN 31 12 99 F", None, "temporary"),
     ("tn311299m", None, "temporary"),
     # letters never used in a prefix, either place
-    *[(f"{c}A123456A", None, "not_issued") for c in "DFIQUV"],
-    *[(f"A{c}123456A", None, "not_issued") for c in "DFIOQUV"],
+    *[(f"{c}A123457A", None, "not_issued") for c in "DFIQUV"],
+    *[(f"A{c}123457A", None, "not_issued") for c in "DFIOQUV"],
     # prefixes never given
-    *[(f"{p}123456A", None, "not_issued") for p in ("BG", "GB", "KN", "NK", "NT", "ZZ")],
-    ("QQ123456C", None, "not_issued"),  # the example printed on forms
+    *[(f"{p}123457A", None, "not_issued") for p in ("BG", "GB", "KN", "NK", "NT", "ZZ")],
+    # administrative numbers that look like NINOs (NIM39110), whatever their suffix
+    *[(f"{p}123457A", None, "administrative") for p in ("OO", "CR", "FY", "MW", "NC", "PP", "PY", "PZ")],
+    ("NC010185M", None, "administrative"),  # a stakeholder pension's dummy: date of birth, M/F
+    ("pp 99 99 99 p", None, "administrative"),  # the pension schemes' PP999999P
+    ("OO 12 34 57", None, "administrative"),  # tax credits, no NINO yet
+    # dummies: the examples printed on forms and in manuals, one digit six times
+    ("AB123456C", None, "placeholder"),  # HMRC's forms (P45, P60)
+    ("ab 12 34 56 c", None, "placeholder"),
+    ("AB123456", None, "placeholder"),
+    ("QQ123456C", None, "placeholder"),  # NIM39110 and GOV.UK's example
+    ("QQ 12 34 56 A", None, "placeholder"),
+    ("JK123456D", None, "placeholder"),  # 123456 under any prefix
+    ("AA999999A", None, "placeholder"),  # HMRC's manuals
+    *[(f"AB{d * 6}A", None, "placeholder") for d in "0123456789"],
+    ("AB000000A", None, "placeholder"),
     # malformed
-    ("AB123456E", None, "malformed"),  # suffix A-D only
-    ("AB123456X", None, "malformed"),
+    ("AB123457E", None, "malformed"),  # suffix A-D only
+    ("AB123457X", None, "malformed"),
     ("AB12345C", None, "malformed"),  # five digits
     ("AB1234567C", None, "malformed"),  # seven digits
-    ("AB12O456C", None, "malformed"),  # O keyed for a zero
+    ("AB12O457C", None, "malformed"),  # O keyed for a zero
     ("A1234567C", None, "malformed"),
     ("12345678A", None, "malformed"),
     ("ABC12345D", None, "malformed"),
-    ("AB123456CD", None, "malformed"),
+    ("AB123457CD", None, "malformed"),
+    ("OO12345", None, "malformed"),  # an administrative prefix on a malformed number
+    ("AB123456E", None, "malformed"),  # the dummy digits with a bad suffix: malformed first
     # placeholders
-    ("AB000000A", None, "placeholder"),
     ("NONE", None, "placeholder"),
     ("N/A", None, "placeholder"),
     ("NK", None, "placeholder"),
@@ -157,9 +178,13 @@ def test_exactly_one_check_digit_per_base_and_none_for_remainder_zero():
 
 def test_generated_ninos_and_temporary_numbers_are_what_the_standardiser_says():
     rng = np.random.default_rng(5)
-    codes = rng.choice(len(NINO_PREFIXES) * 999_999, 400, replace=False)
+    codes = rng.choice(NINO_SPACE, 400, replace=False)
+    # the serials next to the dummies, and the last number
+    codes[:4] = [111109, 111110, 123454, NINO_SPACE - 1]
     written = ninos(codes, rng.integers(0, 4, 400)).tolist()
-    assert len(set(NINO_PREFIXES.tolist())) == len(NINO_PREFIXES) == 20 * 19 - 7
+    assert len(set(NINO_PREFIXES.tolist())) == len(NINO_PREFIXES) == 20 * 19 - 7 - 6  # OO, FY: letters never used
+    assert [w[2:8] for w in written[:3]] == ["111110", "111112", "123457"]
+    assert written[3].startswith("ZY999998") and len(set(written)) == 400
     dob = np.array(["1985-01-01", "1999-12-31"], dtype="datetime64[D]")
     temporary = temporary_ninos(dob, np.array([0, 1])).tolist()
     assert temporary == ["TN010185M", "TN311299F"]

@@ -186,32 +186,39 @@ def format_cro(
 # NINO: two prefix letters, six digits, a suffix A-D (HMRC National Insurance Manual,
 # NIM39110). D, F, I, Q, U and V are never either prefix letter, O never the second, and
 # BG, GB, KN, NK, NT, TN and ZZ are never given. Temporary numbers (no longer issued, still
-# in old records) were ``TN`` + date of birth (ddmmyy) + ``M``/``F``.
+# in old records) were ``TN`` + date of birth (ddmmyy) + ``M``/``F``. OO, CR, FY, MW, NC,
+# PP, PY and PZ are administrative numbers that look like NINOs (NIM39110), and a number
+# whose digits are one digit six times or 123456 is a dummy: the generator issues none of
+# them (the standardiser's rules, ``standardise.types.identifier``).
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 NINO_NOT_ISSUED = ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ")
+NINO_ADMINISTRATIVE = ("OO", "CR", "FY", "MW", "NC", "PP", "PY", "PZ")
+NINO_DUMMY_DIGITS = frozenset([*(str(d) * 6 for d in range(10)), "123456"])
 NINO_PREFIXES = np.array(
     [
         a + b
         for a in _LETTERS
         if a not in "DFIQUV"
         for b in _LETTERS
-        if b not in "DFIOQUV" and a + b not in NINO_NOT_ISSUED
+        if b not in "DFIOQUV" and a + b not in NINO_NOT_ISSUED + NINO_ADMINISTRATIVE
     ],
     dtype=object,
 )
+# The six-digit serials a NINO can have: every one but the dummies.
+NINO_SERIALS = np.setdiff1d(np.arange(1_000_000), np.array(sorted(int(v) for v in NINO_DUMMY_DIGITS)))
 NINO_SUFFIXES = np.array(list("ABCD"), dtype=object)
-NINO_SPACE = len(NINO_PREFIXES) * 999_999  # six digits, never 000000 (the standardiser's placeholder)
+NINO_SPACE = len(NINO_PREFIXES) * len(NINO_SERIALS)
 # The example NINO printed on forms, copied into extracts by people filling them in.
 NINO_EXAMPLES = np.array(["QQ123456C", "QQ123456A", "AB123456C"], dtype=object)
 
 
 def ninos(codes: np.ndarray, suffix: np.ndarray) -> np.ndarray:
-    """``AB123456C`` from integers below NINO_SPACE (one number per integer) and suffix codes 0-3."""
+    """``AB123457C`` from integers below NINO_SPACE (one number per integer) and suffix codes 0-3."""
     codes = np.asarray(codes, dtype=np.int64)
     return (
-        NINO_PREFIXES[codes // 999_999]
-        + _fmt_int(codes % 999_999 + 1, 6)
+        NINO_PREFIXES[codes // len(NINO_SERIALS)]
+        + _fmt_int(NINO_SERIALS[codes % len(NINO_SERIALS)], 6)
         + NINO_SUFFIXES[np.asarray(suffix, dtype=np.int64)]
     )
 
@@ -230,8 +237,9 @@ _PLACEHOLDER_WORDS = ("", "NULL", "NONE", "NA", "NK", "UNKNOWN", "NOTKNOWN", "NO
 def nino_reason(value: str) -> str | None:
     """Why a written NINO is not a usable one, by the standardiser's rules (None: it is).
 
-    >>> [nino_reason(v) for v in ("ab 12 34 56 c", "AB123456", "TN010185M", "QQ123456C", "AB123456E", "AB000000A", "")]
-    [None, None, 'temporary', 'not_issued', 'malformed', 'placeholder', 'missing']
+    >>> [nino_reason(v) for v in ("ab 12 34 57 c", "AB123457", "TN010185M", "QA123457C", "AB123457E", "AB000000A",
+    ...                           "AB123456C", "OO123457A", "")]
+    [None, None, 'temporary', 'not_issued', 'malformed', 'placeholder', 'placeholder', 'administrative', 'missing']
     """
     if not value or not value.strip():
         return "missing"
@@ -240,9 +248,12 @@ def nino_reason(value: str) -> str | None:
         return "placeholder"
     if c.startswith("TN"):
         return "temporary"
-    if not (len(c) in (8, 9) and c[:2].isalpha() and c[2:8].isdigit() and c[8:] in ("", "A", "B", "C", "D")):
+    shaped = len(c) in (8, 9) and c[:2].isalpha() and c[:2].isascii() and c[2:8].isdigit() and c[2:8].isascii()
+    if shaped and c[:2] in NINO_ADMINISTRATIVE and (c[8:].isalpha() and c[8:].isascii() or not c[8:]):
+        return "administrative"
+    if not (shaped and c[8:] in ("", "A", "B", "C", "D")):
         return "malformed"
-    if c[2:8] == "000000":
+    if c[2:8] in NINO_DUMMY_DIGITS:
         return "placeholder"
     if c[0] in "DFIQUV" or c[1] in "DFIOQUV" or c[:2] in NINO_NOT_ISSUED:
         return "not_issued"

@@ -35,7 +35,7 @@ _DEPT_FIELDS_SQL = {
     "hmrc_employment": "employment_id, split_part(trim(forenames), ' ', 1), surname, date_of_birth, nino",
     "learners": "learning_aim_id, split_part(trim(given_names), ' ', 1), family_name, date_of_birth, uln",
 }
-NINO_REASONS = ("valid", "missing", "temporary", "not_issued", "malformed", "placeholder")
+NINO_REASONS = ("valid", "missing", "temporary", "not_issued", "administrative", "malformed", "placeholder")
 ULN_REASONS = ("valid", "missing", "placeholder", "malformed", "bad_check_digit")
 
 

@@ -8,8 +8,13 @@ false``), then checked: a value that does not fully match ``pattern``, a placeho
 the value is ``YYYY/NNNNNNNC`` and ``<field>_key`` compares two-digit year, serial and check
 letter whatever the padding or century), ``cro`` (CRO and SF-CRO numbers, modulus 23),
 ``nino`` (National Insurance number: two prefix letters, six digits, an optional suffix
-A-D; prefixes never issued are ``not_issued``, temporary ``TN`` numbers ``temporary``;
-``<field>_key`` is the prefix and digits, so a missing or different suffix still agrees),
+A-D, HMRC's National Insurance Manual NIM39110; prefixes never issued are ``not_issued``,
+temporary ``TN`` numbers ``temporary``, the administrative numbers that look like NINOs
+(``OO``, ``CR``, ``FY``, ``MW``, ``NC``, ``PP``, ``PY``, ``PZ``) ``administrative``, and a
+dummy number ``placeholder``: six digits ``123456``, the digits of every published example,
+``AB123456C`` on HMRC's forms, ``QQ123456A`` in the manual, or one digit six times, as
+``000000``, ``AA999999A`` or the pension schemes' ``PP999999P``; ``<field>_key`` is the
+prefix and digits, so a missing or different suffix still agrees),
 ``uln`` (unique learner number: ten digits, the first not zero, the digits weighted 10 to
 1 summing to 10 modulo 11; one digit repeated, as the learner record's 9999999999 for "no
 ULN yet", is a placeholder).
@@ -24,6 +29,16 @@ from pydantic import model_validator
 from linkage.standardise.sql import Step, q
 from linkage.standardise.types.checks import cro_steps, pnc_steps
 from linkage.standardise.types.base import CleanContext, FieldType, Key
+
+
+# NINO prefixes never issued (NIM39110; TN, the temporary numbers, has its own reason), and
+# the administrative prefixes HMRC and DWP put on reference numbers that look like NINOs but
+# are none (NIM39110: OO tax credits pending a NINO, CR account investigations, FY attendance
+# allowance, MW migrant workers 1980-87, NC and PP pension schemes' dummies, PY and PZ
+# tax-only accounts). Dummy digits: one digit six times, or the 123456 of every example.
+NINO_NOT_ISSUED = ("BG", "GB", "KN", "NK", "NT", "ZZ")
+NINO_ADMINISTRATIVE = ("OO", "CR", "FY", "MW", "NC", "PP", "PY", "PZ")
+NINO_DUMMY_DIGITS = "|".join([*(str(d) * 6 for d in range(10)), "123456"])
 
 
 class IdentifierType(FieldType):
@@ -58,10 +73,12 @@ class IdentifierType(FieldType):
                 ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL"
                         f" WHEN t_c = '' OR {self.placeholder_sql('t_c')} THEN 'placeholder'"
                         " WHEN left(t_c, 2) = 'TN' THEN 'temporary'"
+                        f" WHEN left(t_c, 2) IN {NINO_ADMINISTRATIVE} AND regexp_full_match(t_c, '[A-Z]{{2}}[0-9]{{6}}[A-Z]?')"
+                        " THEN 'administrative'"
                         " WHEN NOT regexp_full_match(t_c, '[A-Z]{2}[0-9]{6}[A-D]?') THEN 'malformed'"
-                        " WHEN regexp_full_match(substr(t_c, 3, 6), '0{6}') THEN 'placeholder'"
+                        f" WHEN regexp_full_match(substr(t_c, 3, 6), {q(NINO_DUMMY_DIGITS)}) THEN 'placeholder'"
                         " WHEN regexp_matches(left(t_c, 1), '[DFIQUV]') OR regexp_matches(substr(t_c, 2, 1), '[DFIOQUV]')"
-                        " OR left(t_c, 2) IN ('BG', 'GB', 'KN', 'NK', 'NT', 'ZZ') THEN 'not_issued' END"),
+                        f" OR left(t_c, 2) IN {NINO_NOT_ISSUED} THEN 'not_issued' END"),
                 ("v", "CASE WHEN why IS NULL THEN t_c END"),
             ]
         if self.check == "uln":
