@@ -1,7 +1,7 @@
 """What linking on encodings costs: the same link, clear and encoded, on the same synthetic data.
 
-    python benchmarks/bench_encode.py [--people N] [--seed S] [--workdir DIR] [--json FILE]
-        [--variants plain,xor_fold,balance]
+    python benchmarks/bench_encode.py [--people N] [--seed S] [--profile realistic|hard] [--workdir DIR]
+        [--json FILE] [--variants plain,xor_fold,balance]
 
 1. ``linkage synth`` makes the justice extracts; the benchmark links two of them, prison
    and probation (link and dedupe: a person may have several records in each), scored
@@ -224,6 +224,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--people", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--profile", default="realistic", help="the synthetic profile (linkage synth --profile)")
     ap.add_argument("--dataset", choices=list(DATASETS), default="justice")
     ap.add_argument("--data", type=Path, help="A folder of extracts made already (departments: linkage synth --departments)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_encode"))
@@ -233,11 +234,13 @@ def main() -> None:
     ds = DATASETS[args.dataset]
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    data = args.data or work / f"synth_{args.people}_{args.seed}"
+    suffix = "" if args.profile == "realistic" else f"_{args.profile}"
+    data = args.data or work / f"synth_{args.people}_{args.seed}{suffix}"
     if not (data / ds.truth).is_file():
         if args.data or args.dataset != "justice":
             raise SystemExit(f"{data / ds.truth} not found: make the extracts first (linkage synth --departments)")
-        linkage("synth", "--people", str(args.people), "--seed", str(args.seed), "--out", str(data))
+        linkage("synth", "--people", str(args.people), "--seed", str(args.seed), "--profile", args.profile,
+                "--out", str(data))
     truth = work / "truth_linked.csv"
     t = pd.read_csv(data / ds.truth, dtype=str)
     t = t[t.source_dataset.isin(list(ds.sources))]
@@ -254,7 +257,8 @@ def main() -> None:
                         env={"LINKAGE_ENCODE_KEY": key})
         ev, secs = run_and_score(encoded_job(work, variant, enc_dir, ds), enc_dir, work / f"run_{variant}", truth)
         rows.append({"variant": variant, "encode_s": enc_s, "run_s": secs, **_scores(ev)})
-    print(f"\n{' + '.join(ds.sources)} ({args.dataset}), {args.people:,} people (seed {args.seed}), {len(t):,} records\n")
+    print(f"\n{' + '.join(ds.sources)} ({args.dataset}), {args.people:,} people (seed {args.seed}, {args.profile} profile), "
+          f"{len(t):,} records\n")
     print("| variant | pairwise P | pairwise R | pairwise F1 | B-cubed P | B-cubed R | B-cubed F1 | encode s | run s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -263,6 +267,7 @@ def main() -> None:
               f"{r['bc_r']:.4f} | {r['bc_f1']:.4f} | {enc} | {r['run_s']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps({"dataset": args.dataset, "people": args.people, "seed": args.seed,
+                                         "profile": args.profile,
                                          "records": len(t), "rows": rows}, indent=2))
 
 
