@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import duckdb
 
@@ -100,7 +100,7 @@ def _label(levels: list[tuple[float, str]], mw: float) -> str:
     return best[1] if best is not None and abs(best[0] - mw) < 1e-6 else "agrees"
 
 
-INDEX_VERSION = 4  # what the index holds; an index of another version is built again (4: the records' lines)
+INDEX_VERSION = 5  # what the index holds; an index of another version is built again (4: the records' lines, 5: key sizes)
 
 
 def _explode_select(rule) -> tuple[str, str]:
@@ -131,6 +131,51 @@ def _candidates_sql(cfg, records: str = "idx.records") -> str:
     return " UNION ".join(parts)
 
 
+def _capped(cfg) -> list[tuple[str, Any]]:
+    """(column, rule) of each column a capped blocking rule joins on (rules differing only in
+    ``where`` share one), as ``model.add_key_caps`` adds them."""
+    from linkage import model
+
+    out: dict[str, Any] = {}
+    for rule in model.capped_rules(cfg.model.blocking_rules):
+        out.setdefault(model.cap_column(rule), rule)
+    return list(out.items())
+
+
+def _keyed(rule, table: str) -> tuple[str, list[str]]:
+    """``table``'s records by a capped rule's key (``model.add_key_caps``'s own subquery) and
+    the columns the key's records are counted by."""
+    from linkage import model
+
+    target = model.capped_key(rule)
+    assert target is not None
+    others = [c for c in rule.block_on if c != target]
+    return model._keyed(rule, target, others, table), ["__lk_key", *others]
+
+
+def _key_sizes_sql(rule, table: str) -> str:
+    """How many of ``table``'s records hold each key of a capped rule, as ``model.add_key_caps``
+    counts them."""
+    keyed, group = _keyed(rule, table)
+    present = " AND ".join(f"{q(c)} IS NOT NULL" for c in group)
+    return f"SELECT {', '.join(q(c) for c in group)}, count(*) AS n FROM {keyed} WHERE {present} GROUP BY ALL"
+
+
+def add_key_caps(con: Any, cfg: Any, table: str = "find_nodes") -> None:
+    """Set ``table``'s capped columns as ``model.add_key_caps(..., counts_from=<the run's
+    records>)`` sets them: a record looked up keeps a key the run kept (held by at most the
+    cap's records) and loses one the run left out. The run's counts come from the index's
+    ``keys_<column>`` (sorted by key: a find reads the row group its keys are in), not from
+    counting the run's records again at every find. ``table``'s capped columns are NULL."""
+    for col, rule in _capped(cfg):
+        keyed, group = _keyed(rule, table)
+        on = " AND ".join(f"s.{q(c)} = k.{q(c)}" for c in group)
+        kept = (f"SELECT k.node_id, {{}} AS v FROM {keyed} k JOIN idx.{q('keys_' + col)} s ON {on} "
+                f"WHERE s.n <= {int(rule.max_records_per_key)}")
+        kept = kept.format("list(k.__lk_key)") + " GROUP BY k.node_id" if rule.explode else kept.format("k.__lk_key")
+        con.execute(f"UPDATE {table} SET {q(col)} = c.v FROM ({kept}) c WHERE {table}.node_id = c.node_id")
+
+
 def _index_stamp(manifest: dict[str, Any]) -> str:
     return (f"{INDEX_VERSION}|{manifest.get('created_utc')}|{manifest.get('config_sha256')}|"
             f"{manifest.get('total_seconds')}")
@@ -157,7 +202,8 @@ def _attach_index(con: duckdb.DuckDBPyConnection, path: Path, stamp: str) -> boo
 def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Path, bool]:
     """``restricted/find/index.duckdb``: the run's standardised records numbered (``records``),
     each blocking rule's columns (``rule_<i>``) or unnested lists
-    (``explode_<i>``) with the node ids, sorted by their values, their term-frequency tables (``tf_<column>``, as Splink names
+    (``explode_<i>``) with the node ids, sorted by their values, how many records hold each key of a
+    capped rule (``keys_<column>``), their term-frequency tables (``tf_<column>``, as Splink names
     its columns) and the crosswalk, in DuckDB's own columnar storage; returns its path and whether it was
     built now. Built on the first find against a run (the cold call), then reused while
     the run at ``run_dir`` is the same one (its manifest's stamp).
@@ -213,6 +259,9 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Pa
                     cols = [q(c) for c in dict.fromkeys(key_column(k) for k in rule)]
                     con.execute(f"CREATE TABLE {q(f'rule_{i}')} AS SELECT {', '.join(cols)}, node_id FROM records "
                                 f"WHERE {' AND '.join(f'{c} IS NOT NULL' for c in cols)} ORDER BY ALL")
+            for col, rule in _capped(cfg):
+                con.execute(f"CREATE TABLE {q('keys_' + col)} AS SELECT * FROM ({_key_sizes_sql(rule, 'records')}) "
+                            "ORDER BY ALL")
             for tf in tf_columns(cfg):
                 con.execute(
                     f"""CREATE TABLE {q('tf_' + tf)} AS SELECT {q(tf)}, count(*)::DOUBLE / sum(count(*)) OVER () AS {q('tf_' + tf)}
@@ -357,12 +406,31 @@ def _keep_scoring_sql(run_dir: Path, manifest: dict[str, Any], replay: dict[str,
     restrict_tree(path.parent)
 
 
+def standardise(con: duckdb.DuckDBPyConnection, cfg: Any, name: str, records: list[dict[str, str | None]],
+                table: str) -> list[int]:
+    """``table``: ``records`` (laid out like source ``name``, one dict a row) standardised as the
+    run standardised that source (``linkage.job._standardise``: its mapping and declared fields,
+    the same SQL), a view over the cleaned values; only the records (no invalid or raw values:
+    a find reports neither). Returns the records (numbered from 1) with nothing to compare, not
+    in ``table``."""
+    from linkage.sources import map_source
+    from linkage.standardise.declared import standardise_fields
+
+    src = cfg.sources[name]
+    keep_cols = list(dict.fromkeys([src.record_id, *src.columns.values()]))
+    raw: dict[str, list] = {"_row": list(range(1, len(records) + 1)), **{c: [r.get(c) for r in records] for c in keep_cols}}
+    table_from_lists(con, "raw_" + name, raw, {"_row": "BIGINT"})  # bound, not registered: no pandas
+    if map_source(con, name, src, cfg.person_fields):
+        return [r for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
+    standardise_fields(con, q("mapped_" + name), table, dict(cfg.fields), date_formats=list(src.date_formats),
+                       list_separator=src.list_separator, as_view=True, companions=False)
+    return []
+
+
 def find_records(
     run_dir: Path, record_file: Path, source: str | None = None, config: Path | None = None, top: int = 5
 ) -> FindResult:
     from linkage.config import load_config
-    from linkage.sources import map_source
-    from linkage.standardise.declared import standardise_fields
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -406,21 +474,14 @@ def find_records(
         seen.add(rid)
     if repeats:
         raise InputError(f"{record_file}: row{'s' if len(repeats) > 1 else ''} {', '.join(repeats)}: the record id ({src.record_id!r}) repeats")
-    keep_cols = list(dict.fromkeys([src.record_id, *src.columns.values()]))
-    raw: dict[str, list] = {"_row": list(range(1, len(records) + 1)), **{c: [r.get(c) for r in records] for c in keep_cols}}
-
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     try:
-        table_from_lists(con, "raw_" + name, raw, {"_row": "BIGINT"})  # bound, not registered: no pandas
-        if map_source(con, name, src, cfg.person_fields):
-            rows = [str(r + 1) for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
-            raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: nothing to compare (no name, date of birth "
-                             f"or reference number)")
-        # As the run standardised this source (linkage.job._standardise, one source alone).
+        rejected = standardise(con, cfg, name, records, "std_0")
+        if rejected:
+            raise InputError(f"{record_file}: row{'s' if len(rejected) > 1 else ''} {', '.join(str(r + 1) for r in rejected)}: "
+                             "nothing to compare (no name, date of birth or reference number)")
         table = "std_0"
-        standardise_fields(con, q("mapped_" + name), table, dict(cfg.fields),
-                           date_formats=list(src.date_formats), list_separator=src.list_separator)
         ti = time.perf_counter()
         built = not _attach_index(con, run_dir / INDEX, _index_stamp(manifest))
         if built:
@@ -437,12 +498,9 @@ def find_records(
         # a warm find replays it and never imports Splink or builds its SQL again.
         replay = _scoring_sql(run_dir, manifest)
         if replay is None:
-            from linkage import model
-
             recorder = _Recorder(con)
             # A capped rule's key, as the run had it: kept where the run kept it (the run's counts).
-            model.add_key_caps(cast(duckdb.DuckDBPyConnection, recorder), "find_nodes", cfg.model.blocking_rules,
-                               counts_from="idx.records")
+            add_key_caps(recorder, cfg)
             key_caps, candidates = recorder.statements, _candidates_sql(cfg)
         else:
             key_caps, candidates = replay["key_caps"], replay["candidates"]
@@ -481,6 +539,8 @@ def find_records(
                         "SEMI JOIN (SELECT unnest(?::BIGINT[]) AS node_id) c USING (node_id) ORDER BY r.node_id", [ids])
         t2 = time.perf_counter()
         if replay is None:  # the first find against this run: Splink scores, and its SQL is kept
+            from linkage import model
+
             saved = model.load_model_settings(restricted / "model.json", cfg)
             predictions, replay = _score_with_splink(con, cfg, saved)
             replay.update(statements=_effects(replay["statements"]), key_caps=_effects(key_caps),

@@ -234,3 +234,67 @@ def test_python_m_linkage_find_answers_as_the_cli_does_without_its_libraries(run
                   ["find", "RUN", "OTHER", "--record", "A"], ["find", "RUN", "--record", "A", "--top", "x"],
                   ["find", "RUN", "--record", "A", "-h"], ["run", "RUN"]):
         assert find_arguments(other) is None, other
+
+
+def test_find_standardises_records_as_the_run_did(run):
+    """A find's records, standardised by its own entry (the records alone, a view): the very
+    values the run's batch standardisation gave the same rows (restricted/standardised.parquet),
+    for two sources laid out differently, every column and row."""
+    from linkage.config import load_config
+    from linkage.find import _read_records, standardise
+
+    tmp, data, run_dir = run
+    cfg = load_config(tmp / "job.yaml").config
+    con = duckdb.connect()
+    try:
+        for name in ("libra", "prison"):
+            _, records = _read_records(data / f"{name}.csv")
+            assert standardise(con, cfg, name, records, f"found_{name}") == []
+            columns = ", ".join(f'"{c}"' for (c, *_) in con.execute(f"DESCRIBE found_{name}").fetchall())
+            con.execute(f"CREATE TABLE ran_{name} AS SELECT {columns} FROM read_parquet("
+                        f"'{run_dir}/restricted/standardised.parquet') WHERE source_dataset = '{name}'")
+            assert con.execute(f"SELECT count(*) FROM found_{name}").fetchall() == [(len(records),)]
+            differ = con.execute(f"SELECT count(*) FROM ((SELECT * FROM found_{name} EXCEPT ALL SELECT * FROM ran_{name}) "
+                                 f"UNION ALL (SELECT * FROM ran_{name} EXCEPT ALL SELECT * FROM found_{name}))").fetchall()
+            assert differ == [(0,)], name
+            assert len(columns.split(", ")) > 20  # the declared fields' values and keys, not just the ids
+    finally:
+        con.close()
+
+
+def test_key_caps_from_the_index_are_those_the_run_counts_give(run):
+    """find sets a capped rule's column from the key sizes its index keeps, as
+    ``model.add_key_caps`` sets it counting the run's records at every find: here with caps that
+    bite at this size (2 and 3 records a key), for a plain and an exploding rule."""
+    from linkage import model
+    from linkage.config import KeyRule, load_config
+    from linkage.find import _capped, _key_sizes_sql, add_key_caps
+
+    tmp, _, run_dir = run
+    cfg = load_config(tmp / "job.yaml").config
+    rules = [KeyRule(block_on=["surname", "first_name"], max_records_per_key=2),
+             KeyRule(block_on=["name_set", "year_of_birth"], explode=["name_set"], max_records_per_key=3)]
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"blocking_rules": rules})})
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ':memory:' AS idx")
+        con.execute(f"""CREATE TABLE idx.records AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, *
+                        FROM read_parquet('{run_dir}/restricted/standardised.parquet')""")
+        for col, rule in _capped(cfg):
+            con.execute(f"CREATE TABLE idx.keys_{col} AS {_key_sizes_sql(rule, 'idx.records')}")
+        # records looked up: every 5th of the run's, under other node ids
+        con.execute("CREATE TABLE counted AS SELECT * REPLACE (-node_id AS node_id) FROM idx.records WHERE node_id % 5 = 0")
+        caps = model.add_key_caps(con, "counted", rules, counts_from="idx.records")
+        assert len(caps) == 2 and all(c.keys_dropped > 0 for c in caps.values())
+        cols = [col for col, _ in _capped(cfg)]
+        types = {c: t for c, t, *_ in con.execute("DESCRIBE counted").fetchall()}
+        con.execute("CREATE TABLE sized AS SELECT * REPLACE ("
+                    + ", ".join(f"CAST(NULL AS {types[c]}) AS {c}" for c in cols) + ") FROM counted")
+        add_key_caps(con, cfg, "sized")
+        kept = con.execute(f"SELECT count({cols[0]}), count({cols[1]}), count(*) FROM sized").fetchall()[0]
+        assert 0 < kept[0] < kept[2] and 0 < kept[1] < kept[2]
+        # an exploding rule's kept keys are a list in no set order (``list`` of a join), in both
+        differ = f"s.{cols[0]} IS DISTINCT FROM c.{cols[0]} OR list_sort(s.{cols[1]}) IS DISTINCT FROM list_sort(c.{cols[1]})"
+        assert con.execute(f"SELECT count(*) FROM sized s JOIN counted c USING (node_id) WHERE {differ}").fetchall() == [(0,)]
+    finally:
+        con.close()

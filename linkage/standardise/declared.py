@@ -104,6 +104,7 @@ def standardise_fields(
     list_separator: str = ";",
     today: _dt.date | None = None,
     as_view: bool = False,
+    companions: bool = True,
 ) -> FieldsResult:
     """Standardise the declared ``fields`` of ``source_table`` into ``out_table``.
 
@@ -117,6 +118,9 @@ def standardise_fields(
     ``as_view``: ``out_table`` is a temp view over the cleaned dictionaries, which are kept
     (``FieldsResult.leftovers``) until the caller has read it once into its own table: the
     job's records are then written once, not copied from a table of their own.
+
+    ``companions=False`` (``linkage find``'s few records): ``out_table`` alone, the same
+    records, without ``_invalid`` and ``_raw_values`` (no counts returned).
     """
     install_macros(con)
     ctx = CleanContext(tuple(date_formats), (today or _dt.date.today()).isoformat())
@@ -183,6 +187,11 @@ def standardise_fields(
         made = ("SELECT source_dataset, record_id, " + ", ".join(_ident(c) for c in columns) + " FROM (SELECT *, "
                 + ", ".join(f"{t.sql(columns)} AS {_ident(n)}" for n, t in sets.items()) + f" FROM ({made}))")
     con.execute(f"CREATE OR REPLACE {'TEMP VIEW' if as_view else 'TABLE'} {out_table} AS {made}")
+    if not companions:
+        if as_view:
+            return FieldsResult({}, tuple(views) + tuple(temp))
+        _drop(con, views, temp)
+        return FieldsResult({})
     no_rows = "SELECT CAST(NULL AS VARCHAR) AS {}, CAST(NULL AS VARCHAR) AS {} WHERE false"
     invalid = " UNION ALL ".join(invalid_parts) or (
         "SELECT CAST(NULL AS VARCHAR) AS source_dataset, CAST(NULL AS VARCHAR) AS record_id, "
@@ -197,8 +206,12 @@ def standardise_fields(
         counts.setdefault(field, {})[reason] = int(n)
     if as_view:
         return FieldsResult(counts, tuple(views) + tuple(temp))
+    _drop(con, views, temp)
+    return FieldsResult(counts)
+
+
+def _drop(con: duckdb.DuckDBPyConnection, views: list[str], tables: list[str]) -> None:
     for v in views:
         con.execute(f"DROP VIEW IF EXISTS {v}")
-    for t in temp:
+    for t in tables:
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    return FieldsResult(counts)
