@@ -422,8 +422,10 @@ def standardise(con: duckdb.DuckDBPyConnection, cfg: Any, name: str, records: li
     table_from_lists(con, "raw_" + name, raw, {"_row": "BIGINT"})  # bound, not registered: no pandas
     if map_source(con, name, src, cfg.person_fields):
         return [r for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
+    # The fields this source does not map are missing in every record: no cleaning to plan.
+    unmapped = frozenset(f for f, t in cfg.fields.items() if t.inputs(f) and not set(t.inputs(f)) & set(src.columns))
     standardise_fields(con, q("mapped_" + name), table, dict(cfg.fields), date_formats=list(src.date_formats),
-                       list_separator=src.list_separator, as_view=True, companions=False)
+                       list_separator=src.list_separator, as_view=True, companions=False, unmapped=unmapped)
     return []
 
 

@@ -237,9 +237,10 @@ def test_python_m_linkage_find_answers_as_the_cli_does_without_its_libraries(run
 
 
 def test_find_standardises_records_as_the_run_did(run):
-    """A find's records, standardised by its own entry (the records alone, a view): the very
-    values the run's batch standardisation gave the same rows (restricted/standardised.parquet),
-    for two sources laid out differently, every column and row."""
+    """A find's records, standardised by its own entry (the records alone, a view, the fields
+    the source does not map left NULL uncleaned): the very values and types the run's batch
+    standardisation gave the same rows (restricted/standardised.parquet), for two sources laid
+    out differently (libra maps no CRO, prison or probation number), every column and row."""
     from linkage.config import load_config
     from linkage.find import _read_records, standardise
 
@@ -250,9 +251,11 @@ def test_find_standardises_records_as_the_run_did(run):
         for name in ("libra", "prison"):
             _, records = _read_records(data / f"{name}.csv")
             assert standardise(con, cfg, name, records, f"found_{name}") == []
-            columns = ", ".join(f'"{c}"' for (c, *_) in con.execute(f"DESCRIBE found_{name}").fetchall())
+            described = con.execute(f"DESCRIBE found_{name}").fetchall()
+            columns = ", ".join(f'"{c}"' for (c, *_) in described)
             con.execute(f"CREATE TABLE ran_{name} AS SELECT {columns} FROM read_parquet("
                         f"'{run_dir}/restricted/standardised.parquet') WHERE source_dataset = '{name}'")
+            assert [d[:2] for d in described] == [d[:2] for d in con.execute(f"DESCRIBE ran_{name}").fetchall()]
             assert con.execute(f"SELECT count(*) FROM found_{name}").fetchall() == [(len(records),)]
             differ = con.execute(f"SELECT count(*) FROM ((SELECT * FROM found_{name} EXCEPT ALL SELECT * FROM ran_{name}) "
                                  f"UNION ALL (SELECT * FROM ran_{name} EXCEPT ALL SELECT * FROM found_{name}))").fetchall()

@@ -105,6 +105,7 @@ def standardise_fields(
     today: _dt.date | None = None,
     as_view: bool = False,
     companions: bool = True,
+    unmapped: frozenset[str] = frozenset(),
 ) -> FieldsResult:
     """Standardise the declared ``fields`` of ``source_table`` into ``out_table``.
 
@@ -121,6 +122,10 @@ def standardise_fields(
 
     ``companions=False`` (``linkage find``'s few records): ``out_table`` alone, the same
     records, without ``_invalid`` and ``_raw_values`` (no counts returned).
+
+    ``unmapped``: fields whose inputs the source does not map (every value missing); their
+    columns are NULL of their types, as cleaning no value gives them, without the cleaning's
+    SQL (planning it is most of the cost for a few records). Not for a person-name field.
     """
     install_macros(con)
     ctx = CleanContext(tuple(date_formats), (today or _dt.date.today()).isoformat())
@@ -136,6 +141,9 @@ def standardise_fields(
         temp.append(table)
         if isinstance(ftype, SetType):
             sets[name] = ftype
+            continue
+        if name in unmapped and not isinstance(ftype, PersonNameType):
+            selects += [f"CAST(NULL AS {t}) AS {_ident(c)}" for c, t in ftype.column_names(name).items()]
             continue
         if isinstance(ftype, PersonNameType):
             built = ftype.build(con, src, name, list_separator, f"__lk_fp_{out_table}_{i}")
