@@ -15,9 +15,11 @@ positive partial match weight, Splink's ``mw_``), best first. The answer goes to
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -29,8 +31,18 @@ import duckdb
 
 from linkage.errors import InputError, UsageError
 from linkage.publish import make_private_dir, private_umask, read_run_manifest, restrict_tree
-from linkage.sources import lit, q
-from linkage.standardise.sql import table_from_lists
+
+
+def q(name: str) -> str:
+    """A quoted identifier, as ``linkage.sources.q`` (imported here, it would import the config's
+    and field types' models: a third of a warm find's CPU)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    """A string literal, as ``linkage.sources.lit``."""
+    return "'" + value.replace("'", "''") + "'"
+
 
 FIND_DIR = Path("restricted") / "find"
 INDEX = FIND_DIR / "index.duckdb"
@@ -406,7 +418,136 @@ def _keep_scoring_sql(run_dir: Path, manifest: dict[str, Any], replay: dict[str,
     restrict_tree(path.parent)
 
 
-def standardise(con: duckdb.DuckDBPyConnection, cfg: Any, name: str, records: list[dict[str, str | None]],
+STANDARDISE_PLAN = FIND_DIR / "standardise_plan.json"
+PLAN_VERSION = 1  # what standardise_plan.json holds
+
+
+def _metaphone(name: str | None) -> str | None:
+    """``linkage.standardise.types.name_cleaning.metaphone`` (a test holds them equal; a plan is
+    kept only if this gives the values the field types gave)."""
+    import jellyfish
+
+    return jellyfish.metaphone(name.replace(" ", "")) or None if name else None
+
+
+# The Python-computed columns a standardisation plan may hold (the table a field type fills
+# from the values it fetched: person names' phonetic keys, a name field's ``key_metaphone``),
+# by column name: each is computed again from the values a replay fetches.
+_PYTHON_COLUMNS = {"metaphone": _metaphone, "key_metaphone": _metaphone}
+_UNNESTED = re.compile(r'unnest\(\$(\d+)::[^)]*\[\]\) AS "((?:[^"]|"")*)"')
+
+
+class _Fetched:
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+
+    def fetchall(self) -> list[tuple]:
+        return self.rows
+
+    def fetchone(self) -> tuple | None:
+        return self.rows[0] if self.rows else None
+
+
+class _PlanRecorder:
+    """A connection noting the standardisation's statements for a plan (:func:`_replay_plan`):
+    a statement, a read (its rows feed the next table of Python-computed values) or a table
+    made from Python lists (the records' own values, or columns of ``_PYTHON_COLUMNS`` over
+    the values read before it). ``ok`` turns False at anything a replay could not repeat."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.steps, self.ok = con, list[dict[str, Any]](), True
+        self._read: list[tuple] = []
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        if params is None:
+            result = self.con.execute(sql)
+            if (sql.split(None, 1) or [""])[0].upper() in ("SELECT", "WITH", "DESCRIBE"):
+                self._read = result.fetchall()
+                self.steps.append({"sql": sql, "read": True})
+                return _Fetched(self._read)
+            self.steps.append({"sql": sql})
+            return result
+        result = self.con.execute(sql, params)
+        if not self.steps:  # the records' own values (``standardise``'s first statement)
+            self.steps.append({"sql": sql, "records": True})
+            return result
+        columns = {int(i) - 1: c.replace('""', '"') for i, c in _UNNESTED.findall(sql)}
+        if sorted(columns) != list(range(len(params))) or not params:
+            self.ok = False
+            return result
+        first = [r[0] for r in self._read]
+        made = [None] + [columns[i] for i in range(1, len(params))]
+        if list(params[0]) != first or any(
+                c not in _PYTHON_COLUMNS or list(params[i]) != [_PYTHON_COLUMNS[c](v) for v in first]
+                for i, c in enumerate(made) if c is not None):
+            self.ok = False
+        self.steps.append({"sql": sql, "python": made})
+        return result
+
+
+def _code_stamp() -> str:
+    """The package's files (names, sizes, times): a plan made by other code is not replayed."""
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for f in sorted(files):
+            st = os.stat(os.path.join(folder, f))
+            h.update(f"{os.path.relpath(os.path.join(folder, f), root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _plan_stamp(config_hash: str) -> str:
+    """What a plan depends on: the config, today (the dates' cleaning), DuckDB and this code."""
+    today = datetime.now().date().isoformat()  # noqa: DTZ005 - CleanContext's date.today()
+    return f"{PLAN_VERSION}|{config_hash}|{today}|duckdb {duckdb.__version__}|{_code_stamp()}"
+
+
+def _read_plans(run_dir: Path, stamp: str) -> dict[str, Any] | None:
+    try:
+        kept = json.loads((Path(run_dir) / STANDARDISE_PLAN).read_text())
+    except (OSError, ValueError):
+        return None
+    return kept if isinstance(kept, dict) and kept.get("stamp") == stamp else None
+
+
+def _keep_plan(run_dir: Path, stamp: str, sources: list[str], name: str, plan: dict[str, Any]) -> None:
+    kept = _read_plans(run_dir, stamp) or {"stamp": stamp, "sources": sources, "plans": {}}
+    kept["plans"][name] = plan
+    path = Path(run_dir) / STANDARDISE_PLAN
+    make_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with private_umask():
+        tmp.write_text(json.dumps(kept))
+    os.replace(tmp, path)
+    restrict_tree(path.parent)
+
+
+def _plain(records: list[dict[str, str | None]], columns: list[str]) -> bool:
+    """The records' values are ASCII: no transliteration (a branch of the cleaning) applies."""
+    return all(v is None or v.isascii() for r in records for v in (r.get(c) for c in columns))
+
+
+def _replay_plan(con: duckdb.DuckDBPyConnection, plan: dict[str, Any], records: list[dict[str, str | None]]) -> list[int]:
+    """``standardise`` from a plan a full standardisation of ASCII records kept: the same
+    statements, the records' values and the Python-computed columns made again."""
+    read: list[tuple] = []
+    for step in plan["steps"]:
+        if step.get("records"):
+            con.execute(step["sql"], [list(range(1, len(records) + 1)),
+                                      *([r.get(c) for r in records] for c in plan["keep"])])
+        elif step.get("read"):
+            read = con.execute(step["sql"]).fetchall()
+        elif "python" in step:
+            first = [r[0] for r in read]
+            con.execute(step["sql"], [first if c is None else [_PYTHON_COLUMNS[c](v) for v in first]
+                                      for c in step["python"]])
+        else:
+            con.execute(step["sql"])
+    return [r for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
+
+
+def standardise(con: Any, cfg: Any, name: str, records: list[dict[str, str | None]],
                 table: str) -> list[int]:
     """``table``: ``records`` (laid out like source ``name``, one dict a row) standardised as the
     run standardised that source (``linkage.job._standardise``: its mapping and declared fields,
@@ -415,9 +556,10 @@ def standardise(con: duckdb.DuckDBPyConnection, cfg: Any, name: str, records: li
     in ``table``."""
     from linkage.sources import map_source
     from linkage.standardise.declared import standardise_fields
+    from linkage.standardise.sql import table_from_lists
 
     src = cfg.sources[name]
-    keep_cols = list(dict.fromkeys([src.record_id, *src.columns.values()]))
+    keep_cols = _kept_columns(src)
     raw: dict[str, list] = {"_row": list(range(1, len(records) + 1)), **{c: [r.get(c) for r in records] for c in keep_cols}}
     table_from_lists(con, "raw_" + name, raw, {"_row": "BIGINT"})  # bound, not registered: no pandas
     if map_source(con, name, src, cfg.person_fields):
@@ -429,11 +571,26 @@ def standardise(con: duckdb.DuckDBPyConnection, cfg: Any, name: str, records: li
     return []
 
 
+def _kept_columns(src: Any) -> list[str]:
+    """The columns of a source a find reads from its records."""
+    return list(dict.fromkeys([src.record_id, *src.columns.values()]))
+
+
+def _load_config(config_path: Path, run_dir: Path, manifest: dict[str, Any]) -> Any:
+    """The run's config, validated, if it is the one the run was made with."""
+    from linkage.config import load_config
+
+    loaded = load_config(config_path)
+    if loaded.hash != manifest.get("config_sha256"):
+        raise InputError(
+            f"{config_path}: not the config run {run_dir} was made with (its hash differs from the manifest's "
+            f"config_sha256); give that config with --config")
+    return loaded.config
+
+
 def find_records(
     run_dir: Path, record_file: Path, source: str | None = None, config: Path | None = None, top: int = 5
 ) -> FindResult:
-    from linkage.config import load_config
-
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     manifest = read_run_manifest(run_dir)
@@ -441,26 +598,35 @@ def find_records(
     if not config_path.is_file():
         raise InputError(
             f"{run_dir}: the run's config ({config_path}) is not there; give it with --config CONFIG")
-    loaded = load_config(config_path)
-    if loaded.hash != manifest.get("config_sha256"):
-        raise InputError(
-            f"{config_path}: not the config run {run_dir} was made with (its hash differs from the manifest's "
-            f"config_sha256); give that config with --config")
-    cfg = loaded.config
-    names = list(cfg.sources)
+    # A warm find (the scoring SQL and the standardisation plan a first find kept, for this
+    # config, code and day) neither reads the config nor imports its models and the field
+    # types (a third of its CPU): the plan holds the source's columns and its cleaning's SQL.
+    config_hash = hashlib.sha256(config_path.read_text(encoding="utf-8").encode()).hexdigest()
+    same_config = config_hash == manifest.get("config_sha256")
+    replay = _scoring_sql(run_dir, manifest)
+    stamp = _plan_stamp(config_hash)
+    plans = _read_plans(run_dir, stamp) if replay is not None and same_config else None
+    plan = plans["plans"].get(source or plans["sources"][0]) if plans is not None else None
+    cfg: Any = None
+    if plan is None:
+        cfg = _load_config(config_path, run_dir, manifest)
+        names = list(cfg.sources)
+    else:
+        names = plans["sources"]  # type: ignore[index]
     name = source or names[0]
-    if name not in cfg.sources:
+    if name not in names:
         raise UsageError(f"--source {name}: not a source of the job (sources: {', '.join(names)})")
     if top < 1:
         raise UsageError(f"--top {top}: give at least 1")
-    src = cfg.sources[name]
+    src_columns: dict[str, str] = plan["columns"] if plan is not None else dict(cfg.sources[name].columns)
+    record_id: str = plan["record_id"] if plan is not None else cfg.sources[name].record_id
     restricted = run_dir / "restricted"
     for p in (restricted / "standardised.parquet", restricted / "model.json", restricted / "crosswalk.parquet"):
         if not p.is_file():
             raise InputError(f"{p}: missing; finding a person needs the run's records, model and crosswalk")
 
     columns, records = _read_records(record_file)
-    missing = [f"{col!r} ({field})" for field, col in src.columns.items() if col not in columns]
+    missing = [f"{col!r} ({field})" for field, col in src_columns.items() if col not in columns]
     if missing:
         raise InputError(
             f"{record_file}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing: the model compares "
@@ -469,17 +635,32 @@ def find_records(
     seen: set[str] = set()
     repeats = []
     for i, r in enumerate(records):
-        rid = r.get(src.record_id)
-        r[src.record_id] = rid = rid if rid not in (None, "") else f"record {i + 1}"
+        rid = r.get(record_id)
+        r[record_id] = rid = rid if rid not in (None, "") else f"record {i + 1}"
         if rid in seen:
             repeats.append(str(i + 2))
         seen.add(rid)
     if repeats:
-        raise InputError(f"{record_file}: row{'s' if len(repeats) > 1 else ''} {', '.join(repeats)}: the record id ({src.record_id!r}) repeats")
+        raise InputError(f"{record_file}: row{'s' if len(repeats) > 1 else ''} {', '.join(repeats)}: the record id ({record_id!r}) repeats")
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     try:
-        rejected = standardise(con, cfg, name, records, "std_0")
+        rejected = None
+        if plan is not None and _plain(records, plan["keep"]):
+            try:
+                rejected = _replay_plan(con, plan, records)
+            except duckdb.Error:  # not this code's statements after all: standardise in full
+                con.close()
+                con = duckdb.connect()
+                con.execute("SET enable_progress_bar = false")
+        if rejected is None:
+            cfg = cfg or _load_config(config_path, run_dir, manifest)
+            kept_columns = _kept_columns(cfg.sources[name])
+            noted = _PlanRecorder(con) if same_config and _plain(records, kept_columns) else None
+            rejected = standardise(noted or con, cfg, name, records, "std_0")
+            if noted is not None and noted.ok and not rejected:
+                _keep_plan(run_dir, stamp, names, name, {"record_id": record_id, "columns": src_columns,
+                                                         "keep": kept_columns, "steps": noted.steps})
         if rejected:
             raise InputError(f"{record_file}: row{'s' if len(rejected) > 1 else ''} {', '.join(str(r + 1) for r in rejected)}: "
                              "nothing to compare (no name, date of birth or reference number)")
@@ -487,6 +668,7 @@ def find_records(
         ti = time.perf_counter()
         built = not _attach_index(con, run_dir / INDEX, _index_stamp(manifest))
         if built:
+            cfg = cfg or _load_config(config_path, run_dir, manifest)
             index, built = prepare_index(run_dir, manifest, cfg)
             con.execute(f"ATTACH {lit(str(index))} AS idx (READ_ONLY)")
         index_seconds = time.perf_counter() - ti
@@ -498,8 +680,8 @@ def find_records(
             f"{cols} FROM {table}")
         # The SQL a first find against this run kept (key caps, candidates, Splink's scoring):
         # a warm find replays it and never imports Splink or builds its SQL again.
-        replay = _scoring_sql(run_dir, manifest)
         if replay is None:
+            cfg = cfg or _load_config(config_path, run_dir, manifest)
             recorder = _Recorder(con)
             # A capped rule's key, as the run had it: kept where the run kept it (the run's counts).
             add_key_caps(recorder, cfg)
