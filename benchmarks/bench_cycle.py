@@ -23,8 +23,11 @@ Find alone against an existing run, for the first record of CSV and for its firs
 one call to build the lookup index and keep the scoring SQL (if not there yet), then
 ``--repeats`` warm calls of the whole command (the median, Python's start and imports
 included; and the median of find's own "records in" seconds), and one more under
-``-X importtime`` (the seconds spent importing, and which heavy libraries were).
-``--config`` passes the run's config; ``--checkout DIR`` (repeatable, with as many runs in
+``-X importtime`` (the seconds spent importing, and which heavy libraries were). Each warm
+call's CPU seconds (user and system, its own and its children's) are reported beside its wall
+time: on a shared machine they move less with the load.
+Then find's own timers per phase (and its CPU seconds), the median of ``--repeats`` finds
+in one process after a first. ``--config`` passes the run's config; ``--checkout DIR`` (repeatable, with as many runs in
 ``--find-run RUN,RUN``) times other checkouts of linkage, their calls taking turns: a before
 and after measured together. Prints JSON.
 """
@@ -35,6 +38,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -48,17 +52,55 @@ KEY = "9f3c6b1e07d24a58c1e0b7d93a6f2c4e8d15b70a3e9c2f64"
 SURNAME = {"pnc": "surname", "prison": "last_name", "probation": "surname", "libra": "defendant_name", "crest": "surname"}
 
 
-def linkage(*args: str, stderr: list | None = None, python: tuple[str, ...] = (), root: Path = ROOT) -> float:
+def _env(root: Path) -> dict[str, str]:
     # PYTHONSAFEPATH: ``-m`` would otherwise put the working folder first on the path, and
     # a checkout there would shadow ``root``.
-    env = {**os.environ, "LINKAGE_PSEUDONYM_KEY": KEY, "PYTHONPATH": str(root), "PYTHONSAFEPATH": "1"}
+    # Without PYTHONDONTWRITEBYTECODE: the checkout's modules are compiled once and their
+    # bytecode reused, as an installed package's is (compiling them took 0.1-0.15 s a call).
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+            "LINKAGE_PSEUDONYM_KEY": KEY, "PYTHONPATH": str(root), "PYTHONSAFEPATH": "1"}
+
+
+# find's own timers (``FindResult.seconds``) and its CPU seconds, the median of several finds
+# in one process after a first (which imports what a find imports on its way).
+PHASES = """
+import json, statistics, sys, time
+from pathlib import Path
+from linkage.find import find_records
+run, record, source, config, repeats = sys.argv[1:6]
+seen = []
+for _ in range(int(repeats) + 1):
+    cpu = time.process_time()
+    r = find_records(Path(run), Path(record), source=source, config=Path(config) if config else None)
+    seen.append({**r.seconds, "cpu": time.process_time() - cpu})
+print(json.dumps({k: round(statistics.median(s[k] for s in seen[1:]), 3) for k in seen[0]}))
+"""
+
+
+def find_phases(run: Path, record: Path, source: str, config: Path | None, repeats: int, root: Path) -> dict:
+    res = subprocess.run([sys.executable, "-c", PHASES, str(run), str(record), source, str(config or ""), str(repeats)],
+                         env=_env(root), capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"find's phases failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.splitlines()[-1])
+
+
+def linkage(*args: str, stderr: list | None = None, python: tuple[str, ...] = (), root: Path = ROOT,
+            cpu: list | None = None) -> float:
+    """Wall seconds of ``python -m linkage ARGS`` from ``root``; its CPU seconds (user and
+    system: on a loaded machine, steadier than wall time) appended to ``cpu``."""
+    env = _env(root)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     res = subprocess.run([sys.executable, *python, "-m", "linkage", *args], env=env, capture_output=True, text=True)
     took = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
         sys.exit(f"linkage {' '.join(args)} failed:\n{res.stderr[-3000:]}")
     if stderr is not None:
         stderr.append(res.stderr)
+    if cpu is not None:
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return took
 
 
@@ -125,19 +167,23 @@ def find_only(targets: list[tuple[Path, Path]], records: Path, source: str, repe
             # the first call builds the index and keeps the scoring SQL if this run has none yet
             first = [linkage(*args, root=root) for args, root in calls]
             warm: list[list[float]] = [[] for _ in calls]
+            cpu: list[list[float]] = [[] for _ in calls]
             said: list[list[str]] = [[] for _ in calls]
             for _ in range(repeats):
                 for k, (args, root) in enumerate(calls):
-                    warm[k].append(linkage(*args, stderr=said[k], root=root))
+                    warm[k].append(linkage(*args, stderr=said[k], root=root, cpu=cpu[k]))
             for k in range(len(calls)):
-                times = sorted(warm[k])
+                times, cpus = sorted(warm[k]), sorted(cpu[k])
                 inside = sorted(float(ln.split(" records in ")[1].split(" s")[0]) for text in said[k]
                                 for ln in text.splitlines() if " records in " in ln)
                 median = times[len(times) // 2]
                 out[k][f"{n}_records"] = {
                     "first_call_seconds": round(first[k], 2), "warm_seconds": [round(t, 2) for t in times],
                     "warm_median_seconds": round(median, 2), "warm_median_seconds_per_record": round(median / n, 3),
+                    "warm_median_cpu_seconds": round(cpus[len(cpus) // 2], 2),
                     "inside_the_process_median_seconds": inside[len(inside) // 2] if inside else None}
+            for k, (run, root) in enumerate(targets):
+                out[k][f"{n}_records"]["phases_in_one_process"] = find_phases(run, lookup, source, config, repeats, root)
         for k, (args, root) in enumerate(calls):
             text: list[str] = []
             linkage(*args, stderr=text, python=("-X", "importtime"), root=root)

@@ -10,6 +10,7 @@ find itself are reported by the CLI's own handler, so messages and exit codes ar
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,7 +84,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         full(argv)
         return
-    sys.exit(find(args))
+    code = find(args)
+    # The answer is written, the run's lock released and the database closed: leave without
+    # tearing down the interpreter's modules one by one (about a tenth of a second of a find).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

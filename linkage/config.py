@@ -839,7 +839,12 @@ class _DuplicateKey(yaml.YAMLError):
         self.problem = f"the key {key!r} is given twice in one mapping (a field or source declared twice?)"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser where PyYAML was built with it (a tenth of the pure-Python parser's time:
+# ``linkage find`` reads the config at every lookup); the same safe constructor either way.
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):
     """YAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last)."""
 
     def construct_mapping(self, node, deep=False):  # type: ignore[override]

@@ -15,22 +15,34 @@ positive partial match weight, Splink's ``mw_``), best first. The answer goes to
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
+import re
 import struct
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import duckdb
 
 from linkage.errors import InputError, UsageError
 from linkage.publish import make_private_dir, private_umask, read_run_manifest, restrict_tree
-from linkage.sources import lit, q
-from linkage.standardise.sql import table_from_lists
+
+
+def q(name: str) -> str:
+    """A quoted identifier, as ``linkage.sources.q`` (imported here, it would import the config's
+    and field types' models: a third of a warm find's CPU)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    """A string literal, as ``linkage.sources.lit``."""
+    return "'" + value.replace("'", "''") + "'"
+
 
 FIND_DIR = Path("restricted") / "find"
 INDEX = FIND_DIR / "index.duckdb"
@@ -100,7 +112,7 @@ def _label(levels: list[tuple[float, str]], mw: float) -> str:
     return best[1] if best is not None and abs(best[0] - mw) < 1e-6 else "agrees"
 
 
-INDEX_VERSION = 4  # what the index holds; an index of another version is built again (4: the records' lines)
+INDEX_VERSION = 5  # what the index holds; an index of another version is built again (4: the records' lines, 5: key sizes)
 
 
 def _explode_select(rule) -> tuple[str, str]:
@@ -131,6 +143,51 @@ def _candidates_sql(cfg, records: str = "idx.records") -> str:
     return " UNION ".join(parts)
 
 
+def _capped(cfg) -> list[tuple[str, Any]]:
+    """(column, rule) of each column a capped blocking rule joins on (rules differing only in
+    ``where`` share one), as ``model.add_key_caps`` adds them."""
+    from linkage import model
+
+    out: dict[str, Any] = {}
+    for rule in model.capped_rules(cfg.model.blocking_rules):
+        out.setdefault(model.cap_column(rule), rule)
+    return list(out.items())
+
+
+def _keyed(rule, table: str) -> tuple[str, list[str]]:
+    """``table``'s records by a capped rule's key (``model.add_key_caps``'s own subquery) and
+    the columns the key's records are counted by."""
+    from linkage import model
+
+    target = model.capped_key(rule)
+    assert target is not None
+    others = [c for c in rule.block_on if c != target]
+    return model._keyed(rule, target, others, table), ["__lk_key", *others]
+
+
+def _key_sizes_sql(rule, table: str) -> str:
+    """How many of ``table``'s records hold each key of a capped rule, as ``model.add_key_caps``
+    counts them."""
+    keyed, group = _keyed(rule, table)
+    present = " AND ".join(f"{q(c)} IS NOT NULL" for c in group)
+    return f"SELECT {', '.join(q(c) for c in group)}, count(*) AS n FROM {keyed} WHERE {present} GROUP BY ALL"
+
+
+def add_key_caps(con: Any, cfg: Any, table: str = "find_nodes") -> None:
+    """Set ``table``'s capped columns as ``model.add_key_caps(..., counts_from=<the run's
+    records>)`` sets them: a record looked up keeps a key the run kept (held by at most the
+    cap's records) and loses one the run left out. The run's counts come from the index's
+    ``keys_<column>`` (sorted by key: a find reads the row group its keys are in), not from
+    counting the run's records again at every find. ``table``'s capped columns are NULL."""
+    for col, rule in _capped(cfg):
+        keyed, group = _keyed(rule, table)
+        on = " AND ".join(f"s.{q(c)} = k.{q(c)}" for c in group)
+        kept = (f"SELECT k.node_id, {{}} AS v FROM {keyed} k JOIN idx.{q('keys_' + col)} s ON {on} "
+                f"WHERE s.n <= {int(rule.max_records_per_key)}")
+        kept = kept.format("list(k.__lk_key)") + " GROUP BY k.node_id" if rule.explode else kept.format("k.__lk_key")
+        con.execute(f"UPDATE {table} SET {q(col)} = c.v FROM ({kept}) c WHERE {table}.node_id = c.node_id")
+
+
 def _index_stamp(manifest: dict[str, Any]) -> str:
     return (f"{INDEX_VERSION}|{manifest.get('created_utc')}|{manifest.get('config_sha256')}|"
             f"{manifest.get('total_seconds')}")
@@ -157,7 +214,8 @@ def _attach_index(con: duckdb.DuckDBPyConnection, path: Path, stamp: str) -> boo
 def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Path, bool]:
     """``restricted/find/index.duckdb``: the run's standardised records numbered (``records``),
     each blocking rule's columns (``rule_<i>``) or unnested lists
-    (``explode_<i>``) with the node ids, sorted by their values, their term-frequency tables (``tf_<column>``, as Splink names
+    (``explode_<i>``) with the node ids, sorted by their values, how many records hold each key of a
+    capped rule (``keys_<column>``), their term-frequency tables (``tf_<column>``, as Splink names
     its columns) and the crosswalk, in DuckDB's own columnar storage; returns its path and whether it was
     built now. Built on the first find against a run (the cold call), then reused while
     the run at ``run_dir`` is the same one (its manifest's stamp).
@@ -213,6 +271,9 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Pa
                     cols = [q(c) for c in dict.fromkeys(key_column(k) for k in rule)]
                     con.execute(f"CREATE TABLE {q(f'rule_{i}')} AS SELECT {', '.join(cols)}, node_id FROM records "
                                 f"WHERE {' AND '.join(f'{c} IS NOT NULL' for c in cols)} ORDER BY ALL")
+            for col, rule in _capped(cfg):
+                con.execute(f"CREATE TABLE {q('keys_' + col)} AS SELECT * FROM ({_key_sizes_sql(rule, 'records')}) "
+                            "ORDER BY ALL")
             for tf in tf_columns(cfg):
                 con.execute(
                     f"""CREATE TABLE {q('tf_' + tf)} AS SELECT {q(tf)}, count(*)::DOUBLE / sum(count(*)) OVER () AS {q('tf_' + tf)}
@@ -357,13 +418,179 @@ def _keep_scoring_sql(run_dir: Path, manifest: dict[str, Any], replay: dict[str,
     restrict_tree(path.parent)
 
 
+STANDARDISE_PLAN = FIND_DIR / "standardise_plan.json"
+PLAN_VERSION = 1  # what standardise_plan.json holds
+
+
+def _metaphone(name: str | None) -> str | None:
+    """``linkage.standardise.types.name_cleaning.metaphone`` (a test holds them equal; a plan is
+    kept only if this gives the values the field types gave)."""
+    import jellyfish
+
+    return jellyfish.metaphone(name.replace(" ", "")) or None if name else None
+
+
+# The Python-computed columns a standardisation plan may hold (the table a field type fills
+# from the values it fetched: person names' phonetic keys, a name field's ``key_metaphone``),
+# by column name: each is computed again from the values a replay fetches.
+_PYTHON_COLUMNS = {"metaphone": _metaphone, "key_metaphone": _metaphone}
+_UNNESTED = re.compile(r'unnest\(\$(\d+)::[^)]*\[\]\) AS "((?:[^"]|"")*)"')
+
+
+class _Fetched:
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+
+    def fetchall(self) -> list[tuple]:
+        return self.rows
+
+    def fetchone(self) -> tuple | None:
+        return self.rows[0] if self.rows else None
+
+
+class _PlanRecorder:
+    """A connection noting the standardisation's statements for a plan (:func:`_replay_plan`):
+    a statement, a read (its rows feed the next table of Python-computed values) or a table
+    made from Python lists (the records' own values, or columns of ``_PYTHON_COLUMNS`` over
+    the values read before it). ``ok`` turns False at anything a replay could not repeat."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.steps, self.ok = con, list[dict[str, Any]](), True
+        self._read: list[tuple] = []
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        if params is None:
+            result = self.con.execute(sql)
+            if (sql.split(None, 1) or [""])[0].upper() in ("SELECT", "WITH", "DESCRIBE"):
+                self._read = result.fetchall()
+                self.steps.append({"sql": sql, "read": True})
+                return _Fetched(self._read)
+            self.steps.append({"sql": sql})
+            return result
+        result = self.con.execute(sql, params)
+        if not self.steps:  # the records' own values (``standardise``'s first statement)
+            self.steps.append({"sql": sql, "records": True})
+            return result
+        columns = {int(i) - 1: c.replace('""', '"') for i, c in _UNNESTED.findall(sql)}
+        if sorted(columns) != list(range(len(params))) or not params:
+            self.ok = False
+            return result
+        first = [r[0] for r in self._read]
+        made = [None] + [columns[i] for i in range(1, len(params))]
+        if list(params[0]) != first or any(
+                c not in _PYTHON_COLUMNS or list(params[i]) != [_PYTHON_COLUMNS[c](v) for v in first]
+                for i, c in enumerate(made) if c is not None):
+            self.ok = False
+        self.steps.append({"sql": sql, "python": made})
+        return result
+
+
+def _code_stamp() -> str:
+    """The package's files (names, sizes, times): a plan made by other code is not replayed."""
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for f in sorted(files):
+            st = os.stat(os.path.join(folder, f))
+            h.update(f"{os.path.relpath(os.path.join(folder, f), root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _plan_stamp(config_hash: str) -> str:
+    """What a plan depends on: the config, today (the dates' cleaning), DuckDB and this code."""
+    today = datetime.now().date().isoformat()  # noqa: DTZ005 - CleanContext's date.today()
+    return f"{PLAN_VERSION}|{config_hash}|{today}|duckdb {duckdb.__version__}|{_code_stamp()}"
+
+
+def _read_plans(run_dir: Path, stamp: str) -> dict[str, Any] | None:
+    try:
+        kept = json.loads((Path(run_dir) / STANDARDISE_PLAN).read_text())
+    except (OSError, ValueError):
+        return None
+    return kept if isinstance(kept, dict) and kept.get("stamp") == stamp else None
+
+
+def _keep_plan(run_dir: Path, stamp: str, sources: list[str], name: str, plan: dict[str, Any]) -> None:
+    kept = _read_plans(run_dir, stamp) or {"stamp": stamp, "sources": sources, "plans": {}}
+    kept["plans"][name] = plan
+    path = Path(run_dir) / STANDARDISE_PLAN
+    make_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with private_umask():
+        tmp.write_text(json.dumps(kept))
+    os.replace(tmp, path)
+    restrict_tree(path.parent)
+
+
+def _plain(records: list[dict[str, str | None]], columns: list[str]) -> bool:
+    """The records' values are ASCII: no transliteration (a branch of the cleaning) applies."""
+    return all(v is None or v.isascii() for r in records for v in (r.get(c) for c in columns))
+
+
+def _replay_plan(con: duckdb.DuckDBPyConnection, plan: dict[str, Any], records: list[dict[str, str | None]]) -> list[int]:
+    """``standardise`` from a plan a full standardisation of ASCII records kept: the same
+    statements, the records' values and the Python-computed columns made again."""
+    read: list[tuple] = []
+    for step in plan["steps"]:
+        if step.get("records"):
+            con.execute(step["sql"], [list(range(1, len(records) + 1)),
+                                      *([r.get(c) for r in records] for c in plan["keep"])])
+        elif step.get("read"):
+            read = con.execute(step["sql"]).fetchall()
+        elif "python" in step:
+            first = [r[0] for r in read]
+            con.execute(step["sql"], [first if c is None else [_PYTHON_COLUMNS[c](v) for v in first]
+                                      for c in step["python"]])
+        else:
+            con.execute(step["sql"])
+    return [r for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
+
+
+def standardise(con: Any, cfg: Any, name: str, records: list[dict[str, str | None]],
+                table: str) -> list[int]:
+    """``table``: ``records`` (laid out like source ``name``, one dict a row) standardised as the
+    run standardised that source (``linkage.job._standardise``: its mapping and declared fields,
+    the same SQL), a view over the cleaned values; only the records (no invalid or raw values:
+    a find reports neither). Returns the records (numbered from 1) with nothing to compare, not
+    in ``table``."""
+    from linkage.sources import map_source
+    from linkage.standardise.declared import standardise_fields
+    from linkage.standardise.sql import table_from_lists
+
+    src = cfg.sources[name]
+    keep_cols = _kept_columns(src)
+    raw: dict[str, list] = {"_row": list(range(1, len(records) + 1)), **{c: [r.get(c) for r in records] for c in keep_cols}}
+    table_from_lists(con, "raw_" + name, raw, {"_row": "BIGINT"})  # bound, not registered: no pandas
+    if map_source(con, name, src, cfg.person_fields):
+        return [r for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
+    # The fields this source does not map are missing in every record: no cleaning to plan.
+    unmapped = frozenset(f for f, t in cfg.fields.items() if t.inputs(f) and not set(t.inputs(f)) & set(src.columns))
+    standardise_fields(con, q("mapped_" + name), table, dict(cfg.fields), date_formats=list(src.date_formats),
+                       list_separator=src.list_separator, as_view=True, companions=False, unmapped=unmapped)
+    return []
+
+
+def _kept_columns(src: Any) -> list[str]:
+    """The columns of a source a find reads from its records."""
+    return list(dict.fromkeys([src.record_id, *src.columns.values()]))
+
+
+def _load_config(config_path: Path, run_dir: Path, manifest: dict[str, Any]) -> Any:
+    """The run's config, validated, if it is the one the run was made with."""
+    from linkage.config import load_config
+
+    loaded = load_config(config_path)
+    if loaded.hash != manifest.get("config_sha256"):
+        raise InputError(
+            f"{config_path}: not the config run {run_dir} was made with (its hash differs from the manifest's "
+            f"config_sha256); give that config with --config")
+    return loaded.config
+
+
 def find_records(
     run_dir: Path, record_file: Path, source: str | None = None, config: Path | None = None, top: int = 5
 ) -> FindResult:
-    from linkage.config import load_config
-    from linkage.sources import map_source
-    from linkage.standardise.declared import standardise_fields
-
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     manifest = read_run_manifest(run_dir)
@@ -371,26 +598,35 @@ def find_records(
     if not config_path.is_file():
         raise InputError(
             f"{run_dir}: the run's config ({config_path}) is not there; give it with --config CONFIG")
-    loaded = load_config(config_path)
-    if loaded.hash != manifest.get("config_sha256"):
-        raise InputError(
-            f"{config_path}: not the config run {run_dir} was made with (its hash differs from the manifest's "
-            f"config_sha256); give that config with --config")
-    cfg = loaded.config
-    names = list(cfg.sources)
+    # A warm find (the scoring SQL and the standardisation plan a first find kept, for this
+    # config, code and day) neither reads the config nor imports its models and the field
+    # types (a third of its CPU): the plan holds the source's columns and its cleaning's SQL.
+    config_hash = hashlib.sha256(config_path.read_text(encoding="utf-8").encode()).hexdigest()
+    same_config = config_hash == manifest.get("config_sha256")
+    replay = _scoring_sql(run_dir, manifest)
+    stamp = _plan_stamp(config_hash)
+    plans = _read_plans(run_dir, stamp) if replay is not None and same_config else None
+    plan = plans["plans"].get(source or plans["sources"][0]) if plans is not None else None
+    cfg: Any = None
+    if plan is None:
+        cfg = _load_config(config_path, run_dir, manifest)
+        names = list(cfg.sources)
+    else:
+        names = plans["sources"]  # type: ignore[index]
     name = source or names[0]
-    if name not in cfg.sources:
+    if name not in names:
         raise UsageError(f"--source {name}: not a source of the job (sources: {', '.join(names)})")
     if top < 1:
         raise UsageError(f"--top {top}: give at least 1")
-    src = cfg.sources[name]
+    src_columns: dict[str, str] = plan["columns"] if plan is not None else dict(cfg.sources[name].columns)
+    record_id: str = plan["record_id"] if plan is not None else cfg.sources[name].record_id
     restricted = run_dir / "restricted"
     for p in (restricted / "standardised.parquet", restricted / "model.json", restricted / "crosswalk.parquet"):
         if not p.is_file():
             raise InputError(f"{p}: missing; finding a person needs the run's records, model and crosswalk")
 
     columns, records = _read_records(record_file)
-    missing = [f"{col!r} ({field})" for field, col in src.columns.items() if col not in columns]
+    missing = [f"{col!r} ({field})" for field, col in src_columns.items() if col not in columns]
     if missing:
         raise InputError(
             f"{record_file}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing: the model compares "
@@ -399,31 +635,40 @@ def find_records(
     seen: set[str] = set()
     repeats = []
     for i, r in enumerate(records):
-        rid = r.get(src.record_id)
-        r[src.record_id] = rid = rid if rid not in (None, "") else f"record {i + 1}"
+        rid = r.get(record_id)
+        r[record_id] = rid = rid if rid not in (None, "") else f"record {i + 1}"
         if rid in seen:
             repeats.append(str(i + 2))
         seen.add(rid)
     if repeats:
-        raise InputError(f"{record_file}: row{'s' if len(repeats) > 1 else ''} {', '.join(repeats)}: the record id ({src.record_id!r}) repeats")
-    keep_cols = list(dict.fromkeys([src.record_id, *src.columns.values()]))
-    raw: dict[str, list] = {"_row": list(range(1, len(records) + 1)), **{c: [r.get(c) for r in records] for c in keep_cols}}
-
+        raise InputError(f"{record_file}: row{'s' if len(repeats) > 1 else ''} {', '.join(repeats)}: the record id ({record_id!r}) repeats")
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     try:
-        table_from_lists(con, "raw_" + name, raw, {"_row": "BIGINT"})  # bound, not registered: no pandas
-        if map_source(con, name, src, cfg.person_fields):
-            rows = [str(r + 1) for (r,) in con.execute("SELECT _row FROM rejects ORDER BY 1").fetchall()]
-            raise InputError(f"{record_file}: row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: nothing to compare (no name, date of birth "
-                             f"or reference number)")
-        # As the run standardised this source (linkage.job._standardise, one source alone).
+        rejected = None
+        if plan is not None and _plain(records, plan["keep"]):
+            try:
+                rejected = _replay_plan(con, plan, records)
+            except duckdb.Error:  # not this code's statements after all: standardise in full
+                con.close()
+                con = duckdb.connect()
+                con.execute("SET enable_progress_bar = false")
+        if rejected is None:
+            cfg = cfg or _load_config(config_path, run_dir, manifest)
+            kept_columns = _kept_columns(cfg.sources[name])
+            noted = _PlanRecorder(con) if same_config and _plain(records, kept_columns) else None
+            rejected = standardise(noted or con, cfg, name, records, "std_0")
+            if noted is not None and noted.ok and not rejected:
+                _keep_plan(run_dir, stamp, names, name, {"record_id": record_id, "columns": src_columns,
+                                                         "keep": kept_columns, "steps": noted.steps})
+        if rejected:
+            raise InputError(f"{record_file}: row{'s' if len(rejected) > 1 else ''} {', '.join(str(r + 1) for r in rejected)}: "
+                             "nothing to compare (no name, date of birth or reference number)")
         table = "std_0"
-        standardise_fields(con, q("mapped_" + name), table, dict(cfg.fields),
-                           date_formats=list(src.date_formats), list_separator=src.list_separator)
         ti = time.perf_counter()
         built = not _attach_index(con, run_dir / INDEX, _index_stamp(manifest))
         if built:
+            cfg = cfg or _load_config(config_path, run_dir, manifest)
             index, built = prepare_index(run_dir, manifest, cfg)
             con.execute(f"ATTACH {lit(str(index))} AS idx (READ_ONLY)")
         index_seconds = time.perf_counter() - ti
@@ -435,14 +680,11 @@ def find_records(
             f"{cols} FROM {table}")
         # The SQL a first find against this run kept (key caps, candidates, Splink's scoring):
         # a warm find replays it and never imports Splink or builds its SQL again.
-        replay = _scoring_sql(run_dir, manifest)
         if replay is None:
-            from linkage import model
-
+            cfg = cfg or _load_config(config_path, run_dir, manifest)
             recorder = _Recorder(con)
             # A capped rule's key, as the run had it: kept where the run kept it (the run's counts).
-            model.add_key_caps(cast(duckdb.DuckDBPyConnection, recorder), "find_nodes", cfg.model.blocking_rules,
-                               counts_from="idx.records")
+            add_key_caps(recorder, cfg)
             key_caps, candidates = recorder.statements, _candidates_sql(cfg)
         else:
             key_caps, candidates = replay["key_caps"], replay["candidates"]
@@ -481,6 +723,8 @@ def find_records(
                         "SEMI JOIN (SELECT unnest(?::BIGINT[]) AS node_id) c USING (node_id) ORDER BY r.node_id", [ids])
         t2 = time.perf_counter()
         if replay is None:  # the first find against this run: Splink scores, and its SQL is kept
+            from linkage import model
+
             saved = model.load_model_settings(restricted / "model.json", cfg)
             predictions, replay = _score_with_splink(con, cfg, saved)
             replay.update(statements=_effects(replay["statements"]), key_caps=_effects(key_caps),

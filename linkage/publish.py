@@ -35,8 +35,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import psutil
-
 from linkage.errors import InputError, LinkageError
 
 MANIFEST = "manifest.json"
@@ -244,6 +242,8 @@ def _leftovers(run_dir: Path, kind: str) -> list[Path]:
     run_dir = Path(run_dir)
     out = []
     for p in run_dir.parent.glob(f".{run_dir.name}.{kind}-*"):
+        import psutil  # here, when there are leftovers: a find opens a run without it
+
         pid = p.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid)):
             continue

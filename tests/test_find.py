@@ -218,6 +218,8 @@ def test_python_m_linkage_find_answers_as_the_cli_does_without_its_libraries(run
     assert fast.stdout == full.stdout and "LOOKUP1" in fast.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in fast.stderr.splitlines() if line.startswith("import time:")}
     assert "linkage.find" in imported and not imported & {"typer", "click", "rich", "splink", "pandas"}
+    # the standardisation plan the first find kept: neither the config nor its models imported
+    assert not imported & {"linkage.config", "linkage.standardise", "pydantic"}
     assert [ln for ln in fast.stderr.splitlines() if ln.startswith("wrote ")]
 
     nodob, _ = take(data, "libra", 1, lambda r: r.pop("defendant_dob"))
@@ -234,3 +236,133 @@ def test_python_m_linkage_find_answers_as_the_cli_does_without_its_libraries(run
                   ["find", "RUN", "OTHER", "--record", "A"], ["find", "RUN", "--record", "A", "--top", "x"],
                   ["find", "RUN", "--record", "A", "-h"], ["run", "RUN"]):
         assert find_arguments(other) is None, other
+
+
+def test_find_standardises_records_as_the_run_did(run):
+    """A find's records, standardised by its own entry (the records alone, a view, the fields
+    the source does not map left NULL uncleaned): the very values and types the run's batch
+    standardisation gave the same rows (restricted/standardised.parquet), for two sources laid
+    out differently (libra maps no CRO, prison or probation number), every column and row."""
+    from linkage.config import load_config
+    from linkage.find import _read_records, standardise
+
+    tmp, data, run_dir = run
+    cfg = load_config(tmp / "job.yaml").config
+    con = duckdb.connect()
+    try:
+        for name in ("libra", "prison"):
+            _, records = _read_records(data / f"{name}.csv")
+            assert standardise(con, cfg, name, records, f"found_{name}") == []
+            described = con.execute(f"DESCRIBE found_{name}").fetchall()
+            columns = ", ".join(f'"{c}"' for (c, *_) in described)
+            con.execute(f"CREATE TABLE ran_{name} AS SELECT {columns} FROM read_parquet("
+                        f"'{run_dir}/restricted/standardised.parquet') WHERE source_dataset = '{name}'")
+            assert [d[:2] for d in described] == [d[:2] for d in con.execute(f"DESCRIBE ran_{name}").fetchall()]
+            assert con.execute(f"SELECT count(*) FROM found_{name}").fetchall() == [(len(records),)]
+            differ = con.execute(f"SELECT count(*) FROM ((SELECT * FROM found_{name} EXCEPT ALL SELECT * FROM ran_{name}) "
+                                 f"UNION ALL (SELECT * FROM ran_{name} EXCEPT ALL SELECT * FROM found_{name}))").fetchall()
+            assert differ == [(0,)], name
+            assert len(columns.split(", ")) > 20  # the declared fields' values and keys, not just the ids
+    finally:
+        con.close()
+
+
+def test_key_caps_from_the_index_are_those_the_run_counts_give(run):
+    """find sets a capped rule's column from the key sizes its index keeps, as
+    ``model.add_key_caps`` sets it counting the run's records at every find: here with caps that
+    bite at this size (2 and 3 records a key), for a plain and an exploding rule."""
+    from linkage import model
+    from linkage.config import KeyRule, load_config
+    from linkage.find import _capped, _key_sizes_sql, add_key_caps
+
+    tmp, _, run_dir = run
+    cfg = load_config(tmp / "job.yaml").config
+    rules = [KeyRule(block_on=["surname", "first_name"], max_records_per_key=2),
+             KeyRule(block_on=["name_set", "year_of_birth"], explode=["name_set"], max_records_per_key=3)]
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"blocking_rules": rules})})
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ':memory:' AS idx")
+        con.execute(f"""CREATE TABLE idx.records AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, *
+                        FROM read_parquet('{run_dir}/restricted/standardised.parquet')""")
+        for col, rule in _capped(cfg):
+            con.execute(f"CREATE TABLE idx.keys_{col} AS {_key_sizes_sql(rule, 'idx.records')}")
+        # records looked up: every 5th of the run's, under other node ids
+        con.execute("CREATE TABLE counted AS SELECT * REPLACE (-node_id AS node_id) FROM idx.records WHERE node_id % 5 = 0")
+        caps = model.add_key_caps(con, "counted", rules, counts_from="idx.records")
+        assert len(caps) == 2 and all(c.keys_dropped > 0 for c in caps.values())
+        cols = [col for col, _ in _capped(cfg)]
+        types = {c: t for c, t, *_ in con.execute("DESCRIBE counted").fetchall()}
+        con.execute("CREATE TABLE sized AS SELECT * REPLACE ("
+                    + ", ".join(f"CAST(NULL AS {types[c]}) AS {c}" for c in cols) + ") FROM counted")
+        add_key_caps(con, cfg, "sized")
+        kept = con.execute(f"SELECT count({cols[0]}), count({cols[1]}), count(*) FROM sized").fetchall()[0]
+        assert 0 < kept[0] < kept[2] and 0 < kept[1] < kept[2]
+        # an exploding rule's kept keys are a list in no set order (``list`` of a join), in both
+        differ = f"s.{cols[0]} IS DISTINCT FROM c.{cols[0]} OR list_sort(s.{cols[1]}) IS DISTINCT FROM list_sort(c.{cols[1]})"
+        assert con.execute(f"SELECT count(*) FROM sized s JOIN counted c USING (node_id) WHERE {differ}").fetchall() == [(0,)]
+    finally:
+        con.close()
+
+
+def test_a_kept_standardisation_plan_gives_the_full_standardisation(run):
+    """The plan a find keeps (its standardisation's statements, noted on a few records)
+    replayed on other records gives the very rows and types the full standardisation
+    gives them, for two sources laid out differently; the phonetic keys made again in the
+    replay are the field types' own."""
+    from linkage.config import load_config
+    from linkage.find import _kept_columns, _metaphone, _plain, _PlanRecorder, _read_records, _replay_plan, standardise
+    from linkage.standardise.types.name_cleaning import metaphone
+
+    tmp, data, _ = run
+    cfg = load_config(tmp / "job.yaml").config
+    for name in ("libra", "prison"):
+        _, records = _read_records(data / f"{name}.csv")
+        keep = _kept_columns(cfg.sources[name])
+        plain = [r for r in records if _plain([r], keep)]
+        noted_on, others = plain[:3], plain[3:400]
+        con = duckdb.connect()
+        try:
+            noted = _PlanRecorder(con)
+            assert standardise(noted, cfg, name, noted_on, "std_0") == [] and noted.ok
+            assert any("python" in step for step in noted.steps)  # the phonetic keys
+        finally:
+            con.close()
+        full, replayed = duckdb.connect(), duckdb.connect()
+        try:
+            assert standardise(full, cfg, name, others, "std_0") == []
+            assert _replay_plan(replayed, {"keep": keep, "steps": noted.steps}, others) == []
+            rows = [c.execute("SELECT * FROM std_0 ORDER BY record_id").fetchall() for c in (full, replayed)]
+            types = [c.execute("DESCRIBE std_0").fetchall() for c in (full, replayed)]
+            assert rows[0] == rows[1] and types[0] == types[1] and len(rows[0]) == len(others), name
+        finally:
+            full.close()
+            replayed.close()
+    names = ["SMITH JONES", "MCDONALD", "O BRIEN", "", None, "XAVIER", "KNIGHT"]
+    assert [_metaphone(n) for n in names] == [metaphone(n) for n in names]
+
+
+def test_a_find_without_a_usable_plan_standardises_in_full_and_answers_the_same(run, monkeypatch):
+    """A plan made for another config, day or code (its stamp), or whose statements fail, is
+    not used: the find standardises in full, answers the same and keeps a plan of its own;
+    records with letters beyond ASCII (transliterated in Python) are standardised in full."""
+    from linkage.find import STANDARDISE_PLAN, find_records
+
+    tmp, data, run_dir = run
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", "unused-by-find")
+    rows, _ = take(data, "libra", 3, lambda r: None)
+    lookup = write_csv(tmp / "plan.csv", rows)
+    first = find_records(run_dir, lookup, source="libra")
+    path = run_dir / STANDARDISE_PLAN
+    kept = json.loads(path.read_text())
+    assert "libra" in kept["plans"] and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert find_records(run_dir, lookup, source="libra").candidates == first.candidates  # replayed
+    path.write_text(json.dumps({**kept, "stamp": "another config"}))
+    assert find_records(run_dir, lookup, source="libra").candidates == first.candidates
+    assert json.loads(path.read_text())["stamp"] == kept["stamp"]  # kept again, this run's
+    broken = json.loads(path.read_text())
+    broken["plans"]["libra"]["steps"][1]["sql"] = "SELECT * FROM no_such_table"
+    path.write_text(json.dumps(broken))
+    assert find_records(run_dir, lookup, source="libra").candidates == first.candidates
+    accented, _ = take(data, "libra", 1, lambda r: r.update(defendant_name="Zoë Ørsted"))
+    assert find_records(run_dir, write_csv(tmp / "accented.csv", accented), source="libra").records == 1

@@ -104,6 +104,8 @@ def standardise_fields(
     list_separator: str = ";",
     today: _dt.date | None = None,
     as_view: bool = False,
+    companions: bool = True,
+    unmapped: frozenset[str] = frozenset(),
 ) -> FieldsResult:
     """Standardise the declared ``fields`` of ``source_table`` into ``out_table``.
 
@@ -117,6 +119,13 @@ def standardise_fields(
     ``as_view``: ``out_table`` is a temp view over the cleaned dictionaries, which are kept
     (``FieldsResult.leftovers``) until the caller has read it once into its own table: the
     job's records are then written once, not copied from a table of their own.
+
+    ``companions=False`` (``linkage find``'s few records): ``out_table`` alone, the same
+    records, without ``_invalid`` and ``_raw_values`` (no counts returned).
+
+    ``unmapped``: fields whose inputs the source does not map (every value missing); their
+    columns are NULL of their types, as cleaning no value gives them, without the cleaning's
+    SQL (planning it is most of the cost for a few records). Not for a person-name field.
     """
     install_macros(con)
     ctx = CleanContext(tuple(date_formats), (today or _dt.date.today()).isoformat())
@@ -132,6 +141,9 @@ def standardise_fields(
         temp.append(table)
         if isinstance(ftype, SetType):
             sets[name] = ftype
+            continue
+        if name in unmapped and not isinstance(ftype, PersonNameType):
+            selects += [f"CAST(NULL AS {t}) AS {_ident(c)}" for c, t in ftype.column_names(name).items()]
             continue
         if isinstance(ftype, PersonNameType):
             built = ftype.build(con, src, name, list_separator, f"__lk_fp_{out_table}_{i}")
@@ -183,6 +195,11 @@ def standardise_fields(
         made = ("SELECT source_dataset, record_id, " + ", ".join(_ident(c) for c in columns) + " FROM (SELECT *, "
                 + ", ".join(f"{t.sql(columns)} AS {_ident(n)}" for n, t in sets.items()) + f" FROM ({made}))")
     con.execute(f"CREATE OR REPLACE {'TEMP VIEW' if as_view else 'TABLE'} {out_table} AS {made}")
+    if not companions:
+        if as_view:
+            return FieldsResult({}, tuple(views) + tuple(temp))
+        _drop(con, views, temp)
+        return FieldsResult({})
     no_rows = "SELECT CAST(NULL AS VARCHAR) AS {}, CAST(NULL AS VARCHAR) AS {} WHERE false"
     invalid = " UNION ALL ".join(invalid_parts) or (
         "SELECT CAST(NULL AS VARCHAR) AS source_dataset, CAST(NULL AS VARCHAR) AS record_id, "
@@ -197,8 +214,12 @@ def standardise_fields(
         counts.setdefault(field, {})[reason] = int(n)
     if as_view:
         return FieldsResult(counts, tuple(views) + tuple(temp))
+    _drop(con, views, temp)
+    return FieldsResult(counts)
+
+
+def _drop(con: duckdb.DuckDBPyConnection, views: list[str], tables: list[str]) -> None:
     for v in views:
         con.execute(f"DROP VIEW IF EXISTS {v}")
-    for t in temp:
+    for t in tables:
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    return FieldsResult(counts)
