@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAdapter, ValidationError, field_validator, model_validator
 
 from linkage.errors import ConfigError
 from linkage.schema import DATE_FIELDS
@@ -270,6 +270,11 @@ class KeyRule(Strict):
     explode: list[Column] = []
     where: str | None = Field(default=None, min_length=1)
     max_records_per_key: int | None = Field(default=None, ge=2)
+    # A key over the cap pairs its records on finer keys instead: the key plus each of these
+    # column lists, under the same cap (ModelConfig adds one rule per list after this one).
+    refine_capped_keys: list[Annotated[list[Column], Field(min_length=1)]] = []
+    # Set on those added rules: the block_on of the rule whose keys over the cap they refine.
+    _refines: list[str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _exploded_in_block_on(self) -> "KeyRule":
@@ -278,7 +283,23 @@ class KeyRule(Strict):
             raise ValueError(f"every exploded column must also be in 'block_on' (missing: {', '.join(missing)})")
         if self.max_records_per_key is not None and len(self.explode) > 1:
             raise ValueError("max_records_per_key works with at most one exploded column")
+        if self.refine_capped_keys and self.max_records_per_key is None:
+            raise ValueError("refine_capped_keys needs max_records_per_key (it refines the keys over that cap)")
+        for cols in self.refine_capped_keys:
+            if set(cols) & set(self.block_on):
+                raise ValueError(f"refine_capped_keys: {', '.join(sorted(set(cols) & set(self.block_on)))} "
+                                 "is already in 'block_on'")
         return self
+
+    def refinements(self) -> list["KeyRule"]:
+        """The rules ``refine_capped_keys`` adds: the key plus each list, same cap and condition."""
+        out = []
+        for cols in self.refine_capped_keys:
+            rule = KeyRule(block_on=[*self.block_on, *cols], explode=self.explode, where=self.where,
+                           max_records_per_key=self.max_records_per_key)
+            rule._refines = list(self.block_on)
+            out.append(rule)
+        return out
 
 
 # The name the rest of the code knew this rule by (block_on rules first came to explode lists).
@@ -410,6 +431,18 @@ class ModelConfig(Strict):
     deterministic_links: list[DeterministicLink] = []
     clustering: ClusteringConfig = ClusteringConfig()
     max_comparisons: float = Field(default=2e9, gt=0)
+
+    @model_validator(mode="after")
+    def _add_refinements(self) -> "ModelConfig":
+        """Each rule's ``refine_capped_keys`` become rules of their own, right after it."""
+        t = self.training
+        if any(isinstance(r, KeyRule) and r.refine_capped_keys
+               for r in [*t.em_blocking_rules, *(t.prior.deterministic_rules or [])]):
+            raise ValueError("refine_capped_keys is for model.blocking_rules only")
+        if not any(isinstance(r, KeyRule) and r.refine_capped_keys for r in self.blocking_rules):
+            return self
+        rules = [x for r in self.blocking_rules for x in [r, *(r.refinements() if isinstance(r, KeyRule) else [])]]
+        return self.model_copy(update={"blocking_rules": rules})
 
 
 # --- engine and outputs ----------------------------------------------------------------
@@ -642,6 +675,9 @@ def _column_problems(raw: dict) -> list[str]:
             for key in ("block_on", "explode"):
                 for i, c in enumerate(rule.get(key) or []):
                     check(c, f"{where}.{key}[{i}]")
+            for i, cols in enumerate(rule.get("refine_capped_keys") or []):
+                for k, c in enumerate(cols if isinstance(cols, list) else []):
+                    check(c, f"{where}.refine_capped_keys[{i}][{k}]")
             if isinstance(rule.get("where"), str):
                 for col in sorted(_sql_columns(rule["where"], side_prefix=True) - set(columns)):
                     problems.append(f"{where}.where: names column {col!r}, which the records will not have")

@@ -169,6 +169,9 @@ def blocking_rule(rule: BlockingRule, link_type: str = "link_and_dedupe") -> Any
 # Such a key pairs nobody under that rule, so a common name costs at most N * (N - 1) / 2
 # pairs there rather than a quadratic number; the other rules still pair those records.
 # The copy is plain data, so the same rule SQL runs on every engine and in incremental runs.
+# A rule's ``refine_capped_keys`` add rules on the key plus more columns (config.KeyRule
+# .refinements) whose copy holds only the records of keys over the first rule's cap: a
+# common name still pairs the records that share a postcode district with it, say.
 
 
 def capped_key(rule: KeyRule) -> str | None:
@@ -186,7 +189,8 @@ def capped_columns(rule: KeyRule, columns: list[str]) -> list[str]:
 
 def cap_column(rule: KeyRule) -> str:
     """The added column's name: one per key and cap (rules differing only in ``where`` share it)."""
-    sig = json.dumps([rule.block_on, rule.explode, rule.max_records_per_key])
+    sig = json.dumps([rule.block_on, rule.explode, rule.max_records_per_key]
+                     + ([rule._refines] if rule._refines is not None else []))
     return "__lk_cap_" + hashlib.sha1(sig.encode()).hexdigest()[:10]
 
 
@@ -234,10 +238,21 @@ def add_key_caps(con: duckdb.DuckDBPyConnection, table: str, rules: list[Blockin
         keyed = partial(_keyed, rule, target, others)
 
         wanted = "" if counts_from is None else f" AND ({group}) IN (SELECT ({group}) FROM {keyed(table)})"
+        if rule._refines is not None:
+            # A finer key (refine_capped_keys): only within the keys its rule's cap left out.
+            coarse = ["__lk_key", *[c for c in rule._refines if c != target]]
+            coarse_group = ", ".join(q(c) for c in coarse)
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _lk_coarse_over AS SELECT {coarse_group}
+                FROM {keyed(counts_from or table)} WHERE {" AND ".join(f"{q(c)} IS NOT NULL" for c in coarse)}
+                GROUP BY ALL HAVING count(*) > {cap}"""
+            )
+            wanted += f" AND ({coarse_group}) IN (SELECT ({coarse_group}) FROM _lk_coarse_over)"
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _lk_key_sizes AS
             SELECT {group}, count(*) AS n FROM {keyed(counts_from or table)} WHERE {present}{wanted} GROUP BY ALL"""
         )
+        con.execute("DROP TABLE IF EXISTS _lk_coarse_over")
         dropped, records = con.execute(
             f"SELECT count(*), coalesce(sum(n), 0) FROM _lk_key_sizes WHERE n > {cap}").fetchall()[0]
         kept = f"SELECT k.node_id, {{}} AS v FROM {keyed(table)} k JOIN _lk_key_sizes s USING ({group}) WHERE s.n <= {cap}"
@@ -321,7 +336,8 @@ def describe_rule(rule: BlockingRule) -> str:
     if isinstance(rule, KeyRule):
         return (" & ".join(rule.block_on) + (f" (exploding {', '.join(rule.explode)})" if rule.explode else "")
                 + (f" where {rule.where}" if rule.where else "")
-                + (f" (keys of at most {rule.max_records_per_key} records)" if rule.max_records_per_key else ""))
+                + (f" (keys of at most {rule.max_records_per_key} records)" if rule.max_records_per_key else "")
+                + (f" (only where {' & '.join(rule._refines)} is held by more)" if rule._refines is not None else ""))
     return " & ".join(f"first {k.first} of {k.column}" if isinstance(k, PrefixKey) else k for k in rule)
 
 

@@ -84,12 +84,50 @@ def test_capped_rules_drop_common_keys_and_count_them(tmp_path, febrl):
     assert outside == 0
 
 
+def test_refined_caps_pair_common_keys_on_finer_keys(tmp_path, febrl):
+    """A key over the cap pairs its records on the key plus each refine_capped_keys list, under
+    the same cap; keys within the cap are paired by the first rule only."""
+    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw["model"]["blocking_rules"] = [
+        ["soc_sec_id"],
+        {"block_on": ["surname"], "where": NO_DOB, "max_records_per_key": 3,
+         "refine_capped_keys": [["state"], ["postcode"]]},
+    ]
+    res = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl), "--out", str(tmp_path / "run"))
+    assert res.returncode == 0, res.stderr
+    run = tmp_path / "run"
+    blocking = json.loads((run / "manifest.json").read_text())["blocking"]
+    assert len(blocking) == 4 and "only where surname is held by more" in blocking[2]["rule"]
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE std AS SELECT * FROM '{run}/restricted/standardised.parquet'")
+    con.execute("CREATE TABLE over AS SELECT * FROM std WHERE surname IS NOT NULL "
+                "QUALIFY count(*) OVER (PARTITION BY surname) > 3")
+    for entry, finer in [(blocking[2], "state"), (blocking[3], "postcode")]:
+        expected = _block_pairs(con, "over", ["surname", finer], 3, NO_DOB)
+        assert entry["comparisons"] == expected > 0, finer
+        kept = con.execute(f"SELECT record_id FROM over WHERE {finer} IS NOT NULL "
+                           f"QUALIFY count(*) OVER (PARTITION BY surname, {finer}) > 3").fetchall()
+        assert entry["key_cap"]["records_in_dropped_keys"] == len(kept)
+    # Every scored pair sharing a surname held by more than three records shares a finer key.
+    outside = con.execute(
+        f"""SELECT count(*) FROM '{run}/restricted/predictions.parquet' p
+        JOIN over l ON l.record_id = p.record_id_l JOIN over r ON r.record_id = p.record_id_r
+        WHERE l.surname = r.surname AND l.soc_sec_id IS DISTINCT FROM r.soc_sec_id
+          AND l.state IS DISTINCT FROM r.state AND l.postcode IS DISTINCT FROM r.postcode"""
+    ).fetchall()[0][0]
+    assert outside == 0
+
+
 @pytest.mark.parametrize(("rule", "field", "says"), [
     ({"block_on": ["surname"], "max_records_per_key": 1}, "model.blocking_rules[1].max_records_per_key",
      "greater than or equal to 2"),
     ({"sql": "l.surname = r.surname", "max_records_per_key": 50}, "model.blocking_rules[1]", "block_on"),
     ({"block_on": ["surname"], "where": "l.nickname IS NULL", "max_records_per_key": 50},
      "model.blocking_rules[1].where", "nickname"),
+    ({"block_on": ["surname"], "refine_capped_keys": [["state"]]}, "model.blocking_rules[1]",
+     "needs max_records_per_key"),
+    ({"block_on": ["surname"], "max_records_per_key": 50, "refine_capped_keys": [["statee"]]},
+     "model.blocking_rules[1].refine_capped_keys[0][0]", "statee"),
 ])
 def test_bad_caps_are_config_errors(tmp_path, rule, field, says):
     raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
