@@ -861,7 +861,7 @@ def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str],
     )
     safe = max(conflict_weight, date_weight) if date_weight is not None else conflict_weight
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _lk_whole_nodes AS
+        """CREATE OR REPLACE TEMP TABLE _lk_whole_nodes AS
         SELECT cc.node_id, cc.cluster_id FROM cc JOIN _suspect s USING (cluster_id) WHERE s.whole"""
     )
     con.execute(
