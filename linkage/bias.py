@@ -94,7 +94,7 @@ def group_columns(cfg: JobConfig, name: str) -> dict[str, str]:
 
 
 # The column of a source's joined rows that holds its group in breakdown i (``group_rows`` below).
-GROUP_COLUMN = "__lk_group_{}"
+GROUP_COLUMN = "__lk_breakdown_{}"
 
 
 def build_record_groups(con: duckdb.DuckDBPyConnection, cfg: JobConfig, previous: Path | None = None,
@@ -108,15 +108,15 @@ def build_record_groups(con: duckdb.DuckDBPyConnection, cfg: JobConfig, previous
     changed records' are made.
 
     ``group_rows``: per source, a table of its joined rows (every one) that already holds
-    ``__lk_group_record_id``, ``__lk_group_person_id`` and the groups (``GROUP_COLUMN``, in the
+    ``__lk_breakdown_record_id``, ``__lk_breakdown_person_id`` and the groups (``GROUP_COLUMN``, in the
     order of ``group_columns``): de-identification's, so the join is not made again."""
     breakdowns = available_breakdowns(cfg)
     parts = []
     if group_rows is not None and previous is None:
         for name in cfg.sources:
             picked = ", ".join(f"{GROUP_COLUMN.format(i)} AS {q(b)}" for i, b in enumerate(breakdowns))
-            parts.append(f"SELECT {lit(name)} AS source_dataset, __lk_group_record_id AS record_id, "
-                         f"__lk_group_person_id AS person_id, {picked} FROM {group_rows[name]}")
+            parts.append(f"SELECT {lit(name)} AS source_dataset, __lk_breakdown_record_id AS record_id, "
+                         f"__lk_breakdown_person_id AS person_id, {picked} FROM {group_rows[name]}")
         _create_record_groups(con, parts)
         return breakdowns
     prev = previous / "record_groups.parquet" if previous is not None else None

@@ -184,7 +184,7 @@ def write_analyst_tables(
             carried.append(CarriedColumn(out, "", col, "age", "integer"))
             events.append(f"SELECT person_id, __lk_event_year_{i} AS event_year FROM {q('__lk_rows_' + name)}")
         if reuse is None:  # every row made here: the bias tables' groups come along (bias.build_record_groups)
-            hidden += ["x.record_id AS __lk_group_record_id", "x.person_id AS __lk_group_person_id"]
+            hidden += ["x.record_id AS __lk_breakdown_record_id", "x.person_id AS __lk_breakdown_person_id"]
             hidden += [f"{sql} AS {bias.GROUP_COLUMN.format(i)}"
                        for i, sql in enumerate(bias.group_columns(cfg, name).values())]
         columns[name] = carried

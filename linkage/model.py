@@ -408,12 +408,7 @@ def _count_sql_rule(con, records_view: str, rule: SqlRule | KeyRule, db_api: Any
     records = con.execute(f"SELECT count(*) FROM {records_view}").fetchall()[0][0]
     proportion = 1.0 if records <= 200_000 else max(0.05, min(1.0, (200_000 / records)))
     view = f"__lk_guard_{abs(hash(rule_sql(rule))) % 10**8}"
-    # Only the columns the rule reads: Splink copies every column of what it is given, a
-    # whole copy of the records per rule (with a memory limit, spilled). The numbering is
-    # the scan's order either way, so the sample and the estimate are the same.
-    columns = _rule_columns(con, records_view, rule, link_type)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT row_number() OVER () AS __lk_uid, {columns} "
-                f"FROM {records_view}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT row_number() OVER () AS __lk_uid, * FROM {records_view}")
     sdf = db_api.register(view, table_name=f"{view}_{abs(hash(records_view)) % 10**6}_{id(rule) % 10**6}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Splink warns that a sampled estimate may be unstable
@@ -425,25 +420,6 @@ def _count_sql_rule(con, records_view: str, rule: SqlRule | KeyRule, db_api: Any
             record_sample_proportion=proportion,
         )
     return int(res[0]["marginal_comparison_count"]) if res else 0
-
-
-def _rule_columns(con, records_view: str, rule: SqlRule | KeyRule, link_type: str) -> str:
-    """The columns of ``records_view`` the rule reads (on both sides), as a select list;
-    ``*`` when its SQL names a column without ``l.`` or ``r.``, or one the view lacks."""
-    import sqlglot
-    from sqlglot import exp
-
-    condition = LINK_TYPE_CONDITION[link_type]
-    sql = f"({rule_sql(rule)})" + (f" AND {condition}" if condition else "")
-    have = {c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM {records_view}").fetchall()}
-    try:
-        columns = list(sqlglot.parse_one(sql, read="duckdb").find_all(exp.Column))
-    except sqlglot.errors.ParseError:
-        return "*"
-    names = {c.name for c in columns}
-    if any(c.table not in ("l", "r") for c in columns) or not names <= have:
-        return "*"
-    return ", ".join(q(c) for c in sorted(names | ({"source_dataset"} & have)))
 
 
 def guard_comparisons(counts: list[RuleCount], cap: float) -> int:
