@@ -408,7 +408,12 @@ def _count_sql_rule(con, records_view: str, rule: SqlRule | KeyRule, db_api: Any
     records = con.execute(f"SELECT count(*) FROM {records_view}").fetchall()[0][0]
     proportion = 1.0 if records <= 200_000 else max(0.05, min(1.0, (200_000 / records)))
     view = f"__lk_guard_{abs(hash(rule_sql(rule))) % 10**8}"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT row_number() OVER () AS __lk_uid, * FROM {records_view}")
+    # Numbered by node_id where the records have it: Splink samples by a hash of the number,
+    # so the estimate is then the same in every run (row_number() OVER () follows the
+    # table's physical order, which a parallel build of the table does not fix).
+    have = {c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM {records_view}").fetchall()}
+    uid = "node_id" if "node_id" in have else "row_number() OVER ()"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {uid} AS __lk_uid, * FROM {records_view}")
     sdf = db_api.register(view, table_name=f"{view}_{abs(hash(records_view)) % 10**6}_{id(rule) % 10**6}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Splink warns that a sampled estimate may be unstable
