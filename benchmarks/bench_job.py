@@ -66,6 +66,8 @@ class Row:
     seconds: float = 0.0
     peak_rss_bytes: int = 0
     stages: dict[str, float] = field(default_factory=dict)
+    # CPU seconds per stage (every thread of the job's process): steadier than wall time on a shared machine.
+    stages_cpu: dict[str, float] = field(default_factory=dict)
     comparisons_by_rule: int | None = None
     comparisons: int | None = None
     pairs_kept: int | None = None
@@ -153,6 +155,7 @@ def run_job(config: Path, data: Path, run_dir: Path, log: Path, model: Path | No
     manifest = json.loads((run_dir / "manifest.json").read_text())
     row.seconds, row.peak_rss_bytes = m.seconds, m.peak_rss_bytes
     row.stages = manifest["stage_seconds"]
+    row.stages_cpu = manifest.get("stage_cpu_seconds") or {}
     row.records = sum(r["in_crosswalk"] for r in manifest["rows"].values())
     row.comparisons_by_rule = sum(int(b["comparisons"]) for b in manifest["blocking"])
     row.pairs_kept = manifest["comparisons_scored_kept"]

@@ -74,16 +74,51 @@ def _age_band(age: str) -> str:
     return f"CASE WHEN {age} IS NULL OR {age} < 0 OR {age} > {MAX_AGE} THEN {lit(MISSING)} {cases} END"
 
 
-def build_record_groups(con: duckdb.DuckDBPyConnection, cfg: JobConfig, previous: Path | None = None) -> list[str]:
+def group_columns(cfg: JobConfig, name: str) -> dict[str, str]:
+    """SQL over ``source_join``'s ``raw``, ``x`` and ``s``: source ``name``'s group in each
+    breakdown the job publishes."""
+    src = cfg.sources[name]
+    has_dob = _is_field(cfg, "date_of_birth", "date") and "date_of_birth" in src.columns
+    event = raw_date(src, src.age_at[0]) if src.age_at and has_dob else None
+    cols = {
+        "source": lit(name),
+        "sex": f"coalesce(CAST(s.sex AS VARCHAR), {lit(MISSING)})",
+        "date_of_birth_present": "CASE WHEN s.date_of_birth IS NULL THEN 'no' ELSE 'yes' END",
+        "age_band": _age_band(age_at(event)) if event
+        else lit(NOT_CARRIED),
+        "event_year": f"coalesce(CAST(year({event}) AS VARCHAR), {lit(MISSING)})" if event else lit(NOT_CARRIED),
+    }
+    for group, col in src.breakdowns.items():
+        cols[group] = f"coalesce(nullif(trim(raw.{q(col)}), ''), {lit(MISSING)})"
+    return {b: cols.get(b, lit(NOT_CARRIED)) for b in available_breakdowns(cfg)}
+
+
+# The column of a source's joined rows that holds its group in breakdown i (``group_rows`` below).
+GROUP_COLUMN = "__lk_breakdown_{}"
+
+
+def build_record_groups(con: duckdb.DuckDBPyConnection, cfg: JobConfig, previous: Path | None = None,
+                        group_rows: dict[str, str] | None = None) -> list[str]:
     """``record_groups(source_dataset, record_id, person_id, in_other_source, <breakdowns>)``:
     every linked record with its group in each breakdown; returns the breakdowns.
 
     ``previous`` (an incremental run: the previous run's restricted folder, with
     ``record_changes`` in ``con``): a record's groups depend on the record alone, so the
     unchanged records' are read from its ``record_groups.parquet`` and only the added and
-    changed records' are made."""
+    changed records' are made.
+
+    ``group_rows``: per source, a table of its joined rows (every one) that already holds
+    ``__lk_breakdown_record_id``, ``__lk_breakdown_person_id`` and the groups (``GROUP_COLUMN``, in the
+    order of ``group_columns``): de-identification's, so the join is not made again."""
     breakdowns = available_breakdowns(cfg)
     parts = []
+    if group_rows is not None and previous is None:
+        for name in cfg.sources:
+            picked = ", ".join(f"{GROUP_COLUMN.format(i)} AS {q(b)}" for i, b in enumerate(breakdowns))
+            parts.append(f"SELECT {lit(name)} AS source_dataset, __lk_breakdown_record_id AS record_id, "
+                         f"__lk_breakdown_person_id AS person_id, {picked} FROM {group_rows[name]}")
+        _create_record_groups(con, parts)
+        return breakdowns
     prev = previous / "record_groups.parquet" if previous is not None else None
     if prev is not None and prev.is_file():
         have = [c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(prev))})").fetchall()]
@@ -97,20 +132,13 @@ def build_record_groups(con: duckdb.DuckDBPyConnection, cfg: JobConfig, previous
     new_only = (" WHERE (x.source_dataset, x.record_id) IN (SELECT (source_dataset, record_id) FROM record_changes "
                 "WHERE status IN ('added', 'changed'))") if parts else ""
     for name, src in cfg.sources.items():
-        has_dob = _is_field(cfg, "date_of_birth", "date") and "date_of_birth" in src.columns
-        event = raw_date(src, src.age_at[0]) if src.age_at and has_dob else None
-        cols = {
-            "source": lit(name),
-            "sex": f"coalesce(CAST(s.sex AS VARCHAR), {lit(MISSING)})",
-            "date_of_birth_present": "CASE WHEN s.date_of_birth IS NULL THEN 'no' ELSE 'yes' END",
-            "age_band": _age_band(age_at(event)) if event
-            else lit(NOT_CARRIED),
-            "event_year": f"coalesce(CAST(year({event}) AS VARCHAR), {lit(MISSING)})" if event else lit(NOT_CARRIED),
-        }
-        for group, col in src.breakdowns.items():
-            cols[group] = f"coalesce(nullif(trim(raw.{q(col)}), ''), {lit(MISSING)})"
-        picked = ", ".join(f"{cols.get(b, lit(NOT_CARRIED))} AS {q(b)}" for b in breakdowns)
+        picked = ", ".join(f"{sql} AS {q(b)}" for b, sql in group_columns(cfg, name).items())
         parts.append(f"SELECT x.source_dataset, x.record_id, x.person_id, {picked} {source_join(name, src)}{new_only}")
+    _create_record_groups(con, parts)
+    return breakdowns
+
+
+def _create_record_groups(con: duckdb.DuckDBPyConnection, parts: list[str]) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE record_groups AS
         WITH people AS (SELECT person_id, min(source_dataset) <> max(source_dataset) AS in_other_source
@@ -118,7 +146,6 @@ def build_record_groups(con: duckdb.DuckDBPyConnection, cfg: JobConfig, previous
         SELECT g.source_dataset, g.record_id, g.person_id, p.in_other_source, g.* EXCLUDE (source_dataset, record_id, person_id)
         FROM ({' UNION ALL '.join(parts)}) g JOIN people p USING (person_id)"""
     )
-    return breakdowns
 
 
 # --- disclosure control ---------------------------------------------------------------------
@@ -259,10 +286,11 @@ def _share(n: int | None, d: int | None) -> float | None:
 
 
 def write_bias_tables(con: duckdb.DuckDBPyConnection, cfg: JobConfig, analyst_dir: Path,
-                      restricted_dir: Path | None = None, previous: Path | None = None) -> dict[str, int]:
+                      restricted_dir: Path | None = None, previous: Path | None = None,
+                      group_rows: dict[str, str] | None = None) -> dict[str, int]:
     """``analyst/linkage_bias.parquet`` (and ``restricted_dir/record_groups.parquet``);
-    returns its rows. ``previous``: as :func:`build_record_groups` takes it."""
-    breakdowns = build_record_groups(con, cfg, previous)
+    returns its rows. ``previous`` and ``group_rows``: as :func:`build_record_groups` takes them."""
+    breakdowns = build_record_groups(con, cfg, previous, group_rows)
     if restricted_dir is not None:
         restricted_dir.mkdir(parents=True, exist_ok=True)
         con.execute(f"COPY (SELECT * EXCLUDE (person_id, in_other_source) FROM record_groups ORDER BY ALL) "

@@ -777,9 +777,12 @@ def check_clusters(
         cores AS (SELECT c.cluster_id, count(*) AS cores, count(*) FILTER (WHERE k.n >= 2) AS groups
                   FROM (SELECT cluster_id AS core, count(*) AS n FROM _core GROUP BY ALL) k
                   JOIN cc c ON c.node_id = k.core GROUP BY ALL)
-        SELECT cluster_id FROM c JOIN cores USING (cluster_id)
+        SELECT cluster_id, NOT dup AND groups <= 1 AS whole, cores <= 2 AS few_cores
+        FROM c JOIN cores USING (cluster_id)
         WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND (dated OR groups >= 2 OR cores >= 3)))"""
     )
+    checked = con.execute("SELECT count(*) FROM _suspect").fetchall()[0][0]
+    _drop_whole_clusters(con, columns, dates_sql, settings.conflict_match_weight, date_weight)
     ids = ", ".join(f"n.{q(c)}" for c in columns)
     members_rows = con.execute(
         f"""SELECT cc.cluster_id, n.node_id, n.source_dataset, list_filter({dates_sql}, lambda d: d IS NOT NULL)
@@ -827,7 +830,78 @@ def check_clusters(
         con.unregister("_cuts_df")
         _cut(con, "_cuts")
         con.execute("DROP TABLE _cuts")
-    return len(members), split
+    return int(checked), split
+
+
+def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str], dates_sql: str,
+                         conflict_weight: float, date_weight: float | None) -> None:
+    """Leave out of ``_suspect`` the clusters ``split_cluster`` certainly keeps whole, so that
+    only the others are read into Python (at a million records, about half of them).
+
+    ``whole`` (set by the caller) says no two records of the cluster are of one
+    duplicate-free source and at most one strong group (``_core``) holds two records or
+    more. Take the parts that links no check applies to make (``_lk_safe``: links at or
+    above the conflict weight, and the date weight if dates are checked; deterministic
+    links). When at most one of those parts holds values of each conflict column, and
+    every two of them that hold dates of birth agree (``dates_agree``), no link is ever
+    refused for an identifier conflict or the dates: any two parts Kruskal's order makes
+    are unions of them. The strong links then rebuild the strong groups, and when each weak
+    link between groups joins a single record to a group (two groups; or one group and
+    single records no link joins to each other), the density rule refuses none."""
+    # Three strong groups or more: whole only when no link joins two single records (a
+    # star), for two of them joined would make a group that the density rule may refuse.
+    con.execute(
+        """UPDATE _suspect SET whole = false WHERE whole AND NOT few_cores AND cluster_id IN (
+            SELECT cc.cluster_id FROM links l
+            JOIN _core kl ON kl.node_id = l.node_id_l JOIN _core kr ON kr.node_id = l.node_id_r
+            JOIN cc ON cc.node_id = l.node_id_l
+            WHERE kl.cluster_id <> kr.cluster_id
+              AND kl.cluster_id IN (SELECT cluster_id FROM _core GROUP BY ALL HAVING count(*) = 1)
+              AND kr.cluster_id IN (SELECT cluster_id FROM _core GROUP BY ALL HAVING count(*) = 1))"""
+    )
+    safe = max(conflict_weight, date_weight) if date_weight is not None else conflict_weight
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _lk_whole_nodes AS
+        SELECT cc.node_id, cc.cluster_id FROM cc JOIN _suspect s USING (cluster_id) WHERE s.whole"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _lk_safe_links AS
+        SELECT l.node_id_l, l.node_id_r FROM links l SEMI JOIN _lk_whole_nodes w ON w.node_id = l.node_id_l
+        WHERE l.match_weight IS NULL OR l.match_weight >= {float(safe)}"""
+    )
+    connected_components(con, edges="_lk_safe_links", out="_lk_safe", nodes="_lk_whole_nodes")
+    # Each record's safe part, with its identifiers and dates of birth.
+    ids = "".join(f", n.{q(c)}" for c in columns)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _lk_parts AS
+        SELECT w.cluster_id, p.cluster_id AS part, {dates_sql} AS dates{ids}
+        FROM _lk_whole_nodes w JOIN _lk_safe p USING (node_id) JOIN nodes n USING (node_id)"""
+    )
+    held = [f"count(DISTINCT part) FILTER (WHERE {q(c)} IS NOT NULL) > 1" for c in columns]
+    if held:
+        con.execute(f"UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN "
+                    f"(SELECT cluster_id FROM _lk_parts GROUP BY ALL HAVING {' OR '.join(held)})")
+    if date_weight is not None:
+        # Two parts with dates agree when some pair of their dates does.
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _lk_dated AS
+            SELECT DISTINCT cluster_id, part, d FROM _lk_parts, unnest(dates) AS t(d) WHERE d IS NOT NULL"""
+        )
+        con.execute(
+            """UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN (
+                SELECT cluster_id FROM (
+                    SELECT a.cluster_id, a.part AS pa, b.part AS pb,
+                           bool_or(a.d = b.d OR (length(a.d) = 8 AND length(b.d) = 8 AND (
+                               damerau_levenshtein(a.d, b.d) <= 1
+                               OR (a.d[1:4] = b.d[1:4] AND a.d[5:6] = b.d[7:8] AND a.d[7:8] = b.d[5:6])))) AS agree
+                    FROM _lk_dated a JOIN _lk_dated b ON a.cluster_id = b.cluster_id AND a.part < b.part
+                    GROUP BY ALL)
+                WHERE NOT agree)"""
+        )
+        con.execute("DROP TABLE _lk_dated")
+    for t in ("_lk_parts", "_lk_safe", "_lk_safe_links", "_lk_whole_nodes"):
+        con.execute(f"DROP TABLE {t}")
+    con.execute("DELETE FROM _suspect WHERE whole")
 
 
 def cluster(

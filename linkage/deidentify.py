@@ -183,6 +183,10 @@ def write_analyst_tables(
                        (out, f"age over {MAX_AGE}", f"__lk_age_{i} > {MAX_AGE}")]
             carried.append(CarriedColumn(out, "", col, "age", "integer"))
             events.append(f"SELECT person_id, __lk_event_year_{i} AS event_year FROM {q('__lk_rows_' + name)}")
+        if reuse is None:  # every row made here: the bias tables' groups come along (bias.build_record_groups)
+            hidden += ["x.record_id AS __lk_breakdown_record_id", "x.person_id AS __lk_breakdown_person_id"]
+            hidden += [f"{sql} AS {bias.GROUP_COLUMN.format(i)}"
+                       for i, sql in enumerate(bias.group_columns(cfg, name).values())]
         columns[name] = carried
         table = q("__lk_rows_" + name)
         shown = ", ".join(q(c) for c in ["person_id", *threshold_id_columns(cfg), *(c.name for c in carried)])
@@ -260,14 +264,15 @@ def write_analyst_tables(
         restricted_dir.mkdir(parents=True, exist_ok=True)
         con.execute(f"COPY (SELECT * FROM __lk_nulled ORDER BY ALL) TO {lit(str(restricted_dir / NULLED_ROWS))} "
                     f"(FORMAT parquet)")
-    for name in cfg.sources:
-        con.execute(f"DROP TABLE {q('__lk_rows_' + name)}")
     con.execute("CREATE OR REPLACE TEMP TABLE analyst_made_again AS SELECT "
                 + ("count(*) AS people FROM __lk_affected" if reuse else "NULL::BIGINT AS people"))
     for t in ("__lk_nulled", "__lk_affected"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     rows.update(bias.write_bias_tables(con, cfg, analyst_dir, restricted_dir,
-                                       previous=reuse / "restricted" if reuse else None))
+                                       previous=reuse / "restricted" if reuse else None,
+                                       group_rows=None if reuse else {n: q("__lk_rows_" + n) for n in cfg.sources}))
+    for name in cfg.sources:
+        con.execute(f"DROP TABLE {q('__lk_rows_' + name)}")
     write_data_dictionary(con, cfg, analyst_dir, rows, columns, run_info or {})
     return rows
 

@@ -196,6 +196,7 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
             manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging, stores)
             manifest.update(opts.manifest_extra or {})
             manifest["stage_seconds"] = stages.timings
+            manifest["stage_cpu_seconds"] = stages.cpu_timings
             manifest["total_seconds"] = round(time.time() - started, 3)
             manifest["peak_rss_bytes"] = stages.peak_rss
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -210,6 +211,7 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
             manifest["kept_from_previous_run"] = publishing.carry_over(run_dir, staging)
             # The report's own time, for benchmarks (the report shows the stages before it).
             manifest["stage_seconds"] = stages.timings
+            manifest["stage_cpu_seconds"] = stages.cpu_timings
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
             publishing.finalise_modes(staging, user_umask)
             publishing.publish(staging, run_dir)

@@ -255,8 +255,6 @@ def add_key_caps(con: duckdb.DuckDBPyConnection, table: str, rules: list[Blockin
         con.execute("DROP TABLE IF EXISTS _lk_coarse_over")
         dropped, records = con.execute(
             f"SELECT count(*), coalesce(sum(n), 0) FROM _lk_key_sizes WHERE n > {cap}").fetchall()[0]
-        kept = f"SELECT k.node_id, {{}} AS v FROM {keyed(table)} k JOIN _lk_key_sizes s USING ({group}) WHERE s.n <= {cap}"
-        kept = kept.format("list(k.__lk_key)") + " GROUP BY k.node_id" if rule.explode else kept.format("k.__lk_key")
         if col in have:
             # Made again (an incremental run's unchanged records; find's records, which take
             # the index's columns): in place, so the table keeps its column order.
@@ -264,7 +262,19 @@ def add_key_caps(con: duckdb.DuckDBPyConnection, table: str, rules: list[Blockin
         else:
             dtype = con.execute(f"DESCRIBE SELECT {q(target)} FROM {table}").fetchall()[0][1]
             con.execute(f"ALTER TABLE {table} ADD COLUMN {q(col)} {dtype}")
-        con.execute(f"UPDATE {table} SET {q(col)} = c.v FROM ({kept}) c WHERE {table}.node_id = c.node_id")
+        if rule.explode or counts_from is not None:
+            kept = f"SELECT k.node_id, {{}} AS v FROM {keyed(table)} k JOIN _lk_key_sizes s USING ({group}) WHERE s.n <= {cap}"
+            kept = kept.format("list(k.__lk_key)") + " GROUP BY k.node_id" if rule.explode else kept.format("k.__lk_key")
+            con.execute(f"UPDATE {table} SET {q(col)} = c.v FROM ({kept}) c WHERE {table}.node_id = c.node_id")
+        else:
+            # The same values without joining every record to its key's count: the key
+            # where it is present, unless it is one of the few keys over the cap (at a
+            # million records the join made this several times slower).
+            over = " AND ".join(f"s.{q(c)} = {table}.{q(c)}" for c in [target, *others])
+            con.execute(
+                f"""UPDATE {table} SET {q(col)} = CASE WHEN {' AND '.join(f'{q(c)} IS NOT NULL' for c in [target, *others])}
+                AND NOT EXISTS (SELECT 1 FROM (SELECT * RENAME (__lk_key AS {q(target)}) FROM _lk_key_sizes WHERE n > {cap}) s
+                                WHERE {over}) THEN {q(target)} END""")
         con.execute("DROP TABLE _lk_key_sizes")
         out[col] = KeyCap(col, cap, int(dropped), int(records))
     return out
@@ -367,6 +377,7 @@ def count_comparisons(
     """
     caps = caps or {}
     out = []
+    columns = {c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM {records_view}").fetchall()}
     for rule in rules:
         cap = caps.get(cap_column(rule)) if isinstance(rule, KeyRule) and rule.max_records_per_key else None
         if isinstance(rule, SqlRule) or (isinstance(rule, KeyRule) and rule.where):
@@ -387,7 +398,9 @@ def count_comparisons(
         ]
         # DISTINCT per record: a record whose array repeats a value is in a block once.
         distinct = "DISTINCT " if exploded else ""
-        rows = (f"(SELECT {distinct}source_dataset, record_id, "
+        # A record by its number where the view has one: one integer to hash, not two strings.
+        record = "node_id" if "node_id" in columns else "record_id"
+        rows = (f"(SELECT {distinct}source_dataset, {record}, "
                 + ", ".join(f"{e} AS k{i}" for i, e in enumerate(exprs)) + f" FROM {records_view})")
         group = ", ".join(f"k{i}" for i in range(len(keys)))
         # One pass per rule: the block sizes, their pairs and the largest few together.
@@ -411,7 +424,12 @@ def _count_sql_rule(con, records_view: str, rule: SqlRule | KeyRule, db_api: Any
     records = con.execute(f"SELECT count(*) FROM {records_view}").fetchall()[0][0]
     proportion = 1.0 if records <= 200_000 else max(0.05, min(1.0, (200_000 / records)))
     view = f"__lk_guard_{abs(hash(rule_sql(rule))) % 10**8}"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT row_number() OVER () AS __lk_uid, * FROM {records_view}")
+    # Numbered by node_id where the records have it: Splink samples by a hash of the number,
+    # so the estimate is then the same in every run (row_number() OVER () follows the
+    # table's physical order, which a parallel build of the table does not fix).
+    have = {c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM {records_view}").fetchall()}
+    uid = "node_id" if "node_id" in have else "row_number() OVER ()"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {uid} AS __lk_uid, * FROM {records_view}")
     sdf = db_api.register(view, table_name=f"{view}_{abs(hash(records_view)) % 10**6}_{id(rule) % 10**6}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Splink warns that a sampled estimate may be unstable

@@ -411,3 +411,31 @@ def test_a_lone_record_is_attached_below_the_threshold_when_unambiguous(x_weight
     # Off by default: x stays alone.
     _, _, groups = _stage(recs, preds)
     assert ["r5"] in groups
+
+
+def _random_stage(seed: int, monkeypatch, prefilter: bool):
+    """A random graph of small people with conflicting PNC IDs, near and far dates of birth,
+    a duplicate-free source and weights either side of every check's threshold."""
+    import linkage.cluster as clustering
+
+    rnd = random.Random(seed)
+    dobs = ["1980-01-02", "1980-02-01", "1980-01-03", "1981-01-02", "1965-07-30", None]
+    records = [(i, rnd.choice(["a", "b", "free"]), f"r{i}", "X", "Y", rnd.choice(dobs),
+                rnd.choice(["P1", "P2"] + [None] * (2 + seed % 6))) for i in range(1, 61)]
+    pairs = {(a, b) for a, b in (sorted(rnd.sample(range(1, 61), 2)) for _ in range(140))}
+    predictions = [(a, b, rnd.choice([5.0, 9.0, 11.0, 15.0, 22.0, 30.0]) + rnd.random()) for a, b in sorted(pairs)]
+    settings = ClusteringConfig(fracture_match_weight=10.0, conflict_match_weight=20.0,
+                                date_conflict_match_weight=12.0 if seed % 4 else None)
+    if not prefilter:  # every suspicious cluster through split_cluster
+        monkeypatch.setattr(clustering, "_drop_whole_clusters", lambda con, *a: None)
+    con, stats, groups = _stage(records, predictions, duplicate_free=["free"], settings=settings)
+    splits = con.execute("SELECT * FROM cluster_splits ORDER BY ALL").fetchall()
+    clusters = con.execute("SELECT * FROM clusters ORDER BY ALL").fetchall()
+    monkeypatch.undo()
+    return stats, clusters, splits
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_clusters_left_out_of_the_python_check_are_those_it_keeps_whole(seed, monkeypatch):
+    with_prefilter = _random_stage(seed, monkeypatch, prefilter=True)
+    assert with_prefilter == _random_stage(seed, monkeypatch, prefilter=False)

@@ -66,3 +66,27 @@ def test_spill_size_is_validated(tmp_path):
     res = cli("validate", str(config))
     assert res.returncode == 1
     assert "max_temp_directory_size looks like" in res.stderr
+
+
+def test_spill_disk_that_fills_mid_run(previous_run, synth_dir, tmp_path, key_env, monkeypatch, capsys):
+    """The disk under the spill folder fills (DuckDB's own write fails, not its size cap)
+    after the job has started: exit 1 naming engine.temp_directory, the run at --out as it
+    was and no staging folder left."""
+    import duckdb
+
+    from linkage import cli as linkage_cli
+
+    config, out = previous_run
+    before = _fingerprint(out)
+
+    def full(*args, **kwargs):
+        raise duckdb.IOException('IO Error: Could not write file "/spill/duckdb_temp_block-1.block": '
+                                 "No space left on device")
+
+    monkeypatch.setattr("linkage.job._cluster_stage", full)
+    code = linkage_cli.run_cli(["run", str(config), "--data", str(synth_dir), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "no space left on the device" in err and "engine.temp_directory" in err
+    assert _fingerprint(out) == before
+    assert not list(out.parent.glob(f".{out.name}.staging-*"))

@@ -44,6 +44,7 @@ def test_every_record_is_accounted_for(finished_run, synth_dir):
     dup = con.execute(f"SELECT count(*) - count(DISTINCT (source_dataset, record_id)) FROM '{out}/restricted/crosswalk.parquet'").fetchall()[0][0]
     assert dup == 0
     assert set(manifest["stage_seconds"]) >= {"read", "standardise", "train", "predict", "cluster", "de-identify"}
+    assert set(manifest["stage_cpu_seconds"]) == set(manifest["stage_seconds"])
     assert manifest["config_sha256"] and manifest["versions"]["splink"].startswith("5.")
 
 
