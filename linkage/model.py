@@ -262,7 +262,9 @@ def add_key_caps(con: duckdb.DuckDBPyConnection, table: str, rules: list[Blockin
         else:
             dtype = con.execute(f"DESCRIBE SELECT {q(target)} FROM {table}").fetchall()[0][1]
             con.execute(f"ALTER TABLE {table} ADD COLUMN {q(col)} {dtype}")
-        if rule.explode or counts_from is not None:
+        if rule.explode or wanted:
+            # A list key, find's records, or a finer key (only the records in _lk_key_sizes
+            # take a value): each record joined to its key's count.
             kept = f"SELECT k.node_id, {{}} AS v FROM {keyed(table)} k JOIN _lk_key_sizes s USING ({group}) WHERE s.n <= {cap}"
             kept = kept.format("list(k.__lk_key)") + " GROUP BY k.node_id" if rule.explode else kept.format("k.__lk_key")
             con.execute(f"UPDATE {table} SET {q(col)} = c.v FROM ({kept}) c WHERE {table}.node_id = c.node_id")
