@@ -353,6 +353,11 @@ class PriorConfig(Strict):
 class TrainingConfig(Strict):
     seed: int = 42
     u_max_pairs: float = Field(default=5e6, gt=0)
+    # Splink 5 samples u in chunks and stops a comparison early once each of its levels has
+    # this many non-matching pairs (None: never). One chunk scores every sampled pair in one
+    # pass: no early stop, but no per-chunk overhead either (on small data it halves u's cost).
+    u_chunks: int = Field(default=10, ge=1)
+    u_min_count_per_level: int | None = Field(default=100, ge=1)
     prior: PriorConfig
     em_blocking_rules: list[BlockingRule] = Field(min_length=1)
     em_max_pairs: float | None = Field(default=2e6, gt=0)

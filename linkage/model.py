@@ -575,7 +575,9 @@ def train(linker: Linker, cfg: JobConfig, step, source_counts: dict[str, int], w
     with step(PRIOR_STEP):
         prior = estimate_prior(linker, cfg, source_counts)
     with step(f"u by random sampling (max {t.u_max_pairs:,.0f} pairs)"):
-        linker.training.estimate_u_using_random_sampling(max_pairs=t.u_max_pairs, seed=t.seed)
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=t.u_max_pairs, seed=t.seed, num_chunks=t.u_chunks, min_count_per_level=t.u_min_count_per_level,
+        )
     skipped: list[str] = []
     for rule in t.em_blocking_rules:
         with step(f"m by EM, blocking on {describe_rule(rule)}"):
