@@ -26,6 +26,7 @@ def fast_crossgov(tmp: Path, change=None) -> Path:
     raw = yaml.safe_load(CROSSGOV.read_text())
     raw["model"]["training"]["u_max_pairs"] = 100_000
     raw["model"]["training"]["em_max_pairs"] = 100_000
+    raw["model"]["training"]["u_chunks"] = 1
     if change:
         change(raw)
     path = tmp / "cross_government.yaml"

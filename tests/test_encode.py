@@ -149,7 +149,7 @@ def test_an_encoded_job_links(world, tmp_path):
     t[t.source_dataset.isin(list(SOURCES))].to_csv(truth, index=False)
     config = encoded_job(tmp_path, "plain", world["enc"])
     raw = yaml.safe_load(config.read_text())
-    raw["model"]["training"].update(u_max_pairs=200_000, em_max_pairs=200_000)
+    raw["model"]["training"].update(u_max_pairs=200_000, em_max_pairs=200_000, u_chunks=1)
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     run = tmp_path / "run"
     res = cli("run", str(config), "--data", str(world["enc"]), "--out", str(run))

@@ -35,6 +35,7 @@ def test_assessments_and_referrals_join_their_people(tmp_path):
     def fast(raw: dict) -> None:
         raw["model"]["training"]["u_max_pairs"] = 100_000
         raw["model"]["training"]["em_max_pairs"] = 100_000
+        raw["model"]["training"]["u_chunks"] = 1
 
     config = config_variant(WITH_ASSESSMENTS, tmp_path / "job.yaml", fast)
     res = cli("run", str(config), "--data", str(data), "--out", str(out))

@@ -59,7 +59,7 @@ def _config(tmp_path: Path, sources: dict, link_type: str = "dedupe_only", **mod
             "link_type": link_type,
             "blocking_rules": [["soc_sec_id"], ["given_name", "surname"], ["date_of_birth"]],
             "comparisons": [{"field": f} for f in FIELDS],
-            "training": {"u_max_pairs": 100_000, "prior": {"deterministic_rules": [["soc_sec_id"]], "recall": 0.8},
+            "training": {"u_max_pairs": 100_000, "u_chunks": 1, "prior": {"deterministic_rules": [["soc_sec_id"]], "recall": 0.8},
                          "em_blocking_rules": [["date_of_birth"], ["postcode"]]},
             "threshold": 0.9,
             **model,
@@ -240,6 +240,7 @@ def _fast(config: Path, out: Path) -> Path:
     def change(raw: dict) -> None:
         raw["model"]["training"]["u_max_pairs"] = 100_000
         raw["model"]["training"]["em_max_pairs"] = 100_000
+        raw["model"]["training"]["u_chunks"] = 1
 
     return config_variant(config, out, change)
 
