@@ -273,6 +273,22 @@ def confirmed_values(members: dict[int, Member], records: int | None) -> dict[st
     return out
 
 
+def confirmed_dates(members: dict[int, Member], records: int | None) -> set[str]:
+    """The dates of birth (``Member.dates``) held by at least ``records`` members (none when None)."""
+    if records is None:
+        return set()
+    counts: dict[str, int] = {}
+    for m in members.values():
+        for d in set(m.dates):
+            counts[d] = counts.get(d, 0) + 1
+    return {d for d, n in counts.items() if n >= records}
+
+
+def _dates_confirmed_apart(a: set[str], b: set[str], confirmed: set[str]) -> bool:
+    ca, cb = a & confirmed, b & confirmed
+    return bool(ca) and bool(cb) and not dates_agree(ca, cb)
+
+
 def _confirmed_conflict(ids_a: dict[str, set[str]], ids_b: dict[str, set[str]], confirmed: dict[str, set[str]],
                         one_edit: frozenset[str]) -> str | None:
     """The column whose confirmed values in two parts say two people, if one does."""
@@ -397,7 +413,8 @@ def split_cluster(
       is below ``conflict_match_weight`` (for ``one_edit_columns``, values one keying error
       apart are one value: ``identifiers_conflict``); whatever the link (a deterministic
       one too), when each part holds a value that ``confirmed_conflict_records`` records
-      of the cluster or more hold, and they share none (``confirmed_values``);
+      of the cluster or more hold, and they share none (``confirmed_values``); and, when
+      dates are checked, when each part holds such a date of birth and they do not agree;
     - the parts' dates of birth are all far apart (``dates_agree``) and the link is below
       ``date_conflict_match_weight`` (None: dates are not checked): a father and son of
       one name, chained through a record without a date of birth;
@@ -413,6 +430,7 @@ def split_cluster(
     dup_free = frozenset(duplicate_free)
     parts = _Parts(members, frozenset(one_edit_columns))
     confirmed = confirmed_values(members, confirmed_conflict_records)
+    confirmed_dob = confirmed_dates(members, confirmed_conflict_records) if date_conflict_match_weight is not None else set()
     ordered = sorted(links, key=lambda e: (-_weight(e[2]), e[0], e[1]))
     adjacency: dict[int, set[int]] = {n: set() for n in members}
     for a, b, _ in ordered:
@@ -423,6 +441,8 @@ def split_cluster(
         if ra == rb or parts.clash(ra, rb, dup_free):
             continue
         if confirmed and _confirmed_conflict(parts.ids[ra], parts.ids[rb], confirmed, parts.one_edit):
+            continue
+        if confirmed_dob and _dates_confirmed_apart(parts.dates[ra], parts.dates[rb], confirmed_dob):
             continue
         weight = _weight(w)
         if weight < conflict_match_weight and parts.conflict(ra, rb):
@@ -469,6 +489,7 @@ def cut_reasons(
                 d.setdefault(k, set()).add(v)
         ids.append(d)
     confirmed = confirmed_values(members, confirmed_conflict_records)
+    confirmed_dob = confirmed_dates(members, confirmed_conflict_records) if date_conflict_match_weight is not None else set()
     out = []
     for a, b, w in links:
         i, j = part_of[a], part_of[b]
@@ -479,6 +500,8 @@ def cut_reasons(
             reason = REASON_DUPLICATE_FREE
         elif held:
             reason = _conflict_reason(held) + CONFIRMED_SUFFIX
+        elif confirmed_dob and _dates_confirmed_apart(dates[i], dates[j], confirmed_dob):
+            reason = REASON_DATES + CONFIRMED_SUFFIX
         else:
             conflict = next((k for k, v in ids[i].items()
                              if identifiers_conflict(v, ids[j].get(k, set()), k in one_edit)), None)
@@ -932,6 +955,14 @@ def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str],
     if held:
         con.execute(f"UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN "
                     f"(SELECT cluster_id FROM _lk_parts GROUP BY ALL HAVING {' OR '.join(held)})")
+    if confirmed_records is not None and date_weight is not None:
+        # two dates of birth each held by enough records (agreeing or not): to split_cluster
+        con.execute(
+            f"""UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN (
+                SELECT cluster_id FROM (SELECT cluster_id, d, count(*) AS n FROM _lk_parts, unnest(dates) AS t(d)
+                                        WHERE d IS NOT NULL GROUP BY ALL HAVING n >= {int(confirmed_records)})
+                GROUP BY cluster_id HAVING count(*) >= 2)"""
+        )
     if date_weight is not None:
         # Two parts with dates agree when some pair of their dates does.
         con.execute(

@@ -92,6 +92,23 @@ def test_two_pnc_ids_each_on_several_records_are_two_people_whatever_links_them(
     assert split_cluster(keyed_wrong, links, **SETTINGS, confirmed_conflict_records=2) == [[1, 2, 3, 4]]
 
 
+def test_two_dates_of_birth_each_on_several_records_are_two_people_whatever_links_them():
+    """Father and son of one name, each date on two records, joined by a strong link (30
+    bits, over the date weight): two people once dates are confirmed. A date mistyped on
+    one record (held by no other) is no such conflict."""
+    dates = {1: "19600312", 2: "19600312", 3: "19850704", 4: "19850704"}
+    members = {n: Member("s", (), (d,)) for n, d in dates.items()}
+    links = [(1, 2, 25.0), (3, 4, 25.0), (2, 3, 30.0)]
+    settings = {**SETTINGS, "date_conflict_match_weight": 12.0}
+    assert split_cluster(members, links, **settings) == [[1, 2, 3, 4]]
+    parts = split_cluster(members, links, **settings, confirmed_conflict_records=2)
+    assert parts == [[1, 2], [3, 4]]
+    assert cut_reasons(parts, members, links, conflict_match_weight=20, date_conflict_match_weight=12.0,
+                       confirmed_conflict_records=2) == [(2, 3, "different dates of birth, each held by several records")]
+    mistyped = {**members, 4: Member("s", (), ("19850705",))}
+    assert split_cluster(mistyped, links, **settings, confirmed_conflict_records=2) == [[1, 2, 3, 4]]
+
+
 def test_a_record_without_a_pnc_id_is_no_conflict():
     members = _members(3, pnc_key={1: "X", 2: "X"})
     assert split_cluster(members, [(1, 2, 25), (2, 3, 12)], **SETTINGS) == [[1, 2, 3]]
