@@ -238,6 +238,7 @@ REASON_WEAK = "weak link between groups"
 REASON_AMBIGUOUS = "ambiguous weak link"
 REASON_DATES = "different dates of birth"
 REASON_PERSON = "differs from the person's other records"
+CONFIRMED_SUFFIX = ", each held by several records"
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,47 @@ class Member:
 
 def _conflict_reason(column: str) -> str:
     return f"different {column} values"
+
+
+def confirmed_values(members: dict[int, Member], records: int | None) -> dict[str, set[str]]:
+    """Each identifier's values held by at least ``records`` members (none when None)."""
+    if records is None:
+        return {}
+    counts: dict[tuple[str, str], int] = {}
+    for m in members.values():
+        for kv in set(m.identifiers):
+            counts[kv] = counts.get(kv, 0) + 1
+    out: dict[str, set[str]] = {}
+    for (column, value), n in counts.items():
+        if n >= records:
+            out.setdefault(column, set()).add(value)
+    return out
+
+
+def confirmed_dates(members: dict[int, Member], records: int | None) -> set[str]:
+    """The dates of birth (``Member.dates``) held by at least ``records`` members (none when None)."""
+    if records is None:
+        return set()
+    counts: dict[str, int] = {}
+    for m in members.values():
+        for d in set(m.dates):
+            counts[d] = counts.get(d, 0) + 1
+    return {d for d, n in counts.items() if n >= records}
+
+
+def _dates_confirmed_apart(a: set[str], b: set[str], confirmed: set[str]) -> bool:
+    ca, cb = a & confirmed, b & confirmed
+    return bool(ca) and bool(cb) and not dates_agree(ca, cb)
+
+
+def _confirmed_conflict(ids_a: dict[str, set[str]], ids_b: dict[str, set[str]], confirmed: dict[str, set[str]],
+                        one_edit: frozenset[str]) -> str | None:
+    """The column whose confirmed values in two parts say two people, if one does."""
+    for column, values in confirmed.items():
+        if identifiers_conflict(ids_a.get(column, set()) & values, ids_b.get(column, set()) & values,
+                                column in one_edit):
+            return column
+    return None
 
 
 def _one_edit(a: str, b: str) -> bool:
@@ -359,6 +401,7 @@ def split_cluster(
     duplicate_free: Iterable[str] = (),
     date_conflict_match_weight: float | None = None,
     one_edit_columns: Iterable[str] = (),
+    confirmed_conflict_records: int | None = None,
 ) -> list[list[int]]:
     """The parts one cluster falls into, largest first (one part: the cluster is valid).
 
@@ -368,7 +411,10 @@ def split_cluster(
     - the parts would hold two records of a ``duplicate_free`` source;
     - the parts hold different values of one identifier (two valid PNC IDs) and the link
       is below ``conflict_match_weight`` (for ``one_edit_columns``, values one keying error
-      apart are one value: ``identifiers_conflict``);
+      apart are one value: ``identifiers_conflict``); whatever the link (a deterministic
+      one too), when each part holds a value that ``confirmed_conflict_records`` records
+      of the cluster or more hold, and they share none (``confirmed_values``); and, when
+      dates are checked, when each part holds such a date of birth and they do not agree;
     - the parts' dates of birth are all far apart (``dates_agree``) and the link is below
       ``date_conflict_match_weight`` (None: dates are not checked): a father and son of
       one name, chained through a record without a date of birth;
@@ -383,6 +429,8 @@ def split_cluster(
     """
     dup_free = frozenset(duplicate_free)
     parts = _Parts(members, frozenset(one_edit_columns))
+    confirmed = confirmed_values(members, confirmed_conflict_records)
+    confirmed_dob = confirmed_dates(members, confirmed_conflict_records) if date_conflict_match_weight is not None else set()
     ordered = sorted(links, key=lambda e: (-_weight(e[2]), e[0], e[1]))
     adjacency: dict[int, set[int]] = {n: set() for n in members}
     for a, b, _ in ordered:
@@ -391,6 +439,10 @@ def split_cluster(
     for a, b, w in ordered:
         ra, rb = parts.find(a), parts.find(b)
         if ra == rb or parts.clash(ra, rb, dup_free):
+            continue
+        if confirmed and _confirmed_conflict(parts.ids[ra], parts.ids[rb], confirmed, parts.one_edit):
+            continue
+        if confirmed_dob and _dates_confirmed_apart(parts.dates[ra], parts.dates[rb], confirmed_dob):
             continue
         weight = _weight(w)
         if weight < conflict_match_weight and parts.conflict(ra, rb):
@@ -419,9 +471,11 @@ def cut_reasons(
     duplicate_free: Iterable[str] = (),
     date_conflict_match_weight: float | None = None,
     one_edit_columns: Iterable[str] = (),
+    confirmed_conflict_records: int | None = None,
 ) -> list[tuple[int, int, str]]:
     """Each link between two parts with why it was cut: the parts' clash, else their
-    identifier conflict (below ``conflict_match_weight``), else their dates of birth (below
+    confirmed identifier values, else their identifier conflict (below
+    ``conflict_match_weight``), else their dates of birth (below
     ``date_conflict_match_weight``), else a weak link between groups."""
     dup_free, one_edit = frozenset(duplicate_free), frozenset(one_edit_columns)
     part_of = {n: i for i, p in enumerate(parts) for n in p}
@@ -434,13 +488,20 @@ def cut_reasons(
             for k, v in members[n].identifiers:
                 d.setdefault(k, set()).add(v)
         ids.append(d)
+    confirmed = confirmed_values(members, confirmed_conflict_records)
+    confirmed_dob = confirmed_dates(members, confirmed_conflict_records) if date_conflict_match_weight is not None else set()
     out = []
     for a, b, w in links:
         i, j = part_of[a], part_of[b]
         if i == j:
             continue
+        held = _confirmed_conflict(ids[i], ids[j], confirmed, one_edit) if confirmed else None
         if sources[i] & sources[j] & dup_free:
             reason = REASON_DUPLICATE_FREE
+        elif held:
+            reason = _conflict_reason(held) + CONFIRMED_SUFFIX
+        elif confirmed_dob and _dates_confirmed_apart(dates[i], dates[j], confirmed_dob):
+            reason = REASON_DATES + CONFIRMED_SUFFIX
         else:
             conflict = next((k for k, v in ids[i].items()
                              if identifiers_conflict(v, ids[j].get(k, set()), k in one_edit)), None)
@@ -782,7 +843,8 @@ def check_clusters(
         WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND (dated OR groups >= 2 OR cores >= 3)))"""
     )
     checked = con.execute("SELECT count(*) FROM _suspect").fetchall()[0][0]
-    _drop_whole_clusters(con, columns, dates_sql, settings.conflict_match_weight, date_weight)
+    _drop_whole_clusters(con, columns, dates_sql, settings.conflict_match_weight, date_weight,
+                         settings.confirmed_conflict_records)
     ids = ", ".join(f"n.{q(c)}" for c in columns)
     members_rows = con.execute(
         f"""SELECT cc.cluster_id, n.node_id, n.source_dataset, list_filter({dates_sql}, lambda d: d IS NOT NULL)
@@ -809,6 +871,7 @@ def check_clusters(
             m, edges.get(cid, []), fracture_match_weight=settings.fracture_match_weight,
             conflict_match_weight=settings.conflict_match_weight, duplicate_free=duplicate_free,
             date_conflict_match_weight=date_weight, one_edit_columns=settings.conflict_one_edit_columns,
+            confirmed_conflict_records=settings.confirmed_conflict_records,
         )
         if len(parts) == 1:
             continue
@@ -816,7 +879,8 @@ def check_clusters(
         reassign += [(n, p[0]) for p in parts for n in p]
         cuts += cut_reasons(parts, m, edges.get(cid, []), conflict_match_weight=settings.conflict_match_weight,
                             duplicate_free=duplicate_free, date_conflict_match_weight=date_weight,
-                            one_edit_columns=settings.conflict_one_edit_columns)
+                            one_edit_columns=settings.conflict_one_edit_columns,
+                            confirmed_conflict_records=settings.confirmed_conflict_records)
     if reassign:
         import pandas as pd
 
@@ -834,7 +898,8 @@ def check_clusters(
 
 
 def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str], dates_sql: str,
-                         conflict_weight: float, date_weight: float | None) -> None:
+                         conflict_weight: float, date_weight: float | None,
+                         confirmed_records: int | None = None) -> None:
     """Leave out of ``_suspect`` the clusters ``split_cluster`` certainly keeps whole, so that
     only the others are read into Python (at a million records, about half of them).
 
@@ -878,9 +943,26 @@ def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str],
         FROM _lk_whole_nodes w JOIN _lk_safe p USING (node_id) JOIN nodes n USING (node_id)"""
     )
     held = [f"count(DISTINCT part) FILTER (WHERE {q(c)} IS NOT NULL) > 1" for c in columns]
+    if confirmed_records is not None:
+        # two values of a column each held by enough records: even one safe part may split
+        for c in columns:
+            con.execute(
+                f"""UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN (
+                    SELECT cluster_id FROM (SELECT cluster_id, {q(c)}, count(*) AS n FROM _lk_parts
+                                            WHERE {q(c)} IS NOT NULL GROUP BY ALL HAVING n >= {int(confirmed_records)})
+                    GROUP BY cluster_id HAVING count(*) >= 2)"""
+            )
     if held:
         con.execute(f"UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN "
                     f"(SELECT cluster_id FROM _lk_parts GROUP BY ALL HAVING {' OR '.join(held)})")
+    if confirmed_records is not None and date_weight is not None:
+        # two dates of birth each held by enough records (agreeing or not): to split_cluster
+        con.execute(
+            f"""UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN (
+                SELECT cluster_id FROM (SELECT cluster_id, d, count(*) AS n FROM _lk_parts, unnest(dates) AS t(d)
+                                        WHERE d IS NOT NULL GROUP BY ALL HAVING n >= {int(confirmed_records)})
+                GROUP BY cluster_id HAVING count(*) >= 2)"""
+        )
     if date_weight is not None:
         # Two parts with dates agree when some pair of their dates does.
         con.execute(

@@ -413,6 +413,13 @@ class ClusteringConfig(Strict):
     # below the threshold but at or above this match weight; the pair is then a weak link,
     # checked like the others (ambiguity_margin, person_evidence). None: off.
     attach_match_weight: float | None = None
+    # A value of a conflict column held by at least this many records of a cluster is
+    # confirmed (not one record keyed in error): two parts holding different confirmed
+    # values are two people, and no link joins them, a deterministic one included (two
+    # people of one name and date of birth, each with their own PNC ID). With
+    # date_conflict_match_weight set, dates of birth too: two parts holding confirmed dates
+    # that do not agree (dates_agree) are two people. None: off.
+    confirmed_conflict_records: int | None = Field(default=None, ge=2)
 
     @model_validator(mode="after")
     def _one_edit_are_conflict_columns(self) -> ClusteringConfig:

@@ -76,6 +76,39 @@ def test_two_pnc_ids_need_strong_evidence():
     assert split_cluster(members, strong, **SETTINGS) == [[1, 2, 3, 4]]
 
 
+def test_two_pnc_ids_each_on_several_records_are_two_people_whatever_links_them():
+    """Two people of one name and date of birth, each with their own PNC ID on two records,
+    joined by the deterministic name-and-date link (None): two people. One record keyed
+    with another PNC ID (on no other record) is no such conflict."""
+    members = _members(4, pnc_key={1: "X", 2: "X", 3: "Y", 4: "Y"})
+    links = [(1, 2, None), (3, 4, None), (1, 3, None), (2, 4, None), (2, 3, 40.0)]
+    assert split_cluster(members, links, **SETTINGS) == [[1, 2, 3, 4]]  # off by default
+    parts = split_cluster(members, links, **SETTINGS, confirmed_conflict_records=2)
+    assert parts == [[1, 2], [3, 4]]
+    reason = "different pnc_key values, each held by several records"
+    assert cut_reasons(parts, members, links, conflict_match_weight=20, confirmed_conflict_records=2) == [
+        (1, 3, reason), (2, 4, reason), (2, 3, reason)]
+    keyed_wrong = _members(4, pnc_key={1: "X", 2: "X", 3: "X", 4: "Y"})
+    assert split_cluster(keyed_wrong, links, **SETTINGS, confirmed_conflict_records=2) == [[1, 2, 3, 4]]
+
+
+def test_two_dates_of_birth_each_on_several_records_are_two_people_whatever_links_them():
+    """Father and son of one name, each date on two records, joined by a strong link (30
+    bits, over the date weight): two people once dates are confirmed. A date mistyped on
+    one record (held by no other) is no such conflict."""
+    dates = {1: "19600312", 2: "19600312", 3: "19850704", 4: "19850704"}
+    members = {n: Member("s", (), (d,)) for n, d in dates.items()}
+    links = [(1, 2, 25.0), (3, 4, 25.0), (2, 3, 30.0)]
+    settings = {**SETTINGS, "date_conflict_match_weight": 12.0}
+    assert split_cluster(members, links, **settings) == [[1, 2, 3, 4]]
+    parts = split_cluster(members, links, **settings, confirmed_conflict_records=2)
+    assert parts == [[1, 2], [3, 4]]
+    assert cut_reasons(parts, members, links, conflict_match_weight=20, date_conflict_match_weight=12.0,
+                       confirmed_conflict_records=2) == [(2, 3, "different dates of birth, each held by several records")]
+    mistyped = {**members, 4: Member("s", (), ("19850705",))}
+    assert split_cluster(mistyped, links, **settings, confirmed_conflict_records=2) == [[1, 2, 3, 4]]
+
+
 def test_a_record_without_a_pnc_id_is_no_conflict():
     members = _members(3, pnc_key={1: "X", 2: "X"})
     assert split_cluster(members, [(1, 2, 25), (2, 3, 12)], **SETTINGS) == [[1, 2, 3]]
@@ -248,6 +281,20 @@ def test_two_pnc_ids_in_one_chain_are_split_in_the_stage():
     _, stats, groups = _stage(recs, [(1, 2, 25), (2, 3, 15)])
     assert groups == [["b1", "p1"], ["p2"]]
     assert stats.cut_links == {"different pnc_key values": 1}
+
+
+def test_two_people_of_one_name_and_date_with_their_own_pnc_ids_are_split_in_the_stage():
+    other = "1981/0000034U"
+    recs = [(1, "pnc", "p1", "ARTHUR", "MORGAN", "1980-02-03", PNC), (2, "prison", "b1", "ARTHUR", "MORGAN", "1980-02-03", PNC),
+            (3, "pnc", "p2", "ARTHUR", "MORGAN", "1980-02-03", other), (4, "prison", "b2", "ARTHUR", "MORGAN", "1980-02-03", other)]
+    rules = [DeterministicLink(name="same name and date of birth", columns=["first_name", "surname", "date_of_birth"]),
+             DeterministicLink(name="same valid PNC ID", columns=["pnc_key"])]
+    _, _, groups = _stage(recs, [], deterministic=rules)
+    assert groups == [["b1", "b2", "p1", "p2"]]
+    settings = ClusteringConfig(**SETTINGS, confirmed_conflict_records=2)
+    _, stats, groups = _stage(recs, [], deterministic=rules, settings=settings)
+    assert groups == [["b1", "p1"], ["b2", "p2"]]
+    assert list(stats.cut_links) == ["different pnc_key values, each held by several records"]
 
 
 def test_duplicate_free_source_at_most_one_record_per_person():
@@ -425,7 +472,8 @@ def _random_stage(seed: int, monkeypatch, prefilter: bool):
     pairs = {(a, b) for a, b in (sorted(rnd.sample(range(1, 61), 2)) for _ in range(140))}
     predictions = [(a, b, rnd.choice([5.0, 9.0, 11.0, 15.0, 22.0, 30.0]) + rnd.random()) for a, b in sorted(pairs)]
     settings = ClusteringConfig(fracture_match_weight=10.0, conflict_match_weight=20.0,
-                                date_conflict_match_weight=12.0 if seed % 4 else None)
+                                date_conflict_match_weight=12.0 if seed % 4 else None,
+                                confirmed_conflict_records=2 if seed % 3 == 0 else None)
     if not prefilter:  # every suspicious cluster through split_cluster
         monkeypatch.setattr(clustering, "_drop_whole_clusters", lambda con, *a: None)
     con, stats, groups = _stage(records, predictions, duplicate_free=["free"], settings=settings)

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import ROOT, TEST_KEY, cli, fast_config
+from tests.conftest import JUSTICE, ROOT, TEST_KEY, cli, fast_config
 
 CROSSGOV = ROOT / "configs" / "cross_government.yaml"
 PEOPLE = 300
@@ -358,7 +358,8 @@ def test_previous_keeps_department_persons_ids(flow, tmp_path):
     assert manifest["ids"]["kept"] > 0
 
 
-def test_swapped_names_score_as_a_swap_not_as_two_names_that_differ():
+@pytest.mark.parametrize("config", [CROSSGOV, JUSTICE], ids=["cross_government", "justice"])
+def test_swapped_names_score_as_a_swap_not_as_two_names_that_differ(config):
     """Forename and surname swapped (one side's forename is the other's surname) falls in
     the config's swap levels of both comparisons, not their "else" levels: counted as two
     disagreements, a person's own swapped record scored below 0.01 (41 of the hard
@@ -367,7 +368,7 @@ def test_swapped_names_score_as_a_swap_not_as_two_names_that_differ():
     from linkage.config import load_config
     from linkage.model import build_comparison
 
-    comps = {c.name: c for c in load_config(CROSSGOV).config.model.comparisons}
+    comps = {c.name: c for c in load_config(config).config.model.comparisons}
     assert not any("reversed" in lv.model_dump(exclude_none=True) for lv in comps["name"].levels or [])
 
     def label(name: str, pair: dict) -> str:
