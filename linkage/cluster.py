@@ -696,14 +696,15 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _rivals AS
-        WITH scored AS (
-            SELECT node_id_l AS a, node_id_r AS b, match_weight AS w FROM _scored
-            UNION ALL SELECT node_id_r, node_id_l, match_weight FROM _scored),
+        -- each scored pair's two people, looked up once for both directions
+        WITH apart AS (
+            SELECT kl.cluster_id AS cl, kr.cluster_id AS cr, s.node_id_l, s.node_id_r, s.match_weight AS w
+            FROM _scored s JOIN _core kl ON kl.node_id = s.node_id_l JOIN _core kr ON kr.node_id = s.node_id_r
+            WHERE kl.cluster_id <> kr.cluster_id),
+        scored AS (
+            SELECT node_id_l AS a, cr AS pz, w FROM apart UNION ALL SELECT node_id_r, cl, w FROM apart),
         -- each end's best score against each person other than its own
-        best AS (
-            SELECT s.a, kb.cluster_id AS pz, max(s.w) AS w
-            FROM scored s JOIN _core ka ON ka.node_id = s.a JOIN _core kb ON kb.node_id = s.b
-            WHERE kb.cluster_id <> ka.cluster_id AND s.a IN (SELECT x FROM _ends) GROUP BY ALL)
+        best AS (SELECT a, pz, max(w) AS w FROM scored WHERE a IN (SELECT x FROM _ends) GROUP BY ALL)
         -- each weak link with the people it is weighed against (few), then told apart
         SELECT DISTINCT e.node_id_l, e.node_id_r, cy.cluster_id AS py, b.pz
         FROM _ends e JOIN best b ON b.a = e.x AND b.w >= e.w - {margin}

@@ -264,16 +264,29 @@ def test_person_name_word_lists_are_options():
     assert kept["surname"] == "LTD"
 
 
+def test_two_person_name_fields_each_clean_their_own_parts():
+    fields = {n: FIELD.validate_python({"type": "person_name", "parts": {f"{n}_whole": "full"}, "phonetic": False})
+              for n in ("n", "m")}
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('s', '1', 'MORGAN, Arthur', 'Mr John SMITH'),"
+                " ('s', '2', NULL, 'Zoe Jones')) v(source_dataset, record_id, n_whole, m_whole)")
+    standardise_fields(con, "t", "o", fields, date_formats=["%Y-%m-%d"], today=TODAY)
+    got = con.execute("SELECT record_id, n_full, m_full, m_first_canonical FROM o ORDER BY 1").fetchall()
+    assert got == [("1", "ARTHUR MORGAN", "JOHN SMITH", "JOHN"), ("2", None, "ZOE JONES", "ZOE")]
+
+
 def test_set_is_the_union_of_fields():
     fields = {"dob": FIELD.validate_python({"type": "date"}),
               "alias_dobs": FIELD.validate_python({"type": "list", "of": {"type": "date"}}),
               "dobs": FIELD.validate_python({"type": "set", "union": ["dob", "alias_dobs"]})}
     con = duckdb.connect()
     con.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('s', '1', '1990-01-02', '1991-02-03;1990-01-02'),"
-                " ('s', '2', NULL, NULL), ('s', '3', 'bad', '1980-05-05')) v(source_dataset, record_id, dob, alias_dobs)")
+                " ('s', '2', NULL, NULL), ('s', '3', 'bad', '1980-05-05'), ('s', '4', '1990-01-02', NULL))"
+                " v(source_dataset, record_id, dob, alias_dobs)")
     standardise_fields(con, "t", "o", fields, date_formats=["%Y-%m-%d"], today=TODAY)
     got = dict(con.execute("SELECT record_id, dobs FROM o").fetchall())
-    assert got == {"1": [dt.date(1990, 1, 2), dt.date(1991, 2, 3)], "2": None, "3": [dt.date(1980, 5, 5)]}
+    assert got == {"1": [dt.date(1990, 1, 2), dt.date(1991, 2, 3)], "2": None, "3": [dt.date(1980, 5, 5)],
+                   "4": [dt.date(1990, 1, 2)]}
     assert declared_columns(fields)["dobs"] == "DATE[]"
 
 

@@ -134,7 +134,11 @@ def standardise_fields(
                 + ", ".join(f"CAST({_ident(f)} AS VARCHAR) AS {_ident(f)}" for f in input_fields(fields))
                 + f" FROM {source_table}")
     selects, joins, invalid_parts, raw_parts, temp = [], [], [], [], [src]
-    sets, views = {}, []
+    sets: dict[str, SetType] = {}
+    views: list[str] = []
+    # The rows the records' query reads: the source's, with each person-name field's
+    # columns added in turn (a view over the previous rows).
+    rows = f"SELECT rowid AS __lk_rid, * FROM {src}"
     for i, (name, ftype) in enumerate(fields.items()):
         col = _ident(name)
         table = f"__lk_fd_{out_table}_{i}"
@@ -146,11 +150,11 @@ def standardise_fields(
             selects += [f"CAST(NULL AS {t}) AS {_ident(c)}" for c, t in ftype.column_names(name).items()]
             continue
         if isinstance(ftype, PersonNameType):
-            built = ftype.build(con, src, name, list_separator, f"__lk_fp_{out_table}_{i}")
+            built = ftype.build(con, src, name, list_separator, f"__lk_fp_{out_table}_{i}", rows)
             temp += built.temp
-            views.append(built.table)
-            selects += [f"p{i}.{_ident(c)}" for c in built.columns]
-            joins.append(f"LEFT JOIN {built.table} p{i} ON p{i}.rid = s.rowid")
+            views.insert(0, built.table)  # a later view reads this one: dropped first
+            rows = f"SELECT * FROM {built.table}"
+            selects += [f"s.{_ident(built.column(c))} AS {_ident(c)}" for c in built.columns]
             invalid_parts += built.invalid_sql
             if ftype.is_identifying:
                 raw_parts += built.raw_sql
@@ -172,7 +176,7 @@ def standardise_fields(
                 "GROUP BY ALL"
             )
             selects.append(f"CAST(a{i}.v AS {ftype.value_type}) AS {col}")
-            joins.append(f"LEFT JOIN {agg} a{i} ON a{i}.rid = s.rowid")
+            joins.append(f"LEFT JOIN {agg} a{i} ON a{i}.rid = s.__lk_rid")
             invalid_parts.append(
                 f"SELECT e.source_dataset, e.record_id, {_q(name)} AS field, d.why AS reason, e.x AS raw_value "
                 f"FROM {elems} e JOIN {table} d ON d.k = e.x WHERE d.why IS NOT NULL"
@@ -190,7 +194,7 @@ def standardise_fields(
             raw_parts.append(f"SELECT {_q(name)} AS field, k AS v FROM {table}")
     columns = declared_columns(fields)
     made = ("SELECT s.source_dataset, s.record_id" + "".join(", " + s for s in selects)
-            + f" FROM {src} s " + " ".join(joins))
+            + f" FROM ({rows}) s " + " ".join(joins))
     if sets:  # made from the other fields, then every column in declaration order
         made = ("SELECT source_dataset, record_id, " + ", ".join(_ident(c) for c in columns) + " FROM (SELECT *, "
                 + ", ".join(f"{t.sql(columns)} AS {_ident(n)}" for n, t in sets.items()) + f" FROM ({made}))")

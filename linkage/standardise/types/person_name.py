@@ -39,14 +39,20 @@ PartForm = Literal["forenames", "middle_names", "surname", "full", "aliases"]
 
 @dataclass(frozen=True)
 class Built:
-    """What a composite field made: a view ``table(rid, <column>...)`` keyed by the source's
-    rowid, SQL for its invalid rows and raw values, and its temporary tables."""
+    """What a composite field made: a view ``table`` over the rows of the relation it was
+    given, with every column of it and each of ``columns`` as ``column(name)``; SQL for its
+    invalid rows and raw values, and its temporary tables."""
 
     table: str
     columns: list[str]
     invalid_sql: list[str]
     raw_sql: list[str]
     temp: list[str]
+    prefix: str = ""
+
+    def column(self, name: str) -> str:
+        """The view's column holding the field's column ``name``."""
+        return f"{self.prefix}__{name}"
 
 
 class PersonNameType(FieldType):
@@ -117,9 +123,14 @@ class PersonNameType(FieldType):
 
     # -- standardising ---------------------------------------------------------------------
 
-    def build(self, con: duckdb.DuckDBPyConnection, src: str, field: str, list_separator: str, prefix: str) -> Built:
+    def build(self, con: duckdb.DuckDBPyConnection, src: str, field: str, list_separator: str, prefix: str,
+              rows: str | None = None) -> Built:
         """Standardise the parts of ``src`` (a table with ``source_dataset``, ``record_id`` and
-        one text column per part) into ``{prefix}_out(rid, <key columns>)``."""
+        one text column per part) into the view ``{prefix}_out``: each row of ``rows`` (SQL
+        over ``src``'s rows, with ``src``'s columns and its rowid as ``__lk_rid``; default:
+        ``src`` itself) with the field's columns added (``Built.column``). The records'
+        query then reads the names in the same pass as its other columns, not joined back to
+        them by rowid (a join as large as the records)."""
         lx = self.lexicon
         con.execute(nc.lexicon_macros(lx))
         s = lx.suffix
@@ -175,60 +186,68 @@ class PersonNameType(FieldType):
                 invalid_sql.append(
                     f"SELECT r.source_dataset, r.record_id, {q(label)} AS field, d.why AS reason, {col} AS raw_value "
                     f"FROM {t} r JOIN (SELECT k, why FROM {d} WHERE why IS NOT NULL) d ON d.k = {col}")
-        return self._combine(con, src, field, dicts, p, al, prefix, temp, invalid_sql, raw_sql)
+        rows = rows or f"SELECT rowid AS __lk_rid, * FROM {src}"
+        return self._combine(con, rows, field, dicts, p, al, prefix, temp, invalid_sql, raw_sql)
 
-    def _combine(self, con, src, field, d, p, al, prefix, temp, invalid_sql, raw_sql) -> Built:
+    def _combine(self, con, rows, field, d, p, al, prefix, temp, invalid_sql, raw_sql) -> Built:
         s = self.lexicon.suffix
 
         def join(name: str, part: str | None) -> str:
             return f"LEFT JOIN {d[name]} ON {d[name]}.k = __lk_s.{ident(part)}" if part else f"LEFT JOIN {d[name]} ON false"
 
         select = ", ".join([
-            f"{d['first']}.v AS z_first", f"{d['first']}.v_rest AS z_first_rest", f"{d['middle']}.v AS z_middle",
-            f"{d['surname']}.v AS z_surname", f"{d['full']}.v_first AS z_full_first",
-            f"{d['full']}.v_middle AS z_full_middle", f"{d['full']}.v_surname AS z_full_surname"])
+            f"{d['first']}.v AS __lk_z_first", f"{d['first']}.v_rest AS __lk_z_first_rest",
+            f"{d['middle']}.v AS __lk_z_middle", f"{d['surname']}.v AS __lk_z_surname",
+            f"{d['full']}.v_first AS __lk_z_full_first", f"{d['full']}.v_middle AS __lk_z_full_middle",
+            f"{d['full']}.v_surname AS __lk_z_full_surname"])
         combine: list[Step] = [
-            ("z_full_ok", "z_first IS NULL OR z_surname IS NULL"),
-            ("z_s_first", "coalesce(z_first, CASE WHEN z_full_ok THEN z_full_first END)"),
-            ("z_s_middle", "CASE WHEN z_first IS NOT NULL THEN CASE WHEN z_first_rest IS NULL THEN z_middle"
-                           " WHEN z_middle IS NULL THEN z_first_rest"
-                           f" ELSE lk__clean{s}(z_first_rest || ' ' || z_middle) END"
-                           " ELSE coalesce(z_middle, CASE WHEN z_full_ok THEN z_full_middle END) END"),
-            ("z_s_surname", "coalesce(z_surname, CASE WHEN z_full_ok THEN z_full_surname END)"),
-            ("z_s_full", "CASE WHEN z_s_first IS NOT NULL AND z_s_surname IS NOT NULL"
-                         " THEN z_s_first || ' ' || z_s_surname END"),
+            ("__lk_z_full_ok", "__lk_z_first IS NULL OR __lk_z_surname IS NULL"),
+            ("__lk_z_s_first", "coalesce(__lk_z_first, CASE WHEN __lk_z_full_ok THEN __lk_z_full_first END)"),
+            ("__lk_z_s_middle", "CASE WHEN __lk_z_first IS NOT NULL THEN CASE WHEN __lk_z_first_rest IS NULL THEN __lk_z_middle"
+                                " WHEN __lk_z_middle IS NULL THEN __lk_z_first_rest"
+                                f" ELSE lk__clean{s}(__lk_z_first_rest || ' ' || __lk_z_middle) END"
+                                " ELSE coalesce(__lk_z_middle, CASE WHEN __lk_z_full_ok THEN __lk_z_full_middle END) END"),
+            ("__lk_z_s_surname", "coalesce(__lk_z_surname, CASE WHEN __lk_z_full_ok THEN __lk_z_full_surname END)"),
+            ("__lk_z_s_full", "CASE WHEN __lk_z_s_first IS NOT NULL AND __lk_z_s_surname IS NOT NULL"
+                              " THEN __lk_z_s_first || ' ' || __lk_z_s_surname END"),
         ]
         joins = " ".join([join("first", p["forenames"]), join("middle", p["middle_names"]),
                           join("surname", p["surname"]), join("full", p["full"])])
-        combined = staged(f"SELECT __lk_s.rowid AS rid, {select} FROM {src} AS __lk_s {joins}", combine)
-        col = lambda k: ident(self.key_column(field, k))  # noqa: E731
+        combined = staged(f"SELECT __lk_s.*, {select} FROM ({rows}) AS __lk_s {joins}", combine)
         made = {k.suffix for k in self.made_keys()}
-        out_cols = [f"n.z_s_first AS {col('first')}", f"n.z_s_middle AS {col('middle')}",
-                    f"n.z_s_surname AS {col('surname')}", f"n.z_s_full AS {col('full')}"]
+        built = Built(f"{prefix}_out", list(self.column_names(field)), invalid_sql, raw_sql, temp, prefix)
+        col = lambda k: ident(built.column(self.key_column(field, k)))  # noqa: E731
+        out_cols = [f"n.__lk_z_s_first AS {col('first')}", f"n.__lk_z_s_middle AS {col('middle')}",
+                    f"n.__lk_z_s_surname AS {col('surname')}", f"n.__lk_z_s_full AS {col('full')}"]
         ctes, joins2 = [], []
         if {"first_canonical", "first_metaphone", "surname_metaphone"} & made:
             fp, sp = f"{prefix}_fph", f"{prefix}_sph"
             temp += [fp, sp]
             _phonetics(con, fp, f"SELECT v FROM {d['first']} UNION SELECT v_first FROM {d['full']}")
             _phonetics(con, sp, f"SELECT v FROM {d['surname']} UNION SELECT v_surname FROM {d['full']}")
-            joins2 += [f"LEFT JOIN {fp} f ON f.name = n.z_s_first", f"LEFT JOIN {sp} sp ON sp.name = n.z_s_surname"]
+            joins2 += [f"LEFT JOIN {fp} f ON f.name = n.__lk_z_s_first",
+                       f"LEFT JOIN {sp} sp ON sp.name = n.__lk_z_s_surname"]
             out_cols += [f"f.canonical AS {col('first_canonical')}"] * ("first_canonical" in made)
             out_cols += [f"f.metaphone AS {col('first_metaphone')}"] * ("first_metaphone" in made)
             out_cols += [f"sp.metaphone AS {col('surname_metaphone')}"] * ("surname_metaphone" in made)
         if p["aliases"]:
+            # Only the records with aliases: joined back by rowid, a join of those few rows.
             ctes.append(f"alias_names AS (SELECT a.rid, list(d.v_first || ' ' || d.v_surname) AS names, "
                         f"list(d.v_surname) AS surnames, list(d.v_first) AS firsts "
                         f"FROM {al} a JOIN {d['full']} d ON d.k = a.x GROUP BY a.rid)")
-            joins2.append("LEFT JOIN alias_names an ON an.rid = n.rid")
-            for key, one, many in (("names", "n.z_s_full", "an.names"), ("surnames", "n.z_s_surname", "an.surnames"),
-                                   ("firsts", "n.z_s_first", "an.firsts")):
+            joins2.append("LEFT JOIN alias_names an ON an.rid = n.__lk_rid")
+            for key, one, many in (("names", "n.__lk_z_s_full", "an.names"),
+                                   ("surnames", "n.__lk_z_s_surname", "an.surnames"),
+                                   ("firsts", "n.__lk_z_s_first", "an.firsts")):
                 if key in made:
                     out_cols.append(f"{one_or_set(one, many)} AS {col(key)}")
-        out = f"{prefix}_out"  # a view: the job's one query over the records computes it
         with_sql = ("WITH " + ", ".join(ctes) + " ") if ctes else ""
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {out} AS {with_sql}SELECT n.rid, {', '.join(out_cols)} "
-                    f"FROM ({combined}) n {' '.join(joins2)}")
-        return Built(out, list(self.column_names(field)), invalid_sql, raw_sql, temp)
+        steps = ", ".join(c for c, _ in combine)
+        inner = "__lk_z_first, __lk_z_first_rest, __lk_z_middle, __lk_z_surname, __lk_z_full_first, " \
+                "__lk_z_full_middle, __lk_z_full_surname"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {built.table} AS {with_sql}SELECT n.* EXCLUDE ({inner}, {steps}), "
+                    f"{', '.join(out_cols)} FROM ({combined}) n {' '.join(joins2)}")
+        return built
 
 
 def one_or_set(value: str, alias_values: str) -> str:
