@@ -28,6 +28,7 @@ Tables (in the job's DuckDB database):
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -262,10 +263,7 @@ def confirmed_values(members: dict[int, Member], records: int | None) -> dict[st
     """Each identifier's values held by at least ``records`` members (none when None)."""
     if records is None:
         return {}
-    counts: dict[tuple[str, str], int] = {}
-    for m in members.values():
-        for kv in set(m.identifiers):
-            counts[kv] = counts.get(kv, 0) + 1
+    counts = Counter(kv for m in members.values() for kv in set(m.identifiers))
     out: dict[str, set[str]] = {}
     for (column, value), n in counts.items():
         if n >= records:
@@ -277,10 +275,7 @@ def confirmed_dates(members: dict[int, Member], records: int | None) -> set[str]
     """The dates of birth (``Member.dates``) held by at least ``records`` members (none when None)."""
     if records is None:
         return set()
-    counts: dict[str, int] = {}
-    for m in members.values():
-        for d in set(m.dates):
-            counts[d] = counts.get(d, 0) + 1
+    counts = Counter(d for m in members.values() for d in set(m.dates))
     return {d for d, n in counts.items() if n >= records}
 
 
