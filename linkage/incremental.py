@@ -52,6 +52,9 @@ TERM_FREQUENCIES = "term_frequencies.parquet"
 # (the model is the same), so only carried pairs that close to a cut-off can have crossed it.
 TF_MOVE_BITS = 0.05
 NEW = ("added", "changed")
+# Times the records clustered again may be widened to the people an incremental clustering
+# reached beyond them before every record is clustered instead.
+MAX_WIDENINGS = 3
 
 
 @dataclass(frozen=True)
@@ -287,13 +290,16 @@ def term_frequencies_sql(columns: list[str], records: str = "nodes") -> str:
 
 def rescore_cutoffs(threshold: float, settings: ClusteringConfig | None = None) -> list[float]:
     """The match weights where a carried pair's small move could change the clusters: the
-    threshold's, and (cluster validity) the fracture weight and the ambiguity margin's edge."""
+    threshold's, and (cluster validity) the fracture weight, the ambiguity margin's edge and
+    the attach weight."""
     line = _weight(threshold)
     if settings is None:
         return [line]
     cut = [line, float(settings.fracture_match_weight)]
     if settings.ambiguity_margin:
         cut.append(line - settings.ambiguity_margin)
+    if settings.attach_match_weight is not None:
+        cut.append(float(settings.attach_match_weight))
     return cut
 
 
@@ -433,21 +439,28 @@ def affected_records(
     con.execute("""CREATE OR REPLACE TABLE _gone AS SELECT source_dataset, record_id FROM record_changes
                    WHERE status IN ('changed', 'removed')""")
     margin = settings.ambiguity_margin
+    # attach_match_weight: a pair across it may attach a record no link reaches, or no longer
+    attach = float(settings.attach_match_weight) if settings.attach_match_weight is not None else None
+    crossed = (f"(match_weight >= {attach}) IS DISTINCT FROM (old_weight >= {attach})" if attach is not None
+               else "false")
     # Pairs scored in this run that changed: new, or moved by more than TF_MOVE_BITS, or
-    # across the threshold or the fracture weight; w is the higher of their two scores.
+    # across the threshold, the fracture weight or the attach weight; w is the higher of
+    # their two scores.
     con.execute(
         f"""CREATE OR REPLACE TABLE _moved_pairs AS
         SELECT node_id_l, node_id_r,
                greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) AS w,
-               greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold} AS link
+               greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold}
+               OR coalesce({crossed}, false) AS link
         FROM _scored_now
-        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {low}
+        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE))
+              >= {min(low, attach) if attach is not None else low}
           AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
                OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
-               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}))""")
+               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR coalesce({crossed}, false))""")
     seeds = [
         "SELECT node_id FROM _keys WHERE NOT old",
-        # a link, now or before: both its records
+        # a link, now or before (or a pair across the attach weight): both its records
         "SELECT unnest([node_id_l, node_id_r]) FROM _moved_pairs WHERE link",
     ]
     if margin is not None:
@@ -508,6 +521,39 @@ def affected_records(
     return int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
 
 
+def _cluster_affected(
+    con: duckdb.DuckDBPyConnection, db_api: Any, catalog: str, threshold: float, floor: float,
+    deterministic: list[DeterministicLink], settings: ClusteringConfig, duplicate_free: list[str],
+    after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None,
+) -> clustering.ClusterStats:
+    """``linkage.cluster.cluster`` in the schema ``_inc`` over the records of ``_s``, every
+    record they have a pair with at or above ``floor`` (their partners), the partners' links
+    (so that a partner linked elsewhere is not taken for a record no link reaches) and
+    every record sharing a deterministic group with them."""
+    con.execute(f"CREATE OR REPLACE TABLE _sub_pred AS SELECT * FROM predictions WHERE match_weight >= {floor} "
+                f"AND (node_id_l IN (SELECT node_id FROM _s) OR node_id_r IN (SELECT node_id FROM _s))")
+    con.execute("""CREATE OR REPLACE TABLE _partners AS SELECT node_id_l AS node_id FROM _sub_pred
+                   UNION SELECT node_id_r FROM _sub_pred EXCEPT SELECT node_id FROM _s""")
+    con.execute(
+        f"""INSERT INTO _sub_pred SELECT * FROM predictions WHERE match_probability >= {threshold}
+        AND (node_id_l IN (SELECT node_id FROM _partners) OR node_id_r IN (SELECT node_id FROM _partners))
+        AND node_id_l NOT IN (SELECT node_id FROM _s) AND node_id_r NOT IN (SELECT node_id FROM _s)""")
+    con.execute(
+        f"""CREATE OR REPLACE TABLE _sub_ids AS SELECT node_id FROM _s
+        UNION SELECT node_id_l FROM _sub_pred UNION SELECT node_id_r FROM _sub_pred
+        UNION ({_det_partners_sql(deterministic, "(SELECT * FROM nodes SEMI JOIN _s USING (node_id))")})""")
+    con.execute("DROP TABLE _partners")
+    con.execute("DROP SCHEMA IF EXISTS _inc CASCADE")
+    con.execute("CREATE SCHEMA _inc")
+    con.execute("CREATE TABLE _inc.nodes AS SELECT * FROM main.nodes SEMI JOIN main._sub_ids USING (node_id)")
+    con.execute(f"USE {q(catalog)}._inc")
+    try:
+        return clustering.cluster(con, db_api, "main._sub_pred", threshold, deterministic, settings,
+                                  duplicate_free, after_validity=after_validity)
+    finally:
+        con.execute(f"USE {q(catalog)}.main")
+
+
 def cluster(
     con: duckdb.DuckDBPyConnection,
     db_api: Any,
@@ -539,27 +585,36 @@ def cluster(
     with step("people the changes reach"):
         n = affected_records(con, previous, threshold, deterministic, settings, decisions)
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
+    # The pairs an affected record's clustering can read: links, rivals within the ambiguity
+    # margin and (attach_match_weight) the pairs that attach a record no link reaches, with
+    # their rivals.
+    floor = low
+    if settings.attach_match_weight is not None:
+        floor = min(low, float(settings.attach_match_weight) - (settings.ambiguity_margin or 0))
     with step("those people clustered again"):
-        con.execute(f"CREATE OR REPLACE TABLE _sub_pred AS SELECT * FROM predictions WHERE match_weight >= {low} "
-                    f"AND (node_id_l IN (SELECT node_id FROM _s) OR node_id_r IN (SELECT node_id FROM _s))")
-        con.execute(
-            f"""CREATE OR REPLACE TABLE _sub_ids AS SELECT node_id FROM _s
-            UNION SELECT node_id_l FROM _sub_pred UNION SELECT node_id_r FROM _sub_pred
-            UNION ({_det_partners_sql(deterministic, "(SELECT * FROM nodes SEMI JOIN _s USING (node_id))")})""")
-        con.execute("DROP SCHEMA IF EXISTS _inc CASCADE")
-        con.execute("CREATE SCHEMA _inc")
-        con.execute("CREATE TABLE _inc.nodes AS SELECT * FROM main.nodes SEMI JOIN main._sub_ids USING (node_id)")
-        con.execute(f"USE {q(catalog)}._inc")
-        try:
-            sub = clustering.cluster(con, db_api, "main._sub_pred", threshold, deterministic, settings,
-                                     duplicate_free, after_validity=after_validity)
-        finally:
-            con.execute(f"USE {q(catalog)}.main")
-        leaks = con.execute(
-            """SELECT count(*) FROM (SELECT c.cluster_id FROM _inc.cc c LEFT JOIN _s USING (node_id)
-               GROUP BY ALL HAVING bool_or(_s.node_id IS NULL) AND bool_or(_s.node_id IS NOT NULL))""").fetchall()[0][0]
-    if leaks:  # cannot happen if affected_records is right; never publish a half-clustered run
-        note(f"incremental clustering reached {leaks:,} people beyond the records it re-clusters: "
+        for widening in range(MAX_WIDENINGS + 1):
+            sub = _cluster_affected(con, db_api, catalog, threshold, floor, deterministic, settings,
+                                    duplicate_free, after_validity)
+            # A cluster holding both records clustered again and others (a record attached to
+            # a person the changes did not reach, say): those others' people are clustered
+            # again too, and the affected records with them.
+            leaks = con.execute(
+                """SELECT count(*) FROM (SELECT c.cluster_id FROM _inc.cc c LEFT JOIN _s USING (node_id)
+                   GROUP BY ALL HAVING bool_or(_s.node_id IS NULL) AND bool_or(_s.node_id IS NOT NULL))"""
+            ).fetchall()[0][0]
+            if not leaks or widening == MAX_WIDENINGS:
+                break
+            con.execute(
+                """INSERT INTO _s SELECT node_id FROM _prev WHERE prev_key IN (
+                    SELECT p.prev_key FROM _inc.cc c JOIN _prev p USING (node_id)
+                    WHERE c.node_id NOT IN (SELECT node_id FROM _s) AND c.cluster_id IN (
+                        SELECT c.cluster_id FROM _inc.cc c SEMI JOIN _s USING (node_id)))
+                AND node_id NOT IN (SELECT node_id FROM _s)""")
+            n = int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
+            note(f"incremental clustering reached {leaks:,} people beyond the records it re-clusters: "
+                 f"their records clustered again too ({n:,} in all)")
+    if leaks:  # the widening did not settle; never publish a half-clustered run
+        note(f"incremental clustering still reached {leaks:,} people beyond the records it re-clusters: "
              "clustering every record instead")
         con.execute("DROP SCHEMA _inc CASCADE")
         return clustering.cluster(con, db_api, "predictions", threshold, deterministic, settings,
