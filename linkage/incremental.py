@@ -41,7 +41,7 @@ import duckdb
 
 from linkage import cluster as clustering
 from linkage import model
-from linkage.config import BlockingRule, ClusteringConfig, DeterministicLink, ExplodeRule
+from linkage.config import BlockingRule, ClusteringConfig, DeterministicLink, ExplodeRule, SqlRule, key_column
 from linkage.errors import InputError
 from linkage.sources import lit, q
 
@@ -154,14 +154,40 @@ def mark_new(con: duckdb.DuckDBPyConnection) -> None:
 
 def _rule_pairs_sql(rule: BlockingRule, new: str, every: str, select: str) -> str:
     """``select`` over the pairs (``l`` a record of ``new``, ``r`` one of ``every``) that
-    ``rule`` blocks together: its equality join, exploded lists unnested."""
-    if isinstance(rule, ExplodeRule):
-        cols = [str(c) for c in rule.block_on]
-        sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in rule.explode else q(c) for c in cols)
+    ``rule`` blocks together: its equality join (a capped key on the column ``add_key_caps``
+    made, its condition included), exploded lists unnested."""
+    if isinstance(rule, ExplodeRule) and rule.explode:
+        cols = model.capped_columns(rule, [str(c) for c in rule.block_on])
+        exploded = set(model.capped_columns(rule, [str(c) for c in rule.explode]))
+        sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols)
         on = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
         return (f"SELECT {select} FROM (SELECT DISTINCT node_id, {sel} FROM {every}) r "
                 f"JOIN (SELECT DISTINCT node_id, {sel} FROM {new}) l ON {on}")
     return f"SELECT {select} FROM {new} l JOIN {every} r ON {model.rule_sql(rule)}"
+
+
+def _rule_count_sql(rule: BlockingRule, new: str, every: str) -> str:
+    """The pairs ``_rule_pairs_sql`` makes, counted from block sizes (the records of ``new``
+    and of ``every`` holding each key) without making them; a rule in SQL or with a
+    condition is counted by its join."""
+    if isinstance(rule, SqlRule) or (isinstance(rule, ExplodeRule) and rule.where):
+        return _rule_pairs_sql(rule, new, every, "count(*)")
+    if isinstance(rule, ExplodeRule):
+        keys: list[Any] = model.capped_columns(rule, [str(c) for c in rule.block_on])
+        exploded = set(model.capped_columns(rule, [str(c) for c in rule.explode]))
+    else:
+        keys, exploded = list(rule), set()
+    exprs = [f"unnest({q(key_column(k))})" if key_column(k) in exploded
+             else model._key_sql(k, "t") for k in keys]
+    names = ", ".join(f"k{i}" for i in range(len(keys)))
+    not_null = " AND ".join(f"k{i} IS NOT NULL" for i in range(len(keys)))
+    distinct = "DISTINCT " if exploded else ""  # a record whose list repeats a value is in a block once
+
+    def blocks(table: str) -> str:
+        return (f"SELECT {names}, count(*) AS n FROM (SELECT {distinct}t.node_id, "
+                f"{', '.join(f'{e} AS k{i}' for i, e in enumerate(exprs))} FROM {table} t) WHERE {not_null} GROUP BY ALL")
+
+    return f"SELECT coalesce(sum(a.n * b.n), 0) FROM ({blocks(new)}) a JOIN ({blocks(every)}) b USING ({names})"
 
 
 def count_comparisons(con: duckdb.DuckDBPyConnection, rules: list[BlockingRule]) -> list[model.RuleCount]:
@@ -170,7 +196,7 @@ def count_comparisons(con: duckdb.DuckDBPyConnection, rules: list[BlockingRule])
     if not con.execute("SELECT count(*) FROM (SHOW TABLES) WHERE name = '_new_nodes'").fetchall()[0][0]:
         mark_new(con)
     return [model.RuleCount(model.describe_rule(rule) + " (new records against all)",
-                            int(con.execute(_rule_pairs_sql(rule, "_new_nodes", "nodes", "count(*)")).fetchall()[0][0]),
+                            int(con.execute(_rule_count_sql(rule, "_new_nodes", "nodes")).fetchall()[0][0]),
                             []) for rule in rules]
 
 
