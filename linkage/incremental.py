@@ -123,16 +123,22 @@ def find_changes(con: duckdb.DuckDBPyConnection, sources: list[str], previous: P
 
 
 def add_unchanged(con: duckdb.DuckDBPyConnection, previous: Path, records_view: str = "records") -> None:
-    """``records_view`` becomes the new records plus the previous run's standardised unchanged ones."""
+    """``nodes``: the new records of ``records_view`` plus the previous run's standardised
+    unchanged ones, numbered 1..n in (source_dataset, record_id) order as
+    ``linkage.cluster.build_nodes`` numbers them. The numbers come from ``record_changes``
+    (the same records' keys), so the wide rows are written once, not gathered into a table
+    and then joined to their numbers."""
     con.execute(
-        f"""CREATE OR REPLACE TABLE _all_records AS
-        SELECT * FROM {records_view}
-        UNION ALL BY NAME
-        SELECT p.* FROM read_parquet({lit(str(previous / 'restricted' / 'standardised.parquet'))}) p
-        SEMI JOIN (SELECT * FROM record_changes WHERE status = 'same') c
-          ON c.source_dataset = p.source_dataset AND c.record_id = p.record_id"""
+        f"""CREATE OR REPLACE TABLE nodes AS
+        SELECT k.node_id, r.* FROM (
+            SELECT * FROM {records_view}
+            UNION ALL BY NAME
+            SELECT p.* FROM read_parquet({lit(str(previous / 'restricted' / 'standardised.parquet'))}) p
+            SEMI JOIN (SELECT * FROM record_changes WHERE status = 'same') c
+              ON c.source_dataset = p.source_dataset AND c.record_id = p.record_id) r
+        JOIN (SELECT source_dataset, record_id, row_number() OVER (ORDER BY source_dataset, record_id) AS node_id
+              FROM record_changes WHERE status <> 'removed') k USING (source_dataset, record_id)"""
     )
-    con.execute(f"CREATE OR REPLACE VIEW {records_view} AS SELECT * FROM _all_records")
 
 
 @contextmanager

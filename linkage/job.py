@@ -346,9 +346,8 @@ def _standardise_stage(
         for w in _emptied_field_warnings(con, cfg, invalid):
             job.warn(w)
         if changes is not None and job.opts.previous is not None:  # unchanged records as the previous run left them
+            # Numbered once; from here on ``nodes`` holds them (one copy in memory).
             increments.add_unchanged(con, job.opts.previous)
-            # Number the records once; from here on ``nodes`` holds them (one copy in memory).
-            clustering.build_nodes(con, "records")
         else:
             _number_records(con, cfg)
         t = cfg.model.training
