@@ -189,11 +189,14 @@ def _rule_count_sql(rule: BlockingRule, new: str, every: str) -> str:
     not_null = " AND ".join(f"k{i} IS NOT NULL" for i in range(len(keys)))
     distinct = "DISTINCT " if exploded else ""  # a record whose list repeats a value is in a block once
 
-    def blocks(table: str) -> str:
+    def blocks(table: str, among: str = "") -> str:
         return (f"SELECT {names}, count(*) AS n FROM (SELECT {distinct}t.node_id, "
-                f"{', '.join(f'{e} AS k{i}' for i, e in enumerate(exprs))} FROM {table} t) WHERE {not_null} GROUP BY ALL")
+                f"{', '.join(f'{e} AS k{i}' for i, e in enumerate(exprs))} FROM {table} t) {among} "
+                f"WHERE {not_null} GROUP BY ALL")
 
-    return f"SELECT coalesce(sum(a.n * b.n), 0) FROM ({blocks(new)}) a JOIN ({blocks(every)}) b USING ({names})"
+    # every record's blocks counted only for the keys a new record holds
+    return (f"WITH a AS ({blocks(new)}), b AS ({blocks(every, f'SEMI JOIN a USING ({names})')}) "
+            f"SELECT coalesce(sum(a.n * b.n), 0) FROM a JOIN b USING ({names})")
 
 
 def count_comparisons(con: duckdb.DuckDBPyConnection, rules: list[BlockingRule]) -> list[model.RuleCount]:
@@ -508,12 +511,19 @@ def affected_records(
             f"""SELECT e.x FROM (SELECT node_id_l AS x, w FROM _moved_pairs WHERE NOT link
                                 UNION ALL SELECT node_id_r, w FROM _moved_pairs WHERE NOT link) e
             JOIN _weakest k USING (x) WHERE k.weakest <= e.w + {margin}""")
+    # the previous run's pairs at or above the margin with a changed or removed record (one scan)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE _gone_pairs AS
+        SELECT p.source_dataset_l, p.record_id_l, p.source_dataset_r, p.record_id_r, gl.record_id IS NOT NULL AS gl,
+               gr.record_id IS NOT NULL AS gr
+        FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
+        LEFT JOIN _gone gl ON gl.source_dataset = p.source_dataset_l AND gl.record_id = p.record_id_l
+        LEFT JOIN _gone gr ON gr.source_dataset = p.source_dataset_r AND gr.record_id = p.record_id_r
+        WHERE p.match_weight >= {low} AND (gl.record_id IS NOT NULL OR gr.record_id IS NOT NULL)""")
     for a, b in (("l", "r"), ("r", "l")):
         seeds.append(
-            f"""SELECT k.node_id FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
-            SEMI JOIN _gone g ON g.source_dataset = p.source_dataset_{a} AND g.record_id = p.record_id_{a}
-            JOIN _keys k ON k.source_dataset = p.source_dataset_{b} AND k.record_id = p.record_id_{b}
-            WHERE p.match_weight >= {low}""")
+            f"""SELECT k.node_id FROM _gone_pairs p
+            JOIN _keys k ON k.source_dataset = p.source_dataset_{b} AND k.record_id = p.record_id_{b} WHERE p.g{a}""")
     if deterministic:
         cols = sorted({c for rule in deterministic for c in rule.columns})
         con.execute(
@@ -548,7 +558,7 @@ def affected_records(
                    SELECT node_id FROM _prev SEMI JOIN _aff_keys_df USING (prev_key)
                    UNION SELECT node_id FROM _seed""")
     con.unregister("_aff_keys_df")
-    for t in ("_seed", "_gone", "_det_of", "_moved_pairs", "_weakest"):
+    for t in ("_seed", "_gone", "_gone_pairs", "_det_of", "_moved_pairs", "_weakest"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
 

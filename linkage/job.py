@@ -502,7 +502,9 @@ def _person_ids_stage(
     cfg, con, stages = job.cfg, job.con, job.stages
     with stages.stage("person ids"):
         previous = identity.load_previous(con, previous_path) if previous_path else None
-        istats = identity.assign_person_keys(con, previous, generation)
+        # An incremental run has each record's previous key by its number already (``_prev``).
+        by_node = "_prev" if changes is not None and job.opts.carry_ids is None else None
+        istats = identity.assign_person_keys(con, previous, generation, by_node=by_node)
         removed_rows = increments.record_removed_lineage(con, previous) if changes is not None else 0
         # One pseudonym per person, not per record.
         deidentify.add_pseudonyms(con, "person_keys", job.key, out="person_ids")
