@@ -613,11 +613,14 @@ def cluster(
     makes them, clustering again only the records of :func:`affected_records`; the other
     people are the previous run's, with their links and the links it cut.
 
-    The affected records are clustered by ``linkage.cluster.cluster`` itself, in a schema
-    of their own holding them, every record they have a pair with at or above the ambiguity
-    margin, and every record sharing a deterministic group with them (so that group sizes
-    are whole). ``counts`` (when given) gets ``records_clustered_again``. Should a cluster there reach a record outside them (which the closure
-    rules out), the run clusters everything instead and says so.
+    The affected records are clustered by ``linkage.cluster.cluster`` itself
+    (:func:`_cluster_affected`), in a schema of their own holding them, every record they
+    have a pair with at or above the ambiguity margin (or the attach weight less it), those
+    records' links, and every record sharing a deterministic group with them (so that
+    group sizes are whole). Should a cluster there reach a record outside them, those
+    records' people are clustered again with them (``MAX_WIDENINGS`` times at most), then
+    everything, and the run says so. ``counts`` (when given) gets
+    ``records_clustered_again`` and ``clustering_widenings``.
     """
     settings = settings or ClusteringConfig()
     duplicate_free = list(duplicate_free or [])
@@ -664,6 +667,7 @@ def cluster(
     note(f"{n:,} records clustered again (their people reached by the changes); the others' people carried")
     if counts is not None:
         counts["records_clustered_again"] = n
+        counts["clustering_widenings"] = widening
     with step("the other people carried"):
         con.execute(
             """CREATE OR REPLACE TABLE cc AS
