@@ -1,6 +1,13 @@
 """The monthly cycle at a given size: a full run against an incremental one, and find's latency.
 
     python benchmarks/bench_cycle.py --records 1000000 --workdir DIR [--delta 0.01] [--find 20]
+        [--population SYNTH_DIR] [--model MODEL_JSON] [--again incremental|both]
+
+``--population`` splits an existing ``linkage synth`` folder instead of making one;
+``--model`` gives the base run a saved model instead of training; ``--again`` reuses DIR's
+base run (and, with ``incremental``, its full run) and times only the other runs;
+``--find 0`` skips find. Prints the CPU seconds per stage (the manifests'
+``stage_cpu_seconds``), full against incremental, as a Markdown table.
 
 1. ``linkage synth`` a population of about N records (reused if DIR/population holds it).
 2. Split it: the base lacks ``delta / 2`` of the records (added since) and has another
