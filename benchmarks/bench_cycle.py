@@ -1,6 +1,13 @@
 """The monthly cycle at a given size: a full run against an incremental one, and find's latency.
 
     python benchmarks/bench_cycle.py --records 1000000 --workdir DIR [--delta 0.01] [--find 20]
+        [--population SYNTH_DIR] [--model MODEL_JSON] [--again incremental|both]
+
+``--population`` splits an existing ``linkage synth`` folder instead of making one;
+``--model`` gives the base run a saved model instead of training; ``--again`` reuses DIR's
+base run (and, with ``incremental``, its full run) and times only the other runs;
+``--find 0`` skips find. Prints the CPU seconds per stage (the manifests'
+``stage_cpu_seconds``), full against incremental, as a Markdown table.
 
 1. ``linkage synth`` a population of about N records (reused if DIR/population holds it).
 2. Split it: the base lacks ``delta / 2`` of the records (added since) and has another
@@ -200,7 +207,11 @@ def main() -> None:
     ap.add_argument("--records", type=int)
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--delta", type=float, default=0.01)
-    ap.add_argument("--find", type=int, default=20)
+    ap.add_argument("--find", type=int, default=20, help="records to find (0: skip find)")
+    ap.add_argument("--population", type=Path, help="a synthetic population to split (default: synth one in DIR)")
+    ap.add_argument("--model", type=Path, help="the base run uses this saved model instead of training one")
+    ap.add_argument("--again", choices=("incremental", "both"),
+                    help="reuse DIR's base run (and, with 'incremental', its full run): time only the runs named")
     ap.add_argument("--find-run", type=Path, help="find alone against this run (with --find-records)")
     ap.add_argument("--find-records", type=Path)
     ap.add_argument("--source", default="libra")
@@ -224,7 +235,7 @@ def main() -> None:
     w = a.workdir
     w.mkdir(parents=True, exist_ok=True)
     people = int(a.records / RECORDS_PER_PERSON)
-    pop = w / "population"
+    pop = a.population or w / "population"
     if not (pop / "truth.csv").is_file():
         linkage("synth", "--people", str(people), "--seed", "5", "--out", str(pop))
     counts = split(pop, w / "base", w / "final", a.delta)
@@ -239,19 +250,67 @@ def main() -> None:
         src["carry"] = {k: v for k, v in (src.get("carry") or {}).items() if v != "month"}
     job = w / "job.yaml"
     job.write_text(yaml.safe_dump(raw, sort_keys=False))
-    times = {"train_base": linkage("run", str(job), "--data", str(w / "base"), "--out", str(w / "base_run"))}
+    times = {}
+    if a.again is None:
+        times["train_base"] = linkage("run", str(job), "--data", str(w / "base"), "--out", str(w / "base_run"),
+                                      *(("--model", str(a.model)) if a.model else ()))
     model = str(w / "base_run" / "restricted" / "model.json")
-    times["full_with_saved_model"] = linkage("run", str(job), "--data", str(w / "final"), "--model", model,
-                                             "--out", str(w / "full_run"))
+    if a.again != "incremental":
+        times["full_with_saved_model"] = linkage("run", str(job), "--data", str(w / "final"), "--model", model,
+                                                 "--out", str(w / "full_run"))
     times["incremental"] = linkage("run", str(job), "--data", str(w / "final"), "--previous", str(w / "base_run"),
                                    "--incremental", "--out", str(w / "inc_run"))
+    manifests = {k: json.loads((w / k / "manifest.json").read_text()) for k in ("full_run", "inc_run")}
+    times.setdefault("full_with_saved_model", manifests["full_run"]["total_seconds"])
     sys.path.insert(0, str(ROOT))
     from linkage.incremental import compare_runs
 
     differences = compare_runs(w / "inc_run", w / "full_run")
-    # find: records of the final snapshot's libra extract under new ids
+    cpu = {k: m.get("stage_cpu_seconds", {}) for k, m in manifests.items()}
+    result = {
+        "records": sum(r["read"] for r in manifests["full_run"]["rows"].values()),
+        "delta": counts, "seconds": {k: round(v, 1) for k, v in times.items()},
+        "incremental_share_of_full": round(times["incremental"] / times["full_with_saved_model"], 3),
+        "incremental_cpu_share_of_full": round(sum(v for k, v in cpu["inc_run"].items() if k in STAGES)
+                                               / sum(v for k, v in cpu["full_run"].items() if k in STAGES), 3),
+        "stage_seconds": {k: m["stage_seconds"] for k, m in manifests.items()},
+        "stage_cpu_seconds": cpu,
+        "incremental": manifests["inc_run"]["incremental"],
+        "cluster_differences": len(differences), "differences_shown": differences[:20],
+    }
+    print(stage_table(cpu["full_run"], cpu["inc_run"]))
+    if a.find:
+        result["find"] = bench_find(w, a.find)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bench_cycle-{a.records}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "differences_shown"}, indent=2))
+
+
+# The job's top-level stages (the manifest's timings also hold their sub-steps).
+STAGES = ("read", "standardise", "blocking guard", "prior", "train", "predict", "cluster", "person ids",
+          "write restricted", "de-identify", "audit", "report")
+
+
+def stage_table(full: dict[str, float], inc: dict[str, float]) -> str:
+    """CPU seconds per stage, full against incremental, as Markdown; the incremental run's
+    sub-steps (its own timings) below."""
+    rows = ["| stage (CPU s) | full run, saved model | incremental | share of full |", "|---|---|---|---|"]
+    for stage in STAGES:
+        f, i = full.get(stage, 0.0), inc.get(stage, 0.0)
+        if f or i:
+            rows.append(f"| {stage} | {f:.1f} | {i:.1f} | {i / f:.2f} |" if f else f"| {stage} | {f:.1f} | {i:.1f} | |")
+    tf, ti = (sum(v for k, v in t.items() if k in STAGES) for t in (full, inc))
+    rows.append(f"| **total** | **{tf:.1f}** | **{ti:.1f}** | **{ti / tf:.2f}** |")
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in inc.items() if k not in STAGES)
+    return "\n".join(rows) + f"\n\nincremental sub-steps (CPU s): {steps}"
+
+
+def bench_find(w: Path, n: int) -> dict:
+    """``linkage find`` against the full run: ``n`` records of the final snapshot's libra
+    extract under new ids, cold then warm, then one record alone, warm."""
     with (w / "final" / "libra.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))[:: max(1, 1000)][: a.find]
+        rows = list(csv.DictReader(f))[:: max(1, 1000)][:n]
     for i, r in enumerate(rows):
         r["libra_case_id"] = f"LOOKUP{i + 1}"
     with (w / "lookup.csv").open("w", newline="") as f:
@@ -272,24 +331,11 @@ def main() -> None:
     find_one = linkage("find", str(w / "full_run"), "--record", str(w / "lookup1.csv"), "--source", "libra",
                        stderr=said1)
     inside1 = [ln for ln in said1[0].splitlines() if "records in" in ln]
-    manifests = {k: json.loads((w / k / "manifest.json").read_text()) for k in ("full_run", "inc_run")}
-    result = {
-        "records": sum(r["read"] for r in manifests["full_run"]["rows"].values()),
-        "delta": counts, "seconds": {k: round(v, 1) for k, v in times.items()},
-        "incremental_share_of_full": round(times["incremental"] / times["full_with_saved_model"], 3),
-        "stage_seconds": {k: m["stage_seconds"] for k, m in manifests.items()},
-        "incremental": manifests["inc_run"]["incremental"],
-        "cluster_differences": len(differences), "differences_shown": differences[:20],
-        "find": {"records": len(rows), "cold_seconds": round(find_cold, 2), "warm_seconds": round(find_warm, 2),
-                 "warm_seconds_per_record": round(find_warm / len(rows), 3),
-                 "inside_the_process": inside[-1] if inside else None,
-                 "one_record_warm_seconds": round(find_one, 2),
-                 "one_record_inside_the_process": inside1[-1] if inside1 else None},
-    }
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"bench_cycle-{a.records}.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "differences_shown"}, indent=2))
+    return {"records": len(rows), "cold_seconds": round(find_cold, 2), "warm_seconds": round(find_warm, 2),
+            "warm_seconds_per_record": round(find_warm / len(rows), 3),
+            "inside_the_process": inside[-1] if inside else None,
+            "one_record_warm_seconds": round(find_one, 2),
+            "one_record_inside_the_process": inside1[-1] if inside1 else None}
 
 
 if __name__ == "__main__":

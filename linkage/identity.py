@@ -48,11 +48,13 @@ def _new_key_sql(member: str, generation: int) -> str:
 
 
 def assign_person_keys(
-    con: duckdb.DuckDBPyConnection, previous: str | None, generation: int
+    con: duckdb.DuckDBPyConnection, previous: str | None, generation: int, by_node: str | None = None
 ) -> IdentityStats:
     """Create ``person_keys(cluster_id, person_key)`` and ``id_lineage`` from ``clusters``.
 
     ``previous`` names a table ``(source_dataset, record_id, person_key)`` or is None.
+    ``by_node`` (an incremental run's ``_prev(node_id, prev_key)``: the same keys by this
+    run's record numbers) is joined to the clusters instead of ``previous`` by record id.
     """
     first_member = "min(source_dataset || '/' || record_id)"
     if previous is None:
@@ -70,11 +72,18 @@ def assign_person_keys(
 
     cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {previous})").fetchall()}
     priority = "p.priority" if "priority" in cols else "0"
-    con.execute(
-        f"""CREATE OR REPLACE TABLE _overlap AS
-        SELECT c.cluster_id, p.person_key AS prev_key, count(*) AS n, max({priority}) AS priority
-        FROM clusters c JOIN {previous} p USING (source_dataset, record_id) GROUP BY ALL"""
-    )
+    if by_node is not None and "priority" not in cols:
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _overlap AS
+            SELECT c.cluster_id, p.prev_key, count(*) AS n, 0 AS priority
+            FROM clusters c JOIN {by_node} p USING (node_id) WHERE p.prev_key IS NOT NULL GROUP BY ALL"""
+        )
+    else:
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _overlap AS
+            SELECT c.cluster_id, p.person_key AS prev_key, count(*) AS n, max({priority}) AS priority
+            FROM clusters c JOIN {previous} p USING (source_dataset, record_id) GROUP BY ALL"""
+        )
     con.execute(
         f"""CREATE OR REPLACE TABLE _prev_size AS
         SELECT person_key AS prev_key, count(*) AS prev_size, max({priority}) AS priority

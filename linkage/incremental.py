@@ -41,7 +41,7 @@ import duckdb
 
 from linkage import cluster as clustering
 from linkage import model
-from linkage.config import BlockingRule, ClusteringConfig, DeterministicLink, ExplodeRule
+from linkage.config import BlockingRule, ClusteringConfig, DeterministicLink, ExplodeRule, SqlRule, key_column
 from linkage.errors import InputError
 from linkage.sources import lit, q
 
@@ -52,6 +52,9 @@ TERM_FREQUENCIES = "term_frequencies.parquet"
 # (the model is the same), so only carried pairs that close to a cut-off can have crossed it.
 TF_MOVE_BITS = 0.05
 NEW = ("added", "changed")
+# Times the records clustered again may be widened to the people an incremental clustering
+# reached beyond them before every record is clustered instead.
+MAX_WIDENINGS = 3
 
 
 @dataclass(frozen=True)
@@ -120,16 +123,22 @@ def find_changes(con: duckdb.DuckDBPyConnection, sources: list[str], previous: P
 
 
 def add_unchanged(con: duckdb.DuckDBPyConnection, previous: Path, records_view: str = "records") -> None:
-    """``records_view`` becomes the new records plus the previous run's standardised unchanged ones."""
+    """``nodes``: the new records of ``records_view`` plus the previous run's standardised
+    unchanged ones, numbered 1..n in (source_dataset, record_id) order as
+    ``linkage.cluster.build_nodes`` numbers them. The numbers come from ``record_changes``
+    (the same records' keys), so the wide rows are written once, not gathered into a table
+    and then joined to their numbers."""
     con.execute(
-        f"""CREATE OR REPLACE TABLE _all_records AS
-        SELECT * FROM {records_view}
-        UNION ALL BY NAME
-        SELECT p.* FROM read_parquet({lit(str(previous / 'restricted' / 'standardised.parquet'))}) p
-        SEMI JOIN (SELECT * FROM record_changes WHERE status = 'same') c
-          ON c.source_dataset = p.source_dataset AND c.record_id = p.record_id"""
+        f"""CREATE OR REPLACE TABLE nodes AS
+        SELECT k.node_id, r.* FROM (
+            SELECT * FROM {records_view}
+            UNION ALL BY NAME
+            SELECT p.* FROM read_parquet({lit(str(previous / 'restricted' / 'standardised.parquet'))}) p
+            SEMI JOIN (SELECT * FROM record_changes WHERE status = 'same') c
+              ON c.source_dataset = p.source_dataset AND c.record_id = p.record_id) r
+        JOIN (SELECT source_dataset, record_id, row_number() OVER (ORDER BY source_dataset, record_id) AS node_id
+              FROM record_changes WHERE status <> 'removed') k USING (source_dataset, record_id)"""
     )
-    con.execute(f"CREATE OR REPLACE VIEW {records_view} AS SELECT * FROM _all_records")
 
 
 @contextmanager
@@ -151,14 +160,43 @@ def mark_new(con: duckdb.DuckDBPyConnection) -> None:
 
 def _rule_pairs_sql(rule: BlockingRule, new: str, every: str, select: str) -> str:
     """``select`` over the pairs (``l`` a record of ``new``, ``r`` one of ``every``) that
-    ``rule`` blocks together: its equality join, exploded lists unnested."""
-    if isinstance(rule, ExplodeRule):
-        cols = [str(c) for c in rule.block_on]
-        sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in rule.explode else q(c) for c in cols)
+    ``rule`` blocks together: its equality join (a capped key on the column ``add_key_caps``
+    made, its condition included), exploded lists unnested."""
+    if isinstance(rule, ExplodeRule) and rule.explode:
+        cols = model.capped_columns(rule, [str(c) for c in rule.block_on])
+        exploded = set(model.capped_columns(rule, [str(c) for c in rule.explode]))
+        sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols)
         on = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
         return (f"SELECT {select} FROM (SELECT DISTINCT node_id, {sel} FROM {every}) r "
                 f"JOIN (SELECT DISTINCT node_id, {sel} FROM {new}) l ON {on}")
     return f"SELECT {select} FROM {new} l JOIN {every} r ON {model.rule_sql(rule)}"
+
+
+def _rule_count_sql(rule: BlockingRule, new: str, every: str) -> str:
+    """The pairs ``_rule_pairs_sql`` makes, counted from block sizes (the records of ``new``
+    and of ``every`` holding each key) without making them; a rule in SQL or with a
+    condition is counted by its join."""
+    if isinstance(rule, SqlRule) or (isinstance(rule, ExplodeRule) and rule.where):
+        return _rule_pairs_sql(rule, new, every, "count(*)")
+    if isinstance(rule, ExplodeRule):
+        keys: list[Any] = model.capped_columns(rule, [str(c) for c in rule.block_on])
+        exploded = set(model.capped_columns(rule, [str(c) for c in rule.explode]))
+    else:
+        keys, exploded = list(rule), set()
+    exprs = [f"unnest({q(key_column(k))})" if key_column(k) in exploded
+             else model._key_sql(k, "t") for k in keys]
+    names = ", ".join(f"k{i}" for i in range(len(keys)))
+    not_null = " AND ".join(f"k{i} IS NOT NULL" for i in range(len(keys)))
+    distinct = "DISTINCT " if exploded else ""  # a record whose list repeats a value is in a block once
+
+    def blocks(table: str, among: str = "") -> str:
+        return (f"SELECT {names}, count(*) AS n FROM (SELECT {distinct}t.node_id, "
+                f"{', '.join(f'{e} AS k{i}' for i, e in enumerate(exprs))} FROM {table} t) {among} "
+                f"WHERE {not_null} GROUP BY ALL")
+
+    # every record's blocks counted only for the keys a new record holds
+    return (f"WITH a AS ({blocks(new)}), b AS ({blocks(every, f'SEMI JOIN a USING ({names})')}) "
+            f"SELECT coalesce(sum(a.n * b.n), 0) FROM a JOIN b USING ({names})")
 
 
 def count_comparisons(con: duckdb.DuckDBPyConnection, rules: list[BlockingRule]) -> list[model.RuleCount]:
@@ -167,7 +205,7 @@ def count_comparisons(con: duckdb.DuckDBPyConnection, rules: list[BlockingRule])
     if not con.execute("SELECT count(*) FROM (SHOW TABLES) WHERE name = '_new_nodes'").fetchall()[0][0]:
         mark_new(con)
     return [model.RuleCount(model.describe_rule(rule) + " (new records against all)",
-                            int(con.execute(_rule_pairs_sql(rule, "_new_nodes", "nodes", "count(*)")).fetchall()[0][0]),
+                            int(con.execute(_rule_count_sql(rule, "_new_nodes", "nodes")).fetchall()[0][0]),
                             []) for rule in rules]
 
 
@@ -287,13 +325,16 @@ def term_frequencies_sql(columns: list[str], records: str = "nodes") -> str:
 
 def rescore_cutoffs(threshold: float, settings: ClusteringConfig | None = None) -> list[float]:
     """The match weights where a carried pair's small move could change the clusters: the
-    threshold's, and (cluster validity) the fracture weight and the ambiguity margin's edge."""
+    threshold's, and (cluster validity) the fracture weight, the ambiguity margin's edge and
+    the attach weight."""
     line = _weight(threshold)
     if settings is None:
         return [line]
     cut = [line, float(settings.fracture_match_weight)]
     if settings.ambiguity_margin:
         cut.append(line - settings.ambiguity_margin)
+    if settings.attach_match_weight is not None:
+        cut.append(float(settings.attach_match_weight))
     return cut
 
 
@@ -433,21 +474,28 @@ def affected_records(
     con.execute("""CREATE OR REPLACE TABLE _gone AS SELECT source_dataset, record_id FROM record_changes
                    WHERE status IN ('changed', 'removed')""")
     margin = settings.ambiguity_margin
+    # attach_match_weight: a pair across it may attach a record no link reaches, or no longer
+    attach = float(settings.attach_match_weight) if settings.attach_match_weight is not None else None
+    crossed = (f"(match_weight >= {attach}) IS DISTINCT FROM (old_weight >= {attach})" if attach is not None
+               else "false")
     # Pairs scored in this run that changed: new, or moved by more than TF_MOVE_BITS, or
-    # across the threshold or the fracture weight; w is the higher of their two scores.
+    # across the threshold, the fracture weight or the attach weight; w is the higher of
+    # their two scores.
     con.execute(
         f"""CREATE OR REPLACE TABLE _moved_pairs AS
         SELECT node_id_l, node_id_r,
                greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) AS w,
-               greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold} AS link
+               greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold}
+               OR coalesce({crossed}, false) AS link
         FROM _scored_now
-        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {low}
+        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE))
+              >= {min(low, attach) if attach is not None else low}
           AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
                OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
-               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}))""")
+               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR coalesce({crossed}, false))""")
     seeds = [
         "SELECT node_id FROM _keys WHERE NOT old",
-        # a link, now or before: both its records
+        # a link, now or before (or a pair across the attach weight): both its records
         "SELECT unnest([node_id_l, node_id_r]) FROM _moved_pairs WHERE link",
     ]
     if margin is not None:
@@ -463,12 +511,19 @@ def affected_records(
             f"""SELECT e.x FROM (SELECT node_id_l AS x, w FROM _moved_pairs WHERE NOT link
                                 UNION ALL SELECT node_id_r, w FROM _moved_pairs WHERE NOT link) e
             JOIN _weakest k USING (x) WHERE k.weakest <= e.w + {margin}""")
+    # the previous run's pairs at or above the margin with a changed or removed record (one scan)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE _gone_pairs AS
+        SELECT p.source_dataset_l, p.record_id_l, p.source_dataset_r, p.record_id_r, gl.record_id IS NOT NULL AS gl,
+               gr.record_id IS NOT NULL AS gr
+        FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
+        LEFT JOIN _gone gl ON gl.source_dataset = p.source_dataset_l AND gl.record_id = p.record_id_l
+        LEFT JOIN _gone gr ON gr.source_dataset = p.source_dataset_r AND gr.record_id = p.record_id_r
+        WHERE p.match_weight >= {low} AND (gl.record_id IS NOT NULL OR gr.record_id IS NOT NULL)""")
     for a, b in (("l", "r"), ("r", "l")):
         seeds.append(
-            f"""SELECT k.node_id FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
-            SEMI JOIN _gone g ON g.source_dataset = p.source_dataset_{a} AND g.record_id = p.record_id_{a}
-            JOIN _keys k ON k.source_dataset = p.source_dataset_{b} AND k.record_id = p.record_id_{b}
-            WHERE p.match_weight >= {low}""")
+            f"""SELECT k.node_id FROM _gone_pairs p
+            JOIN _keys k ON k.source_dataset = p.source_dataset_{b} AND k.record_id = p.record_id_{b} WHERE p.g{a}""")
     if deterministic:
         cols = sorted({c for rule in deterministic for c in rule.columns})
         con.execute(
@@ -503,9 +558,42 @@ def affected_records(
                    SELECT node_id FROM _prev SEMI JOIN _aff_keys_df USING (prev_key)
                    UNION SELECT node_id FROM _seed""")
     con.unregister("_aff_keys_df")
-    for t in ("_seed", "_gone", "_det_of", "_moved_pairs", "_weakest"):
+    for t in ("_seed", "_gone", "_gone_pairs", "_det_of", "_moved_pairs", "_weakest"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
+
+
+def _cluster_affected(
+    con: duckdb.DuckDBPyConnection, db_api: Any, catalog: str, threshold: float, floor: float,
+    deterministic: list[DeterministicLink], settings: ClusteringConfig, duplicate_free: list[str],
+    after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None,
+) -> clustering.ClusterStats:
+    """``linkage.cluster.cluster`` in the schema ``_inc`` over the records of ``_s``, every
+    record they have a pair with at or above ``floor`` (their partners), the partners' links
+    (so that a partner linked elsewhere is not taken for a record no link reaches) and
+    every record sharing a deterministic group with them."""
+    con.execute(f"CREATE OR REPLACE TABLE _sub_pred AS SELECT * FROM predictions WHERE match_weight >= {floor} "
+                f"AND (node_id_l IN (SELECT node_id FROM _s) OR node_id_r IN (SELECT node_id FROM _s))")
+    con.execute("""CREATE OR REPLACE TABLE _partners AS SELECT node_id_l AS node_id FROM _sub_pred
+                   UNION SELECT node_id_r FROM _sub_pred EXCEPT SELECT node_id FROM _s""")
+    con.execute(
+        f"""INSERT INTO _sub_pred SELECT * FROM predictions WHERE match_probability >= {threshold}
+        AND (node_id_l IN (SELECT node_id FROM _partners) OR node_id_r IN (SELECT node_id FROM _partners))
+        AND node_id_l NOT IN (SELECT node_id FROM _s) AND node_id_r NOT IN (SELECT node_id FROM _s)""")
+    con.execute(
+        f"""CREATE OR REPLACE TABLE _sub_ids AS SELECT node_id FROM _s
+        UNION SELECT node_id_l FROM _sub_pred UNION SELECT node_id_r FROM _sub_pred
+        UNION ({_det_partners_sql(deterministic, "(SELECT * FROM nodes SEMI JOIN _s USING (node_id))")})""")
+    con.execute("DROP TABLE _partners")
+    con.execute("DROP SCHEMA IF EXISTS _inc CASCADE")
+    con.execute("CREATE SCHEMA _inc")
+    con.execute("CREATE TABLE _inc.nodes AS SELECT * FROM main.nodes SEMI JOIN main._sub_ids USING (node_id)")
+    con.execute(f"USE {q(catalog)}._inc")
+    try:
+        return clustering.cluster(con, db_api, "main._sub_pred", threshold, deterministic, settings,
+                                  duplicate_free, after_validity=after_validity)
+    finally:
+        con.execute(f"USE {q(catalog)}.main")
 
 
 def cluster(
@@ -525,11 +613,14 @@ def cluster(
     makes them, clustering again only the records of :func:`affected_records`; the other
     people are the previous run's, with their links and the links it cut.
 
-    The affected records are clustered by ``linkage.cluster.cluster`` itself, in a schema
-    of their own holding them, every record they have a pair with at or above the ambiguity
-    margin, and every record sharing a deterministic group with them (so that group sizes
-    are whole). ``counts`` (when given) gets ``records_clustered_again``. Should a cluster there reach a record outside them (which the closure
-    rules out), the run clusters everything instead and says so.
+    The affected records are clustered by ``linkage.cluster.cluster`` itself
+    (:func:`_cluster_affected`), in a schema of their own holding them, every record they
+    have a pair with at or above the ambiguity margin (or the attach weight less it), those
+    records' links, and every record sharing a deterministic group with them (so that
+    group sizes are whole). Should a cluster there reach a record outside them, those
+    records' people are clustered again with them (``MAX_WIDENINGS`` times at most), then
+    everything, and the run says so. ``counts`` (when given) gets
+    ``records_clustered_again`` and ``clustering_widenings``.
     """
     settings = settings or ClusteringConfig()
     duplicate_free = list(duplicate_free or [])
@@ -539,27 +630,36 @@ def cluster(
     with step("people the changes reach"):
         n = affected_records(con, previous, threshold, deterministic, settings, decisions)
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
+    # The pairs an affected record's clustering can read: links, rivals within the ambiguity
+    # margin and (attach_match_weight) the pairs that attach a record no link reaches, with
+    # their rivals.
+    floor = low
+    if settings.attach_match_weight is not None:
+        floor = min(low, float(settings.attach_match_weight) - (settings.ambiguity_margin or 0))
     with step("those people clustered again"):
-        con.execute(f"CREATE OR REPLACE TABLE _sub_pred AS SELECT * FROM predictions WHERE match_weight >= {low} "
-                    f"AND (node_id_l IN (SELECT node_id FROM _s) OR node_id_r IN (SELECT node_id FROM _s))")
-        con.execute(
-            f"""CREATE OR REPLACE TABLE _sub_ids AS SELECT node_id FROM _s
-            UNION SELECT node_id_l FROM _sub_pred UNION SELECT node_id_r FROM _sub_pred
-            UNION ({_det_partners_sql(deterministic, "(SELECT * FROM nodes SEMI JOIN _s USING (node_id))")})""")
-        con.execute("DROP SCHEMA IF EXISTS _inc CASCADE")
-        con.execute("CREATE SCHEMA _inc")
-        con.execute("CREATE TABLE _inc.nodes AS SELECT * FROM main.nodes SEMI JOIN main._sub_ids USING (node_id)")
-        con.execute(f"USE {q(catalog)}._inc")
-        try:
-            sub = clustering.cluster(con, db_api, "main._sub_pred", threshold, deterministic, settings,
-                                     duplicate_free, after_validity=after_validity)
-        finally:
-            con.execute(f"USE {q(catalog)}.main")
-        leaks = con.execute(
-            """SELECT count(*) FROM (SELECT c.cluster_id FROM _inc.cc c LEFT JOIN _s USING (node_id)
-               GROUP BY ALL HAVING bool_or(_s.node_id IS NULL) AND bool_or(_s.node_id IS NOT NULL))""").fetchall()[0][0]
-    if leaks:  # cannot happen if affected_records is right; never publish a half-clustered run
-        note(f"incremental clustering reached {leaks:,} people beyond the records it re-clusters: "
+        for widening in range(MAX_WIDENINGS + 1):
+            sub = _cluster_affected(con, db_api, catalog, threshold, floor, deterministic, settings,
+                                    duplicate_free, after_validity)
+            # A cluster holding both records clustered again and others (a record attached to
+            # a person the changes did not reach, say): those others' people are clustered
+            # again too, and the affected records with them.
+            leaks = con.execute(
+                """SELECT count(*) FROM (SELECT c.cluster_id FROM _inc.cc c LEFT JOIN _s USING (node_id)
+                   GROUP BY ALL HAVING bool_or(_s.node_id IS NULL) AND bool_or(_s.node_id IS NOT NULL))"""
+            ).fetchall()[0][0]
+            if not leaks or widening == MAX_WIDENINGS:
+                break
+            con.execute(
+                """INSERT INTO _s SELECT node_id FROM _prev WHERE prev_key IN (
+                    SELECT p.prev_key FROM _inc.cc c JOIN _prev p USING (node_id)
+                    WHERE c.node_id NOT IN (SELECT node_id FROM _s) AND c.cluster_id IN (
+                        SELECT c.cluster_id FROM _inc.cc c SEMI JOIN _s USING (node_id)))
+                AND node_id NOT IN (SELECT node_id FROM _s)""")
+            n = int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
+            note(f"incremental clustering reached {leaks:,} people beyond the records it re-clusters: "
+                 f"their records clustered again too ({n:,} in all)")
+    if leaks:  # the widening did not settle; never publish a half-clustered run
+        note(f"incremental clustering still reached {leaks:,} people beyond the records it re-clusters: "
              "clustering every record instead")
         con.execute("DROP SCHEMA _inc CASCADE")
         return clustering.cluster(con, db_api, "predictions", threshold, deterministic, settings,
@@ -567,6 +667,7 @@ def cluster(
     note(f"{n:,} records clustered again (their people reached by the changes); the others' people carried")
     if counts is not None:
         counts["records_clustered_again"] = n
+        counts["clustering_widenings"] = widening
     with step("the other people carried"):
         con.execute(
             """CREATE OR REPLACE TABLE cc AS

@@ -346,9 +346,8 @@ def _standardise_stage(
         for w in _emptied_field_warnings(con, cfg, invalid):
             job.warn(w)
         if changes is not None and job.opts.previous is not None:  # unchanged records as the previous run left them
+            # Numbered once; from here on ``nodes`` holds them (one copy in memory).
             increments.add_unchanged(con, job.opts.previous)
-            # Number the records once; from here on ``nodes`` holds them (one copy in memory).
-            clustering.build_nodes(con, "records")
         else:
             _number_records(con, cfg)
         t = cfg.model.training
@@ -503,7 +502,9 @@ def _person_ids_stage(
     cfg, con, stages = job.cfg, job.con, job.stages
     with stages.stage("person ids"):
         previous = identity.load_previous(con, previous_path) if previous_path else None
-        istats = identity.assign_person_keys(con, previous, generation)
+        # An incremental run has each record's previous key by its number already (``_prev``).
+        by_node = "_prev" if changes is not None and job.opts.carry_ids is None else None
+        istats = identity.assign_person_keys(con, previous, generation, by_node=by_node)
         removed_rows = increments.record_removed_lineage(con, previous) if changes is not None else 0
         # One pseudonym per person, not per record.
         deidentify.add_pseudonyms(con, "person_keys", job.key, out="person_ids")

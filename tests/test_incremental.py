@@ -98,6 +98,8 @@ def test_incremental_gives_the_clusters_of_a_full_run_or_says_why_not(snapshots,
     assert (inc["added"], inc["changed"], inc["removed"]) == (counts["added"], counts["changed"], counts["removed"])
     assert inc["pairs_carried"] > 0 and inc["pairs_scored"] > 0
     assert inc["removed_records_lineage_rows"] == counts["removed"]
+    # clustered incrementally (not everyone again after a clustering reached beyond its records)
+    assert 0 < inc["records_clustered_again"] and inc["clustering_widenings"] <= 3
 
     res = cli("run", str(job), "--data", str(tmp / "final"), "--model", str(base / "restricted" / "model.json"),
               "--out", str(tmp / "full"))
@@ -169,3 +171,26 @@ def test_analyst_outputs_carried_for_unaffected_people_equal_a_whole_rebuild(sna
     people_made = manifests[0]["analyst_people_made_again"]
     assert 0 < people_made < manifests[0]["clusters"]["clusters"]
     assert manifests[1]["analyst_people_made_again"] is None
+
+
+def test_the_incremental_guard_counts_from_block_sizes_the_pairs_its_join_makes():
+    """The guard's count (block sizes of the keys new records hold) equals the pairs the
+    new-against-all join makes, for column, prefix and exploded rules, nulls and repeats."""
+    from pydantic import TypeAdapter
+
+    from linkage.config import BlockingRule
+    from linkage.incremental import _rule_count_sql, _rule_pairs_sql
+
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE nodes AS SELECT * FROM (VALUES
+        (1, 'SMITH', 'JOHN', ['SMITH', 'SMYTH'], 1980), (2, 'SMITH', 'JANE', ['SMITH', 'SMITH'], 1980),
+        (3, 'SMITH', NULL, ['SMYTH'], 1980), (4, 'JONES', 'JOHN', NULL, 1975), (5, NULL, 'JOHN', ['JONES'], 1975),
+        (6, 'SMITH', 'JOHN', ['SMITH'], NULL)) t(node_id, surname, first_name, name_set, year_of_birth)""")
+    con.execute("CREATE TABLE _new_nodes AS SELECT * FROM nodes WHERE node_id IN (1, 4, 6)")
+    rules = TypeAdapter(list[BlockingRule]).validate_python([
+        ["surname"], ["surname", "first_name"], ["surname", {"column": "first_name", "first": 1}],
+        {"block_on": ["name_set", "year_of_birth"], "explode": ["name_set"]},
+        {"block_on": ["surname"], "where": "l.first_name = r.first_name"}])
+    counts = [con.execute(_rule_count_sql(r, "_new_nodes", "nodes")).fetchall()[0][0] for r in rules]
+    joined = [con.execute(_rule_pairs_sql(r, "_new_nodes", "nodes", "count(*)")).fetchall()[0][0] for r in rules]
+    assert counts == joined == [9, 5, 7, 4, 5]
