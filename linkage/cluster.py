@@ -408,7 +408,7 @@ def split_cluster(
       is below ``conflict_match_weight`` (for ``one_edit_columns``, values one keying error
       apart are one value: ``identifiers_conflict``); whatever the link (a deterministic
       one too), when each part holds a value that ``confirmed_conflict_records`` records
-      of the cluster or more hold, and they share none (``confirmed_values``); and, when
+      of the cluster or more hold, and they differ (``confirmed_values``); and, when
       dates are checked, when each part holds such a date of birth and they do not agree;
     - the parts' dates of birth are all far apart (``dates_agree``) and the link is below
       ``date_conflict_match_weight`` (None: dates are not checked): a father and son of

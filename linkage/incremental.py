@@ -460,7 +460,7 @@ def affected_records(
     groups. So the people to cluster again are the previous run's link components (its
     people joined by the links it cut) holding: a new record; a record with a pair scored
     in this run (new, or scored again and moved by more than ``TF_MOVE_BITS``, or across
-    the threshold or the fracture weight) at or above that margin; a record that had such a
+    the threshold, the fracture weight or the attach weight) at or above that margin; a record that had such a
     pair with a changed or removed record, or shared a deterministic group with one; a
     record a clerical decision names. Every other person is the previous run's, carried.
     """
@@ -476,8 +476,10 @@ def affected_records(
     margin = settings.ambiguity_margin
     # attach_match_weight: a pair across it may attach a record no link reaches, or no longer
     attach = float(settings.attach_match_weight) if settings.attach_match_weight is not None else None
-    crossed = (f"(match_weight >= {attach}) IS DISTINCT FROM (old_weight >= {attach})" if attach is not None
-               else "false")
+    crossed = "false"
+    if attach is not None:  # a pair new (or gone) counts as across only when its score is at or above it
+        crossed = (f"((coalesce(match_weight, '-inf'::DOUBLE) >= {attach}) "
+                   f"<> (coalesce(old_weight, '-inf'::DOUBLE) >= {attach}))")
     # Pairs scored in this run that changed: new, or moved by more than TF_MOVE_BITS, or
     # across the threshold, the fracture weight or the attach weight; w is the higher of
     # their two scores.
@@ -486,13 +488,13 @@ def affected_records(
         SELECT node_id_l, node_id_r,
                greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) AS w,
                greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold}
-               OR coalesce({crossed}, false) AS link
+               OR {crossed} AS link
         FROM _scored_now
         WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE))
               >= {min(low, attach) if attach is not None else low}
           AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
                OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
-               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR coalesce({crossed}, false))""")
+               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR {crossed})""")
     seeds = [
         "SELECT node_id FROM _keys WHERE NOT old",
         # a link, now or before (or a pair across the attach weight): both its records

@@ -455,8 +455,8 @@ def _cluster_stage(
         decided: list[clerical.DecisionStats] = []
         apply = None
         if clerical.load_stores(con, decision_stores):
-            def apply(c):
-                decided.append(clerical.apply_decisions(c))
+            def apply(c):  # an incremental clustering that widens runs again: the last pass counts
+                decided[:] = [clerical.apply_decisions(c)]
         if changes is not None and job.opts.previous is not None:
             cstats = increments.cluster(
                 con, db_api, job.opts.previous, cfg.model.threshold, list(cfg.model.deterministic_links),
