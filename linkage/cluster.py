@@ -239,7 +239,7 @@ REASON_WEAK = "weak link between groups"
 REASON_AMBIGUOUS = "ambiguous weak link"
 REASON_DATES = "different dates of birth"
 REASON_PERSON = "differs from the person's other records"
-CONFIRMED_SUFFIX = ", each held by several records"
+CONFIRMED_SUFFIX = ", each held by more than one record"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -42,6 +43,22 @@ SPLINK_LOG_LEVEL = logging.ERROR
 
 
 # --- settings ----------------------------------------------------------------------------
+
+
+class _DuckDBLevel(cll.CustomLevel):
+    """Custom SQL written in DuckDB's dialect. Splink translates it for another engine with
+    sqlglot, which names Jaro-Winkler ``JAROWINKLER_SIMILARITY``, a function Spark lacks:
+    the engine's own name (on Spark, Splink's Scala ``jaro_winkler``) is put back."""
+
+    def __init__(self, sql: str, label: str) -> None:
+        super().__init__(sql, label_for_charts=label, base_dialect_str="duckdb")
+
+    def create_sql(self, sql_dialect: Any) -> str:
+        sql = super().create_sql(sql_dialect)
+        if sql_dialect.sql_dialect_str == "duckdb":
+            return sql
+        return re.sub(r"\bJAROWINKLER_SIMILARITY\s*\(", f"{sql_dialect.jaro_winkler_function_name}(", sql,
+                      flags=re.IGNORECASE)
 
 
 def _level(level: LevelConfig, date_columns: frozenset[str] = frozenset({"date_of_birth"})) -> Any:
@@ -78,7 +95,7 @@ def _level(level: LevelConfig, date_columns: frozenset[str] = frozenset({"date_o
         )
     else:  # sql
         # Custom SQL is written in DuckDB's dialect; Splink transpiles it for Spark.
-        out = cll.CustomLevel(lv.sql, label_for_charts=lv.label or "custom", base_dialect_str="duckdb")
+        out = _DuckDBLevel(lv.sql, lv.label or "custom")
     if lv.unless_equal:
         c = lv.unless_equal
         out = cll.And(out, cll.CustomLevel(f'"{c}_l" IS DISTINCT FROM "{c}_r"', base_dialect_str="duckdb"))

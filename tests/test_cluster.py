@@ -85,7 +85,7 @@ def test_two_pnc_ids_each_on_several_records_are_two_people_whatever_links_them(
     assert split_cluster(members, links, **SETTINGS) == [[1, 2, 3, 4]]  # off by default
     parts = split_cluster(members, links, **SETTINGS, confirmed_conflict_records=2)
     assert parts == [[1, 2], [3, 4]]
-    reason = "different pnc_key values, each held by several records"
+    reason = "different pnc_key values, each held by more than one record"
     assert cut_reasons(parts, members, links, conflict_match_weight=20, confirmed_conflict_records=2) == [
         (1, 3, reason), (2, 4, reason), (2, 3, reason)]
     keyed_wrong = _members(4, pnc_key={1: "X", 2: "X", 3: "X", 4: "Y"})
@@ -104,7 +104,7 @@ def test_two_dates_of_birth_each_on_several_records_are_two_people_whatever_link
     parts = split_cluster(members, links, **settings, confirmed_conflict_records=2)
     assert parts == [[1, 2], [3, 4]]
     assert cut_reasons(parts, members, links, conflict_match_weight=20, date_conflict_match_weight=12.0,
-                       confirmed_conflict_records=2) == [(2, 3, "different dates of birth, each held by several records")]
+                       confirmed_conflict_records=2) == [(2, 3, "different dates of birth, each held by more than one record")]
     mistyped = {**members, 4: Member("s", (), ("19850705",))}
     assert split_cluster(mistyped, links, **settings, confirmed_conflict_records=2) == [[1, 2, 3, 4]]
 
@@ -294,7 +294,7 @@ def test_two_people_of_one_name_and_date_with_their_own_pnc_ids_are_split_in_the
     settings = ClusteringConfig(**SETTINGS, confirmed_conflict_records=2)
     _, stats, groups = _stage(recs, [], deterministic=rules, settings=settings)
     assert groups == [["b1", "p1"], ["b2", "p2"]]
-    assert list(stats.cut_links) == ["different pnc_key values, each held by several records"]
+    assert list(stats.cut_links) == ["different pnc_key values, each held by more than one record"]
 
 
 def test_duplicate_free_source_at_most_one_record_per_person():
