@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import resource
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -47,8 +48,12 @@ class Stages:
             self.console.print(("  " * self._depth) + f"  {text}")
 
     def _track_memory(self) -> None:
+        # The kernel's high-water mark (ru_maxrss, kilobytes on Linux) sees the peaks inside a
+        # stage that sampling the resident size at a stage's edges misses (at 10M records:
+        # 7.0 GiB sampled against 8.9 GiB measured from outside).
         try:
-            self.peak_rss = max(self.peak_rss, self._process.memory_info().rss)
+            self.peak_rss = max(self.peak_rss, self._process.memory_info().rss,
+                                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         except psutil.Error:
             pass
 
