@@ -893,6 +893,17 @@ def check_clusters(
     return int(checked), split
 
 
+def _unwhole_two_confirmed(con: duckdb.DuckDBPyConnection, rows: str, value: str, records: int) -> None:
+    """Send to ``split_cluster`` the ``_suspect`` clusters holding two values of ``value`` (over
+    ``rows``) each held by at least ``records`` of their records."""
+    con.execute(
+        f"""UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN (
+            SELECT cluster_id FROM (SELECT cluster_id, {value} AS v, count(*) AS n FROM {rows}
+                                    WHERE {value} IS NOT NULL GROUP BY ALL HAVING n >= {int(records)})
+            GROUP BY cluster_id HAVING count(*) >= 2)"""
+    )
+
+
 def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str], dates_sql: str,
                          conflict_weight: float, date_weight: float | None,
                          confirmed_records: int | None = None) -> None:
@@ -942,23 +953,13 @@ def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str],
     if confirmed_records is not None:
         # two values of a column each held by enough records: even one safe part may split
         for c in columns:
-            con.execute(
-                f"""UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN (
-                    SELECT cluster_id FROM (SELECT cluster_id, {q(c)}, count(*) AS n FROM _lk_parts
-                                            WHERE {q(c)} IS NOT NULL GROUP BY ALL HAVING n >= {int(confirmed_records)})
-                    GROUP BY cluster_id HAVING count(*) >= 2)"""
-            )
+            _unwhole_two_confirmed(con, "_lk_parts", q(c), confirmed_records)
     if held:
         con.execute(f"UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN "
                     f"(SELECT cluster_id FROM _lk_parts GROUP BY ALL HAVING {' OR '.join(held)})")
     if confirmed_records is not None and date_weight is not None:
         # two dates of birth each held by enough records (agreeing or not): to split_cluster
-        con.execute(
-            f"""UPDATE _suspect SET whole = false WHERE whole AND cluster_id IN (
-                SELECT cluster_id FROM (SELECT cluster_id, d, count(*) AS n FROM _lk_parts, unnest(dates) AS t(d)
-                                        WHERE d IS NOT NULL GROUP BY ALL HAVING n >= {int(confirmed_records)})
-                GROUP BY cluster_id HAVING count(*) >= 2)"""
-        )
+        _unwhole_two_confirmed(con, "_lk_parts, unnest(dates) AS t(d)", "d", confirmed_records)
     if date_weight is not None:
         # Two parts with dates agree when some pair of their dates does.
         con.execute(
