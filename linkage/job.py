@@ -199,6 +199,7 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
             manifest["stage_cpu_seconds"] = stages.cpu_timings
             manifest["total_seconds"] = round(time.time() - started, 3)
             manifest["peak_rss_bytes"] = stages.peak_rss
+            manifest["peak_rss_bytes_after_stage"] = stages.peak_rss_after
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
             with stages.stage("report"):
                 from linkage.report import write_report
@@ -212,6 +213,7 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
             # The report's own time, for benchmarks (the report shows the stages before it).
             manifest["stage_seconds"] = stages.timings
             manifest["stage_cpu_seconds"] = stages.cpu_timings
+            manifest["peak_rss_bytes"] = stages.peak_rss
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
             publishing.finalise_modes(staging, user_umask)
             publishing.publish(staging, run_dir)

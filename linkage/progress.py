@@ -38,6 +38,9 @@ class Stages:
         self._depth = 0
         self._process = psutil.Process()
         self.peak_rss = 0
+        # The process's high-water mark when each stage (or sub-step) ended: it only grows,
+        # so the stage at which it reaches ``peak_rss`` is the one that set the peak.
+        self.peak_rss_after: dict[str, int] = {}
         self._status: Any = None
         self._names: list[str] = []
         # The stages open when an exception first passed through (innermost last).
@@ -88,6 +91,7 @@ class Stages:
         seconds = time.perf_counter() - start
         self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
         self.cpu_timings[name] = round(self.cpu_timings.get(name, 0.0) + time.process_time() - cpu_start, 3)
+        self.peak_rss_after[name] = self.peak_rss
         if not self.quiet:
             self.console.print(Text.assemble(indent, ("done", "green"), f" {name} ", (f"({seconds:.1f} s)", "dim")))
 

@@ -296,6 +296,7 @@ def test_page_layout_and_charts_fit(tmp_path):
     with _edited_json(run / "manifest.json") as manifest:
         manifest["invalid_values"]["libra"] = {"date_of_birth": {f"reason_{i:02d}": i + 1 for i in range(13)}}
         manifest["stage_seconds"]["report"] = 0.4
+        manifest["peak_rss_bytes_after_stage"] = {"read": 2**29, "u by random sampling": 3 * 2**28}
     page = write_report(run).read_text()
     nav_css = re.search(r"\nnav \{[^}]*\}", page).group(0)
     assert "flex-wrap: wrap" in nav_css
@@ -309,6 +310,10 @@ def test_page_layout_and_charts_fit(tmp_path):
     assert [v["stage"] for v in specs["chart-timings"]["data"]["values"]][-1] == "report"
     timings = page.split('<section id="timings">')[1]
     assert "the report included" in timings and "not included" not in timings
+    # Each stage's memory high-water mark beside its time ("–" where the run did not record it).
+    rows = re.findall(r"<tr>(.*?)</tr>", timings.split("</table>")[0], re.S)
+    cells = {re.sub(r"<[^>]+>", "", r.split("</td>")[0]).strip(): r for r in rows}
+    assert "0.50" in cells["read"] and "0.75" in cells["u by random sampling"] and "–" in cells["predict"]
 
 
 def test_time_caption_without_the_report_row(plain_run):

@@ -14,18 +14,26 @@ def timings(run: Run, charts: Charts) -> Section:
     sec = Section("timings", "Time and memory")
     m = run.manifest
     stages = m.get("stage_seconds") or {}
+    after = m.get("peak_rss_bytes_after_stage") or {}
+
+    def high_water(name: str) -> str:
+        return f"{after[name] / 2**30:.2f}" if after.get(name) else "–"
+
+    def substeps(steps: list) -> list:
+        return [[Raw(f'<span class="substep">{esc(n)}</span>'), num(s, 1), high_water(n)] for n, s in steps]
+
     rows: list = []
     values: list = []
     pending: list = []
     for name, secs in stages.items():
         if name in TOP_STAGES:
-            rows.append([name, num(secs, 1)])
-            rows += [[Raw(f'<span class="substep">{esc(n)}</span>'), num(s, 1)] for n, s in pending]
+            rows.append([name, num(secs, 1), high_water(name)])
+            rows += substeps(pending)
             values.append({"stage": name, "seconds": secs})
             pending = []
         else:
             pending.append((name, secs))
-    rows += [[Raw(f'<span class="substep">{esc(n)}</span>'), num(s, 1)] for n, s in pending]
+    rows += substeps(pending)
     peak = m.get("peak_rss_bytes")
     sec.add(cards([
         ("total time", f"{num(m.get('total_seconds'), 1)} s"),
@@ -46,5 +54,6 @@ def timings(run: Run, charts: Charts) -> Section:
               else " (the report itself is written after this chart and is not included)")
            + "; sub-steps are in the table below."))
     if rows:
-        sec.add(table(["stage (sub-steps indented)", "seconds"], rows))
+        # The high-water mark only grows: the stage where it reaches the peak set it.
+        sec.add(table(["stage (sub-steps indented)", "seconds", "peak memory so far (GiB)"], rows))
     return sec
