@@ -17,9 +17,11 @@ one definition of the result, two ways of building it:
   ``TF_MOVE_BITS`` per term-frequency comparison of a cut-off (the threshold, the fracture
   weight, the ambiguity margin's edge: what a carried score can have moved by), which
   are scored again among their records.
-- **cluster**, person ids and everything after run as in a full run (connected components
-  over a million records take seconds); a removed record leaves with an ``id_lineage``
-  row (``record_removed``).
+- **cluster** only the components of the pair graph (pairs at or above the lowest weight
+  a clustering step reads, deterministic groups, clerical decisions) that the changes
+  reach, with ``linkage.cluster.cluster`` itself; every other component keeps the previous
+  run's people (:func:`cluster`). Person ids and everything after run as in a full run; a
+  removed record leaves with an ``id_lineage`` row (``record_removed``).
 
 Where an incremental run can differ from a full run with the same model: pairs carried
 over were scored with the previous run's term frequencies (a name that grew commoner
@@ -480,13 +482,20 @@ def affected_records(
                OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
                OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR {crossed})""",
     ]
-    # the previous run's pairs at or above the floor with a changed or removed record: the other record
+    # the previous run's pairs at or above the floor with a changed or removed record (one
+    # scan): the other record
+    con.execute(
+        f"""CREATE OR REPLACE TABLE _gone_pairs AS
+        SELECT p.source_dataset_l, p.record_id_l, p.source_dataset_r, p.record_id_r, gl.record_id IS NOT NULL AS gl,
+               gr.record_id IS NOT NULL AS gr
+        FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
+        LEFT JOIN _gone gl ON gl.source_dataset = p.source_dataset_l AND gl.record_id = p.record_id_l
+        LEFT JOIN _gone gr ON gr.source_dataset = p.source_dataset_r AND gr.record_id = p.record_id_r
+        WHERE p.match_weight >= {floor} AND (gl.record_id IS NOT NULL OR gr.record_id IS NOT NULL)""")
     for a, b in (("l", "r"), ("r", "l")):
         seeds.append(
-            f"""SELECT k.node_id FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
-            SEMI JOIN _gone g ON g.source_dataset = p.source_dataset_{a} AND g.record_id = p.record_id_{a}
-            JOIN _keys k ON k.source_dataset = p.source_dataset_{b} AND k.record_id = p.record_id_{b}
-            WHERE p.match_weight >= {floor}""")
+            f"""SELECT k.node_id FROM _gone_pairs p
+            JOIN _keys k ON k.source_dataset = p.source_dataset_{b} AND k.record_id = p.record_id_{b} WHERE p.g{a}""")
     if deterministic:
         cols = sorted({c for rule in deterministic for c in rule.columns})
         con.execute(
@@ -526,7 +535,7 @@ def affected_records(
         if not con.execute("SELECT count(*) FROM _front").fetchall()[0][0]:
             break
         con.execute("INSERT INTO _s SELECT node_id FROM _front")
-    for t in ("_front", "_g", "_gone", "_det_of"):
+    for t in ("_front", "_g", "_gone", "_gone_pairs", "_det_of"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
 
