@@ -17,9 +17,11 @@ one definition of the result, two ways of building it:
   ``TF_MOVE_BITS`` per term-frequency comparison of a cut-off (the threshold, the fracture
   weight, the ambiguity margin's edge: what a carried score can have moved by), which
   are scored again among their records.
-- **cluster**, person ids and everything after run as in a full run (connected components
-  over a million records take seconds); a removed record leaves with an ``id_lineage``
-  row (``record_removed``).
+- **cluster** only the components of the pair graph (pairs at or above the lowest weight
+  a clustering step reads, deterministic groups, clerical decisions) that the changes
+  reach, with ``linkage.cluster.cluster`` itself; every other component keeps the previous
+  run's people (:func:`cluster`). Person ids and everything after run as in a full run; a
+  removed record leaves with an ``id_lineage`` row (``record_removed``).
 
 Where an incremental run can differ from a full run with the same model: pairs carried
 over were scored with the previous run's term frequencies (a name that grew commoner
@@ -52,9 +54,6 @@ TERM_FREQUENCIES = "term_frequencies.parquet"
 # (the model is the same), so only carried pairs that close to a cut-off can have crossed it.
 TF_MOVE_BITS = 0.05
 NEW = ("added", "changed")
-# Times the records clustered again may be widened to the people an incremental clustering
-# reached beyond them before every record is clustered instead.
-MAX_WIDENINGS = 3
 
 
 @dataclass(frozen=True)
@@ -429,43 +428,39 @@ def _det_partners_sql(deterministic: list[DeterministicLink], of: str, among: st
     return " UNION ".join(parts) or "SELECT NULL::BIGINT AS node_id WHERE false"
 
 
-class _Groups:
-    """Union-find over previous person keys (those joined by a link the previous run cut)."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, k: str) -> str:
-        self.parent.setdefault(k, k)
-        while self.parent[k] != k:
-            self.parent[k] = self.parent[self.parent[k]]
-            k = self.parent[k]
-        return k
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+def cluster_floor(threshold: float, settings: ClusteringConfig) -> float:
+    """The lowest match weight any clustering step reads: a weak link's rivals within the
+    ambiguity margin, and (``attach_match_weight``) the pairs that attach a record no link
+    reaches, with their rivals. Pairs below it never change a cluster."""
+    low = _weight(threshold) - (settings.ambiguity_margin or 0)
+    if settings.attach_match_weight is not None:
+        low = min(low, float(settings.attach_match_weight) - (settings.ambiguity_margin or 0))
+    return low
 
 
 def affected_records(
     con: duckdb.DuckDBPyConnection, previous: Path, threshold: float, deterministic: list[DeterministicLink],
     settings: ClusteringConfig, decisions: str | None = None,
 ) -> int:
-    """``_s(node_id)``: the records whose people the changes can reach; returns how many.
+    """``_s(node_id)``: the records to cluster again, whole components of the pair graph;
+    returns how many.
 
-    Every clustering step looks no further than a record's links (scored pairs at or above
-    the threshold, deterministic links), its scored pairs within ``ambiguity_margin`` of
-    the threshold's weight (the ambiguity check) and the sizes of its deterministic
-    groups. So the people to cluster again are the previous run's link components (its
-    people joined by the links it cut) holding: a new record; a record with a pair scored
-    in this run (new, or scored again and moved by more than ``TF_MOVE_BITS``, or across
-    the threshold, the fracture weight or the attach weight) at or above that margin; a record that had such a
-    pair with a changed or removed record, or shared a deterministic group with one; a
-    record a clerical decision names. Every other person is the previous run's, carried.
+    Every clustering step reads no further than a record's scored pairs at or above
+    :func:`cluster_floor` (links, attach candidates, ambiguity rivals), its deterministic
+    groups and the clerical decisions naming it. So the clusters of a component of the
+    graph of those pairs, groups and decisions are made from that component alone, and a
+    component whose records and pairs did not change since the previous run keeps the
+    previous run's people. The components clustered again are those holding: a new record;
+    a record with a pair scored in this run (new, gone, or scored again and moved by more
+    than ``TF_MOVE_BITS`` or across the threshold, the fracture weight or the attach
+    weight) at or above the floor; a record that had a pair at or above it with a changed
+    or removed record, or shared a deterministic group with one; a record a clerical
+    decision names. They are found from those records by breadth-first search over the
+    pairs (each step one scan of the pairs at or above the floor), not by labelling every
+    component.
     """
     prev = previous / "restricted"
-    low = _weight(threshold) - (settings.ambiguity_margin or 0)
+    floor = cluster_floor(threshold, settings)
     fracture = float(settings.fracture_match_weight)
     con.execute(f"CREATE OR REPLACE TABLE _prev_all AS SELECT source_dataset, CAST(record_id AS VARCHAR) AS record_id, "
                 f"person_key FROM read_parquet({lit(str(prev / 'crosswalk.parquet'))})")
@@ -473,47 +468,22 @@ def affected_records(
                    FROM _keys k LEFT JOIN _prev_all p USING (source_dataset, record_id)""")
     con.execute("""CREATE OR REPLACE TABLE _gone AS SELECT source_dataset, record_id FROM record_changes
                    WHERE status IN ('changed', 'removed')""")
-    margin = settings.ambiguity_margin
-    # attach_match_weight: a pair across it may attach a record no link reaches, or no longer
-    attach = float(settings.attach_match_weight) if settings.attach_match_weight is not None else None
     crossed = "false"
-    if attach is not None:  # a pair new (or gone) counts as across only when its score is at or above it
+    if settings.attach_match_weight is not None:  # a new (or gone) pair is across only when at or above it
+        attach = float(settings.attach_match_weight)
         crossed = (f"((coalesce(match_weight, '-inf'::DOUBLE) >= {attach}) "
                    f"<> (coalesce(old_weight, '-inf'::DOUBLE) >= {attach}))")
-    # Pairs scored in this run that changed: new, or moved by more than TF_MOVE_BITS, or
-    # across the threshold, the fracture weight or the attach weight; w is the higher of
-    # their two scores.
-    con.execute(
-        f"""CREATE OR REPLACE TABLE _moved_pairs AS
-        SELECT node_id_l, node_id_r,
-               greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) AS w,
-               greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold}
-               OR {crossed} AS link
-        FROM _scored_now
-        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE))
-              >= {min(low, attach) if attach is not None else low}
-          AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
-               OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
-               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR {crossed})""")
     seeds = [
         "SELECT node_id FROM _keys WHERE NOT old",
-        # a link, now or before (or a pair across the attach weight): both its records
-        "SELECT unnest([node_id_l, node_id_r]) FROM _moved_pairs WHERE link",
+        # a pair scored in this run that changed, at or above the floor: both its records
+        f"""SELECT unnest([node_id_l, node_id_r]) FROM _scored_now
+        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {floor}
+          AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
+               OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
+               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR {crossed})""",
     ]
-    if margin is not None:
-        # a pair below the threshold counts only for the ambiguity check of a record with a
-        # weak link (below the fracture weight) within the margin of it
-        con.execute(
-            f"""CREATE OR REPLACE TABLE _weakest AS SELECT x, min(match_weight) AS weakest FROM (
-                SELECT node_id_l AS x, match_weight FROM predictions
-                WHERE match_probability >= {threshold} AND match_weight < {fracture}
-                UNION ALL SELECT node_id_r, match_weight FROM predictions
-                WHERE match_probability >= {threshold} AND match_weight < {fracture}) GROUP BY x""")
-        seeds.append(
-            f"""SELECT e.x FROM (SELECT node_id_l AS x, w FROM _moved_pairs WHERE NOT link
-                                UNION ALL SELECT node_id_r, w FROM _moved_pairs WHERE NOT link) e
-            JOIN _weakest k USING (x) WHERE k.weakest <= e.w + {margin}""")
-    # the previous run's pairs at or above the margin with a changed or removed record (one scan)
+    # the previous run's pairs at or above the floor with a changed or removed record (one
+    # scan): the other record
     con.execute(
         f"""CREATE OR REPLACE TABLE _gone_pairs AS
         SELECT p.source_dataset_l, p.record_id_l, p.source_dataset_r, p.record_id_r, gl.record_id IS NOT NULL AS gl,
@@ -521,7 +491,7 @@ def affected_records(
         FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
         LEFT JOIN _gone gl ON gl.source_dataset = p.source_dataset_l AND gl.record_id = p.record_id_l
         LEFT JOIN _gone gr ON gr.source_dataset = p.source_dataset_r AND gr.record_id = p.record_id_r
-        WHERE p.match_weight >= {low} AND (gl.record_id IS NOT NULL OR gr.record_id IS NOT NULL)""")
+        WHERE p.match_weight >= {floor} AND (gl.record_id IS NOT NULL OR gr.record_id IS NOT NULL)""")
     for a, b in (("l", "r"), ("r", "l")):
         seeds.append(
             f"""SELECT k.node_id FROM _gone_pairs p
@@ -535,32 +505,37 @@ def affected_records(
             FROM read_parquet({lit(str(prev / 'standardised.parquet'))}) s
             SEMI JOIN _gone g ON g.source_dataset = s.source_dataset AND g.record_id = CAST(s.record_id AS VARCHAR)""")
         seeds.append(_det_partners_sql(deterministic, "_det_of"))
+    # The graph: pairs at or above the floor, deterministic groups small enough to link (each
+    # record to its group's lowest), clerical decisions' pairs.
+    edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM predictions WHERE match_weight >= {floor}"]
+    for rule in deterministic:
+        part = ", ".join(q(c) for c in rule.columns)
+        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
+        edges.append(
+            f"""SELECT min(node_id) OVER (PARTITION BY {part}) AS a, node_id AS b FROM nodes WHERE {not_null}
+            QUALIFY count(*) OVER (PARTITION BY {part}) <= {rule.max_group_size} AND a <> b""")
     if decisions is not None:
         for side in ("l", "r"):
             seeds.append(f"""SELECT k.node_id FROM {decisions} d JOIN _keys k
                 ON k.source_dataset = d.source_dataset_{side} AND k.record_id = CAST(d.record_id_{side} AS VARCHAR)""")
-    con.execute("CREATE OR REPLACE TABLE _seed AS " + " UNION ".join(f"({s})" for s in seeds))
-    seed_keys = {k for (k,) in con.execute(
-        """SELECT prev_key FROM _prev WHERE prev_key IS NOT NULL AND node_id IN (SELECT node_id FROM _seed)
-        UNION SELECT person_key FROM _prev_all SEMI JOIN _gone USING (source_dataset, record_id)""").fetchall()}
-    # The previous run's link components: its people joined by the links it cut.
-    groups = _Groups()
-    for a, b in con.execute(
-        f"""SELECT DISTINCT a.person_key, b.person_key FROM read_parquet({lit(str(prev / 'cluster_splits.parquet'))}) s
-        JOIN _prev_all a ON a.source_dataset = s.source_dataset_l AND a.record_id = CAST(s.record_id_l AS VARCHAR)
-        JOIN _prev_all b ON b.source_dataset = s.source_dataset_r AND b.record_id = CAST(s.record_id_r AS VARCHAR)
-        WHERE a.person_key <> b.person_key""").fetchall():
-        groups.union(a, b)
-    reached = {groups.find(k) for k in seed_keys}
-    keys = seed_keys | {k for k in groups.parent if groups.find(k) in reached}
-    import pandas as pd
-
-    con.register("_aff_keys_df", pd.DataFrame({"prev_key": sorted(keys)}, dtype=object))
-    con.execute("""CREATE OR REPLACE TABLE _s AS
-                   SELECT node_id FROM _prev SEMI JOIN _aff_keys_df USING (prev_key)
-                   UNION SELECT node_id FROM _seed""")
-    con.unregister("_aff_keys_df")
-    for t in ("_seed", "_gone", "_gone_pairs", "_det_of", "_moved_pairs", "_weakest"):
+        edges.append(
+            f"""SELECT a.node_id, b.node_id FROM {decisions} d
+            JOIN _keys a ON a.source_dataset = d.source_dataset_l AND a.record_id = CAST(d.record_id_l AS VARCHAR)
+            JOIN _keys b ON b.source_dataset = d.source_dataset_r AND b.record_id = CAST(d.record_id_r AS VARCHAR)""")
+    con.execute("CREATE OR REPLACE TABLE _g AS " + " UNION ALL ".join(f"({e})" for e in edges))
+    con.execute("CREATE OR REPLACE TABLE _s AS " + " UNION ".join(f"({s})" for s in seeds))
+    con.execute("DELETE FROM _s WHERE node_id IS NULL")
+    con.execute("CREATE OR REPLACE TABLE _front AS SELECT node_id FROM _s")
+    while True:  # breadth first: the records one pair away from the last ones reached, not reached yet
+        con.execute(
+            """CREATE OR REPLACE TABLE _front AS
+            SELECT b AS node_id FROM _g SEMI JOIN _front f ON f.node_id = _g.a
+            UNION SELECT a FROM _g SEMI JOIN _front f ON f.node_id = _g.b
+            EXCEPT SELECT node_id FROM _s""")
+        if not con.execute("SELECT count(*) FROM _front").fetchall()[0][0]:
+            break
+        con.execute("INSERT INTO _s SELECT node_id FROM _front")
+    for t in ("_front", "_g", "_gone", "_gone_pairs", "_det_of"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
 
@@ -570,23 +545,15 @@ def _cluster_affected(
     deterministic: list[DeterministicLink], settings: ClusteringConfig, duplicate_free: list[str],
     after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None,
 ) -> clustering.ClusterStats:
-    """``linkage.cluster.cluster`` in the schema ``_inc`` over the records of ``_s``, every
-    record they have a pair with at or above ``floor`` (their partners), the partners' links
-    (so that a partner linked elsewhere is not taken for a record no link reaches) and
-    every record sharing a deterministic group with them."""
+    """``linkage.cluster.cluster`` in the schema ``_inc`` over the records of ``_s`` (whole
+    components: every pair at or above ``floor`` of a record of ``_s`` lies within it) and
+    every record sharing a deterministic group with them (so that group sizes are whole;
+    they are not clustered again: a group small enough to link is within ``_s``)."""
     con.execute(f"CREATE OR REPLACE TABLE _sub_pred AS SELECT * FROM predictions WHERE match_weight >= {floor} "
-                f"AND (node_id_l IN (SELECT node_id FROM _s) OR node_id_r IN (SELECT node_id FROM _s))")
-    con.execute("""CREATE OR REPLACE TABLE _partners AS SELECT node_id_l AS node_id FROM _sub_pred
-                   UNION SELECT node_id_r FROM _sub_pred EXCEPT SELECT node_id FROM _s""")
-    con.execute(
-        f"""INSERT INTO _sub_pred SELECT * FROM predictions WHERE match_probability >= {threshold}
-        AND (node_id_l IN (SELECT node_id FROM _partners) OR node_id_r IN (SELECT node_id FROM _partners))
-        AND node_id_l NOT IN (SELECT node_id FROM _s) AND node_id_r NOT IN (SELECT node_id FROM _s)""")
+                f"AND node_id_l IN (SELECT node_id FROM _s)")
     con.execute(
         f"""CREATE OR REPLACE TABLE _sub_ids AS SELECT node_id FROM _s
-        UNION SELECT node_id_l FROM _sub_pred UNION SELECT node_id_r FROM _sub_pred
         UNION ({_det_partners_sql(deterministic, "(SELECT * FROM nodes SEMI JOIN _s USING (node_id))")})""")
-    con.execute("DROP TABLE _partners")
     con.execute("DROP SCHEMA IF EXISTS _inc CASCADE")
     con.execute("CREATE SCHEMA _inc")
     con.execute("CREATE TABLE _inc.nodes AS SELECT * FROM main.nodes SEMI JOIN main._sub_ids USING (node_id)")
@@ -615,61 +582,37 @@ def cluster(
     makes them, clustering again only the records of :func:`affected_records`; the other
     people are the previous run's, with their links and the links it cut.
 
-    The affected records are clustered by ``linkage.cluster.cluster`` itself
-    (:func:`_cluster_affected`), in a schema of their own holding them, every record they
-    have a pair with at or above the ambiguity margin (or the attach weight less it), those
-    records' links, and every record sharing a deterministic group with them (so that
-    group sizes are whole). Should a cluster there reach a record outside them, those
-    records' people are clustered again with them (``MAX_WIDENINGS`` times at most), then
-    everything, and the run says so. ``counts`` (when given) gets
-    ``records_clustered_again`` and ``clustering_widenings``.
+    The affected records (whole components of the pair graph, :func:`affected_records`) are
+    clustered by ``linkage.cluster.cluster`` itself (:func:`_cluster_affected`), in a
+    schema of their own holding them and every record sharing a deterministic group with
+    them (so that group sizes are whole): what a full run makes of those components. A
+    cluster there reaching a record outside them would be a bug in that reasoning; then
+    every record is clustered instead, and the run says so. ``counts`` (when given) gets
+    ``records_clustered_again``.
     """
     settings = settings or ClusteringConfig()
     duplicate_free = list(duplicate_free or [])
     prev = previous / "restricted"
-    low = _weight(threshold) - (settings.ambiguity_margin or 0)
     decisions = "decision_store" if after_validity is not None else None
     with step("people the changes reach"):
         n = affected_records(con, previous, threshold, deterministic, settings, decisions)
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
-    # The pairs an affected record's clustering can read: links, rivals within the ambiguity
-    # margin and (attach_match_weight) the pairs that attach a record no link reaches, with
-    # their rivals.
-    floor = low
-    if settings.attach_match_weight is not None:
-        floor = min(low, float(settings.attach_match_weight) - (settings.ambiguity_margin or 0))
     with step("those people clustered again"):
-        for widening in range(MAX_WIDENINGS + 1):
-            sub = _cluster_affected(con, db_api, catalog, threshold, floor, deterministic, settings,
-                                    duplicate_free, after_validity)
-            # A cluster holding both records clustered again and others (a record attached to
-            # a person the changes did not reach, say): those others' people are clustered
-            # again too, and the affected records with them.
-            leaks = con.execute(
-                """SELECT count(*) FROM (SELECT c.cluster_id FROM _inc.cc c LEFT JOIN _s USING (node_id)
-                   GROUP BY ALL HAVING bool_or(_s.node_id IS NULL) AND bool_or(_s.node_id IS NOT NULL))"""
-            ).fetchall()[0][0]
-            if not leaks or widening == MAX_WIDENINGS:
-                break
-            con.execute(
-                """INSERT INTO _s SELECT node_id FROM _prev WHERE prev_key IN (
-                    SELECT p.prev_key FROM _inc.cc c JOIN _prev p USING (node_id)
-                    WHERE c.node_id NOT IN (SELECT node_id FROM _s) AND c.cluster_id IN (
-                        SELECT c.cluster_id FROM _inc.cc c SEMI JOIN _s USING (node_id)))
-                AND node_id NOT IN (SELECT node_id FROM _s)""")
-            n = int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
-            note(f"incremental clustering reached {leaks:,} people beyond the records it re-clusters: "
-                 f"their records clustered again too ({n:,} in all)")
-    if leaks:  # the widening did not settle; never publish a half-clustered run
-        note(f"incremental clustering still reached {leaks:,} people beyond the records it re-clusters: "
+        sub = _cluster_affected(con, db_api, catalog, threshold, cluster_floor(threshold, settings), deterministic,
+                                settings, duplicate_free, after_validity)
+        leaks = con.execute(
+            """SELECT count(*) FROM (SELECT c.cluster_id FROM _inc.cc c LEFT JOIN _s USING (node_id)
+               GROUP BY ALL HAVING bool_or(_s.node_id IS NULL) AND bool_or(_s.node_id IS NOT NULL))"""
+        ).fetchall()[0][0]
+    if leaks:  # never publish a half-clustered run
+        note(f"incremental clustering reached {leaks:,} people beyond the components it re-clusters: "
              "clustering every record instead")
         con.execute("DROP SCHEMA _inc CASCADE")
         return clustering.cluster(con, db_api, "predictions", threshold, deterministic, settings,
                                   duplicate_free, after_validity=after_validity)
-    note(f"{n:,} records clustered again (their people reached by the changes); the others' people carried")
+    note(f"{n:,} records clustered again (the pair-graph components the changes reach); the others' people carried")
     if counts is not None:
         counts["records_clustered_again"] = n
-        counts["clustering_widenings"] = widening
     with step("the other people carried"):
         con.execute(
             """CREATE OR REPLACE TABLE cc AS

@@ -457,7 +457,7 @@ def _cluster_stage(
         decided: list[clerical.DecisionStats] = []
         apply = None
         if clerical.load_stores(con, decision_stores):
-            def apply(c):  # an incremental clustering that widens runs again: the last pass counts
+            def apply(c):  # an incremental run falling back to every record clusters twice: the last counts
                 decided[:] = [clerical.apply_decisions(c)]
         if changes is not None and job.opts.previous is not None:
             cstats = increments.cluster(

@@ -98,8 +98,8 @@ def test_incremental_gives_the_clusters_of_a_full_run_or_says_why_not(snapshots,
     assert (inc["added"], inc["changed"], inc["removed"]) == (counts["added"], counts["changed"], counts["removed"])
     assert inc["pairs_carried"] > 0 and inc["pairs_scored"] > 0
     assert inc["removed_records_lineage_rows"] == counts["removed"]
-    # clustered incrementally (not everyone again after a clustering reached beyond its records)
-    assert 0 < inc["records_clustered_again"] and inc["clustering_widenings"] <= 3
+    # clustered incrementally: whole components, none reaching beyond them (else everyone again)
+    assert 0 < inc["records_clustered_again"] and "clustering every record instead" not in res.stderr
 
     res = cli("run", str(job), "--data", str(tmp / "final"), "--model", str(base / "restricted" / "model.json"),
               "--out", str(tmp / "full"))
@@ -194,3 +194,41 @@ def test_the_incremental_guard_counts_from_block_sizes_the_pairs_its_join_makes(
     counts = [con.execute(_rule_count_sql(r, "_new_nodes", "nodes")).fetchall()[0][0] for r in rules]
     joined = [con.execute(_rule_pairs_sql(r, "_new_nodes", "nodes", "count(*)")).fetchall()[0][0] for r in rules]
     assert counts == joined == [9, 5, 7, 4, 5]
+
+
+def test_the_records_clustered_again_are_whole_components_of_the_pair_graph(tmp_path):
+    """From a new record, a pair whose score moved and a removed record's partner, the
+    search reaches every record joined to them by pairs at or above the clustering floor
+    (a chain of weak pairs included), and no record of a component nothing reached."""
+    from linkage.config import ClusteringConfig
+    from linkage.incremental import affected_records, cluster_floor
+
+    settings = ClusteringConfig(fracture_match_weight=8, ambiguity_margin=2, attach_match_weight=-2)
+    threshold = 0.8
+    floor = cluster_floor(threshold, settings)  # -4: the attach weight less the margin
+    assert floor == -4
+    con = duckdb.connect()
+    # records 1-12 ('s', '1'..'12'); 1 is new, 12 was removed (gone); the others unchanged
+    con.execute("CREATE TABLE _keys AS SELECT 's' AS source_dataset, CAST(i AS VARCHAR) AS record_id, i AS node_id, "
+                "i <> 1 AS old FROM range(1, 12) t(i)")
+    con.execute("CREATE TABLE record_changes AS SELECT source_dataset, record_id, CASE WHEN old THEN 'same' "
+                "ELSE 'added' END AS status FROM _keys UNION ALL SELECT 's', '12', 'removed'")
+    con.execute("CREATE TABLE nodes AS SELECT node_id, source_dataset, record_id FROM _keys")
+    # 1-2-3 by pairs down to the floor; 3-4 below it (not joined); 5-6 a pair that moved;
+    # 7 had a pair with the removed 12, 7-8 joined; 9-10 and 11 untouched
+    con.execute("""CREATE TABLE predictions AS SELECT * FROM (VALUES
+        (1, 2, -3.9, 0.06), (2, 3, 20.0, 0.99), (3, 4, -4.5, 0.04), (5, 6, 3.0, 0.89), (7, 8, 9.0, 0.99),
+        (9, 10, 25.0, 0.99), (10, 11, -3.0, 0.11)) t(node_id_l, node_id_r, match_weight, match_probability)""")
+    con.execute("""CREATE TABLE _scored_now AS SELECT * FROM (VALUES
+        (1, 2, -3.9, 0.06, NULL, NULL), (5, 6, 3.0, 0.89, 2.5, 0.85), (9, 10, 25.0, 0.99, 24.99, 0.99))
+        t(node_id_l, node_id_r, match_weight, match_probability, old_weight, old_probability)""")
+    prev = tmp_path / "restricted"
+    prev.mkdir()
+    con.execute(f"COPY (SELECT source_dataset, record_id, 'p' || record_id AS person_key FROM record_changes) "
+                f"TO '{prev / 'crosswalk.parquet'}'")
+    con.execute(f"""COPY (SELECT * FROM (VALUES ('s', '7', 's', '12', 5.0, 0.97), ('s', '9', 's', '12', -5.0, 0.03))
+        t(source_dataset_l, record_id_l, source_dataset_r, record_id_r, match_weight, match_probability))
+        TO '{prev / 'predictions.parquet'}'""")
+    n = affected_records(con, tmp_path, threshold, [], settings)
+    again = sorted(i for (i,) in con.execute("SELECT node_id FROM _s").fetchall())
+    assert again == [1, 2, 3, 5, 6, 7, 8] and n == 7
