@@ -108,6 +108,11 @@ def test_middle_names_given_in_part_are_one_person_and_none_in_common_two():
         (2, 3, "different middle_names values")]
 
 
+def test_word_columns_must_be_conflict_columns():
+    with pytest.raises(ValueError, match=r"conflict_word_columns \['middle_names'\] must be among conflict_columns"):
+        ClusteringConfig(conflict_word_columns=["middle_names"])
+
+
 def test_two_dates_of_birth_each_on_several_records_are_two_people_whatever_links_them():
     """Father and son of one name, each date on two records, joined by a strong link (30
     bits, over the date weight): two people once dates are confirmed. A date mistyped on
