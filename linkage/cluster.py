@@ -285,11 +285,11 @@ def _dates_confirmed_apart(a: set[str], b: set[str], confirmed: set[str]) -> boo
 
 
 def _confirmed_conflict(ids_a: dict[str, set[str]], ids_b: dict[str, set[str]], confirmed: dict[str, set[str]],
-                        one_edit: frozenset[str]) -> str | None:
+                        one_edit: frozenset[str], words: frozenset[str] = frozenset()) -> str | None:
     """The column whose confirmed values in two parts say two people, if one does."""
     for column, values in confirmed.items():
         if identifiers_conflict(ids_a.get(column, set()) & values, ids_b.get(column, set()) & values,
-                                column in one_edit):
+                                column in one_edit, column in words):
             return column
     return None
 
@@ -301,25 +301,33 @@ def _one_edit(a: str, b: str) -> bool:
                                and a[diff[1]] == b[diff[0]])
 
 
-def identifiers_conflict(a: set[str], b: set[str], one_edit: bool = False) -> bool:
+def identifiers_conflict(a: set[str], b: set[str], one_edit: bool = False, words: bool = False) -> bool:
     """Do two parts' values of one identifier say two people? Yes when both hold values and
     they differ; with ``one_edit``, only when some value is not one keying error (one
     character, or two adjacent ones swapped) from any of the other part's: a National
-    Insurance number, which has no check character, mistyped on one claim.
+    Insurance number, which has no check character, mistyped on one claim. With ``words``
+    (middle names, given in full on one record and in part on another), only when no word
+    of one part's values is a word of the other's (or, with ``one_edit``, one keying error
+    from one).
 
     >>> identifiers_conflict({"AB123456"}, {"AB123465"}), identifiers_conflict({"AB123456"}, {"AB123465"}, True)
     (True, False)
     >>> identifiers_conflict({"AB123456"}, {"CD987654"}, True), identifiers_conflict(set(), {"CD987654"})
     (True, False)
+    >>> identifiers_conflict({"ANN DONNA"}, {"DONNA"}, words=True), identifiers_conflict({"ANN"}, {"JANE"}, words=True)
+    (False, True)
     """
     if not a or not b or a == b:
         return False
-    if not one_edit:
-        return True
 
     def near(x: str, ys: set[str]) -> bool:
-        return any(x == y or (len(x) == len(y) and _one_edit(x, y)) for y in ys)
+        return any(x == y or (one_edit and len(x) == len(y) and _one_edit(x, y)) for y in ys)
 
+    if words:
+        wb = {w for v in b for w in v.split()}
+        return not any(near(w, wb) for v in a for w in v.split())
+    if not one_edit:
+        return True
     return not (all(near(x, b) for x in a) and all(near(y, a) for y in b))
 
 
@@ -345,8 +353,9 @@ def dates_agree(a: Iterable[str], b: Iterable[str]) -> bool:
 class _Parts:
     """Union-find over one cluster's records, each part with its sources and identifiers."""
 
-    def __init__(self, members: dict[int, Member], one_edit: frozenset[str] = frozenset()):
-        self.one_edit = one_edit
+    def __init__(self, members: dict[int, Member], one_edit: frozenset[str] = frozenset(),
+                 words: frozenset[str] = frozenset()):
+        self.one_edit, self.words = one_edit, words
         self.parent = {n: n for n in members}
         self.nodes = {n: [n] for n in members}
         self.sources = {n: {m.source_dataset: 1} for n, m in members.items()}
@@ -367,7 +376,8 @@ class _Parts:
 
     def conflict(self, a: int, b: int) -> str | None:
         for column, values in self.ids[a].items():
-            if identifiers_conflict(values, self.ids[b].get(column, set()), column in self.one_edit):
+            if identifiers_conflict(values, self.ids[b].get(column, set()), column in self.one_edit,
+                                    column in self.words):
                 return _conflict_reason(column)
         return None
 
@@ -397,6 +407,7 @@ def split_cluster(
     date_conflict_match_weight: float | None = None,
     one_edit_columns: Iterable[str] = (),
     confirmed_conflict_records: int | None = None,
+    word_columns: Iterable[str] = (),
 ) -> list[list[int]]:
     """The parts one cluster falls into, largest first (one part: the cluster is valid).
 
@@ -423,7 +434,7 @@ def split_cluster(
     [[1, 2, 3], [4, 5]]
     """
     dup_free = frozenset(duplicate_free)
-    parts = _Parts(members, frozenset(one_edit_columns))
+    parts = _Parts(members, frozenset(one_edit_columns), frozenset(word_columns))
     confirmed = confirmed_values(members, confirmed_conflict_records)
     confirmed_dob = confirmed_dates(members, confirmed_conflict_records) if date_conflict_match_weight is not None else set()
     ordered = sorted(links, key=lambda e: (-_weight(e[2]), e[0], e[1]))
@@ -435,7 +446,7 @@ def split_cluster(
         ra, rb = parts.find(a), parts.find(b)
         if ra == rb or parts.clash(ra, rb, dup_free):
             continue
-        if confirmed and _confirmed_conflict(parts.ids[ra], parts.ids[rb], confirmed, parts.one_edit):
+        if confirmed and _confirmed_conflict(parts.ids[ra], parts.ids[rb], confirmed, parts.one_edit, parts.words):
             continue
         if confirmed_dob and _dates_confirmed_apart(parts.dates[ra], parts.dates[rb], confirmed_dob):
             continue
@@ -467,12 +478,13 @@ def cut_reasons(
     date_conflict_match_weight: float | None = None,
     one_edit_columns: Iterable[str] = (),
     confirmed_conflict_records: int | None = None,
+    word_columns: Iterable[str] = (),
 ) -> list[tuple[int, int, str]]:
     """Each link between two parts with why it was cut: the parts' clash, else their
     confirmed identifier values, else their identifier conflict (below
     ``conflict_match_weight``), else their dates of birth (below
     ``date_conflict_match_weight``), else a weak link between groups."""
-    dup_free, one_edit = frozenset(duplicate_free), frozenset(one_edit_columns)
+    dup_free, one_edit, words = frozenset(duplicate_free), frozenset(one_edit_columns), frozenset(word_columns)
     part_of = {n: i for i, p in enumerate(parts) for n in p}
     sources = [{members[n].source_dataset for n in p} for p in parts]
     ids: list[dict[str, set[str]]] = []
@@ -490,7 +502,7 @@ def cut_reasons(
         i, j = part_of[a], part_of[b]
         if i == j:
             continue
-        held = _confirmed_conflict(ids[i], ids[j], confirmed, one_edit) if confirmed else None
+        held = _confirmed_conflict(ids[i], ids[j], confirmed, one_edit, words) if confirmed else None
         if sources[i] & sources[j] & dup_free:
             reason = REASON_DUPLICATE_FREE
         elif held:
@@ -499,7 +511,7 @@ def cut_reasons(
             reason = REASON_DATES + CONFIRMED_SUFFIX
         else:
             conflict = next((k for k, v in ids[i].items()
-                             if identifiers_conflict(v, ids[j].get(k, set()), k in one_edit)), None)
+                             if identifiers_conflict(v, ids[j].get(k, set()), k in one_edit, k in words)), None)
             if conflict and _weight(w) < conflict_match_weight:
                 reason = _conflict_reason(conflict)
             elif (date_conflict_match_weight is not None and _weight(w) < date_conflict_match_weight
@@ -868,6 +880,7 @@ def check_clusters(
             conflict_match_weight=settings.conflict_match_weight, duplicate_free=duplicate_free,
             date_conflict_match_weight=date_weight, one_edit_columns=settings.conflict_one_edit_columns,
             confirmed_conflict_records=settings.confirmed_conflict_records,
+            word_columns=settings.conflict_word_columns,
         )
         if len(parts) == 1:
             continue
@@ -876,7 +889,8 @@ def check_clusters(
         cuts += cut_reasons(parts, m, edges.get(cid, []), conflict_match_weight=settings.conflict_match_weight,
                             duplicate_free=duplicate_free, date_conflict_match_weight=date_weight,
                             one_edit_columns=settings.conflict_one_edit_columns,
-                            confirmed_conflict_records=settings.confirmed_conflict_records)
+                            confirmed_conflict_records=settings.confirmed_conflict_records,
+                            word_columns=settings.conflict_word_columns)
     if reassign:
         import pandas as pd
 

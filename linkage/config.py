@@ -395,6 +395,10 @@ class ClusteringConfig(Strict):
     # values one keying error apart (one character, or two adjacent ones swapped) are one
     # person's number mistyped, not a conflict.
     conflict_one_edit_columns: list[Column] = []
+    # Of those, the ones a person may give in full or in part (middle names: "ANN DONNA" on
+    # one record, "DONNA" on another): two parts conflict only when no word of one's values
+    # is a word of the other's (or one keying error from one, if also a one-edit column).
+    conflict_word_columns: list[Column] = []
     # A link below the fracture weight is dropped when either record has a scored pair
     # into another person (by the links at or above the fracture weight) within this
     # many bits of it: a name shared by two people is no evidence for either. None: off.
@@ -423,9 +427,11 @@ class ClusteringConfig(Strict):
 
     @model_validator(mode="after")
     def _one_edit_are_conflict_columns(self) -> ClusteringConfig:
-        stray = [c for c in self.conflict_one_edit_columns if c not in self.conflict_columns]
-        if stray:
-            raise ValueError(f"conflict_one_edit_columns {stray} must be among conflict_columns")
+        for name, columns in (("conflict_one_edit_columns", self.conflict_one_edit_columns),
+                              ("conflict_word_columns", self.conflict_word_columns)):
+            stray = [c for c in columns if c not in self.conflict_columns]
+            if stray:
+                raise ValueError(f"{name} {stray} must be among conflict_columns")
         return self
 
 

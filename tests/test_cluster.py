@@ -92,6 +92,27 @@ def test_two_pnc_ids_each_on_several_records_are_two_people_whatever_links_them(
     assert split_cluster(keyed_wrong, links, **SETTINGS, confirmed_conflict_records=2) == [[1, 2, 3, 4]]
 
 
+def test_middle_names_given_in_part_are_one_person_and_none_in_common_two():
+    """Middle names as a conflict column with word semantics: "ANN DONNA" and "DONNA" (or
+    "DONNS", one keying error out) are one person's; "VICTOR" and "COLIN GARY", joined by
+    a link under the conflict weight (one name and date of birth, nothing else), are two."""
+    words = {"one_edit_columns": ["middle_names"], "word_columns": ["middle_names"]}
+    links = [(1, 2, 25.0), (3, 4, 25.0), (2, 3, 15.0)]
+    in_part = _members(4, middle_names={1: "ANN DONNA", 2: "DONNA", 3: "DONNS", 4: "DONNS"})
+    assert split_cluster(in_part, links, **SETTINGS, **words) == [[1, 2, 3, 4]]
+    assert split_cluster(in_part, links, **SETTINGS) == [[1, 2], [3, 4]]  # as identifiers: split
+    apart = _members(4, middle_names={1: "COLIN GARY", 2: "COLIN", 3: "VICTOR", 4: "VICTOR"})
+    parts = split_cluster(apart, links, **SETTINGS, **words)
+    assert parts == [[1, 2], [3, 4]]
+    assert cut_reasons(parts, apart, links, conflict_match_weight=20, **words) == [
+        (2, 3, "different middle_names values")]
+
+
+def test_word_columns_must_be_conflict_columns():
+    with pytest.raises(ValueError, match=r"conflict_word_columns \['middle_names'\] must be among conflict_columns"):
+        ClusteringConfig(conflict_word_columns=["middle_names"])
+
+
 def test_two_dates_of_birth_each_on_several_records_are_two_people_whatever_links_them():
     """Father and son of one name, each date on two records, joined by a strong link (30
     bits, over the date weight): two people once dates are confirmed. A date mistyped on
