@@ -154,37 +154,3 @@ def test_unless_equal_keeps_a_plain_match_out_of_an_alias_level():
             [fl, fr, sl, sr],
         ).fetchall()[0][0]
         assert got is expected, (fl, fr)
-
-
-def test_justice_forename_scores_an_initial_below_every_stronger_level():
-    """justice.yaml's forename comparison: an initial ("S" for "SARAH") has a level of its
-    own, tried after the others, so a pair a stronger level holds keeps that level."""
-    from pathlib import Path
-
-    from linkage.config import load_config
-    from linkage.model import build_comparison
-
-    cfg = load_config(Path(__file__).parent.parent / "configs" / "justice.yaml").config
-    (comp,) = [c for c in cfg.model.comparisons if c.name == "forename"]
-    levels = build_comparison(comp).get_comparison("duckdb").comparison_levels
-    con = duckdb.connect()
-
-    def level_of(first_l: str, first_r: str) -> str:
-        for lv in levels[1:-1]:  # the first level whose condition holds, as Splink's CASE
-            hit = con.execute(
-                f"SELECT coalesce(({lv.sql_condition}), false) FROM (SELECT ?::VARCHAR AS first_name_l, "
-                "?::VARCHAR AS first_name_r, ['X']::VARCHAR[] AS forename_set_l, ['Y']::VARCHAR[] AS forename_set_r, "
-                "NULL::VARCHAR AS forename_canonical_l, NULL::VARCHAR AS forename_canonical_r, "
-                "NULL::VARCHAR AS first_name_metaphone_l, NULL::VARCHAR AS first_name_metaphone_r, "
-                "['JONES']::VARCHAR[] AS surname_set_l, ['JONES']::VARCHAR[] AS surname_set_r)",
-                [first_l, first_r],
-            ).fetchall()[0][0]
-            if hit:
-                return lv.label_for_charts
-        return "else"
-
-    assert levels[-2].label_for_charts == "an initial of the other"
-    assert level_of("S", "SARAH") == level_of("SARAH", "S") == "an initial of the other"
-    assert level_of("S", "S").startswith("Exact match")
-    assert level_of("SARAH", "SARA").startswith("Jaro-Winkler")
-    assert level_of("S", "TOM") == level_of("SAM", "SARAH") == "else"
