@@ -31,6 +31,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import duckdb
 
@@ -232,6 +233,8 @@ def summarise_clusters(con: duckdb.DuckDBPyConnection) -> ClusterStats:
 # at least this share of their pairs of records: many weak links corroborate each other,
 # one is a chain.
 MIN_WEAK_LINK_DENSITY = 0.5
+# Suspicious clusters read into Python at a time by ``check_clusters``.
+CHECK_BATCH_CLUSTERS = 20_000
 
 REASON_DUPLICATE_FREE = "duplicate-free source twice"
 REASON_NOT_BEST = "duplicate-free source: not the best link"
@@ -259,8 +262,10 @@ def _conflict_reason(column: str) -> str:
     return f"different {column} values"
 
 
-def confirmed_values(members: dict[int, Member], records: int | None) -> dict[str, set[str]]:
-    """Each identifier's values held by at least ``records`` members (none when None)."""
+def confirmed_values(members: dict[int, Member], records: int | None,
+                     column_order: Sequence[str] = ()) -> dict[str, set[str]]:
+    """Each identifier's values held by at least ``records`` members (none when None), the
+    columns in ``column_order`` (the config's conflict columns) first, then by name."""
     if records is None:
         return {}
     counts = Counter(kv for m in members.values() for kv in set(m.identifiers))
@@ -268,7 +273,10 @@ def confirmed_values(members: dict[int, Member], records: int | None) -> dict[st
     for (column, value), n in counts.items():
         if n >= records:
             out.setdefault(column, set()).add(value)
-    return out
+    # The first column that conflicts names the cut: a fixed order (a set's would vary with
+    # Python's string hashing from run to run).
+    rank = {c: i for i, c in enumerate(column_order)}
+    return {c: out[c] for c in sorted(out, key=lambda c: (rank.get(c, len(rank)), c))}
 
 
 def confirmed_dates(members: dict[int, Member], records: int | None) -> set[str]:
@@ -408,6 +416,7 @@ def split_cluster(
     one_edit_columns: Iterable[str] = (),
     confirmed_conflict_records: int | None = None,
     word_columns: Iterable[str] = (),
+    column_order: Sequence[str] = (),
 ) -> list[list[int]]:
     """The parts one cluster falls into, largest first (one part: the cluster is valid).
 
@@ -435,7 +444,7 @@ def split_cluster(
     """
     dup_free = frozenset(duplicate_free)
     parts = _Parts(members, frozenset(one_edit_columns), frozenset(word_columns))
-    confirmed = confirmed_values(members, confirmed_conflict_records)
+    confirmed = confirmed_values(members, confirmed_conflict_records, column_order)
     confirmed_dob = confirmed_dates(members, confirmed_conflict_records) if date_conflict_match_weight is not None else set()
     ordered = sorted(links, key=lambda e: (-_weight(e[2]), e[0], e[1]))
     adjacency: dict[int, set[int]] = {n: set() for n in members}
@@ -479,6 +488,7 @@ def cut_reasons(
     one_edit_columns: Iterable[str] = (),
     confirmed_conflict_records: int | None = None,
     word_columns: Iterable[str] = (),
+    column_order: Sequence[str] = (),
 ) -> list[tuple[int, int, str]]:
     """Each link between two parts with why it was cut: the parts' clash, else their
     confirmed identifier values, else their identifier conflict (below
@@ -495,7 +505,7 @@ def cut_reasons(
             for k, v in members[n].identifiers:
                 d.setdefault(k, set()).add(v)
         ids.append(d)
-    confirmed = confirmed_values(members, confirmed_conflict_records)
+    confirmed = confirmed_values(members, confirmed_conflict_records, column_order)
     confirmed_dob = confirmed_dates(members, confirmed_conflict_records) if date_conflict_match_weight is not None else set()
     out = []
     for a, b, w in links:
@@ -854,16 +864,49 @@ def check_clusters(
     _drop_whole_clusters(con, columns, dates_sql, settings.conflict_match_weight, date_weight,
                          settings.confirmed_conflict_records)
     ids = ", ".join(f"n.{q(c)}" for c in columns)
-    members_rows = con.execute(
-        f"""SELECT cc.cluster_id, n.node_id, n.source_dataset, list_filter({dates_sql}, lambda d: d IS NOT NULL)
-               {', ' + ids if ids else ''}
-        FROM cc JOIN _suspect USING (cluster_id) JOIN nodes n USING (node_id)"""
-    ).fetchall()
-    link_rows = con.execute(
-        """SELECT cc.cluster_id, l.node_id_l, l.node_id_r, l.match_weight
-        FROM links l JOIN cc ON cc.node_id = l.node_id_l JOIN _suspect USING (cluster_id)"""
-    ).fetchall()
+    # The suspicious clusters go to Python a batch at a time (their members and links, kept
+    # in DuckDB, which spills, in between), so that Python holds one batch's objects, not
+    # every suspicious cluster's (at ten million records, 1.5 GiB above DuckDB's limit).
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _suspect_batch AS
+                    SELECT cluster_id, (row_number() OVER (ORDER BY cluster_id) - 1) // {CHECK_BATCH_CLUSTERS} AS batch
+                    FROM _suspect""")
     con.execute("DROP TABLE _suspect")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _suspect_members AS
+        SELECT b.batch, cc.cluster_id, n.node_id, n.source_dataset, list_filter({dates_sql}, lambda d: d IS NOT NULL)
+               {', ' + ids if ids else ''}
+        FROM cc JOIN _suspect_batch b USING (cluster_id) JOIN nodes n USING (node_id) ORDER BY b.batch"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _suspect_links AS
+        SELECT b.batch, cc.cluster_id, l.node_id_l, l.node_id_r, l.match_weight
+        FROM links l JOIN cc ON cc.node_id = l.node_id_l JOIN _suspect_batch b USING (cluster_id) ORDER BY b.batch"""
+    )
+    batches = con.execute("SELECT coalesce(max(batch) + 1, 0) FROM _suspect_batch").fetchall()[0][0]
+    con.execute("DROP TABLE _suspect_batch")
+    con.execute("CREATE OR REPLACE TEMP TABLE _reassign (node_id BIGINT, new_cluster_id BIGINT)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _cuts (node_id_l BIGINT, node_id_r BIGINT, reason VARCHAR)")
+    split = 0
+    for batch in range(batches):
+        split += _split_batch(
+            con, con.execute("SELECT * EXCLUDE (batch) FROM _suspect_members WHERE batch = ?", [batch]).fetchall(),
+            con.execute("SELECT * EXCLUDE (batch) FROM _suspect_links WHERE batch = ?", [batch]).fetchall(),
+            columns, settings, duplicate_free, date_weight)
+    con.execute("DROP TABLE _suspect_members")
+    con.execute("DROP TABLE _suspect_links")
+    if split:
+        con.execute("UPDATE cc SET cluster_id = r.new_cluster_id FROM _reassign r WHERE cc.node_id = r.node_id")
+        _cut(con, "_cuts")
+    con.execute("DROP TABLE _reassign")
+    con.execute("DROP TABLE _cuts")
+    return int(checked), split
+
+
+def _split_batch(con: duckdb.DuckDBPyConnection, members_rows: list, link_rows: list, columns: Sequence[str],
+                 settings: ClusteringConfig, duplicate_free: Sequence[str], date_weight: float | None) -> int:
+    """``split_cluster`` over one batch of suspicious clusters (their members' and links' rows);
+    the parts' new cluster ids go to ``_reassign`` and the cut links to ``_cuts``. Returns how
+    many clusters split."""
     members: dict[int, dict[int, Member]] = {}
     for cid, node, source, dates, *values in members_rows:
         idents = tuple((c, str(v)) for c, v in zip(columns, values) if v is not None)
@@ -871,40 +914,31 @@ def check_clusters(
     edges: dict[int, list[tuple[int, int, float | None]]] = {}
     for cid, a, b, w in link_rows:
         edges.setdefault(cid, []).append((a, b, w))
+    checks: dict[str, Any] = {
+        "conflict_match_weight": settings.conflict_match_weight, "duplicate_free": duplicate_free,
+        "date_conflict_match_weight": date_weight, "one_edit_columns": settings.conflict_one_edit_columns,
+        "confirmed_conflict_records": settings.confirmed_conflict_records, "word_columns": settings.conflict_word_columns,
+        "column_order": columns,
+    }
     reassign: list[tuple[int, int]] = []
     cuts: list[tuple[int, int, str]] = []
     split = 0
     for cid, m in members.items():
-        parts = split_cluster(
-            m, edges.get(cid, []), fracture_match_weight=settings.fracture_match_weight,
-            conflict_match_weight=settings.conflict_match_weight, duplicate_free=duplicate_free,
-            date_conflict_match_weight=date_weight, one_edit_columns=settings.conflict_one_edit_columns,
-            confirmed_conflict_records=settings.confirmed_conflict_records,
-            word_columns=settings.conflict_word_columns,
-        )
-        if len(parts) == 1:
-            continue
-        split += 1
-        reassign += [(n, p[0]) for p in parts for n in p]
-        cuts += cut_reasons(parts, m, edges.get(cid, []), conflict_match_weight=settings.conflict_match_weight,
-                            duplicate_free=duplicate_free, date_conflict_match_weight=date_weight,
-                            one_edit_columns=settings.conflict_one_edit_columns,
-                            confirmed_conflict_records=settings.confirmed_conflict_records,
-                            word_columns=settings.conflict_word_columns)
+        parts = split_cluster(m, edges.get(cid, []), fracture_match_weight=settings.fracture_match_weight, **checks)
+        if len(parts) > 1:
+            split += 1
+            reassign += [(n, p[0]) for p in parts for n in p]
+            cuts += cut_reasons(parts, m, edges.get(cid, []), **checks)
     if reassign:
         import pandas as pd
 
         con.register("_reassign_df", pd.DataFrame(reassign, columns=["node_id", "new_cluster_id"]))
-        con.execute(
-            """UPDATE cc SET cluster_id = r.new_cluster_id FROM _reassign_df r WHERE cc.node_id = r.node_id"""
-        )
+        con.execute("INSERT INTO _reassign SELECT * FROM _reassign_df")
         con.unregister("_reassign_df")
         con.register("_cuts_df", pd.DataFrame(cuts, columns=["node_id_l", "node_id_r", "reason"]))
-        con.execute("CREATE OR REPLACE TEMP TABLE _cuts AS SELECT * FROM _cuts_df")
+        con.execute("INSERT INTO _cuts SELECT * FROM _cuts_df")
         con.unregister("_cuts_df")
-        _cut(con, "_cuts")
-        con.execute("DROP TABLE _cuts")
-    return int(checked), split
+    return split
 
 
 def _unwhole_two_confirmed(con: duckdb.DuckDBPyConnection, rows: str, value: str, records: int) -> None:

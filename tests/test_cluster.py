@@ -481,7 +481,7 @@ def test_a_lone_record_is_attached_below_the_threshold_when_unambiguous(x_weight
     assert ["r5"] in groups
 
 
-def _random_stage(seed: int, monkeypatch, prefilter: bool):
+def _random_stage(seed: int, monkeypatch, prefilter: bool, batch: int | None = None):
     """A random graph of small people with conflicting PNC IDs, near and far dates of birth,
     a duplicate-free source and weights either side of every check's threshold."""
     import linkage.cluster as clustering
@@ -497,6 +497,8 @@ def _random_stage(seed: int, monkeypatch, prefilter: bool):
                                 confirmed_conflict_records=2 if seed % 3 == 0 else None)
     if not prefilter:  # every suspicious cluster through split_cluster
         monkeypatch.setattr(clustering, "_drop_whole_clusters", lambda con, *a: None)
+    if batch is not None:  # suspicious clusters read into Python this many at a time
+        monkeypatch.setattr(clustering, "CHECK_BATCH_CLUSTERS", batch)
     con, stats, groups = _stage(records, predictions, duplicate_free=["free"], settings=settings)
     splits = con.execute("SELECT * FROM cluster_splits ORDER BY ALL").fetchall()
     clusters = con.execute("SELECT * FROM clusters ORDER BY ALL").fetchall()
@@ -508,3 +510,13 @@ def _random_stage(seed: int, monkeypatch, prefilter: bool):
 def test_clusters_left_out_of_the_python_check_are_those_it_keeps_whole(seed, monkeypatch):
     with_prefilter = _random_stage(seed, monkeypatch, prefilter=True)
     assert with_prefilter == _random_stage(seed, monkeypatch, prefilter=False)
+
+
+@pytest.mark.parametrize("seed", range(0, 12, 3))
+def test_suspicious_clusters_checked_in_batches_as_in_one(seed, monkeypatch):
+    """Python holds one batch of suspicious clusters at a time; the clusters, the cuts and
+    their reasons are those of checking all at once."""
+    one_at_a_time = _random_stage(seed, monkeypatch, prefilter=False, batch=1)
+    assert one_at_a_time == _random_stage(seed, monkeypatch, prefilter=False)
+    assert one_at_a_time[2], "no link was cut: the check saw nothing to split"
+
