@@ -272,6 +272,24 @@ def _edited_json(path: Path) -> Iterator[Any]:
     path.write_text(json.dumps(content))
 
 
+def test_a_spark_runs_model_draws_its_charts(tmp_path):
+    """A Spark run saves its levels' SQL in Spark's dialect (backquoted names); the model
+    section's Splink charts are drawn from it all the same."""
+    import sqlglot
+
+    run, _ = build_run(tmp_path)
+    with _edited_json(run / "restricted" / "model.json") as model:
+        model["sql_dialect"] = "spark"
+        for comp in model["comparisons"]:
+            for lv in comp["comparison_levels"]:
+                if lv["sql_condition"] != "ELSE":
+                    lv["sql_condition"] = sqlglot.transpile(lv["sql_condition"], read="duckdb", write="spark")[0]
+        assert "`" in model["comparisons"][0]["comparison_levels"][0]["sql_condition"]
+    page = write_report(run).read_text()
+    assert "section-error" not in page.split('<section id="model">')[1].split("</section>")[0]
+    assert "chart-match-weights" in chart_specs(page) and "chart-m-u" in chart_specs(page)
+
+
 def test_untrained_levels_are_marked_not_given_a_weight(tmp_path):
     """A level whose m and u are null in model.json shows 'never trained', whatever the manifest holds."""
     run, _ = build_run(tmp_path)

@@ -43,7 +43,7 @@ def _splink_model_charts(run: Run) -> list[tuple[str, dict[str, Any], str]]:
     """Splink's own match-weight and m/u charts, from the saved model on an empty table."""
     from splink import DuckDBAPI, Linker
 
-    settings = json.loads(run.path("restricted", "model.json").read_text())
+    settings = _in_duckdb_dialect(json.loads(run.path("restricted", "model.json").read_text()))
     con = connect()
     try:
         std = run.path("restricted", "standardised.parquet")
@@ -64,6 +64,22 @@ def _splink_model_charts(run: Run) -> list[tuple[str, dict[str, Any], str]]:
         ]
     finally:
         con.close()
+
+
+def _in_duckdb_dialect(settings: dict[str, Any]) -> dict[str, Any]:
+    """A saved model as DuckDB reads it: a Spark run saves its levels' SQL in Spark's dialect
+    (backquoted names), which the charts' DuckDB Linker cannot parse. The charts need the
+    parameters only, so blocking rules are dropped and each level's condition transpiled."""
+    dialect = settings.get("sql_dialect") or "duckdb"
+    if dialect == "duckdb":
+        return settings
+    import sqlglot
+
+    for comparison in settings.get("comparisons", []):
+        for level in comparison.get("comparison_levels", []):
+            if level["sql_condition"].strip().upper() != "ELSE":
+                level["sql_condition"] = sqlglot.transpile(level["sql_condition"], read=dialect, write="duckdb")[0]
+    return {**settings, "sql_dialect": "duckdb", "blocking_rules_to_generate_predictions": []}
 
 
 def _widened(spec: dict[str, Any], width: int) -> dict[str, Any]:
