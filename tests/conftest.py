@@ -149,14 +149,14 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
 # files start first, so that the last file handed out is a short one and the workers finish
 # together. A file not listed keeps its place after these.
 LONG_FILES = (
-    "test_open_model.py",
-    "test_job.py",
-    "test_decisions.py",
-    "test_deidentify.py",
+    "test_spark.py",  # first: it makes the shared justice run, which test_job and test_deidentify then take
     "test_cli.py",
+    "test_decisions.py",  # makes the shared seed-3 run (test_find takes it) and extracts (test_incremental)
+    "test_job.py",
+    "test_open_model.py",
+    "test_deidentify.py",
     "test_incremental.py",
     "test_crossgov.py",
-    "test_spark.py",
     "test_bias.py",
     "test_fuzz_cli.py",
     "test_standardise.py",
