@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,12 +19,77 @@ TEST_KEY = "9f3c6b1e07d24a58c1e0b7d93a6f2c4e8d15b70a3e9c2f64"  # 192 random bits
 
 
 @pytest.fixture(scope="session")
-def synth_dir(tmp_path_factory) -> Path:
+def shared_dir(tmp_path_factory, worker_id) -> Path:
+    """A folder every xdist worker of this session sees (under ``-n 0``, the session's own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def made_once(shared: Path, name: str, make: Callable[[Path], None]) -> Path:
+    """``shared/name``, made by ``make(folder)`` in whichever worker asks first; the other
+    workers wait for it (a file lock) and use it as made. Read only: copy it to change it."""
+    folder = shared / name
+    locks = shared / "made-once"
+    locks.mkdir(exist_ok=True)
+    with open(locks / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (locks / f"{name}.done").exists():
+            if folder.exists():  # a worker that failed half-way
+                shutil.rmtree(folder)
+            folder.mkdir()
+            make(folder)
+            (locks / f"{name}.done").touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synth_dir(shared_dir) -> Path:
     from linkage.synthetic import generate
 
-    out = tmp_path_factory.mktemp("synth")
-    generate(people=1500, seed=11, out=out, profile="realistic")
-    return out
+    return made_once(shared_dir, "synth", lambda out: generate(people=1500, seed=11, out=out, profile="realistic"))
+
+
+@pytest.fixture(scope="session")
+def justice_run(shared_dir, synth_dir) -> tuple[Path, Path]:
+    """The justice job (``fast_config``) on ``synth_dir``, run once for the session: the run
+    folder and its config. Read only: tests that change a run take a copy (``copy_of``)."""
+
+    def make(folder: Path) -> None:
+        res = cli("run", str(fast_config(folder)), "--data", str(synth_dir), "--out", str(folder / "run"))
+        assert res.returncode == 0, res.stderr
+
+    folder = made_once(shared_dir, "justice_run", make)
+    return folder / "run", folder / "job.yaml"
+
+
+@pytest.fixture(scope="session")
+def seed3(shared_dir) -> Path:
+    """1,500 people of seed 3 through the real ``linkage synth``, made once for the session."""
+
+    def make(folder: Path) -> None:
+        res = cli("synth", "--people", "1500", "--seed", "3", "--out", str(folder))
+        assert res.returncode == 0, res.stderr
+
+    return made_once(shared_dir, "seed3", make)
+
+
+@pytest.fixture(scope="session")
+def seed3_run(shared_dir, seed3) -> tuple[Path, Path]:
+    """The justice job (``fast_config``) on ``seed3``, run once for the session: the run
+    folder and its config. Read only: copy it (``copy_of``) to change it."""
+
+    def make(folder: Path) -> None:
+        res = cli("run", str(fast_config(folder)), "--data", str(seed3), "--out", str(folder / "run"))
+        assert res.returncode == 0, res.stderr
+
+    folder = made_once(shared_dir, "seed3_run", make)
+    return folder / "run", folder / "job.yaml"
+
+
+def copy_of(run: Path, to: Path) -> Path:
+    """A copy of a finished run at ``to`` (its manifest still names the config it was made with)."""
+    shutil.copytree(run, to)
+    return to
 
 
 def fast_config(tmp_path: Path, **changes) -> Path:
@@ -81,14 +149,14 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
 # files start first, so that the last file handed out is a short one and the workers finish
 # together. A file not listed keeps its place after these.
 LONG_FILES = (
-    "test_open_model.py",
-    "test_job.py",
-    "test_decisions.py",
-    "test_deidentify.py",
+    "test_spark.py",  # first: it makes the shared justice run, which test_job and test_deidentify then take
     "test_cli.py",
+    "test_decisions.py",  # makes the shared seed-3 run (test_find takes it) and extracts (test_incremental)
+    "test_job.py",
+    "test_open_model.py",
+    "test_deidentify.py",
     "test_incremental.py",
     "test_crossgov.py",
-    "test_spark.py",
     "test_bias.py",
     "test_fuzz_cli.py",
     "test_standardise.py",

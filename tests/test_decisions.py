@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import cli, fast_config
+from conftest import cli, copy_of, fast_config
 from linkage.decisions import normalise_decision, read_decision_file, resolve
 from linkage.errors import InputError
 
@@ -169,14 +169,12 @@ def test_a_file_with_wrong_columns_is_refused(tmp_path, header, expected):
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def base(seed3, seed3_run, tmp_path_factory):
     """A synthetic population and a first full run of it."""
     tmp = tmp_path_factory.mktemp("decisions")
-    assert cli("synth", "--people", "1500", "--seed", "3", "--out", str(tmp / "data")).returncode == 0
-    job = fast_config(tmp)
-    res = cli("run", str(job), "--data", str(tmp / "data"), "--out", str(tmp / "run1"))
-    assert res.returncode == 0, res.stderr
-    return tmp, job
+    shutil.copytree(seed3, tmp / "data")
+    copy_of(seed3_run[0], tmp / "run1")  # decisions are imported into it
+    return tmp, fast_config(tmp)  # the same config as the run's
 
 
 @pytest.fixture(scope="module")

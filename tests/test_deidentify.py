@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import TEST_KEY, cli, fast_config
+from conftest import TEST_KEY, cli, copy_of, fast_config
 from linkage.deidentify import PseudonymKey, add_pseudonyms, check_leakage, resolve_key, suppress
 from linkage.errors import LeakageError, LinkageError
 
@@ -127,12 +127,8 @@ def test_suppression_hides_small_cells_and_enough_others(counts, hidden):
 
 
 @pytest.fixture(scope="module")
-def published(synth_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("deid")
-    out = work / "run"
-    res = cli("run", str(fast_config(work)), "--data", str(synth_dir), "--out", str(out))
-    assert res.returncode == 0, res.stderr
-    return out
+def published(justice_run, tmp_path_factory):
+    return copy_of(justice_run[0], tmp_path_factory.mktemp("deid") / "run")
 
 
 def test_analyst_tables_hold_no_identifiers(published, synth_dir):
@@ -287,7 +283,7 @@ PLANTED = {
 }
 
 
-def test_planted_identifiers_fail_the_run_and_publish_nothing(synth_dir, tmp_path):
+def test_planted_identifiers_fail_the_run_and_publish_nothing(synth_dir, justice_run, tmp_path):
     """Names, aliases, dates, reference numbers, postcodes and record ids pasted into
     analyst-bound columns are each caught, by table and column, and nothing is published."""
     data = tmp_path / "data"
@@ -295,7 +291,7 @@ def test_planted_identifiers_fail_the_run_and_publish_nothing(synth_dir, tmp_pat
     planted = {column: con.execute(f"{sql} ORDER BY 1 LIMIT 1").fetchall()[0][0] for column, sql in PLANTED.items()}
     for column, value in planted.items():
         assert value, column
-    res, out = _run_carrying(con, data, tmp_path, planted)
+    res, out = _run_carrying(con, data, tmp_path, planted, justice_run)
     assert res.returncode == 1, res.stderr
     message = " ".join(res.stderr.split())
     assert "leakage check failed" in message
@@ -315,9 +311,10 @@ def _copy_extracts(synth_dir, data):
     return con
 
 
-def _run_carrying(con, data, tmp_path, planted: dict[str, str]):
+def _run_carrying(con, data, tmp_path, planted: dict[str, str], justice_run):
     """Run the job on ``data`` with each planted value in a new carried column of libra.csv
-    (rows 1, 11, 21...); returns the finished process and the --out folder."""
+    (rows 1, 11, 21...), with the session justice run's model (carried columns are not in
+    the model: training is not what is tested); returns the finished process and the --out folder."""
     con.execute("CREATE TABLE t AS SELECT *, row_number() OVER () AS _n FROM libra")
     for i, (column, value) in enumerate(planted.items()):
         con.execute(f"ALTER TABLE t ADD COLUMN {column} VARCHAR DEFAULT ''")
@@ -325,7 +322,8 @@ def _run_carrying(con, data, tmp_path, planted: dict[str, str]):
     con.execute(f"COPY (SELECT * EXCLUDE (_n) FROM t) TO '{data}/libra.csv' (HEADER)")
     out = tmp_path / "run"
     config = fast_config(tmp_path, carry={"libra": {column: "keep" for column in planted}})
-    return cli("run", str(config), "--data", str(data), "--out", str(out)), out
+    model = justice_run[0] / "restricted" / "model.json"
+    return cli("run", str(config), "--data", str(data), "--out", str(out), "--model", str(model)), out
 
 
 def _disguises(con) -> dict[str, str]:
@@ -364,7 +362,7 @@ def _disguises(con) -> dict[str, str]:
     }
 
 
-def test_disguised_identifiers_fail_the_run(synth_dir, tmp_path):
+def test_disguised_identifiers_fail_the_run(synth_dir, justice_run, tmp_path):
     """Dates of birth in five layouts, PNCs and CROs respelt, names reordered or in a sentence,
     an e-mail address, postcodes without their space, and short surnames (OBI, HO, LEE: made
     input values here) are each caught in their column, and nothing is published."""
@@ -378,7 +376,7 @@ def test_disguised_identifiers_fail_the_run(synth_dir, tmp_path):
     con.execute(f"COPY pnc TO '{data}/pnc.csv' (HEADER)")
     planted = _disguises(con)
     assert len(planted) == 18
-    res, out = _run_carrying(con, data, tmp_path, planted)
+    res, out = _run_carrying(con, data, tmp_path, planted, justice_run)
     assert res.returncode == 1, res.stderr
     message = " ".join(res.stderr.split())
     assert "leakage check failed" in message and "Nothing was published" in message
@@ -389,7 +387,7 @@ def test_disguised_identifiers_fail_the_run(synth_dir, tmp_path):
     assert not out.exists()
 
 
-def test_legitimate_carried_columns_pass_the_check(synth_dir, tmp_path):
+def test_legitimate_carried_columns_pass_the_check(synth_dir, justice_run, tmp_path):
     """Court, offence and outcome codes, regions, sentence types and whole event dates (which
     can fall on someone's birthday) are published: the check does not mistake them."""
     out = tmp_path / "run"
@@ -398,7 +396,9 @@ def test_legitimate_carried_columns_pass_the_check(synth_dir, tmp_path):
              "probation": {"order_start_date": "keep", "probation_region": "keep", "order_type": "keep"},
              "libra": {"hearing_date": "keep", "court_code": "keep", "offence_code": "keep", "outcome_code": "keep"},
              "crest": {"committal_date": "keep", "crown_court_code": "keep", "sentence_type": "keep", "case_number": "keep"}}
-    res = cli("run", str(fast_config(tmp_path, carry=dates)), "--data", str(synth_dir), "--out", str(out))
+    model = justice_run[0] / "restricted" / "model.json"  # carried columns are not in the model
+    res = cli("run", str(fast_config(tmp_path, carry=dates)), "--data", str(synth_dir), "--out", str(out),
+              "--model", str(model))
     assert res.returncode == 0, res.stderr
     con = duckdb.connect()
     hearing = con.execute(f"SELECT count(DISTINCT hearing_date) FROM '{out}/analyst/libra.parquet'").fetchall()[0][0]
@@ -486,7 +486,7 @@ def test_a_table_of_counts_weighs_each_row_by_its_records(tmp_path, records, fai
         assert check_leakage(con, cfg, analyst).hits == {}
 
 
-def test_rerun_with_5_percent_new_records_keeps_ids(synth_dir, tmp_path):
+def test_rerun_with_5_percent_new_records_keeps_ids(synth_dir, justice_run, tmp_path):
     """People none of whose records changed keep their person id when 5% new records arrive."""
     con = duckdb.connect()
     old, new = tmp_path / "old", tmp_path / "new"
@@ -501,7 +501,8 @@ def test_rerun_with_5_percent_new_records_keeps_ids(synth_dir, tmp_path):
         con.execute(f"COPY (SELECT * FROM {src} WHERE {rid} NOT IN (SELECT record_id FROM held_back WHERE source_dataset = '{source}')) TO '{old}/{source}.csv' (HEADER)")
         (new / f"{source}.csv").write_bytes((synth_dir / f"{source}.csv").read_bytes())
     config = fast_config(tmp_path)
-    assert cli("run", str(config), "--data", str(old), "--out", str(tmp_path / "r1")).returncode == 0
+    model = justice_run[0] / "restricted" / "model.json"  # ids are what is tested, not training
+    assert cli("run", str(config), "--data", str(old), "--out", str(tmp_path / "r1"), "--model", str(model)).returncode == 0
     res = cli("run", str(config), "--data", str(new), "--out", str(tmp_path / "r2"), "--previous", str(tmp_path / "r1"),
               "--model", str(tmp_path / "r1" / "restricted" / "model.json"))
     assert res.returncode == 0, res.stderr

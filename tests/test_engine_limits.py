@@ -9,18 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli, config_variant, fast_config
+from conftest import cli, config_variant, copy_of, fast_config
 
 
 @pytest.fixture(scope="module")
-def previous_run(synth_dir, tmp_path_factory) -> tuple[Path, Path]:
-    """A finished run at --out, and the config that made it."""
-    tmp = tmp_path_factory.mktemp("limits")
-    config = fast_config(tmp)
-    out = tmp / "run"
-    res = cli("run", str(config), "--data", str(synth_dir), "--out", str(out))
-    assert res.returncode == 0, res.stderr
-    return config, out
+def previous_run(justice_run, tmp_path_factory) -> tuple[Path, Path]:
+    """A finished run at --out (a copy of the session's justice run), and the config that made it."""
+    run, config = justice_run
+    return config, copy_of(run, tmp_path_factory.mktemp("limits") / "run")
 
 
 def _fingerprint(run: Path) -> dict[str, str]:

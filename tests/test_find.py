@@ -11,17 +11,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import cli, fast_config
+from conftest import cli, copy_of, fast_config
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(seed3, seed3_run, tmp_path_factory):
+    """The session's seed-3 extracts (read only) and a copy of its justice run (finds write into it)."""
     tmp = tmp_path_factory.mktemp("find")
-    data = tmp / "data"
-    assert cli("synth", "--people", "1500", "--seed", "3", "--out", str(data)).returncode == 0
-    res = cli("run", str(fast_config(tmp)), "--data", str(data), "--out", str(tmp / "run"))
-    assert res.returncode == 0, res.stderr
-    return tmp, data, tmp / "run"
+    fast_config(tmp)  # tmp / "job.yaml": the same config as the run's
+    return tmp, seed3, copy_of(seed3_run[0], tmp / "run")
 
 
 def truth_of_persons(run_dir: Path, data: Path) -> dict[str, Counter]:

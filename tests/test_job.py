@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import cli, config_variant, fast_config
+from conftest import cli, config_variant, copy_of, fast_config
 
 
 def _count_rows(path: Path) -> int:
@@ -21,13 +21,10 @@ def _count_rows(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def finished_run(synth_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("job")
-    config = fast_config(work)
-    out = work / "run"
-    res = cli("run", str(config), "--data", str(synth_dir), "--out", str(out))
-    assert res.returncode == 0, res.stderr
-    return out, config
+def finished_run(justice_run, tmp_path_factory):
+    """A copy of the session's justice run (tests here score it) and its config."""
+    run, config = justice_run
+    return copy_of(run, tmp_path_factory.mktemp("job") / "run"), config
 
 
 def test_every_record_is_accounted_for(finished_run, synth_dir):

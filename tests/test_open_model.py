@@ -277,42 +277,7 @@ def test_justice_declared_by_hand_gives_the_preset_clusters(tmp_path_factory):
         assert con.execute(f"SELECT count(*) FROM (({one}) EXCEPT ALL ({other}))").fetchall()[0][0] == 0
 
 
-# --- declared fields on Spark ---------------------------------------------------------
-
-
-def test_a_declared_fields_job_gives_the_same_clusters_on_spark(tmp_path, febrl3):
-    """FEBRL3's declared fields (names, a date, an identifier, numbers, text with token
-    arrays, a non-UK postcode, a category): Spark scores with DuckDB's model and clusters
-    as DuckDB does."""
-    import shutil
-
-    pytest.importorskip("pyspark")
-    if not shutil.which("java"):
-        pytest.skip("no Java runtime for Spark")
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
-    duck = tmp_path / "duck"
-    res = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl3), "--out", str(duck))
-    assert res.returncode == 0, res.stderr
-    raw["engine"] = {"name": "spark", "threads": 2, "spark_shuffle_partitions": 4}
-    # The saved model's prior as it is (tests/test_spark.py covers estimating it on Spark).
-    raw["model"]["training"]["prior"]["with_saved_model"] = "keep"
-    spark_config = tmp_path / "spark.yaml"
-    spark_config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    spark = tmp_path / "spark"
-    res = cli("run", str(spark_config), "--data", str(febrl3), "--out", str(spark),
-              "--model", str(duck / "restricted" / "model.json"), cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
-    assert json.loads((spark / "manifest.json").read_text())["engine"] == "spark"
-
-    def people(run: Path) -> set:
-        rows = duckdb.sql(f"SELECT person_id, record_id FROM '{run}/restricted/crosswalk.parquet'").fetchall()
-        out: dict[str, set] = {}
-        for person, record in rows:
-            out.setdefault(person, set()).add(record)
-        return {frozenset(v) for v in out.values()}
-
-    d, s = people(duck), people(spark)
-    assert d == s and sum(len(p) > 1 for p in d) > 300
+# (Declared fields on Spark: tests/test_spark.py, where one JVM serves every Spark run.)
 
 
 def test_the_schema_constants_are_the_presets():
