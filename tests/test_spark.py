@@ -67,6 +67,7 @@ def test_spark_scores_the_same_pairs_as_duckdb(synth_dir, justice_run, tmp_path,
     assert code == 0, stderr
     assert list(spark_cwd.iterdir()) == []  # Spark's warehouse folder is not left where the command ran
     assert json.loads((spark / "manifest.json").read_text())["engine"] == "spark"
+    assert "section-error" not in (spark / "report.html").read_text()  # every report section built
 
     con = duckdb.connect()
     pairs = (
