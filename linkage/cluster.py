@@ -316,13 +316,16 @@ def identifiers_conflict(a: set[str], b: set[str], one_edit: bool = False, words
     Insurance number, which has no check character, mistyped on one claim. With ``words``
     (middle names, given in full on one record and in part on another), only when no word
     of one part's values is a word of the other's (or, with ``one_edit``, one keying error
-    from one).
+    from one, for words of three letters or more); a one-letter word is an initial, which
+    agrees with every word it begins; values with no words say nothing.
 
     >>> identifiers_conflict({"AB123456"}, {"AB123465"}), identifiers_conflict({"AB123456"}, {"AB123465"}, True)
     (True, False)
     >>> identifiers_conflict({"AB123456"}, {"CD987654"}, True), identifiers_conflict(set(), {"CD987654"})
     (True, False)
     >>> identifiers_conflict({"ANN DONNA"}, {"DONNA"}, words=True), identifiers_conflict({"ANN"}, {"JANE"}, words=True)
+    (False, True)
+    >>> identifiers_conflict({"JAMES"}, {"J"}, True, True), identifiers_conflict({"J"}, {"K"}, True, True)
     (False, True)
     """
     if not a or not b or a == b:
@@ -332,8 +335,16 @@ def identifiers_conflict(a: set[str], b: set[str], one_edit: bool = False, words
         return any(x == y or (one_edit and len(x) == len(y) and _one_edit(x, y)) for y in ys)
 
     if words:
-        wb = {w for v in b for w in v.split()}
-        return not any(near(w, wb) for v in a for w in v.split())
+        wa, wb = ({w for v in values for w in v.split()} for values in (a, b))
+        if not wa or not wb:
+            return False
+
+        def agree(x: str, y: str) -> bool:
+            if len(x) == 1 or len(y) == 1:  # an initial
+                return x[0] == y[0]
+            return x == y or (one_edit and len(x) == len(y) >= 3 and _one_edit(x, y))
+
+        return not any(agree(x, y) for x in wa for y in wb)
     if not one_edit:
         return True
     return not (all(near(x, b) for x in a) and all(near(y, a) for y in b))

@@ -550,9 +550,11 @@ def _cluster_affected(
     every record sharing a deterministic group with them (so that group sizes are whole;
     they are not clustered again: a group small enough to link is within ``_s``)."""
     con.execute(f"CREATE OR REPLACE TABLE _sub_pred AS SELECT * FROM predictions WHERE match_weight >= {floor} "
-                f"AND node_id_l IN (SELECT node_id FROM _s)")
+                f"AND (node_id_l IN (SELECT node_id FROM _s) OR node_id_r IN (SELECT node_id FROM _s))")
     con.execute(
         f"""CREATE OR REPLACE TABLE _sub_ids AS SELECT node_id FROM _s
+        -- within _s while components are whole; else the leak check below sees the record
+        UNION SELECT node_id_l FROM _sub_pred UNION SELECT node_id_r FROM _sub_pred
         UNION ({_det_partners_sql(deterministic, "(SELECT * FROM nodes SEMI JOIN _s USING (node_id))")})""")
     con.execute("DROP SCHEMA IF EXISTS _inc CASCADE")
     con.execute("CREATE SCHEMA _inc")
