@@ -234,7 +234,7 @@ def summarise_clusters(con: duckdb.DuckDBPyConnection) -> ClusterStats:
 # one is a chain.
 MIN_WEAK_LINK_DENSITY = 0.5
 # Suspicious clusters read into Python at a time by ``check_clusters``.
-CHECK_BATCH_CLUSTERS = 20_000
+CHECK_BATCH_CLUSTERS = 5_000
 
 REASON_DUPLICATE_FREE = "duplicate-free source twice"
 REASON_NOT_BEST = "duplicate-free source: not the best link"
