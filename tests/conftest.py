@@ -33,11 +33,17 @@ def made_once(shared: Path, name: str, make: Callable[[Path], None]) -> Path:
     locks.mkdir(exist_ok=True)
     with open(locks / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if (locks / f"{name}.failed").exists():  # fail fast: not one more run per worker
+            pytest.fail(f"making the shared {name!r} failed in another worker (its error is reported there)")
         if not (locks / f"{name}.done").exists():
-            if folder.exists():  # a worker that failed half-way
+            if folder.exists():  # a worker killed half-way
                 shutil.rmtree(folder)
             folder.mkdir()
-            make(folder)
+            try:
+                make(folder)
+            except BaseException:
+                (locks / f"{name}.failed").touch()
+                raise
             (locks / f"{name}.done").touch()
     return folder
 
