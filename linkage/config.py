@@ -426,7 +426,7 @@ class ClusteringConfig(Strict):
     confirmed_conflict_records: int | None = Field(default=None, ge=2)
 
     @model_validator(mode="after")
-    def _one_edit_are_conflict_columns(self) -> ClusteringConfig:
+    def _subsets_of_conflict_columns(self) -> ClusteringConfig:
         for name, columns in (("conflict_one_edit_columns", self.conflict_one_edit_columns),
                               ("conflict_word_columns", self.conflict_word_columns)):
             stray = [c for c in columns if c not in self.conflict_columns]
