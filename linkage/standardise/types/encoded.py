@@ -23,6 +23,7 @@ DuckDB only: Spark has no bit strings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -166,8 +167,6 @@ def encodings_manifest(fields: dict[str, Any], sources: dict[str, Any], paths: d
     """For a run's manifest: per source, each encoded field's column and the settings its
     extract's metadata gives (share, kind, filter length, hardening, fingerprint; never the
     secret, which the metadata does not hold). None when the job compares no encoding."""
-    from linkage.sources import file_sha256  # linkage.sources imports linkage.standardise
-
     out: dict[str, Any] = {}
     for sname, src in sources.items():
         encoded = {f: col for f, col in src.columns.items() if isinstance(fields.get(f), EncodedType)}
@@ -179,7 +178,7 @@ def encodings_manifest(fields: dict[str, Any], sources: dict[str, Any], paths: d
             continue
         out[sname] = {
             "share": meta.get("share"),
-            "metadata_sha256": file_sha256(metadata_path(Path(paths[sname]))),
+            "metadata_sha256": hashlib.sha256(metadata_path(Path(paths[sname])).read_bytes()).hexdigest(),  # a small JSON file
             "fields": {f: {"column": col, **{k: v for k, v in meta["encodings"].get(col, {}).items()
                                              if k not in ("fields",)}} for f, col in encoded.items()},
         }
