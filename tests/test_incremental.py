@@ -178,7 +178,7 @@ def test_the_incremental_guard_counts_from_block_sizes_the_pairs_its_join_makes(
     from pydantic import TypeAdapter
 
     from linkage.config import BlockingRule
-    from linkage.incremental import _rule_count_sql, _rule_pairs_sql
+    from linkage.incremental import _rule_count_sql, _rule_pairs_sql, _rule_partners_sql
 
     con = duckdb.connect()
     con.execute("""CREATE TABLE nodes AS SELECT * FROM (VALUES
@@ -193,6 +193,10 @@ def test_the_incremental_guard_counts_from_block_sizes_the_pairs_its_join_makes(
     counts = [con.execute(_rule_count_sql(r, "_new_nodes", "nodes")).fetchall()[0][0] for r in rules]
     joined = [con.execute(_rule_pairs_sql(r, "_new_nodes", "nodes", "count(*)")).fetchall()[0][0] for r in rules]
     assert counts == joined == [9, 5, 7, 4, 5]
+    # the records the new ones are scored against: the pairs' other ends, found without the pairs
+    partners = [{i for (i,) in con.execute(_rule_partners_sql(r, "_new_nodes", "nodes")).fetchall()} for r in rules]
+    ends = [{i for (i,) in con.execute(_rule_pairs_sql(r, "_new_nodes", "nodes", "r.node_id")).fetchall()} for r in rules]
+    assert partners == ends and all(partners)
 
 
 def test_the_records_clustered_again_are_whole_components_of_the_pair_graph(tmp_path):
