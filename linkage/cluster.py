@@ -204,13 +204,21 @@ def summarise_clusters(con: duckdb.DuckDBPyConnection) -> ClusterStats:
         FROM nodes n JOIN cc c USING (node_id) JOIN sizes s USING (cluster_id)
         LEFT JOIN edges e USING (cluster_id)"""
     )
+    return cluster_stats(con)
+
+
+def cluster_stats(con: duckdb.DuckDBPyConnection) -> ClusterStats:
+    """The counts of ``clusters`` (every node with its cluster and the cluster's evidence).
+    The links are counted from the evidence (each link is in its cluster's): an incremental
+    run's carried people have theirs from the previous run, not in ``links``."""
     records, clusters, singletons, largest = con.execute(
         "SELECT count(*), count(DISTINCT cluster_id), count(*) FILTER (WHERE cluster_size = 1), "
         "coalesce(max(cluster_size), 0) FROM clusters"
     ).fetchall()[0]
-    model_links, det_links = con.execute(
-        "SELECT count(*) FILTER (WHERE kind = 'model'), count(*) FILTER (WHERE kind <> 'model') FROM links"
-    ).fetchall()[0]
+    model_links, det_links = (int(v) for v in con.execute(
+        "SELECT coalesce(sum(cluster_links), 0), coalesce(sum(deterministic_links), 0) FROM "
+        "(SELECT DISTINCT cluster_id, cluster_links, deterministic_links FROM clusters)"
+    ).fetchall()[0])
     has_pnc = con.execute(
         "SELECT count(*) FROM (DESCRIBE nodes) WHERE column_name = 'pnc_key'").fetchall()[0][0]
     conflicts = con.execute(
@@ -1056,6 +1064,24 @@ def cluster(
 
     ``after_validity(con)`` may change ``cc``, ``links`` and ``cluster_splits`` last
     (clerical decisions: ``linkage.decisions.apply_decisions``)."""
+    made = make_clusters(con, db_api, predictions, threshold, deterministic, settings, duplicate_free, after_validity)
+    return replace(summarise_clusters(con), **made)
+
+
+def make_clusters(
+    con: duckdb.DuckDBPyConnection,
+    db_api,
+    predictions: str,
+    threshold: float,
+    deterministic: list[DeterministicLink],
+    settings: ClusteringConfig | None = None,
+    duplicate_free: Sequence[str] = (),
+    after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`cluster` without ``clusters`` and its summary: ``cc``, ``links`` and
+    ``cluster_splits``; returns what clustering itself counted (``ClusterStats``' fields
+    from ``oversized_deterministic_groups`` on). An incremental run clusters some
+    components so and summarises them with the people it carries."""
     settings = settings or ClusteringConfig()
     oversized, gated = build_links(con, predictions, threshold, deterministic)
     con.execute("CREATE OR REPLACE TABLE cluster_splits AS SELECT *, '' AS reason FROM links WHERE false")
@@ -1070,7 +1096,5 @@ def cluster(
     if after_validity is not None:
         after_validity(con)
     cut = dict(con.execute("SELECT reason, count(*) FROM cluster_splits GROUP BY ALL ORDER BY 1").fetchall())
-    return replace(
-        summarise_clusters(con), oversized_deterministic_groups=oversized, gated_deterministic_pairs=gated,
-        cut_links={k: int(v) for k, v in cut.items()}, clusters_checked=checked, clusters_split=split,
-    )
+    return {"oversized_deterministic_groups": oversized, "gated_deterministic_pairs": gated,
+            "cut_links": {k: int(v) for k, v in cut.items()}, "clusters_checked": checked, "clusters_split": split}

@@ -19,8 +19,8 @@ one definition of the result, two ways of building it:
   are scored again among their records.
 - **cluster** only the components of the pair graph (pairs at or above the lowest weight
   a clustering step reads, deterministic groups, clerical decisions) that the changes
-  reach, with ``linkage.cluster.cluster`` itself; every other component keeps the previous
-  run's people (:func:`cluster`). Person ids and everything after run as in a full run; a
+  reach, with ``linkage.cluster`` itself; every other component keeps the previous run's
+  people, with their evidence (size, weakest link, links) as it wrote them (:func:`cluster`). Person ids and everything after run as in a full run; a
   removed record leaves with an ``id_lineage`` row (``record_removed``).
 
 Where an incremental run can differ from a full run with the same model: pairs carried
@@ -171,6 +171,20 @@ def _rule_pairs_sql(rule: BlockingRule, new: str, every: str, select: str) -> st
     return f"SELECT {select} FROM {new} l JOIN {every} r ON {model.rule_sql(rule)}"
 
 
+def _rule_partners_sql(rule: BlockingRule, new: str, every: str) -> str:
+    """The ``node_id`` of each record of ``every`` that ``rule`` pairs with a record of
+    ``new`` (the ``r`` side of ``_rule_pairs_sql``), by a semi join: the pairs are not made
+    (at a million records: 0.6 CPU s, against 0.8 making the pairs)."""
+    if isinstance(rule, ExplodeRule) and rule.explode:
+        cols = model.capped_columns(rule, [str(c) for c in rule.block_on])
+        exploded = set(model.capped_columns(rule, [str(c) for c in rule.explode]))
+        sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols)
+        on = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
+        return (f"SELECT r.node_id FROM (SELECT node_id, {sel} FROM {every}) r "
+                f"SEMI JOIN (SELECT {sel} FROM {new}) l ON {on}")
+    return f"SELECT r.node_id FROM {every} r SEMI JOIN {new} l ON {model.rule_sql(rule)}"
+
+
 def _rule_count_sql(rule: BlockingRule, new: str, every: str) -> str:
     """The pairs ``_rule_pairs_sql`` makes, counted from block sizes (the records of ``new``
     and of ``every`` holding each key) without making them; a rule in SQL or with a
@@ -231,7 +245,7 @@ def predict(
         # against all: the same pairs, a smaller join.
         con.execute(
             "CREATE OR REPLACE TABLE _cand_nodes AS SELECT n.* FROM nodes n SEMI JOIN ("
-            + " UNION ".join(_rule_pairs_sql(r, "_new_nodes", "nodes", "r.node_id") for r in rules)
+            + " UNION ".join(_rule_partners_sql(r, "_new_nodes", "nodes") for r in rules)
             + ") c USING (node_id) WHERE n.node_id NOT IN (SELECT node_id FROM _new_nodes)"
         )
         new = db_api.register("_new_nodes", dataset_display_name="new_records")
@@ -428,6 +442,12 @@ def _det_partners_sql(deterministic: list[DeterministicLink], of: str, among: st
     return " UNION ".join(parts) or "SELECT NULL::BIGINT AS node_id WHERE false"
 
 
+# A person's evidence in the crosswalk (``linkage.cluster.summarise_clusters``): a carried
+# person keeps the previous run's (its links are the previous run's, and among them the
+# links clustering added below the threshold, which no table here holds).
+EVIDENCE = "cluster_size, cluster_min_match_weight, cluster_links, deterministic_links"
+
+
 def cluster_floor(threshold: float, settings: ClusteringConfig) -> float:
     """The lowest match weight any clustering step reads: a weak link's rivals within the
     ambiguity margin, and (``attach_match_weight``) the pairs that attach a record no link
@@ -463,8 +483,8 @@ def affected_records(
     floor = cluster_floor(threshold, settings)
     fracture = float(settings.fracture_match_weight)
     con.execute(f"CREATE OR REPLACE TABLE _prev_all AS SELECT source_dataset, CAST(record_id AS VARCHAR) AS record_id, "
-                f"person_key FROM read_parquet({lit(str(prev / 'crosswalk.parquet'))})")
-    con.execute("""CREATE OR REPLACE TABLE _prev AS SELECT k.node_id, k.old, p.person_key AS prev_key
+                f"person_key, {EVIDENCE} FROM read_parquet({lit(str(prev / 'crosswalk.parquet'))})")
+    con.execute(f"""CREATE OR REPLACE TABLE _prev AS SELECT k.node_id, k.old, p.person_key AS prev_key, {EVIDENCE}
                    FROM _keys k LEFT JOIN _prev_all p USING (source_dataset, record_id)""")
     con.execute("""CREATE OR REPLACE TABLE _gone AS SELECT source_dataset, record_id FROM record_changes
                    WHERE status IN ('changed', 'removed')""")
@@ -544,8 +564,8 @@ def _cluster_affected(
     con: duckdb.DuckDBPyConnection, db_api: Any, catalog: str, threshold: float, floor: float,
     deterministic: list[DeterministicLink], settings: ClusteringConfig, duplicate_free: list[str],
     after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None,
-) -> clustering.ClusterStats:
-    """``linkage.cluster.cluster`` in the schema ``_inc`` over the records of ``_s`` (whole
+) -> dict[str, Any]:
+    """``linkage.cluster.make_clusters`` in the schema ``_inc`` over the records of ``_s`` (whole
     components: every pair at or above ``floor`` of a record of ``_s`` lies within it) and
     every record sharing a deterministic group with them (so that group sizes are whole;
     they are not clustered again: a group small enough to link is within ``_s``)."""
@@ -561,8 +581,9 @@ def _cluster_affected(
     con.execute("CREATE TABLE _inc.nodes AS SELECT * FROM main.nodes SEMI JOIN main._sub_ids USING (node_id)")
     con.execute(f"USE {q(catalog)}._inc")
     try:
-        return clustering.cluster(con, db_api, "main._sub_pred", threshold, deterministic, settings,
-                                  duplicate_free, after_validity=after_validity)
+        # not summarised here: with the carried people after (``clusters`` over every record)
+        return clustering.make_clusters(con, db_api, "main._sub_pred", threshold, deterministic, settings,
+                                        duplicate_free, after_validity=after_validity)
     finally:
         con.execute(f"USE {q(catalog)}.main")
 
@@ -582,10 +603,13 @@ def cluster(
 ) -> clustering.ClusterStats:
     """``clusters`` (and ``cc``, ``links``, ``cluster_splits``) as ``linkage.cluster.cluster``
     makes them, clustering again only the records of :func:`affected_records`; the other
-    people are the previous run's, with their links and the links it cut.
+    people are the previous run's, with their links, the links it cut and their evidence
+    in ``clusters`` (from its crosswalk: a link clustering added below the threshold, which
+    attached a lone record, is kept nowhere else).
 
     The affected records (whole components of the pair graph, :func:`affected_records`) are
-    clustered by ``linkage.cluster.cluster`` itself (:func:`_cluster_affected`), in a
+    clustered by ``linkage.cluster.make_clusters`` (``cluster`` less the summary, made after
+    with the carried people) (:func:`_cluster_affected`), in a
     schema of their own holding them and every record sharing a deterministic group with
     them (so that group sizes are whole): what a full run makes of those components. A
     cluster there reaching a record outside them would be a bug in that reasoning; then
@@ -622,12 +646,16 @@ def cluster(
             UNION ALL
             SELECT node_id, min(node_id) OVER (PARTITION BY prev_key) FROM _prev
             WHERE node_id NOT IN (SELECT node_id FROM _s)""")
+        # The records not clustered again, by record id: a previous pair table joined to them
+        # alone keeps the pairs with neither end clustered again (joining every record and
+        # filtering after took a third longer at a million records).
+        con.execute("CREATE OR REPLACE TABLE _kept_keys AS SELECT source_dataset, record_id, node_id FROM _keys "
+                    "ANTI JOIN _s USING (node_id)")
         pair = lambda t: (  # noqa: E731  (a previous run's pair table, by this run's node ids, neither end re-clustered)
             f"""SELECT least(a.node_id, b.node_id) AS node_id_l, greatest(a.node_id, b.node_id) AS node_id_r, t.*
             FROM read_parquet({lit(str(prev / t))}) t
-            JOIN _keys a ON a.source_dataset = t.source_dataset_l AND a.record_id = CAST(t.record_id_l AS VARCHAR)
-            JOIN _keys b ON b.source_dataset = t.source_dataset_r AND b.record_id = CAST(t.record_id_r AS VARCHAR)
-            WHERE a.node_id NOT IN (SELECT node_id FROM _s) AND b.node_id NOT IN (SELECT node_id FROM _s)""")
+            JOIN _kept_keys a ON a.source_dataset = t.source_dataset_l AND a.record_id = CAST(t.record_id_l AS VARCHAR)
+            JOIN _kept_keys b ON b.source_dataset = t.source_dataset_r AND b.record_id = CAST(t.record_id_r AS VARCHAR)""")
         con.execute(f"""CREATE OR REPLACE TABLE cluster_splits AS
             SELECT node_id_l, node_id_r, match_weight, match_probability, kind, reason FROM _inc.cluster_splits
             SEMI JOIN _s ON _s.node_id = node_id_l
@@ -638,15 +666,33 @@ def cluster(
             SELECT * FROM _inc.links SEMI JOIN _s ON _s.node_id = node_id_l
             UNION ALL
             SELECT p.node_id_l, p.node_id_r, p.match_weight, p.match_probability, 'model' FROM predictions p
+            ANTI JOIN cluster_splits s USING (node_id_l, node_id_r)
             WHERE p.match_probability >= {threshold}
               AND p.node_id_l NOT IN (SELECT node_id FROM _s) AND p.node_id_r NOT IN (SELECT node_id FROM _s)
-              AND (p.node_id_l, p.node_id_r) NOT IN (SELECT (node_id_l, node_id_r) FROM cluster_splits)
             UNION ALL
             SELECT d.node_id_l, d.node_id_r, NULL, 1.0, d.kind FROM ({pair('deterministic_links.parquet')}) d""")
         if con.execute("SELECT count(*) FROM (SHOW ALL TABLES) WHERE schema = '_inc' AND name = 'decision_outcomes'"
                        ).fetchall()[0][0]:
             con.execute("CREATE OR REPLACE TABLE decision_outcomes AS SELECT * FROM _inc.decision_outcomes")
-        stats = clustering.summarise_clusters(con)
+        # Each person's evidence: the people clustered again from their links (as
+        # ``summarise_clusters``), the carried ones from the previous run.
+        con.execute(
+            f"""CREATE OR REPLACE TABLE clusters AS
+            WITH again AS (SELECT * FROM _inc.cc SEMI JOIN _s USING (node_id)),
+            sizes AS (SELECT cluster_id, count(*) AS cluster_size FROM again GROUP BY ALL),
+            edges AS (
+                SELECT c.cluster_id, min(l.match_weight) AS cluster_min_match_weight,
+                       count(*) FILTER (WHERE l.kind = 'model') AS cluster_links,
+                       count(*) FILTER (WHERE l.kind <> 'model') AS deterministic_links
+                FROM _inc.links l JOIN again c ON c.node_id = l.node_id_l GROUP BY ALL)
+            SELECT n.node_id, n.source_dataset, n.record_id, c.cluster_id, s.cluster_size,
+                   e.cluster_min_match_weight, coalesce(e.cluster_links, 0) AS cluster_links,
+                   coalesce(e.deterministic_links, 0) AS deterministic_links
+            FROM nodes n JOIN again c USING (node_id) JOIN sizes s USING (cluster_id) LEFT JOIN edges e USING (cluster_id)
+            UNION ALL
+            SELECT k.node_id, k.source_dataset, k.record_id, c.cluster_id, {EVIDENCE}
+            FROM _prev p JOIN cc c USING (node_id) JOIN _kept_keys k USING (node_id)""")
+        stats = clustering.cluster_stats(con)
         oversized = {}
         for rule in deterministic:
             cols = ", ".join(q(c) for c in rule.columns)
@@ -658,9 +704,9 @@ def cluster(
                 oversized[rule.name] = {"groups": int(groups), "records": int(records)}
         cut = dict(con.execute("SELECT reason, count(*) FROM cluster_splits GROUP BY ALL ORDER BY 1").fetchall())
         con.execute("DROP SCHEMA _inc CASCADE")
-        for t in ("_sub_pred", "_sub_ids", "_prev_all"):
+        for t in ("_sub_pred", "_sub_ids", "_prev_all", "_kept_keys"):
             con.execute(f"DROP TABLE {t}")
     # Checked and split: among the people clustered again. Gated pairs: in their groups.
-    return replace(stats, oversized_deterministic_groups=oversized, gated_deterministic_pairs=sub.gated_deterministic_pairs,
-                   cut_links={k: int(v) for k, v in cut.items()}, clusters_checked=sub.clusters_checked,
-                   clusters_split=sub.clusters_split)
+    return replace(stats, oversized_deterministic_groups=oversized, gated_deterministic_pairs=sub["gated_deterministic_pairs"],
+                   cut_links={k: int(v) for k, v in cut.items()}, clusters_checked=sub["clusters_checked"],
+                   clusters_split=sub["clusters_split"])

@@ -14,6 +14,9 @@ from conftest import cli, config_variant, fast_config
 from linkage.incremental import compare_runs
 
 SOURCES = ("pnc", "prison", "probation", "libra", "crest")
+# A previous crosswalk's evidence columns, for the hand-made ones below (the test reading
+# them, the last, checks the values it carries).
+EVIDENCE = "1 AS cluster_size, NULL::DOUBLE AS cluster_min_match_weight, 0 AS cluster_links, 0 AS deterministic_links"
 SURNAME = {"pnc": "surname", "prison": "last_name", "probation": "surname", "libra": "defendant_name", "crest": "surname"}
 
 
@@ -178,7 +181,7 @@ def test_the_incremental_guard_counts_from_block_sizes_the_pairs_its_join_makes(
     from pydantic import TypeAdapter
 
     from linkage.config import BlockingRule
-    from linkage.incremental import _rule_count_sql, _rule_pairs_sql
+    from linkage.incremental import _rule_count_sql, _rule_pairs_sql, _rule_partners_sql
 
     con = duckdb.connect()
     con.execute("""CREATE TABLE nodes AS SELECT * FROM (VALUES
@@ -193,6 +196,10 @@ def test_the_incremental_guard_counts_from_block_sizes_the_pairs_its_join_makes(
     counts = [con.execute(_rule_count_sql(r, "_new_nodes", "nodes")).fetchall()[0][0] for r in rules]
     joined = [con.execute(_rule_pairs_sql(r, "_new_nodes", "nodes", "count(*)")).fetchall()[0][0] for r in rules]
     assert counts == joined == [9, 5, 7, 4, 5]
+    # the records the new ones are scored against: the pairs' other ends, found without the pairs
+    partners = [{i for (i,) in con.execute(_rule_partners_sql(r, "_new_nodes", "nodes")).fetchall()} for r in rules]
+    ends = [{i for (i,) in con.execute(_rule_pairs_sql(r, "_new_nodes", "nodes", "r.node_id")).fetchall()} for r in rules]
+    assert partners == ends and all(partners)
 
 
 def test_the_records_clustered_again_are_whole_components_of_the_pair_graph(tmp_path):
@@ -223,7 +230,7 @@ def test_the_records_clustered_again_are_whole_components_of_the_pair_graph(tmp_
         t(node_id_l, node_id_r, match_weight, match_probability, old_weight, old_probability)""")
     prev = tmp_path / "restricted"
     prev.mkdir()
-    con.execute(f"COPY (SELECT source_dataset, record_id, 'p' || record_id AS person_key FROM record_changes) "
+    con.execute(f"COPY (SELECT source_dataset, record_id, 'p' || record_id AS person_key, {EVIDENCE} FROM record_changes) "
                 f"TO '{prev / 'crosswalk.parquet'}'")
     con.execute(f"""COPY (SELECT * FROM (VALUES ('s', '7', 's', '12', 5.0, 0.97), ('s', '9', 's', '12', -5.0, 0.03))
         t(source_dataset_l, record_id_l, source_dataset_r, record_id_r, match_weight, match_probability))
@@ -231,3 +238,84 @@ def test_the_records_clustered_again_are_whole_components_of_the_pair_graph(tmp_
     n = affected_records(con, tmp_path, threshold, [], settings)
     again = sorted(i for (i,) in con.execute("SELECT node_id FROM _s").fetchall())
     assert again == [1, 2, 3, 5, 6, 7, 8] and n == 7
+
+
+def test_a_component_joined_only_by_a_deterministic_group_or_a_clerical_decision_is_clustered_again_whole(tmp_path):
+    """Records 2 and 3 share a deterministic group and nothing else joins them; 6 and 7 only a
+    clerical must-link. The delta touches 1 and 5 (their pairs with 2 and 6 fell away): the
+    search must reach 3 and 4 through the group and 7 and 8 through the decision, and the
+    incremental clusters must be a full clustering's, with no fallback to everyone (which a
+    search ignoring those edges needs: its cluster {2, 3} reaches a record it did not take)."""
+    from linkage import cluster as clustering
+    from linkage import decisions as clerical
+    from linkage import incremental as increments
+    from linkage.config import ClusteringConfig, DeterministicLink
+    from linkage.model import make_db_api
+
+    settings = ClusteringConfig(conflict_columns=[], ambiguity_margin=None, attach_match_weight=-2)
+    rule = DeterministicLink(name="same crn", columns=["crn"])
+    threshold = 0.9
+    prev = tmp_path / "restricted"
+    prev.mkdir()
+    # 1-2 a pair that fell away, 2-3 one crn, 3-4 a pair; 5-6 a pair that fell away, 6 and 7 a
+    # clerical match, 7-8 a pair; 9-10 a pair, and 11-13 a pair with 11-12 below the threshold
+    # attaching 12 to that person, nothing touched. The previous run: one person each.
+    nodes = """SELECT i AS node_id, 's' AS source_dataset, CAST(i AS VARCHAR) AS record_id,
+                      CASE WHEN i IN (2, 3) THEN 'C1' END AS crn FROM range(1, 14) t(i)"""
+    pairs = "SELECT * FROM (VALUES (3, 4, 20.0, 0.999), (7, 8, 20.0, 0.999), (9, 10, 20.0, 0.999), " \
+            "(11, 12, -1.0, 0.333), (11, 13, 20.0, 0.999)) t(node_id_l, node_id_r, match_weight, match_probability)"
+    store = """SELECT 's' AS source_dataset_l, '6' AS record_id_l, 's' AS source_dataset_r, '7' AS record_id_r,
+                      'match' AS decision, NULL AS reviewer, NULL AS notes, NULL AS reason, NULL AS decided_at,
+                      NULL AS pair_id, TIMESTAMP '2026-01-01' AS imported_utc, 'd.csv' AS import_file, 1 AS import_row"""
+    person = "CASE WHEN i <= 4 THEN 'p1' WHEN i <= 8 THEN 'p2' WHEN i <= 10 THEN 'p3' ELSE 'p4' END"
+    # each person's evidence as the previous run wrote it (9-10: one link of weight 20; 11-13
+    # two, the attaching one of weight -1, which no table of the run holds)
+    evidence = ("CASE WHEN i <= 8 THEN 4 WHEN i <= 10 THEN 2 ELSE 3 END AS cluster_size, "
+                "CASE WHEN i <= 10 THEN 20.0 ELSE -1.0 END AS cluster_min_match_weight, "
+                "CASE WHEN i <= 4 THEN 2 WHEN i <= 8 THEN 3 WHEN i <= 10 THEN 1 ELSE 2 END AS cluster_links, "
+                "CASE WHEN i <= 4 THEN 1 ELSE 0 END AS deterministic_links")
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT 's' AS source_dataset, CAST(i AS VARCHAR) AS record_id, {person} AS person_key, "
+                f"{evidence} FROM range(1, 14) t(i)) TO '{prev / 'crosswalk.parquet'}'")
+    con.execute(f"COPY (SELECT source_dataset, record_id, crn FROM ({nodes})) TO '{prev / 'standardised.parquet'}'")
+    con.execute(f"""COPY (SELECT 's' AS source_dataset_l, CAST(l AS VARCHAR) AS record_id_l, 's' AS source_dataset_r,
+        CAST(r AS VARCHAR) AS record_id_r, w AS match_weight, p AS match_probability
+        FROM (VALUES (1, 2, 20.0, 0.999), (3, 4, 20.0, 0.999), (5, 6, 20.0, 0.999), (7, 8, 20.0, 0.999),
+                     (9, 10, 20.0, 0.999), (11, 12, -1.0, 0.333), (11, 13, 20.0, 0.999)) t(l, r, w, p)) TO '{prev / 'predictions.parquet'}'""")
+    con.execute(f"""COPY (SELECT 's' AS source_dataset_l, '2' AS record_id_l, 's' AS source_dataset_r, '3' AS record_id_r,
+        'deterministic: same crn' AS kind) TO '{prev / 'deterministic_links.parquet'}'""")
+    con.execute(f"""COPY (SELECT 's' AS source_dataset_l, '1' AS record_id_l, 's' AS source_dataset_r, '2' AS record_id_r,
+        1.0 AS match_weight, 0.5 AS match_probability, 'model' AS kind, '' AS reason WHERE false)
+        TO '{prev / 'cluster_splits.parquet'}'""")
+
+    def partition(c: duckdb.DuckDBPyConnection) -> set[tuple[int, ...]]:
+        rows = c.execute("SELECT list(node_id ORDER BY node_id) FROM cc GROUP BY cluster_id").fetchall()
+        return {tuple(r[0]) for r in rows}
+
+    full = duckdb.connect()
+    for c in (con, full):
+        c.execute(f"CREATE TABLE nodes AS {nodes}")
+        c.execute(f"CREATE TABLE predictions AS {pairs}")
+        c.execute(f"CREATE TABLE decision_store AS {store}")
+    clustering.cluster(full, make_db_api(full), "predictions", threshold, [rule], settings,
+                       after_validity=clerical.apply_decisions)
+    assert partition(full) == {(1,), (2, 3, 4), (5,), (6, 7, 8), (9, 10), (11, 12, 13)}
+
+    con.execute("CREATE TABLE record_changes AS SELECT source_dataset, record_id, 'same' AS status FROM nodes")
+    con.execute("CREATE TABLE _keys AS SELECT source_dataset, record_id, node_id, true AS old FROM nodes")
+    # rescored in this run: 1-2 and 5-6 now below the floor (not kept), 9-10 as it was
+    con.execute("""CREATE TABLE _scored_now AS SELECT * FROM (VALUES (1, 2, NULL, NULL, 20.0, 0.999),
+        (5, 6, NULL, NULL, 20.0, 0.999), (9, 10, 20.0, 0.999, 20.0, 0.999))
+        t(node_id_l, node_id_r, match_weight, match_probability, old_weight, old_probability)""")
+    counts: dict[str, int] = {}
+    notes: list[str] = []
+    increments.cluster(con, make_db_api(con), tmp_path, threshold, [rule], settings,
+                       after_validity=clerical.apply_decisions, note=notes.append, counts=counts)
+    assert not [n for n in notes if "clustering every record instead" in n], notes
+    assert counts["records_clustered_again"] == 8  # 1-8: both components whole; 9-13 carried
+    assert partition(con) == partition(full)
+    # each record's evidence: made again for 1-8, carried for 9-13 (with the link that attached
+    # 12), as a full clustering gives it
+    evidence = ("SELECT node_id, cluster_size, cluster_min_match_weight, cluster_links, deterministic_links "
+                "FROM clusters ORDER BY node_id")
+    assert con.execute(evidence).fetchall() == full.execute(evidence).fetchall()
