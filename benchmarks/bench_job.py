@@ -11,9 +11,11 @@ reference (``benchmarks/plain_splink.py``: the same model's predict and connecte
 components on the run's already standardised records, in a fresh process). With
 ``--model`` the training run is skipped and that model is used for every size.
 
-Every run is a separate process, measured from outside: wall time, and peak resident
-memory of the process and its children (psutil polling of the process tree, and the
-kernel's ru_maxrss for the child). Stage times come from the run's manifest.json.
+Every run is a separate process, measured from outside: wall time, CPU seconds (user and
+system, the kernel's rusage of the child and what it waited for), and peak resident memory
+of the process and its children (psutil polling of the process tree, and the kernel's
+ru_maxrss for the child). The ratio to plain Splink is given in wall time and in CPU
+seconds; on a shared machine read the CPU one. Stage times come from the run's manifest.json.
 Comparisons: the distinct pairs the blocking rules generate (Splink's exact count, run
 after the timed reference) and the sum over rules before overlap (the job's guard).
 
@@ -55,6 +57,9 @@ class Measured:
     peak_rss_bytes: int
     returncode: int
     log: str
+    # user + system CPU of the process and the children it waited for (the kernel's rusage):
+    # on a shared machine it moves far less with the load than wall time.
+    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -72,7 +77,9 @@ class Row:
     comparisons: int | None = None
     pairs_kept: int | None = None
     people_found: int | None = None
+    cpu_seconds: float = 0.0
     ratio_to_plain: float | None = None
+    cpu_ratio_to_plain: float | None = None
     evaluation: dict | None = None
     run_dir: str | None = None
 
@@ -114,7 +121,8 @@ def run_measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -
         poller.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
     # ru_maxrss: kilobytes on Linux, of the largest single process among the child's tree.
-    return Measured(round(seconds, 2), max(peak, usage.ru_maxrss * 1024), proc.returncode, str(log))
+    return Measured(round(seconds, 2), max(peak, usage.ru_maxrss * 1024), proc.returncode, str(log),
+                    round(usage.ru_utime + usage.ru_stime, 2))
 
 
 def linkage_cmd(*args: str) -> list[str]:
@@ -153,7 +161,7 @@ def run_job(config: Path, data: Path, run_dir: Path, log: Path, model: Path | No
         tail = "\n".join(Path(log).read_text().splitlines()[-15:])
         raise SystemExit(f"linkage run failed (exit {m.returncode}); last lines of {log}:\n{tail}")
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    row.seconds, row.peak_rss_bytes = m.seconds, m.peak_rss_bytes
+    row.seconds, row.peak_rss_bytes, row.cpu_seconds = m.seconds, m.peak_rss_bytes, m.cpu_seconds
     row.stages = manifest["stage_seconds"]
     row.stages_cpu = manifest.get("stage_cpu_seconds") or {}
     row.records = sum(r["in_crosswalk"] for r in manifest["rows"].values())
@@ -176,8 +184,7 @@ def run_plain(run_dir: Path, workdir: Path, log: Path, memory_limit: str | None,
     if m.returncode != 0:
         raise SystemExit(f"plain Splink reference failed (exit {m.returncode}): see {log}")
     out = json.loads(Path(log).read_text().strip().splitlines()[-1])
-    row.seconds = m.seconds
-    row.peak_rss_bytes = m.peak_rss_bytes
+    row.seconds, row.peak_rss_bytes, row.cpu_seconds = m.seconds, m.peak_rss_bytes, m.cpu_seconds
     row.stages = out["seconds"]
     row.records = out["records"]
     row.pairs_kept = out["pairs_kept"]
@@ -220,8 +227,8 @@ def markdown(rows: list[Row], meta: dict) -> str:
         f"splink {meta['splink']}, duckdb {meta['duckdb']}; memory limit {meta['memory_limit']}.",
         "",
         "| records | run | total s | " + " | ".join(STAGES) + " | comparisons | by rule | comparisons/s (predict) "
-        "| pairs kept | people | peak RSS GiB | × plain Splink |",
-        "|" + "---|" * (len(STAGES) + 10),
+        "| pairs kept | people | peak RSS GiB | CPU s | × plain Splink | × plain Splink (CPU) |",
+        "|" + "---|" * (len(STAGES) + 12),
     ]
     for r in rows:
         per_s = None
@@ -238,7 +245,9 @@ def markdown(rows: list[Row], meta: dict) -> str:
             "" if r.pairs_kept is None else f"{r.pairs_kept:,}",
             "" if r.people_found is None else f"{r.people_found:,}",
             f"{r.peak_rss_bytes / GIB:.2f}",
+            f"{r.cpu_seconds:,.0f}",
             "" if r.ratio_to_plain is None else f"{r.ratio_to_plain:.2f}",
+            "" if r.cpu_ratio_to_plain is None else f"{r.cpu_ratio_to_plain:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -247,7 +256,8 @@ def markdown(rows: list[Row], meta: dict) -> str:
         "plain Splink: load the standardised Parquet, predict, connected components). Stage columns from "
         "manifest.json (plain Splink: its predict and cluster). comparisons: distinct pairs the "
         "blocking rules generate (Splink's exact count); by rule: the sum over rules before overlap "
-        "(the job's guard). peak RSS: the process tree, measured from outside.",
+        "(the job's guard). peak RSS: the process tree, measured from outside. CPU s: user and system "
+        "seconds of the process and its children; the CPU ratio is the one to read on a shared machine.",
     ]
     evals = [r for r in rows if r.evaluation]
     if evals:
@@ -334,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 if r.records_target == n and not r.mode.startswith("plain splink"):
                     r.ratio_to_plain = round(r.seconds / plain.seconds, 3)
+                    r.cpu_ratio_to_plain = round(r.cpu_seconds / plain.cpu_seconds, 3) if plain.cpu_seconds else None
                     r.comparisons = plain.comparisons
         # Write as we go: a 10M run that fails later still leaves the smaller sizes.
         write_results(rows, meta)
