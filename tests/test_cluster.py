@@ -16,10 +16,11 @@ from linkage.cluster import (
     cluster,
     cut_reasons,
     dates_agree,
+    names_agree,
     split_cluster,
     with_person_evidence,
 )
-from linkage.config import ClusteringConfig, ComparisonConfig, DeterministicLink
+from linkage.config import ClusteringConfig, ComparisonConfig, ConfirmedForenames, DeterministicLink
 from linkage.identity import assign_person_keys
 from linkage.model import make_db_api
 
@@ -133,6 +134,65 @@ def test_two_dates_of_birth_each_on_several_records_are_two_people_whatever_link
                        confirmed_conflict_records=2) == [(2, 3, "different dates of birth, each held by more than one record")]
     mistyped = {**members, 4: Member("s", (), ("19850705",))}
     assert split_cluster(mistyped, links, **settings, confirmed_conflict_records=2) == [[1, 2, 3, 4]]
+
+
+def _named(names: dict[int, str], pnc: dict[int, str] | None = None) -> dict[int, Member]:
+    return {n: Member("s", (("pnc_key", pnc[n]),) if pnc and n in pnc else (), (), v) for n, v in names.items()}
+
+
+def test_twins_each_forename_on_several_records_are_two_people():
+    """Twins: one surname, date of birth and address, scored 18 bits on those (twice the
+    fracture weight). Each forename on two records: two people, once names are checked."""
+    links = [(1, 2, 25.0), (3, 4, 25.0), (2, 3, 18.0), (1, 4, 18.0)]
+    twins = _named({1: "ETHAN|PRESGATE", 2: "ETHAN|PRESGATE", 3: "JACK|PRESGATE", 4: "JACK|PRESGATE",
+                    5: "CHRISTOPHER JACK|PRESGATE"})
+    links = [*links, (4, 5, 25.0)]
+    assert split_cluster(twins, links, **SETTINGS) == [[1, 2, 3, 4, 5]]  # off without confirmed records
+    parts = split_cluster(twins, links, **SETTINGS, confirmed_conflict_records=2)
+    assert parts == [[3, 4, 5], [1, 2]]
+    assert cut_reasons(parts, twins, links, conflict_match_weight=20, confirmed_conflict_records=2) == [
+        (2, 3, "different forenames, each held by more than one record"),
+        (1, 4, "different forenames, each held by more than one record")]
+
+
+@pytest.mark.parametrize("case, names, pnc", [
+    ("a forename mistyped on one record", {1: "ETHAN|P", 2: "ETHAN|P", 3: "JACK|P", 4: "ETHAN|P"}, None),
+    ("one keying error", {1: "DARREN|P", 2: "DARREN|P", 3: "DARRREN|P", 4: "DARRREN|P"}, None),
+    ("a short form", {1: "MO|KHAN", 2: "MO|KHAN", 3: "MOHAMMED MUHAMMAD|KHAN", 4: "MOHAMMED MUHAMMAD|KHAN"}, None),
+    ("the middle name as forename", {1: "MATTHEW PAUL|S", 2: "MATTHEW PAUL|S", 3: "MATTHEW|S", 4: "MATTHEW|S"}, None),
+    ("forename and surname swapped", {1: "ALI|HUSSAIN", 2: "ALI|HUSSAIN", 3: "HUSSAIN|ALI", 4: "HUSSAIN|ALI"}, None),
+    ("one PNC ID, two forenames", {1: "KANE|BIRD", 2: "KANE|BIRD", 3: "MICHAEL|BIRD", 4: "MICHAEL|BIRD"},
+     {1: "X", 3: "X"}),
+])
+def test_one_person_known_by_two_forenames_is_not_parted(case, names, pnc):
+    links = [(1, 2, 25.0), (3, 4, 25.0), (2, 3, 18.0)]
+    assert split_cluster(_named(names, pnc), links, **SETTINGS, confirmed_conflict_records=2) == [[1, 2, 3, 4]], case
+
+
+def test_names_agree():
+    assert not names_agree({"ETHAN|PRESGATE"}, {"JACK|PRESGATE"})
+    assert names_agree({"J|X"}, {"JACK|X"}) and names_agree(set(), {"JACK|X"}) and names_agree({"|X"}, {"JACK|X"})
+    assert not names_agree({"LUKE|CARR"}, {"LUCAS|CARR"})  # two edits: no
+
+
+def test_stage_parts_twins_joined_by_strong_links():
+    """Twins joined by links over the fracture weight make one strong group: only the
+    names check sends the cluster to split_cluster."""
+    recs = [(1, "s", "r1", "ETHAN", "PRESGATE", None, "P1"), (2, "s", "r2", "ETHAN", "PRESGATE", None, None),
+            (3, "s", "r3", "JACK", "PRESGATE", None, None), (4, "s", "r4", "JACK", "PRESGATE", None, None)]
+    preds = [(1, 2, 25.0), (3, 4, 25.0), (2, 3, 18.0), (1, 4, 18.0)]
+    names = ConfirmedForenames(forenames=["first_name"], surnames=["surname"])
+    _, stats, groups = _stage(recs, preds, settings=ClusteringConfig(**SETTINGS, confirmed_conflict_records=2))
+    assert groups == [["r1", "r2", "r3", "r4"]]
+    settings = ClusteringConfig(**SETTINGS, confirmed_conflict_records=2, confirmed_forenames=names)
+    _, stats, groups = _stage(recs, preds, settings=settings)
+    assert groups == [["r1", "r2"], ["r3", "r4"]]
+    assert stats.cut_links == {"different forenames, each held by more than one record": 2}
+
+
+def test_confirmed_forenames_needs_confirmed_records():
+    with pytest.raises(ValueError, match="confirmed_forenames needs confirmed_conflict_records"):
+        ClusteringConfig(confirmed_forenames={"forenames": ["first_name"]})
 
 
 def test_a_record_without_a_pnc_id_is_no_conflict():
