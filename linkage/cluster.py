@@ -464,12 +464,16 @@ class _Parts:
             return REASON_DUPLICATE_FREE
         return None
 
-    def conflict(self, a: int, b: int) -> str | None:
+    def conflict_column(self, a: int, b: int) -> str | None:
         for column, values in self.ids[a].items():
             if identifiers_conflict(values, self.ids[b].get(column, set()), column in self.one_edit,
                                     column in self.words):
-                return _conflict_reason(column)
+                return column
         return None
+
+    def conflict(self, a: int, b: int) -> str | None:
+        column = self.conflict_column(a, b)
+        return None if column is None else _conflict_reason(column)
 
     def union(self, a: int, b: int) -> None:
         if len(self.nodes[a]) < len(self.nodes[b]):
@@ -482,6 +486,23 @@ class _Parts:
             self.ids[a].setdefault(column, set()).update(values)
         self.dates[a] |= self.dates.pop(b)
         self.names[a] |= self.names.pop(b)
+
+
+def _vouches(column: str, ids_a: dict[str, set[str]], ids_b: dict[str, set[str]], record_a: Member,
+             record_b: Member, one_edit: frozenset[str], words: frozenset[str]) -> bool:
+    """Does a gated deterministic link (``unless_disagree``) between ``record_a`` and
+    ``record_b`` join two parts whose values of ``column`` conflict? Its rule checked its own
+    two records only: yes when they hold the conflicting values themselves (one of them
+    keyed in error: same name and date of birth, two PNC IDs) or the parts share a value;
+    no when the conflict lies elsewhere in the parts (two people of one name and date of
+    birth, their middle names apart, joined through a record without middle names). An
+    ungated rule's group is joined through its lowest record (``build_links``), each link
+    standing for the whole group: those links join whatever the parts hold."""
+    if ids_a.get(column, set()) & ids_b.get(column, set()):
+        return True
+    own_a = {v for k, v in record_a.identifiers if k == column}
+    own_b = {v for k, v in record_b.identifiers if k == column}
+    return identifiers_conflict(own_a, own_b, column in one_edit, column in words)
 
 
 def _weight(w: float | None) -> float:
@@ -503,13 +524,19 @@ def split_cluster(
 ) -> list[list[int]]:
     """The parts one cluster falls into, largest first (one part: the cluster is valid).
 
-    ``links`` are ``(node_a, node_b, match_weight)``, None for a deterministic link. Links
+    ``links`` are ``(node_a, node_b, match_weight)``, None for a deterministic link and
+    ``math.inf`` for one of a gated rule (``unless_disagree``: every pair of its group is a
+    link, each vouching for its own two records only; ``_vouches``). Links
     are taken strongest first (Kruskal's order) and a link joins its two parts unless:
 
     - the parts would hold two records of a ``duplicate_free`` source;
     - the parts hold different values of one identifier (two valid PNC IDs) and the link
       is below ``conflict_match_weight`` (for ``one_edit_columns``, values one keying error
-      apart are one value: ``identifiers_conflict``); whatever the link (a deterministic
+      apart are one value: ``identifiers_conflict``), or is a gated deterministic link
+      (``math.inf``) whose own two records neither hold the two values nor share one across
+      the parts (``_vouches``: two people of one name and date of birth, their middle names
+      apart, joined through a record without middle names);
+      whatever the link (a deterministic
       one too), when each part holds a value that ``confirmed_conflict_records`` records
       of the cluster or more hold, and they differ (``confirmed_values``); and, when
       dates are checked, when each part holds such a date of birth and they do not agree;
@@ -550,7 +577,9 @@ def split_cluster(
                                                    parts.ids[rb], parts.words):
             continue
         weight = _weight(w)
-        if weight < conflict_match_weight and parts.conflict(ra, rb):
+        column = parts.conflict_column(ra, rb) if weight < conflict_match_weight or w == math.inf else None
+        if column is not None and (w != math.inf or not _vouches(column, parts.ids[ra], parts.ids[rb], members[a],
+                                                                 members[b], parts.one_edit, parts.words)):
             continue
         if (date_conflict_match_weight is not None and weight < date_conflict_match_weight
                 and not dates_agree(parts.dates[ra], parts.dates[rb])):
@@ -616,7 +645,8 @@ def cut_reasons(
         else:
             conflict = next((k for k, v in ids[i].items()
                              if identifiers_conflict(v, ids[j].get(k, set()), k in one_edit, k in words)), None)
-            if conflict and _weight(w) < conflict_match_weight:
+            if conflict and (_weight(w) < conflict_match_weight or (
+                    w == math.inf and not _vouches(conflict, ids[i], ids[j], members[a], members[b], one_edit, words))):
                 reason = _conflict_reason(conflict)
             elif (date_conflict_match_weight is not None and _weight(w) < date_conflict_match_weight
                   and not dates_agree(dates[i], dates[j])):
@@ -913,6 +943,7 @@ def check_clusters(
     settings: ClusteringConfig,
     duplicate_free: Sequence[str] = (),
     conflict_columns: Sequence[str] | None = None,
+    gated: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Split the suspicious clusters of ``cc`` with ``split_cluster``; returns (checked, split).
 
@@ -924,7 +955,8 @@ def check_clusters(
     ``confirmed_forenames`` set, two name values each on ``confirmed_conflict_records`` records
     with no forename in common (twins).
     Parts keep the lowest node id as their cluster id; the cut links move to
-    ``cluster_splits``.
+    ``cluster_splits``. ``gated`` names the deterministic rules with ``unless_disagree``
+    (their links reach ``split_cluster`` as ``math.inf``: ``_vouches``).
     """
     types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE nodes)").fetchall())
     have = set(types)
@@ -975,8 +1007,10 @@ def check_clusters(
     )
     con.execute("DROP TABLE _named")
     checked = con.execute("SELECT count(*) FROM _suspect").fetchall()[0][0]
+    gated_kinds = ", ".join(lit("deterministic: " + g) for g in gated) or "NULL"
     _drop_whole_clusters(con, columns, dates_sql, settings.conflict_match_weight, date_weight,
-                         settings.confirmed_conflict_records)
+                         settings.confirmed_conflict_records, settings.conflict_one_edit_columns,
+                         settings.conflict_word_columns, gated_kinds)
     ids = ", ".join(f"n.{q(c)}" for c in columns)
     # The suspicious clusters go to Python a batch at a time (their members and links, kept
     # in DuckDB, which spills, in between), so that Python holds one batch's objects, not
@@ -992,8 +1026,9 @@ def check_clusters(
         FROM cc JOIN _suspect_batch b USING (cluster_id) JOIN nodes n USING (node_id) ORDER BY b.batch"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _suspect_links AS
-        SELECT b.batch, cc.cluster_id, l.node_id_l, l.node_id_r, l.match_weight
+        f"""CREATE OR REPLACE TEMP TABLE _suspect_links AS
+        SELECT b.batch, cc.cluster_id, l.node_id_l, l.node_id_r,
+               CASE WHEN l.kind IN ({gated_kinds}) THEN 'inf'::DOUBLE ELSE l.match_weight END
         FROM links l JOIN cc ON cc.node_id = l.node_id_l JOIN _suspect_batch b USING (cluster_id) ORDER BY b.batch"""
     )
     batches = con.execute("SELECT coalesce(max(batch) + 1, 0) FROM _suspect_batch").fetchall()[0][0]
@@ -1085,7 +1120,8 @@ def _unwhole_two_confirmed(con: duckdb.DuckDBPyConnection, rows: str, value: str
 
 def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str], dates_sql: str,
                          conflict_weight: float, date_weight: float | None,
-                         confirmed_records: int | None = None) -> None:
+                         confirmed_records: int | None = None, one_edit: Sequence[str] = (),
+                         words: Sequence[str] = (), gated_kinds: str = "NULL") -> None:
     """Leave out of ``_suspect`` the clusters ``split_cluster`` certainly keeps whole, so that
     only the others are read into Python (at a million records, about half of them).
 
@@ -1115,11 +1151,26 @@ def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str],
         """CREATE OR REPLACE TEMP TABLE _lk_whole_nodes AS
         SELECT cc.node_id, cc.cluster_id FROM cc JOIN _suspect s USING (cluster_id) WHERE s.whole"""
     )
+    # A gated deterministic link (``gated_kinds``) is safe unless it may not vouch for a
+    # conflict (``_vouches``): for each column with two values in its cluster, both its
+    # records hold one (and, for a one-edit column outside the word columns, the same one).
+    multi = ", ".join(f"coalesce(min(n.{q(c)}) <> max(n.{q(c)}), false) AS {q('multi_' + c)}" for c in columns)
+    vouched = " AND ".join(
+        f"(NOT m.{q('multi_' + c)} OR (nl.{q(c)} IS NOT NULL AND nr.{q(c)} IS NOT NULL"
+        + (f" AND nl.{q(c)} = nr.{q(c)}" if c in one_edit and c not in words else "") + "))"
+        for c in columns) or "true"
+    ungated = "true" if gated_kinds == "NULL" else f"l.kind NOT IN ({gated_kinds})"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _lk_multi AS SELECT w.cluster_id{', ' + multi if multi else ''}
+        FROM _lk_whole_nodes w JOIN nodes n USING (node_id) GROUP BY ALL"""
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _lk_safe_links AS
-        SELECT l.node_id_l, l.node_id_r FROM links l SEMI JOIN _lk_whole_nodes w ON w.node_id = l.node_id_l
-        WHERE l.match_weight IS NULL OR l.match_weight >= {float(safe)}"""
+        SELECT l.node_id_l, l.node_id_r FROM links l JOIN _lk_whole_nodes w ON w.node_id = l.node_id_l
+        JOIN _lk_multi m USING (cluster_id) JOIN nodes nl ON nl.node_id = l.node_id_l JOIN nodes nr ON nr.node_id = l.node_id_r
+        WHERE (l.match_weight IS NULL AND ({ungated} OR {vouched})) OR l.match_weight >= {float(safe)}"""
     )
+    con.execute("DROP TABLE _lk_multi")
     connected_components(con, edges="_lk_safe_links", out="_lk_safe", nodes="_lk_whole_nodes")
     # Each record's safe part, with its identifiers and dates of birth.
     ids = "".join(f", n.{q(c)}" for c in columns)
@@ -1185,7 +1236,8 @@ def cluster(
     drop_ambiguous_weak_links(con, predictions, settings)
     drop_links_against_person(con, threshold, settings)
     components_from_core(con, db_api, settings)
-    checked, split = check_clusters(con, settings, list(duplicate_free))
+    checked, split = check_clusters(con, settings, list(duplicate_free),
+                                    gated=[d.name for d in deterministic if d.unless_disagree])
     con.execute("DROP TABLE _core")
     if after_validity is not None:
         after_validity(con)

@@ -195,6 +195,42 @@ def test_confirmed_forenames_needs_confirmed_records():
         ClusteringConfig(confirmed_forenames={"forenames": ["first_name"]})
 
 
+def test_a_gated_deterministic_link_vouches_only_for_its_own_records():
+    """Two people of one name and date of birth, their middle names apart, joined by the
+    gated name-and-date link (math.inf) through a record without middle names (3): the
+    link does not join the two. Between the two middle names' own records it does (the
+    rule's veto is the rule's to make), as it does when the parts share a value; an
+    ungated rule's link (None) joins whatever the parts hold."""
+    inf = float("inf")
+    words = {"one_edit_columns": ["middle_names"], "word_columns": ["middle_names"]}
+    members = _members(4, middle_names={1: "BRYAN", 2: "BRYAN", 4: "NICOLA"})
+    through = [(1, 2, 25.0), (2, 3, inf), (3, 4, inf)]
+    parts = split_cluster(members, through, **SETTINGS, **words)
+    assert parts == [[1, 2, 3], [4]]
+    assert cut_reasons(parts, members, through, conflict_match_weight=20, **words) == [
+        (3, 4, "different middle_names values")]
+    assert split_cluster(members, [(1, 2, 25.0), (2, 3, inf), (2, 4, inf)], **SETTINGS, **words) == [[1, 2, 3, 4]]
+    assert split_cluster(members, [(1, 2, 25.0), (2, 3, None), (3, 4, None)], **SETTINGS, **words) == [[1, 2, 3, 4]]
+    shared = _members(4, pnc_key={1: "X", 2: "X", 3: "X", 4: "Y"})
+    assert split_cluster(shared, [(1, 2, 25.0), (3, 4, 25.0), (1, 3, inf)], **SETTINGS) == [[1, 2, 3, 4]]
+
+
+def test_stage_parts_two_people_joined_through_a_record_without_a_pnc_id():
+    """At the stage, a gated rule (same surname, unless the forenames disagree): records 1
+    and 2 hold one PNC ID, 4 another, 3 none; 1, 2 and 4 give different forenames, so the
+    rule links 3 to each of them and no two of them. Its links hold the cluster together, so
+    only a prefilter that does not take them as safe sends it to split_cluster."""
+    recs = [(1, "s", "r1", "ANN", "B", None, PNC), (2, "s", "r2", "ANNE", "B", None, PNC),
+            (3, "s", "r3", None, "B", None, None), (4, "s", "r4", "JO", "B", None, "2003/0000001L")]
+    gated = [DeterministicLink(name="surname", columns=["surname"], unless_disagree=["first_name"])]
+    _, stats, groups = _stage(recs, [(1, 2, 25.0)], gated)
+    assert groups == [["r1", "r2", "r3"], ["r4"]]
+    assert stats.cut_links == {"different pnc_key values": 1}
+    ungated = [DeterministicLink(name="surname", columns=["surname"])]
+    _, stats, groups = _stage(recs, [(1, 2, 25.0)], ungated)
+    assert groups == [["r1", "r2", "r3", "r4"]]
+
+
 def test_a_record_without_a_pnc_id_is_no_conflict():
     members = _members(3, pnc_key={1: "X", 2: "X"})
     assert split_cluster(members, [(1, 2, 25), (2, 3, 12)], **SETTINGS) == [[1, 2, 3]]
@@ -566,7 +602,12 @@ def _random_stage(seed: int, monkeypatch, prefilter: bool, batch: int | None = N
         monkeypatch.setattr(clustering, "_drop_whole_clusters", lambda con, *a: None)
     if batch is not None:  # suspicious clusters read into Python this many at a time
         monkeypatch.setattr(clustering, "CHECK_BATCH_CLUSTERS", batch)
-    con, stats, groups = _stage(records, predictions, duplicate_free=["free"], settings=settings)
+    # every other seed (one component), records of one date of birth are linked on agreement
+    # alone, by a rule gated on the PNC ID every other time
+    deterministic = ([DeterministicLink(name="same date", columns=["date_of_birth"],
+                                        unless_disagree=["pnc_key"] if seed % 4 == 1 else [])]
+                     if seed % 2 and components == 1 else [])
+    con, stats, groups = _stage(records, predictions, deterministic, duplicate_free=["free"], settings=settings)
     splits = con.execute("SELECT * FROM cluster_splits ORDER BY ALL").fetchall()
     clusters = con.execute("SELECT * FROM clusters ORDER BY ALL").fetchall()
     monkeypatch.undo()
