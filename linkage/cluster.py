@@ -11,8 +11,9 @@
    record's person's, if that evidence leaves it below the threshold.
 4. Connected components.
 5. Cluster validity, on the few suspicious clusters only (a link below the fracture
-   weight in a cluster of three or more, two different valid PNC IDs or CRO numbers, or
-   two records of a duplicate-free source): ``split_cluster``, a pure function of one
+   weight in a cluster of three or more, two different valid PNC IDs or CRO numbers,
+   two records of a duplicate-free source, or two forenames each on several records):
+   ``split_cluster``, a pure function of one
    cluster's links. What it cuts is kept in ``cluster_splits`` for review.
 
 Tables (in the job's DuckDB database):
@@ -250,6 +251,7 @@ REASON_WEAK = "weak link between groups"
 REASON_AMBIGUOUS = "ambiguous weak link"
 REASON_DATES = "different dates of birth"
 REASON_PERSON = "differs from the person's other records"
+REASON_NAMES = "different forenames"
 CONFIRMED_SUFFIX = ", each held by more than one record"
 
 
@@ -264,6 +266,11 @@ class Member:
     # Dates of birth as YYYYMMDD (the record's and its alias dates): two groups whose dates
     # are all far apart (``dates_agree``) are a conflict.
     dates: tuple[str, ...] = ()
+    # The record's forenames and surnames as words, "ETHAN|PRESGATE"
+    # (``clustering.confirmed_forenames``), "" when it has no forename: two groups each
+    # holding a value on ``confirmed_conflict_records`` records, whose names do not agree
+    # (``names_agree``) and who share no identifier, are two people.
+    names: str = ""
 
 
 def _conflict_reason(column: str) -> str:
@@ -298,6 +305,69 @@ def confirmed_dates(members: dict[int, Member], records: int | None) -> set[str]
 def _dates_confirmed_apart(a: set[str], b: set[str], confirmed: set[str]) -> bool:
     ca, cb = a & confirmed, b & confirmed
     return bool(ca) and bool(cb) and not dates_agree(ca, cb)
+
+
+def confirmed_names(members: dict[int, Member], records: int | None) -> set[str]:
+    """The forename values (``Member.names``) held by at least ``records`` members (none when None)."""
+    if records is None:
+        return set()
+    counts = Counter(m.names for m in members.values() if m.names)
+    return {v for v, n in counts.items() if n >= records}
+
+
+def _words_near(x: str, y: str) -> bool:
+    """Two name words one keying error apart: a character changed, added or dropped, or two
+    adjacent characters swapped ("DARREN", "DARRREN")."""
+    if len(x) == len(y):
+        return _one_edit(x, y)
+    if abs(len(x) - len(y)) != 1:
+        return False
+    short, long = (x, y) if len(x) < len(y) else (y, x)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+
+
+def names_agree(a: Iterable[str], b: Iterable[str]) -> bool:
+    """Could two sets of names ("FORENAMES|SURNAMES", each a record's words) be one
+    person's? Yes when either holds no forename or some forename of one agrees with a
+    forename of the other, or with a surname of the other (forename and surname swapped):
+    equal, its beginning (an initial, a short form: "MO" and "MOHAMMED"), or (words of
+    three letters or more) one keying error apart (``_words_near``).
+
+    >>> names_agree({"MATTHEW PAUL|SMITH"}, {"MATTHEW|SMITH"}), names_agree({"ETHAN|PRESGATE"}, {"CHRISTOPHER JACK|PRESGATE"})
+    (True, False)
+    >>> names_agree({"DARREN|X"}, {"DARRREN|X"}), names_agree({"J|X"}, {"JACK|X"}), names_agree({"ALI|HUSSAIN"}, {"HUSSAIN|ALI"})
+    (True, True, True)
+    """
+    def split(values: Iterable[str]) -> tuple[set[str], set[str]]:
+        fore: set[str] = set()
+        sur: set[str] = set()
+        for v in values:
+            f, _, s = v.partition("|")
+            fore.update(f.split())
+            sur.update(s.split())
+        return fore, sur
+
+    (fa, sa), (fb, sb) = split(a), split(b)
+    if not fa or not fb or fa & fb or fa & sb or fb & sa:
+        return True
+
+    def agree(x: str, y: str) -> bool:
+        short, long = (x, y) if len(x) <= len(y) else (y, x)
+        if long.startswith(short):  # an initial or a short form: "J", "MO" (MOHAMMED), "SAM"
+            return True
+        return len(short) >= 3 and _words_near(x, y)
+
+    return any(agree(x, y) for x in fa for y in fb) or any(agree(x, y) for x in fa for y in sb if len(y) > 1) \
+        or any(agree(x, y) for x in fb for y in sa if len(y) > 1)
+
+
+def _names_confirmed_apart(a: set[str], b: set[str], confirmed: set[str], ids_a: dict[str, set[str]],
+                           ids_b: dict[str, set[str]], words: frozenset[str]) -> bool:
+    """Two parts each holding a confirmed name value whose names do not agree (``names_agree``)
+    and who share no identifier value (a PNC ID: one person known by two forenames)."""
+    if a & b or not (a & confirmed and b & confirmed) or names_agree(a, b):
+        return False
+    return not any(values & ids_b.get(column, set()) for column, values in ids_a.items() if column not in words)
 
 
 def _confirmed_conflict(ids_a: dict[str, set[str]], ids_b: dict[str, set[str]], confirmed: dict[str, set[str]],
@@ -388,6 +458,7 @@ class _Parts:
         self.sources = {n: {m.source_dataset: 1} for n, m in members.items()}
         self.ids = {n: {k: {v} for k, v in m.identifiers} for n, m in members.items()}
         self.dates = {n: set(m.dates) for n, m in members.items()}
+        self.names = {n: {m.names} if m.names else set() for n, m in members.items()}
 
     def find(self, n: int) -> int:
         while self.parent[n] != n:
@@ -401,12 +472,16 @@ class _Parts:
             return REASON_DUPLICATE_FREE
         return None
 
-    def conflict(self, a: int, b: int) -> str | None:
+    def conflict_column(self, a: int, b: int) -> str | None:
         for column, values in self.ids[a].items():
             if identifiers_conflict(values, self.ids[b].get(column, set()), column in self.one_edit,
                                     column in self.words):
-                return _conflict_reason(column)
+                return column
         return None
+
+    def conflict(self, a: int, b: int) -> str | None:
+        column = self.conflict_column(a, b)
+        return None if column is None else _conflict_reason(column)
 
     def union(self, a: int, b: int) -> None:
         if len(self.nodes[a]) < len(self.nodes[b]):
@@ -418,6 +493,24 @@ class _Parts:
         for column, values in self.ids.pop(b).items():
             self.ids[a].setdefault(column, set()).update(values)
         self.dates[a] |= self.dates.pop(b)
+        self.names[a] |= self.names.pop(b)
+
+
+def _vouches(column: str, ids_a: dict[str, set[str]], ids_b: dict[str, set[str]], record_a: Member,
+             record_b: Member, one_edit: frozenset[str], words: frozenset[str]) -> bool:
+    """Does a gated deterministic link (``unless_disagree``) between ``record_a`` and
+    ``record_b`` join two parts whose values of ``column`` conflict? Its rule checked its own
+    two records only: yes when they hold the conflicting values themselves (one of them
+    keyed in error: same name and date of birth, two PNC IDs) or the parts share a value;
+    no when the conflict lies elsewhere in the parts (two people of one name and date of
+    birth, their middle names apart, joined through a record without middle names). An
+    ungated rule's group is joined through its lowest record (``build_links``), each link
+    standing for the whole group: those links join whatever the parts hold."""
+    if ids_a.get(column, set()) & ids_b.get(column, set()):
+        return True
+    own_a = {v for k, v in record_a.identifiers if k == column}
+    own_b = {v for k, v in record_b.identifiers if k == column}
+    return identifiers_conflict(own_a, own_b, column in one_edit, column in words)
 
 
 def _weight(w: float | None) -> float:
@@ -439,16 +532,25 @@ def split_cluster(
 ) -> list[list[int]]:
     """The parts one cluster falls into, largest first (one part: the cluster is valid).
 
-    ``links`` are ``(node_a, node_b, match_weight)``, None for a deterministic link. Links
+    ``links`` are ``(node_a, node_b, match_weight)``, None for a deterministic link and
+    ``math.inf`` for one of a gated rule (``unless_disagree``: every pair of its group is a
+    link, each vouching for its own two records only; ``_vouches``). Links
     are taken strongest first (Kruskal's order) and a link joins its two parts unless:
 
     - the parts would hold two records of a ``duplicate_free`` source;
     - the parts hold different values of one identifier (two valid PNC IDs) and the link
       is below ``conflict_match_weight`` (for ``one_edit_columns``, values one keying error
-      apart are one value: ``identifiers_conflict``); whatever the link (a deterministic
+      apart are one value: ``identifiers_conflict``), or is a gated deterministic link
+      (``math.inf``) whose own two records neither hold the two values nor share one across
+      the parts (``_vouches``: two people of one name and date of birth, their middle names
+      apart, joined through a record without middle names);
+      whatever the link (a deterministic
       one too), when each part holds a value that ``confirmed_conflict_records`` records
       of the cluster or more hold, and they differ (``confirmed_values``); and, when
       dates are checked, when each part holds such a date of birth and they do not agree;
+      and when each part holds a forename value (``Member.names``) that many records hold
+      and no word of one part's forenames agrees with a word of the other's
+      (``names_agree``): twins, one surname, date of birth and address;
     - the parts' dates of birth are all far apart (``dates_agree``) and the link is below
       ``date_conflict_match_weight`` (None: dates are not checked): a father and son of
       one name, chained through a record without a date of birth;
@@ -465,6 +567,7 @@ def split_cluster(
     parts = _Parts(members, frozenset(one_edit_columns), frozenset(word_columns))
     confirmed = confirmed_values(members, confirmed_conflict_records, column_order)
     confirmed_dob = confirmed_dates(members, confirmed_conflict_records) if date_conflict_match_weight is not None else set()
+    confirmed_fn = confirmed_names(members, confirmed_conflict_records)
     ordered = sorted(links, key=lambda e: (-_weight(e[2]), e[0], e[1]))
     adjacency: dict[int, set[int]] = {n: set() for n in members}
     for a, b, _ in ordered:
@@ -478,8 +581,13 @@ def split_cluster(
             continue
         if confirmed_dob and _dates_confirmed_apart(parts.dates[ra], parts.dates[rb], confirmed_dob):
             continue
+        if confirmed_fn and _names_confirmed_apart(parts.names[ra], parts.names[rb], confirmed_fn, parts.ids[ra],
+                                                   parts.ids[rb], parts.words):
+            continue
         weight = _weight(w)
-        if weight < conflict_match_weight and parts.conflict(ra, rb):
+        column = parts.conflict_column(ra, rb) if weight < conflict_match_weight or w == math.inf else None
+        if column is not None and (w != math.inf or not _vouches(column, parts.ids[ra], parts.ids[rb], members[a],
+                                                                 members[b], parts.one_edit, parts.words)):
             continue
         if (date_conflict_match_weight is not None and weight < date_conflict_match_weight
                 and not dates_agree(parts.dates[ra], parts.dates[rb])):
@@ -510,7 +618,7 @@ def cut_reasons(
     column_order: Sequence[str] = (),
 ) -> list[tuple[int, int, str]]:
     """Each link between two parts with why it was cut: the parts' clash, else their
-    confirmed identifier values, else their identifier conflict (below
+    confirmed identifier values, dates of birth or forenames, else their identifier conflict (below
     ``conflict_match_weight``), else their dates of birth (below
     ``date_conflict_match_weight``), else a weak link between groups."""
     dup_free, one_edit, words = frozenset(duplicate_free), frozenset(one_edit_columns), frozenset(word_columns)
@@ -518,6 +626,7 @@ def cut_reasons(
     sources = [{members[n].source_dataset for n in p} for p in parts]
     ids: list[dict[str, set[str]]] = []
     dates = [{d for n in p for d in members[n].dates} for p in parts]
+    names = [{members[n].names for n in p if members[n].names} for p in parts]
     for p in parts:
         d: dict[str, set[str]] = {}
         for n in p:
@@ -526,6 +635,7 @@ def cut_reasons(
         ids.append(d)
     confirmed = confirmed_values(members, confirmed_conflict_records, column_order)
     confirmed_dob = confirmed_dates(members, confirmed_conflict_records) if date_conflict_match_weight is not None else set()
+    confirmed_fn = confirmed_names(members, confirmed_conflict_records)
     out = []
     for a, b, w in links:
         i, j = part_of[a], part_of[b]
@@ -538,10 +648,13 @@ def cut_reasons(
             reason = _conflict_reason(held) + CONFIRMED_SUFFIX
         elif confirmed_dob and _dates_confirmed_apart(dates[i], dates[j], confirmed_dob):
             reason = REASON_DATES + CONFIRMED_SUFFIX
+        elif confirmed_fn and _names_confirmed_apart(names[i], names[j], confirmed_fn, ids[i], ids[j], words):
+            reason = REASON_NAMES + CONFIRMED_SUFFIX
         else:
             conflict = next((k for k, v in ids[i].items()
                              if identifiers_conflict(v, ids[j].get(k, set()), k in one_edit, k in words)), None)
-            if conflict and _weight(w) < conflict_match_weight:
+            if conflict and (_weight(w) < conflict_match_weight or (
+                    w == math.inf and not _vouches(conflict, ids[i], ids[j], members[a], members[b], one_edit, words))):
                 reason = _conflict_reason(conflict)
             elif (date_conflict_match_weight is not None and _weight(w) < date_conflict_match_weight
                   and not dates_agree(dates[i], dates[j])):
@@ -838,20 +951,41 @@ def check_clusters(
     settings: ClusteringConfig,
     duplicate_free: Sequence[str] = (),
     conflict_columns: Sequence[str] | None = None,
+    gated: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Split the suspicious clusters of ``cc`` with ``split_cluster``; returns (checked, split).
 
     Suspicious (found set-based, the rest is never read into Python): a cluster whose weak
     links (below the fracture weight) join two strong groups of two records or more, or
     three strong groups or more (``_core``, ``strong_components``); two different values
-    of a conflict column (default: ``settings.conflict_columns``); two records of a duplicate-free source; or, with
-    ``date_conflict_match_weight`` set, three records or more with two dates of birth.
+    of a conflict column (default: ``settings.conflict_columns``); two records of a duplicate-free source; with
+    ``date_conflict_match_weight`` set, three records or more with two dates of birth; or, with
+    ``confirmed_forenames`` set, two name values each on ``confirmed_conflict_records`` records
+    with no forename in common (twins).
     Parts keep the lowest node id as their cluster id; the cut links move to
-    ``cluster_splits``.
+    ``cluster_splits``. ``gated`` names the deterministic rules with ``unless_disagree``
+    (their links reach ``split_cluster`` as ``math.inf``: ``_vouches``).
     """
-    have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
+    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE nodes)").fetchall())
+    have = set(types)
     columns = [c for c in (settings.conflict_columns if conflict_columns is None else conflict_columns) if c in have]
     date_weight = settings.date_conflict_match_weight if "date_of_birth" in have else None
+    names_sql = _names_sql(settings, types)
+    # Clusters with two name values each held by confirmed_conflict_records records and no
+    # forename in common: only those may split_cluster part for their names (names_agree).
+    con.execute("CREATE OR REPLACE TEMP TABLE _named (cluster_id BIGINT)")
+    if names_sql != "''":
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _named_values AS
+            SELECT cluster_id, v, list_filter(string_split(split_part(v, '|', 1), ' '), lambda w: w <> '') AS fw FROM (
+                SELECT cc.cluster_id, {names_sql} AS v FROM cc JOIN nodes n USING (node_id))
+            WHERE v <> '' GROUP BY cluster_id, v HAVING count(*) >= {int(settings.confirmed_conflict_records or 0)}"""
+        )
+        con.execute(
+            """INSERT INTO _named SELECT DISTINCT a.cluster_id FROM _named_values a JOIN _named_values b
+            ON a.cluster_id = b.cluster_id AND a.v < b.v AND NOT list_has_any(a.fw, b.fw)"""
+        )
+        con.execute("DROP TABLE _named_values")
     # min <> max: two values or more, without count(DISTINCT)'s hash table per column
     dated = "coalesce(min(n.date_of_birth) <> max(n.date_of_birth), false)" if date_weight is not None else "false"
     if date_weight is None:
@@ -875,13 +1009,16 @@ def check_clusters(
         cores AS (SELECT c.cluster_id, count(*) AS cores, count(*) FILTER (WHERE k.n >= 2) AS groups
                   FROM (SELECT cluster_id AS core, count(*) AS n FROM _core GROUP BY ALL) k
                   JOIN cc c ON c.node_id = k.core GROUP BY ALL)
-        SELECT cluster_id, NOT dup AND groups <= 1 AS whole, cores <= 2 AS few_cores
-        FROM c JOIN cores USING (cluster_id)
-        WHERE size >= 2 AND (conflict OR dup OR (size >= 3 AND (dated OR groups >= 2 OR cores >= 3)))"""
+        SELECT cluster_id, NOT dup AND groups <= 1 AND NOT named AS whole, cores <= 2 AS few_cores
+        FROM (SELECT *, cluster_id IN (SELECT cluster_id FROM _named) AS named FROM c) JOIN cores USING (cluster_id)
+        WHERE size >= 2 AND (conflict OR dup OR named OR (size >= 3 AND (dated OR groups >= 2 OR cores >= 3)))"""
     )
+    con.execute("DROP TABLE _named")
     checked = con.execute("SELECT count(*) FROM _suspect").fetchall()[0][0]
+    gated_kinds = ", ".join(lit("deterministic: " + g) for g in gated) or "NULL"
     _drop_whole_clusters(con, columns, dates_sql, settings.conflict_match_weight, date_weight,
-                         settings.confirmed_conflict_records)
+                         settings.confirmed_conflict_records, settings.conflict_one_edit_columns,
+                         settings.conflict_word_columns, gated_kinds)
     ids = ", ".join(f"n.{q(c)}" for c in columns)
     # The suspicious clusters go to Python a batch at a time (their members and links, kept
     # in DuckDB, which spills, in between), so that Python holds one batch's objects, not
@@ -892,13 +1029,14 @@ def check_clusters(
     con.execute("DROP TABLE _suspect")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _suspect_members AS
-        SELECT b.batch, cc.cluster_id, n.node_id, n.source_dataset, list_filter({dates_sql}, lambda d: d IS NOT NULL)
-               {', ' + ids if ids else ''}
+        SELECT b.batch, cc.cluster_id, n.node_id, n.source_dataset, list_filter({dates_sql}, lambda d: d IS NOT NULL),
+               {names_sql} AS names{', ' + ids if ids else ''}
         FROM cc JOIN _suspect_batch b USING (cluster_id) JOIN nodes n USING (node_id) ORDER BY b.batch"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _suspect_links AS
-        SELECT b.batch, cc.cluster_id, l.node_id_l, l.node_id_r, l.match_weight
+        f"""CREATE OR REPLACE TEMP TABLE _suspect_links AS
+        SELECT b.batch, cc.cluster_id, l.node_id_l, l.node_id_r,
+               CASE WHEN l.kind IN ({gated_kinds}) THEN 'inf'::DOUBLE ELSE l.match_weight END
         FROM links l JOIN cc ON cc.node_id = l.node_id_l JOIN _suspect_batch b USING (cluster_id) ORDER BY b.batch"""
     )
     batches = con.execute("SELECT coalesce(max(batch) + 1, 0) FROM _suspect_batch").fetchall()[0][0]
@@ -921,15 +1059,32 @@ def check_clusters(
     return int(checked), split
 
 
+def _names_sql(settings: ClusteringConfig, types: dict[str, str]) -> str:
+    """SQL over ``nodes n``: a record's names (``confirmed_forenames``) as one string,
+    "FORENAMES|SURNAMES", each side its columns' words (a list column's items too) in the
+    config's order; '' when it has no forename or the check is off."""
+    names = settings.confirmed_forenames
+    if names is None or settings.confirmed_conflict_records is None:
+        return "''"
+
+    def words(cols: list[str]) -> str:
+        parts = [f"array_to_string(n.{q(c)}, ' ')" if types[c].endswith("[]") else f"CAST(n.{q(c)} AS VARCHAR)"
+                 for c in cols if c in types]
+        return f"trim(concat_ws(' ', {', '.join(parts)}))" if parts else "''"
+
+    fore = words(names.forenames)
+    return f"CASE WHEN {fore} = '' THEN '' ELSE {fore} || '|' || {words(names.surnames)} END"
+
+
 def _split_batch(con: duckdb.DuckDBPyConnection, members_rows: list, link_rows: list, columns: Sequence[str],
                  settings: ClusteringConfig, duplicate_free: Sequence[str], date_weight: float | None) -> int:
     """``split_cluster`` over one batch of suspicious clusters (their members' and links' rows);
     the parts' new cluster ids go to ``_reassign`` and the cut links to ``_cuts``. Returns how
     many clusters split."""
     members: dict[int, dict[int, Member]] = {}
-    for cid, node, source, dates, *values in members_rows:
+    for cid, node, source, dates, names, *values in members_rows:
         idents = tuple((c, str(v)) for c, v in zip(columns, values) if v is not None)
-        members.setdefault(cid, {})[node] = Member(source, idents, tuple(dates))
+        members.setdefault(cid, {})[node] = Member(source, idents, tuple(dates), names)
     edges: dict[int, list[tuple[int, int, float | None]]] = {}
     for cid, a, b, w in link_rows:
         edges.setdefault(cid, []).append((a, b, w))
@@ -973,7 +1128,8 @@ def _unwhole_two_confirmed(con: duckdb.DuckDBPyConnection, rows: str, value: str
 
 def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str], dates_sql: str,
                          conflict_weight: float, date_weight: float | None,
-                         confirmed_records: int | None = None) -> None:
+                         confirmed_records: int | None = None, one_edit: Sequence[str] = (),
+                         words: Sequence[str] = (), gated_kinds: str = "NULL") -> None:
     """Leave out of ``_suspect`` the clusters ``split_cluster`` certainly keeps whole, so that
     only the others are read into Python (at a million records, about half of them).
 
@@ -1003,11 +1159,26 @@ def _drop_whole_clusters(con: duckdb.DuckDBPyConnection, columns: Sequence[str],
         """CREATE OR REPLACE TEMP TABLE _lk_whole_nodes AS
         SELECT cc.node_id, cc.cluster_id FROM cc JOIN _suspect s USING (cluster_id) WHERE s.whole"""
     )
+    # A gated deterministic link (``gated_kinds``) is safe unless it may not vouch for a
+    # conflict (``_vouches``): for each column with two values in its cluster, both its
+    # records hold one (and, for a one-edit column outside the word columns, the same one).
+    multi = ", ".join(f"coalesce(min(n.{q(c)}) <> max(n.{q(c)}), false) AS {q('multi_' + c)}" for c in columns)
+    vouched = " AND ".join(
+        f"(NOT m.{q('multi_' + c)} OR (nl.{q(c)} IS NOT NULL AND nr.{q(c)} IS NOT NULL"
+        + (f" AND nl.{q(c)} = nr.{q(c)}" if c in one_edit and c not in words else "") + "))"
+        for c in columns) or "true"
+    ungated = "true" if gated_kinds == "NULL" else f"l.kind NOT IN ({gated_kinds})"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _lk_multi AS SELECT w.cluster_id{', ' + multi if multi else ''}
+        FROM _lk_whole_nodes w JOIN nodes n USING (node_id) GROUP BY ALL"""
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _lk_safe_links AS
-        SELECT l.node_id_l, l.node_id_r FROM links l SEMI JOIN _lk_whole_nodes w ON w.node_id = l.node_id_l
-        WHERE l.match_weight IS NULL OR l.match_weight >= {float(safe)}"""
+        SELECT l.node_id_l, l.node_id_r FROM links l JOIN _lk_whole_nodes w ON w.node_id = l.node_id_l
+        JOIN _lk_multi m USING (cluster_id) JOIN nodes nl ON nl.node_id = l.node_id_l JOIN nodes nr ON nr.node_id = l.node_id_r
+        WHERE (l.match_weight IS NULL AND ({ungated} OR {vouched})) OR l.match_weight >= {float(safe)}"""
     )
+    con.execute("DROP TABLE _lk_multi")
     connected_components(con, edges="_lk_safe_links", out="_lk_safe", nodes="_lk_whole_nodes")
     # Each record's safe part, with its identifiers and dates of birth.
     ids = "".join(f", n.{q(c)}" for c in columns)
@@ -1091,7 +1262,8 @@ def make_clusters(
     drop_ambiguous_weak_links(con, predictions, settings)
     drop_links_against_person(con, threshold, settings)
     components_from_core(con, db_api, settings)
-    checked, split = check_clusters(con, settings, list(duplicate_free))
+    checked, split = check_clusters(con, settings, list(duplicate_free),
+                                    gated=[d.name for d in deterministic if d.unless_disagree])
     con.execute("DROP TABLE _core")
     if after_validity is not None:
         after_validity(con)

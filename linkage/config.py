@@ -379,6 +379,13 @@ class DeterministicLink(Strict):
     unless_disagree: list[Column] = []
 
 
+class ConfirmedForenames(Strict):
+    """``clustering.confirmed_forenames``: the columns holding a record's forenames and surnames."""
+
+    forenames: list[Column] = Field(min_length=1)
+    surnames: list[Column] = []
+
+
 class ClusteringConfig(Strict):
     """How clusters are checked after connected components (``linkage.cluster``)."""
 
@@ -424,6 +431,15 @@ class ClusteringConfig(Strict):
     # date_conflict_match_weight set, dates of birth too: two parts holding confirmed dates
     # that do not agree (dates_agree) are two people. None: off.
     confirmed_conflict_records: int | None = Field(default=None, ge=2)
+    # Forenames too, on confirmed values only (needs confirmed_conflict_records): a record's
+    # words in the ``forenames`` columns (forename, its canonical form, middle names; a
+    # list column's items too) are its forenames, and two parts each holding forenames that
+    # confirmed_conflict_records records hold are two people when no word of one part's
+    # forenames agrees with a word of the other's (equal, an initial, one keying error) nor
+    # with a word of its ``surnames`` (forename and surname swapped), and the parts share
+    # no value of a conflict column (a PNC ID: one person known by two forenames): twins,
+    # one surname, date of birth and address, two forenames. None: off.
+    confirmed_forenames: ConfirmedForenames | None = None
 
     @model_validator(mode="after")
     def _subsets_of_conflict_columns(self) -> ClusteringConfig:
@@ -432,6 +448,8 @@ class ClusteringConfig(Strict):
             stray = [c for c in columns if c not in self.conflict_columns]
             if stray:
                 raise ValueError(f"{name} {stray} must be among conflict_columns")
+        if self.confirmed_forenames is not None and self.confirmed_conflict_records is None:
+            raise ValueError("confirmed_forenames needs confirmed_conflict_records (how many records confirm a value)")
         return self
 
 

@@ -16,10 +16,11 @@ from linkage.cluster import (
     cluster,
     cut_reasons,
     dates_agree,
+    names_agree,
     split_cluster,
     with_person_evidence,
 )
-from linkage.config import ClusteringConfig, ComparisonConfig, DeterministicLink
+from linkage.config import ClusteringConfig, ComparisonConfig, ConfirmedForenames, DeterministicLink
 from linkage.identity import assign_person_keys
 from linkage.model import make_db_api
 
@@ -133,6 +134,101 @@ def test_two_dates_of_birth_each_on_several_records_are_two_people_whatever_link
                        confirmed_conflict_records=2) == [(2, 3, "different dates of birth, each held by more than one record")]
     mistyped = {**members, 4: Member("s", (), ("19850705",))}
     assert split_cluster(mistyped, links, **settings, confirmed_conflict_records=2) == [[1, 2, 3, 4]]
+
+
+def _named(names: dict[int, str], pnc: dict[int, str] | None = None) -> dict[int, Member]:
+    return {n: Member("s", (("pnc_key", pnc[n]),) if pnc and n in pnc else (), (), v) for n, v in names.items()}
+
+
+def test_twins_each_forename_on_several_records_are_two_people():
+    """Twins: one surname, date of birth and address, scored 18 bits on those (twice the
+    fracture weight). Each forename on two records: two people, once names are checked."""
+    links = [(1, 2, 25.0), (3, 4, 25.0), (2, 3, 18.0), (1, 4, 18.0)]
+    twins = _named({1: "ETHAN|PRESGATE", 2: "ETHAN|PRESGATE", 3: "JACK|PRESGATE", 4: "JACK|PRESGATE",
+                    5: "CHRISTOPHER JACK|PRESGATE"})
+    links = [*links, (4, 5, 25.0)]
+    assert split_cluster(twins, links, **SETTINGS) == [[1, 2, 3, 4, 5]]  # off without confirmed records
+    parts = split_cluster(twins, links, **SETTINGS, confirmed_conflict_records=2)
+    assert parts == [[3, 4, 5], [1, 2]]
+    assert cut_reasons(parts, twins, links, conflict_match_weight=20, confirmed_conflict_records=2) == [
+        (2, 3, "different forenames, each held by more than one record"),
+        (1, 4, "different forenames, each held by more than one record")]
+
+
+@pytest.mark.parametrize("case, names, pnc", [
+    ("a forename mistyped on one record", {1: "ETHAN|P", 2: "ETHAN|P", 3: "JACK|P", 4: "ETHAN|P"}, None),
+    ("one keying error", {1: "DARREN|P", 2: "DARREN|P", 3: "DARRREN|P", 4: "DARRREN|P"}, None),
+    ("a short form", {1: "MO|KHAN", 2: "MO|KHAN", 3: "MOHAMMED MUHAMMAD|KHAN", 4: "MOHAMMED MUHAMMAD|KHAN"}, None),
+    ("the middle name as forename", {1: "MATTHEW PAUL|S", 2: "MATTHEW PAUL|S", 3: "MATTHEW|S", 4: "MATTHEW|S"}, None),
+    ("forename and surname swapped", {1: "ALI|HUSSAIN", 2: "ALI|HUSSAIN", 3: "HUSSAIN|ALI", 4: "HUSSAIN|ALI"}, None),
+    ("one PNC ID, two forenames", {1: "KANE|BIRD", 2: "KANE|BIRD", 3: "MICHAEL|BIRD", 4: "MICHAEL|BIRD"},
+     {1: "X", 3: "X"}),
+])
+def test_one_person_known_by_two_forenames_is_not_parted(case, names, pnc):
+    links = [(1, 2, 25.0), (3, 4, 25.0), (2, 3, 18.0)]
+    assert split_cluster(_named(names, pnc), links, **SETTINGS, confirmed_conflict_records=2) == [[1, 2, 3, 4]], case
+
+
+def test_names_agree():
+    assert not names_agree({"ETHAN|PRESGATE"}, {"JACK|PRESGATE"})
+    assert names_agree({"J|X"}, {"JACK|X"}) and names_agree(set(), {"JACK|X"}) and names_agree({"|X"}, {"JACK|X"})
+    assert not names_agree({"LUKE|CARR"}, {"LUCAS|CARR"})  # two edits: no
+
+
+def test_stage_parts_twins_joined_by_strong_links():
+    """Twins joined by links over the fracture weight make one strong group: only the
+    names check sends the cluster to split_cluster."""
+    recs = [(1, "s", "r1", "ETHAN", "PRESGATE", None, "P1"), (2, "s", "r2", "ETHAN", "PRESGATE", None, None),
+            (3, "s", "r3", "JACK", "PRESGATE", None, None), (4, "s", "r4", "JACK", "PRESGATE", None, None)]
+    preds = [(1, 2, 25.0), (3, 4, 25.0), (2, 3, 18.0), (1, 4, 18.0)]
+    names = ConfirmedForenames(forenames=["first_name"], surnames=["surname"])
+    _, stats, groups = _stage(recs, preds, settings=ClusteringConfig(**SETTINGS, confirmed_conflict_records=2))
+    assert groups == [["r1", "r2", "r3", "r4"]]
+    settings = ClusteringConfig(**SETTINGS, confirmed_conflict_records=2, confirmed_forenames=names)
+    _, stats, groups = _stage(recs, preds, settings=settings)
+    assert groups == [["r1", "r2"], ["r3", "r4"]]
+    assert stats.cut_links == {"different forenames, each held by more than one record": 2}
+
+
+def test_confirmed_forenames_needs_confirmed_records():
+    with pytest.raises(ValueError, match="confirmed_forenames needs confirmed_conflict_records"):
+        ClusteringConfig(confirmed_forenames={"forenames": ["first_name"]})
+
+
+def test_a_gated_deterministic_link_vouches_only_for_its_own_records():
+    """Two people of one name and date of birth, their middle names apart, joined by the
+    gated name-and-date link (math.inf) through a record without middle names (3): the
+    link does not join the two. Between the two middle names' own records it does (the
+    rule's veto is the rule's to make), as it does when the parts share a value; an
+    ungated rule's link (None) joins whatever the parts hold."""
+    inf = float("inf")
+    words = {"one_edit_columns": ["middle_names"], "word_columns": ["middle_names"]}
+    members = _members(4, middle_names={1: "BRYAN", 2: "BRYAN", 4: "NICOLA"})
+    through = [(1, 2, 25.0), (2, 3, inf), (3, 4, inf)]
+    parts = split_cluster(members, through, **SETTINGS, **words)
+    assert parts == [[1, 2, 3], [4]]
+    assert cut_reasons(parts, members, through, conflict_match_weight=20, **words) == [
+        (3, 4, "different middle_names values")]
+    assert split_cluster(members, [(1, 2, 25.0), (2, 3, inf), (2, 4, inf)], **SETTINGS, **words) == [[1, 2, 3, 4]]
+    assert split_cluster(members, [(1, 2, 25.0), (2, 3, None), (3, 4, None)], **SETTINGS, **words) == [[1, 2, 3, 4]]
+    shared = _members(4, pnc_key={1: "X", 2: "X", 3: "X", 4: "Y"})
+    assert split_cluster(shared, [(1, 2, 25.0), (3, 4, 25.0), (1, 3, inf)], **SETTINGS) == [[1, 2, 3, 4]]
+
+
+def test_stage_parts_two_people_joined_through_a_record_without_a_pnc_id():
+    """At the stage, a gated rule (same surname, unless the forenames disagree): records 1
+    and 2 hold one PNC ID, 4 another, 3 none; 1, 2 and 4 give different forenames, so the
+    rule links 3 to each of them and no two of them. Its links hold the cluster together, so
+    only a prefilter that does not take them as safe sends it to split_cluster."""
+    recs = [(1, "s", "r1", "ANN", "B", None, PNC), (2, "s", "r2", "ANNE", "B", None, PNC),
+            (3, "s", "r3", None, "B", None, None), (4, "s", "r4", "JO", "B", None, "2003/0000001L")]
+    gated = [DeterministicLink(name="surname", columns=["surname"], unless_disagree=["first_name"])]
+    _, stats, groups = _stage(recs, [(1, 2, 25.0)], gated)
+    assert groups == [["r1", "r2", "r3"], ["r4"]]
+    assert stats.cut_links == {"different pnc_key values": 1}
+    ungated = [DeterministicLink(name="surname", columns=["surname"])]
+    _, stats, groups = _stage(recs, [(1, 2, 25.0)], ungated)
+    assert groups == [["r1", "r2", "r3", "r4"]]
 
 
 def test_a_record_without_a_pnc_id_is_no_conflict():
@@ -506,7 +602,12 @@ def _random_stage(seed: int, monkeypatch, prefilter: bool, batch: int | None = N
         monkeypatch.setattr(clustering, "_drop_whole_clusters", lambda con, *a: None)
     if batch is not None:  # suspicious clusters read into Python this many at a time
         monkeypatch.setattr(clustering, "CHECK_BATCH_CLUSTERS", batch)
-    con, stats, groups = _stage(records, predictions, duplicate_free=["free"], settings=settings)
+    # every other seed (one component), records of one date of birth are linked on agreement
+    # alone, by a rule gated on the PNC ID every other time
+    deterministic = ([DeterministicLink(name="same date", columns=["date_of_birth"],
+                                        unless_disagree=["pnc_key"] if seed % 4 == 1 else [])]
+                     if seed % 2 and components == 1 else [])
+    con, stats, groups = _stage(records, predictions, deterministic, duplicate_free=["free"], settings=settings)
     splits = con.execute("SELECT * FROM cluster_splits ORDER BY ALL").fetchall()
     clusters = con.execute("SELECT * FROM clusters ORDER BY ALL").fetchall()
     monkeypatch.undo()
