@@ -329,14 +329,19 @@ def _words_near(x: str, y: str) -> bool:
 def names_agree(a: Iterable[str], b: Iterable[str]) -> bool:
     """Could two sets of names ("FORENAMES|SURNAMES", each a record's words) be one
     person's? Yes when either holds no forename or some forename of one agrees with a
-    forename of the other, or with a surname of the other (forename and surname swapped):
-    equal, its beginning (an initial, a short form: "MO" and "MOHAMMED"), or (words of
-    three letters or more) one keying error apart (``_words_near``).
+    forename of the other: equal, its beginning (an initial, a short form: "MO" and
+    "MOHAMMED"), or (words of three letters or more) one keying error apart
+    (``_words_near``); or when a forename of one is, or is one keying error from, a surname
+    of the other that the first does not hold itself (forename and surname swapped). A
+    surname both hold says nothing of their forenames: twins "JOHN JOHNSON" and "MARK
+    JOHNSON" are two people.
 
     >>> names_agree({"MATTHEW PAUL|SMITH"}, {"MATTHEW|SMITH"}), names_agree({"ETHAN|PRESGATE"}, {"CHRISTOPHER JACK|PRESGATE"})
     (True, False)
     >>> names_agree({"DARREN|X"}, {"DARRREN|X"}), names_agree({"J|X"}, {"JACK|X"}), names_agree({"ALI|HUSSAIN"}, {"HUSSAIN|ALI"})
     (True, True, True)
+    >>> names_agree({"JOHN|JOHNSON"}, {"MARK|JOHNSON"}), names_agree({"ROBERT|ROBERTS"}, {"PAUL|ROBERTS"})
+    (False, False)
     """
     def split(values: Iterable[str]) -> tuple[set[str], set[str]]:
         fore: set[str] = set()
@@ -348,7 +353,8 @@ def names_agree(a: Iterable[str], b: Iterable[str]) -> bool:
         return fore, sur
 
     (fa, sa), (fb, sb) = split(a), split(b)
-    if not fa or not fb or fa & fb or fa & sb or fb & sa:
+    swapped_a, swapped_b = sb - sa, sa - sb  # the other's surnames that could be a swapped forename
+    if not fa or not fb or fa & fb or fa & swapped_a or fb & swapped_b:
         return True
 
     def agree(x: str, y: str) -> bool:
@@ -357,8 +363,11 @@ def names_agree(a: Iterable[str], b: Iterable[str]) -> bool:
             return True
         return len(short) >= 3 and _words_near(x, y)
 
-    return any(agree(x, y) for x in fa for y in fb) or any(agree(x, y) for x in fa for y in sb if len(y) > 1) \
-        or any(agree(x, y) for x in fb for y in sa if len(y) > 1)
+    def swap_near(x: str, y: str) -> bool:  # a swapped forename keyed in error; not a prefix of a surname
+        return min(len(x), len(y)) >= 3 and _words_near(x, y)
+
+    return any(agree(x, y) for x in fa for y in fb) or any(swap_near(x, y) for x in fa for y in swapped_a) \
+        or any(swap_near(x, y) for x in fb for y in swapped_b)
 
 
 def _names_confirmed_apart(a: set[str], b: set[str], confirmed: set[str], ids_a: dict[str, set[str]],
@@ -472,12 +481,14 @@ class _Parts:
             return REASON_DUPLICATE_FREE
         return None
 
+    def conflict_columns(self, a: int, b: int) -> list[str]:
+        """Every column whose values in parts ``a`` and ``b`` say two people."""
+        return [column for column, values in self.ids[a].items()
+                if identifiers_conflict(values, self.ids[b].get(column, set()), column in self.one_edit,
+                                        column in self.words)]
+
     def conflict_column(self, a: int, b: int) -> str | None:
-        for column, values in self.ids[a].items():
-            if identifiers_conflict(values, self.ids[b].get(column, set()), column in self.one_edit,
-                                    column in self.words):
-                return column
-        return None
+        return next(iter(self.conflict_columns(a, b)), None)
 
     def conflict(self, a: int, b: int) -> str | None:
         column = self.conflict_column(a, b)
@@ -585,9 +596,11 @@ def split_cluster(
                                                    parts.ids[rb], parts.words):
             continue
         weight = _weight(w)
-        column = parts.conflict_column(ra, rb) if weight < conflict_match_weight or w == math.inf else None
-        if column is not None and (w != math.inf or not _vouches(column, parts.ids[ra], parts.ids[rb], members[a],
-                                                                 members[b], parts.one_edit, parts.words)):
+        if w == math.inf:  # a gated deterministic link: it joins only conflicts its own records hold
+            if any(not _vouches(c, parts.ids[ra], parts.ids[rb], members[a], members[b], parts.one_edit, parts.words)
+                   for c in parts.conflict_columns(ra, rb)):
+                continue
+        elif weight < conflict_match_weight and parts.conflict_column(ra, rb) is not None:
             continue
         if (date_conflict_match_weight is not None and weight < date_conflict_match_weight
                 and not dates_agree(parts.dates[ra], parts.dates[rb])):
@@ -651,10 +664,14 @@ def cut_reasons(
         elif confirmed_fn and _names_confirmed_apart(names[i], names[j], confirmed_fn, ids[i], ids[j], words):
             reason = REASON_NAMES + CONFIRMED_SUFFIX
         else:
-            conflict = next((k for k, v in ids[i].items()
-                             if identifiers_conflict(v, ids[j].get(k, set()), k in one_edit, k in words)), None)
-            if conflict and (_weight(w) < conflict_match_weight or (
-                    w == math.inf and not _vouches(conflict, ids[i], ids[j], members[a], members[b], one_edit, words))):
+            conflicts = [k for k, v in ids[i].items()
+                         if identifiers_conflict(v, ids[j].get(k, set()), k in one_edit, k in words)]
+            if w == math.inf:  # a gated deterministic link: the first conflict its own records do not hold
+                conflict = next((k for k in conflicts
+                                 if not _vouches(k, ids[i], ids[j], members[a], members[b], one_edit, words)), None)
+            else:
+                conflict = conflicts[0] if conflicts and _weight(w) < conflict_match_weight else None
+            if conflict:
                 reason = _conflict_reason(conflict)
             elif (date_conflict_match_weight is not None and _weight(w) < date_conflict_match_weight
                   and not dates_agree(dates[i], dates[j])):

@@ -436,7 +436,8 @@ class ClusteringConfig(Strict):
     # list column's items too) are its forenames, and two parts each holding forenames that
     # confirmed_conflict_records records hold are two people when no word of one part's
     # forenames agrees with a word of the other's (equal, an initial, one keying error) nor
-    # with a word of its ``surnames`` (forename and surname swapped), and the parts share
+    # (equal, one keying error) with a word of its ``surnames`` that the first part does not
+    # hold (forename and surname swapped), and the parts share
     # no value of a conflict column (a PNC ID: one person known by two forenames): twins,
     # one surname, date of birth and address, two forenames. None: off.
     confirmed_forenames: ConfirmedForenames | None = None
@@ -467,6 +468,16 @@ class ModelConfig(Strict):
     deterministic_links: list[DeterministicLink] = []
     clustering: ClusteringConfig = ClusteringConfig()
     max_comparisons: float = Field(default=2e9, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_link_names(self) -> "ModelConfig":
+        """A deterministic link's name is its links' kind (``deterministic: NAME``), by which
+        clustering tells a gated rule's links from the others: two rules may not share one."""
+        names = [link.name for link in self.deterministic_links]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"deterministic_links: each rule needs a name of its own ({', '.join(map(repr, repeated))} repeats)")
+        return self
 
     @model_validator(mode="after")
     def _add_refinements(self) -> "ModelConfig":
@@ -759,6 +770,15 @@ def _column_problems(raw: dict) -> list[str]:
             for key in ("columns", "unless_disagree"):
                 for k, c in enumerate(link.get(key) or []):
                     check(c, f"model.deterministic_links[{i}].{key}[{k}]")
+    clustering: dict = model["clustering"] if isinstance(model.get("clustering"), dict) else {}
+    for key in ("conflict_columns", "conflict_one_edit_columns", "conflict_word_columns"):
+        for k, c in enumerate(clustering.get(key) or [] if isinstance(clustering.get(key), list) else []):
+            check(c, f"model.clustering.{key}[{k}]")
+    forenames = clustering.get("confirmed_forenames")
+    for key in ("forenames", "surnames"):
+        cols = forenames.get(key) if isinstance(forenames, dict) else None
+        for k, c in enumerate(cols if isinstance(cols, list) else []):
+            check(c, f"model.clustering.confirmed_forenames.{key}[{k}]")
     return problems
 
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import duckdb
 
+import linkage
 from linkage import cluster as clustering
 from linkage import model
 from linkage.config import BlockingRule, ClusteringConfig, DeterministicLink, ExplodeRule, SqlRule, key_column
@@ -82,12 +83,20 @@ def hash_records(con: duckdb.DuckDBPyConnection, sources: list[str]) -> None:
 
 
 def check_previous(previous: Path, manifest: dict[str, Any], config_sha256: str) -> None:
-    """An incremental run builds on a run of the same config that kept what it needs."""
+    """An incremental run builds on a run of the same config and the same version of linkage
+    (it keeps the people the changes do not reach as the previous run clustered them: rules
+    a new version changed would never reach them) that kept what it needs."""
     if manifest.get("config_sha256") != config_sha256:
         raise InputError(
             f"--previous {previous}: made with another config (config_sha256 {manifest.get('config_sha256')}, "
             f"this config's {config_sha256}); an incremental run needs the same config. Run in full instead "
             f"(drop --incremental).")
+    made_by = (manifest.get("versions") or {}).get("linkage")
+    if made_by != linkage.__version__:
+        raise InputError(
+            f"--previous {previous}: made by linkage {made_by}, this is {linkage.__version__}; an incremental run "
+            f"keeps the people its changes do not reach as the previous run clustered them, so after an upgrade run "
+            f"in full once (drop --incremental), then incrementally.")
     missing = [p for p in (HASHES, "standardised.parquet", "predictions.parquet", "model.json", "crosswalk.parquet")
                if not (previous / "restricted" / p).is_file()]
     if missing:

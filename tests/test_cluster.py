@@ -173,6 +173,9 @@ def test_names_agree():
     assert not names_agree({"ETHAN|PRESGATE"}, {"JACK|PRESGATE"})
     assert names_agree({"J|X"}, {"JACK|X"}) and names_agree(set(), {"JACK|X"}) and names_agree({"|X"}, {"JACK|X"})
     assert not names_agree({"LUKE|CARR"}, {"LUCAS|CARR"})  # two edits: no
+    # A surname both twins hold says nothing of their forenames, whatever it begins with.
+    assert not names_agree({"JOHN|JOHNSON"}, {"MARK|JOHNSON"}) and not names_agree({"ROBERT|ROBERTS"}, {"PAUL|ROBERTS"})
+    assert names_agree({"ALI|HUSSAIN"}, {"HUSAIN|ALI"}) and names_agree({"ALII|HUSSAIN"}, {"HUSSAIN|ALI"})  # swapped
 
 
 def test_stage_parts_twins_joined_by_strong_links():
@@ -213,6 +216,23 @@ def test_a_gated_deterministic_link_vouches_only_for_its_own_records():
     assert split_cluster(members, [(1, 2, 25.0), (2, 3, None), (3, 4, None)], **SETTINGS, **words) == [[1, 2, 3, 4]]
     shared = _members(4, pnc_key={1: "X", 2: "X", 3: "X", 4: "Y"})
     assert split_cluster(shared, [(1, 2, 25.0), (3, 4, 25.0), (1, 3, inf)], **SETTINGS) == [[1, 2, 3, 4]]
+
+
+def test_a_gated_link_vouches_for_every_conflict_or_none():
+    """Its own records holding one conflict (two PNC IDs: one of them keyed in error) do not
+    let a gated link carry another its records do not hold (middle names apart through a
+    record without one): 2 and 3 share a PNC ID, 1 and 2 hold two, and 1 and 3 are two people.
+    Adding the PNC IDs, more evidence of two people, must not join what was parted without them."""
+    inf = float("inf")
+    words = {"one_edit_columns": ["middle_names"], "word_columns": ["middle_names"]}
+    chain = [(1, 2, inf), (2, 3, inf)]
+    without = _members(3, middle_names={1: "NICOLA", 3: "BRYAN"})
+    with_pnc = _members(3, pnc_key={1: "P1", 2: "P2", 3: "P2"}, middle_names={1: "NICOLA", 3: "BRYAN"})
+    assert split_cluster(without, chain, **SETTINGS, **words) == [[1, 2], [3]]
+    parts = split_cluster(with_pnc, chain, **SETTINGS, **words)
+    assert parts == [[1, 2], [3]]
+    assert cut_reasons(parts, with_pnc, chain, conflict_match_weight=20, **words) == [
+        (2, 3, "different middle_names values")]
 
 
 def test_stage_parts_two_people_joined_through_a_record_without_a_pnc_id():

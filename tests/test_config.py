@@ -63,6 +63,11 @@ def test_three_mistakes_are_all_reported(tmp_path):
         (lambda c: c["sources"]["crest"].update(columns={"sex": "sex"}), "map at least one of first_name, surname or full_name"),
         (lambda c: c["sources"]["crest"].update(date_formats=["dd/mm/yyyy"]), "strptime pattern"),
         (lambda c: c["model"]["training"].update(em_blocking_rules=[]), "model.training.em_blocking_rules"),
+        (lambda c: c["model"]["clustering"]["confirmed_forenames"]["forenames"].__setitem__(0, "frist_name"),
+         "model.clustering.confirmed_forenames.forenames[0]: 'frist_name' is not allowed here; did you mean 'first_name'?"),
+        (lambda c: c["model"]["clustering"]["conflict_columns"].append("pnc_kye"), "did you mean 'pnc_key'?"),
+        (lambda c: c["model"]["deterministic_links"].append(c["model"]["deterministic_links"][0]),
+         "each rule needs a name of its own"),
     ],
 )
 def test_each_mistake_names_its_key(tmp_path, mutate, expected):

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import cli, config_variant, fast_config
+from conftest import cli, config_variant, copy_of, fast_config
 from linkage.incremental import compare_runs
 
 SOURCES = ("pnc", "prison", "probation", "libra", "crest")
@@ -137,6 +137,20 @@ def test_a_previous_run_of_another_config_is_refused(snapshots):
     assert "made with another config" in res.stderr
     res = cli("run", str(job), "--data", str(tmp / "final"), "--incremental", "--out", str(tmp / "x"))
     assert res.returncode == 1 and "--incremental needs --previous" in res.stderr
+
+
+def test_a_previous_run_of_another_linkage_version_is_refused(snapshots):
+    """People an incremental run does not reach keep the previous run's clusters: made by
+    another version (whose clustering rules may differ), they are refused, not carried."""
+    tmp, job, _ = snapshots
+    old = copy_of(tmp / "base_run", tmp / "old_version_run")
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["versions"]["linkage"] = "0.0.1"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    res = cli("run", str(job), "--data", str(tmp / "final"), "--previous", str(old), "--incremental",
+              "--out", str(tmp / "y"))
+    assert res.returncode == 1
+    assert "made by linkage 0.0.1" in res.stderr and "run in full once" in res.stderr
 
 
 def test_analyst_outputs_carried_for_unaffected_people_equal_a_whole_rebuild(snapshots, incremental):
