@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import shutil
 import struct
 import time
 from dataclasses import dataclass
@@ -241,10 +242,14 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Pa
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     lines, offsets = (p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (path.parent / LINES, path.parent / OFFSETS))
+    from linkage.engines import configure_duckdb  # the cold call only
+
     with private_umask():
         con = duckdb.connect(str(tmp))
         try:
-            con.execute("SET enable_progress_bar = false")
+            # The job's memory limit and spill folder (by default beside the index, in the
+            # restricted zone): at ten million records the build held 12.5 GiB without them.
+            configure_duckdb(con, cfg.engine, path.parent)
             std = lit(str(restricted / "standardised.parquet"))
             con.execute(f"""CREATE TABLE records AS SELECT row_number() OVER (ORDER BY source_dataset, record_id) AS node_id, *
                             FROM read_parquet({std}) ORDER BY node_id""")
@@ -282,6 +287,8 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Pa
             con.execute("CHECKPOINT")
         finally:
             con.close()
+            if not cfg.engine.temp_directory:
+                shutil.rmtree(path.parent / "spill", ignore_errors=True)
     os.replace(lines, path.parent / LINES)
     os.replace(offsets, path.parent / OFFSETS)
     os.replace(tmp, path)  # last: its stamp says the lines beside it are this run's
