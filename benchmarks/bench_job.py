@@ -19,6 +19,10 @@ seconds; on a shared machine read the CPU one. Stage times come from the run's m
 Comparisons: the distinct pairs the blocking rules generate (Splink's exact count, run
 after the timed reference) and the sum over rules before overlap (the job's guard).
 
+The runs' pseudonymisation key is ``LINKAGE_BENCH_KEY``, else the work folder's own
+(``.bench_key``, owner-only, made on first use): a later incremental run on a benchmark's
+run needs the key it was made with.
+
 Prints a table and writes benchmarks/results/bench_job-<time>.json and .md (and
 latest.json / latest.md) for the README.
 """
@@ -43,8 +47,21 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RECORDS_PER_PERSON = 3.84
-# A fresh key per benchmark run; LINKAGE_BENCH_KEY fixes it (to compare two runs' outputs row by row).
-TEST_KEY = os.environ.get("LINKAGE_BENCH_KEY") or __import__("secrets").token_hex(32)
+# The pseudonymisation key of the work folder's runs: LINKAGE_BENCH_KEY, else the folder's
+# own (``.bench_key``, owner-only, made on first use), so that a later run can build on one of
+# them (an incremental run, a find, two runs' outputs compared row by row) with the same key.
+KEY_FILE = ".bench_key"
+
+
+def bench_key(work: Path) -> str:
+    if os.environ.get("LINKAGE_BENCH_KEY"):
+        return os.environ["LINKAGE_BENCH_KEY"]
+    path = work / KEY_FILE
+    if not path.is_file():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(__import__("secrets").token_hex(32))
+    return path.read_text().strip()
 # Top-level stages of linkage/job.py, in order (sub-steps of "train" are in the JSON).
 STAGES = ("read", "standardise", "blocking guard", "prior", "train", "predict", "cluster", "person ids",
           "write restricted", "de-identify", "audit", "report")
@@ -152,11 +169,11 @@ def job_config(config: Path, memory_limit: str | None, out: Path) -> Path:
     return out
 
 
-def run_job(config: Path, data: Path, run_dir: Path, log: Path, model: Path | None, row: Row) -> Row:
+def run_job(config: Path, data: Path, run_dir: Path, log: Path, model: Path | None, row: Row, key: str) -> Row:
     args = ["run", str(config), "--data", str(data), "--out", str(run_dir)]
     if model is not None:
         args += ["--model", str(model)]
-    m = run_measured(linkage_cmd(*args), log, {"LINKAGE_PSEUDONYM_KEY": TEST_KEY})
+    m = run_measured(linkage_cmd(*args), log, {"LINKAGE_PSEUDONYM_KEY": key})
     if m.returncode != 0:
         tail = "\n".join(Path(log).read_text().splitlines()[-15:])
         raise SystemExit(f"linkage run failed (exit {m.returncode}); last lines of {log}:\n{tail}")
@@ -288,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.records or [100_000]
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    key = bench_key(work)
     config = job_config(args.config.resolve(), args.memory_limit, work / "bench_config.yaml")
     memory_limit = default_memory_limit(config, args.memory_limit)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -318,12 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model.resolve() if args.model else None
         if model is None:
             trained = run_job(config, data, work / f"run-{tag}-train", work / f"run-{tag}-train.log", None,
-                              Row(n, people, "train"))
+                              Row(n, people, "train"), key)
             rows.append(trained)
             print(f"   job with training: {trained.seconds:.0f} s, {trained.peak_rss_bytes / GIB:.2f} GiB", flush=True)
             model = Path(trained.run_dir) / "restricted" / "model.json"
         saved = run_job(config, data, work / f"run-{tag}-saved", work / f"run-{tag}-saved.log", model,
-                        Row(n, people, "saved model"))
+                        Row(n, people, "saved model"), key)
         rows.append(saved)
         print(f"   job with saved model: {saved.seconds:.0f} s, {saved.peak_rss_bytes / GIB:.2f} GiB", flush=True)
         if args.evaluate:
