@@ -285,6 +285,11 @@ def prepare_index(run_dir: Path, manifest: dict[str, Any], cfg: Any) -> tuple[Pa
                     FROM records WHERE {q(tf)} IS NOT NULL GROUP BY ALL""")
             con.execute("CREATE TABLE meta AS SELECT ? AS stamp", [stamp])
             con.execute("CHECKPOINT")
+        except BaseException:  # a half-built index is no index: nothing of it is left behind
+            con.close()
+            for part in (tmp, tmp.with_name(tmp.name + ".wal"), lines, offsets):
+                part.unlink(missing_ok=True)
+            raise
         finally:
             con.close()
             if not cfg.engine.temp_directory:

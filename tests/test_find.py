@@ -147,6 +147,30 @@ def test_the_lookup_index_is_built_once_and_gives_the_same_answer(run, monkeypat
     assert replayed.candidates == scored.candidates and len(scored.candidates) >= 4
 
 
+def test_the_lookup_index_is_built_within_the_engine_settings(run):
+    """The index build keeps to the job's engine settings, as the job does: a spill folder it
+    cannot write fails at once, naming the setting, and leaves no half-built index; the
+    default spill folder (beside the index, in the restricted zone) is gone after a build."""
+    from linkage.config import load_config
+    from linkage.errors import LinkageError
+    from linkage.find import INDEX, prepare_index
+    from linkage.publish import read_run_manifest
+
+    tmp, _, run_dir = run
+    cfg = load_config(tmp / "job.yaml").config
+    manifest = read_run_manifest(run_dir)
+    (run_dir / INDEX).unlink(missing_ok=True)
+    blocked = tmp / "a_file_not_a_folder"
+    blocked.write_text("")
+    engine = cfg.engine.model_copy(update={"temp_directory": str(blocked / "spill")})
+    with pytest.raises(LinkageError, match="engine.temp_directory"):
+        prepare_index(run_dir, manifest, cfg.model_copy(update={"engine": engine}))
+    assert sorted(p.name for p in (run_dir / INDEX).parent.iterdir() if p.name.startswith(".")) == []
+    small = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"memory_limit": "256MiB"})})
+    path, built = prepare_index(run_dir, manifest, small)
+    assert built and path.is_file() and not (path.parent / "spill").exists()
+
+
 def test_a_warm_find_imports_neither_splink_nor_the_job(run):
     """A warm find replays the SQL the first find kept: Splink and the run's stages (about a
     second of imports at every call) stay unimported, and so do pandas and numpy (the record's
