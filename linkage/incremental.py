@@ -166,15 +166,21 @@ def mark_new(con: duckdb.DuckDBPyConnection) -> None:
                 "SEMI JOIN (SELECT node_id FROM _keys WHERE NOT old) k USING (node_id)")
 
 
+def _unnested(rule: ExplodeRule) -> tuple[str, str]:
+    """An exploding rule's columns with its lists unnested (capped keys on the columns
+    ``add_key_caps`` made), and the equality of ``l`` and ``r`` on them."""
+    cols = model.capped_columns(rule, [str(c) for c in rule.block_on])
+    exploded = set(model.capped_columns(rule, [str(c) for c in rule.explode]))
+    sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols)
+    return sel, " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
+
+
 def _rule_pairs_sql(rule: BlockingRule, new: str, every: str, select: str) -> str:
     """``select`` over the pairs (``l`` a record of ``new``, ``r`` one of ``every``) that
     ``rule`` blocks together: its equality join (a capped key on the column ``add_key_caps``
     made, its condition included), exploded lists unnested."""
     if isinstance(rule, ExplodeRule) and rule.explode:
-        cols = model.capped_columns(rule, [str(c) for c in rule.block_on])
-        exploded = set(model.capped_columns(rule, [str(c) for c in rule.explode]))
-        sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols)
-        on = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
+        sel, on = _unnested(rule)
         return (f"SELECT {select} FROM (SELECT DISTINCT node_id, {sel} FROM {every}) r "
                 f"JOIN (SELECT DISTINCT node_id, {sel} FROM {new}) l ON {on}")
     return f"SELECT {select} FROM {new} l JOIN {every} r ON {model.rule_sql(rule)}"
@@ -185,10 +191,7 @@ def _rule_partners_sql(rule: BlockingRule, new: str, every: str) -> str:
     ``new`` (the ``r`` side of ``_rule_pairs_sql``), by a semi join: the pairs are not made
     (at a million records: 0.6 CPU s, against 0.8 making the pairs)."""
     if isinstance(rule, ExplodeRule) and rule.explode:
-        cols = model.capped_columns(rule, [str(c) for c in rule.block_on])
-        exploded = set(model.capped_columns(rule, [str(c) for c in rule.explode]))
-        sel = ", ".join(f"unnest({q(c)}) AS {q(c)}" if c in exploded else q(c) for c in cols)
-        on = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in cols)
+        sel, on = _unnested(rule)
         return (f"SELECT r.node_id FROM (SELECT node_id, {sel} FROM {every}) r "
                 f"SEMI JOIN (SELECT {sel} FROM {new}) l ON {on}")
     return f"SELECT r.node_id FROM {every} r SEMI JOIN {new} l ON {model.rule_sql(rule)}"
