@@ -187,10 +187,11 @@ def run_job(loaded: LoadedConfig, opts: RunOptions, stages: Stages | None = None
 
         staging = publishing.staging_dir(run_dir)
         shutil.rmtree(staging, ignore_errors=True)
-        for sub in ("analyst", "restricted", "work"):
-            (staging / sub).mkdir(parents=True)
         started = time.time()
         try:
+            # Within the try: a Ctrl-C as the folders are made leaves none of them behind.
+            for sub in ("analyst", "restricted", "work"):
+                (staging / sub).mkdir(parents=True)
             # Clerical decisions travel with the runs: the previous run's store and --out's.
             stores = [p / clerical.STORE_DIR / clerical.STORE for p in (opts.previous, run_dir) if p is not None]
             manifest = _run(loaded, opts, stages, key, previous_path, generation, saved_model, staging, stores)
