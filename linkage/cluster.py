@@ -29,6 +29,7 @@ Tables (in the job's DuckDB database):
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -1053,7 +1054,10 @@ def check_clusters(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _suspect_links AS
         SELECT b.batch, cc.cluster_id, l.node_id_l, l.node_id_r,
-               CASE WHEN l.kind IN ({gated_kinds}) THEN 'inf'::DOUBLE ELSE l.match_weight END
+               -- math.inf marks a gated link (``_vouches``): a scored weight of +inf (a model
+               -- level with u = 0) is the strongest scored link, so it reaches Python finite
+               CASE WHEN l.kind IN ({gated_kinds}) THEN 'inf'::DOUBLE ELSE least(l.match_weight, {sys.float_info.max!r})
+               END
         FROM links l JOIN cc ON cc.node_id = l.node_id_l JOIN _suspect_batch b USING (cluster_id) ORDER BY b.batch"""
     )
     batches = con.execute("SELECT coalesce(max(batch) + 1, 0) FROM _suspect_batch").fetchall()[0][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import duckdb
@@ -251,6 +252,20 @@ def test_stage_parts_two_people_joined_through_a_record_without_a_pnc_id():
     assert groups == [["r1", "r2", "r3", "r4"]]
 
 
+def test_a_scored_link_of_infinite_weight_is_a_scored_link_not_a_gated_one():
+    """A model level with u = 0 scores a pair at +inf. That is the strongest scored link, as
+    a weight over ``conflict_match_weight`` is: it joins whatever the parts hold, and must
+    not be read as a gated deterministic link (which vouches only for its own records'
+    conflicts). 1 and 2 are linked by the gated rule; 2 and 3, another PNC ID on 3, by the
+    model alone."""
+    recs = [(1, "s", "r1", "ANN", "B", None, PNC), (2, "s", "r2", "ANN", "B", None, None),
+            (3, "s", "r3", "JO", "C", None, "2003/0000001L")]
+    gated = [DeterministicLink(name="surname", columns=["surname"], unless_disagree=["first_name"])]
+    finite = _stage(recs, [(2, 3, 25.0)], gated)[2]
+    assert finite == [["r1", "r2", "r3"]]
+    assert _stage(recs, [(2, 3, math.inf)], gated)[2] == finite
+
+
 def test_a_record_without_a_pnc_id_is_no_conflict():
     members = _members(3, pnc_key={1: "X", 2: "X"})
     assert split_cluster(members, [(1, 2, 25), (2, 3, 12)], **SETTINGS) == [[1, 2, 3]]
@@ -366,8 +381,8 @@ def _stage(records, predictions, deterministic=(), duplicate_free=(), settings=N
     )
     if predictions:
         con.executemany(
-            "INSERT INTO predictions VALUES (?, ?, ?, pow(2, ?) / (1 + pow(2, ?)))",
-            [(a, b, w, w, w) for a, b, w in predictions],
+            "INSERT INTO predictions VALUES (?, ?, ?, ?)",
+            [(a, b, w, 1.0 if w == math.inf else 2.0 ** w / (1 + 2.0 ** w)) for a, b, w in predictions],
         )
     stats = cluster(con, make_db_api(con), "predictions", 0.95, list(deterministic),
                     settings or ClusteringConfig(**SETTINGS), list(duplicate_free))
