@@ -826,6 +826,15 @@ def _expand_preset(raw: dict) -> tuple[dict, list[str]]:
     return {**raw, "preset": preset, "fields": {**specs, **own}}, problems
 
 
+def _sql_keyword(column: str) -> bool:
+    """Would Splink's SQL generator (sqlglot, DuckDB dialect) quote the column, as it does a
+    reserved word (``by``, ``order``, ``from``)? Splink names term-frequency tables after
+    the quoted name, which is then no SQL name at all."""
+    import sqlglot.expressions as exp  # Splink's own dependency; only when validating
+
+    return exp.to_identifier(column).sql(dialect="duckdb") != column
+
+
 def _semantic_problems(cfg: JobConfig) -> list[str]:
     problems = []
     for name in cfg.fields:
@@ -834,6 +843,10 @@ def _semantic_problems(cfg: JobConfig) -> list[str]:
     seen: dict[str, str] = {}
     for name, ftype in cfg.fields.items():
         for col in [name] if isinstance(ftype, SetType) else ftype.column_names(name):
+            if _sql_keyword(col):
+                problems.append(
+                    f"fields.{name}: its column {col!r} is an SQL keyword, which Splink cannot name its tables "
+                    f"after; rename the field (a source's column can keep its name: columns: {{{col}_: {col}}})")
             if col in seen and seen[col] != name:
                 problems.append(f"fields.{name}: its column {col!r} clashes with field {seen[col]!r}; rename one")
             seen.setdefault(col, name)

@@ -238,3 +238,23 @@ def test_the_schema_constants_are_the_presets():
     assert derived == STANDARD_COLUMNS
     dated = {n for n, f in fields.items() if "date" in (f.type, getattr(getattr(f, "of", None), "type", None))}
     assert dated == set(DATE_FIELDS)
+
+
+def test_a_field_named_after_an_sql_keyword_is_refused_with_the_fix(tmp_path):
+    """A birth-year column called ``by`` (RLdata's): Splink quotes the keyword inside its
+    term-frequency table's name and fails; validate says so and how to rename the field,
+    while the source's column keeps its name."""
+    def config(field: str) -> str:
+        return (f"job: x\nfields:\n  surname: {{type: name}}\n  {field}: {{type: number}}\n"
+                f"sources: {{a: {{path: a.csv, record_id: id, columns: {{surname: s, {field}: by}}}}}}\n"
+                f"model:\n  blocking_rules: [[surname]]\n  comparisons: [{{field: surname}}, {{field: {field}}}]\n"
+                "  training: {prior: {matches_per_record: 0.1}, em_blocking_rules: [[surname]]}\n")
+    path = tmp_path / "job.yaml"
+    path.write_text(config("by"))
+    result = cli("validate", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "fields.by: its column 'by' is an SQL keyword" in result.stderr
+    assert "columns: {by_: by}" in result.stderr
+    path.write_text(config("by_"))
+    result = cli("validate", str(path))
+    assert result.returncode == 0, result.stderr
