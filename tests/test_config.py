@@ -26,7 +26,8 @@ def _problems(raw: dict, tmp_path: Path) -> list[str]:
     return info.value.problems
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")) + sorted(
+    p for p in (CONFIGS / "examples").glob("*.yaml") if not p.name.startswith("encode_")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     loaded = load_config(path)
     assert loaded.config.sources

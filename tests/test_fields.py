@@ -207,6 +207,10 @@ def test_every_type_is_registered_and_has_default_levels():
         ({"type": "person_name", "parts": {"a": "full", "b": "full"}}, "full is given twice"),
         ({"type": "person_name", "parts": {"a": "middle_names"}}, "name a forenames, surname or full part"),
         ({"type": "set", "union": ["a"]}, "at least 2"),
+        ({"type": "date", "parts": {"y": "year", "m": "month"}}, "one each for year, month and day"),
+        ({"type": "date", "parts": {"y": "year", "m": "month", "d": "month"}}, "one each for year, month and day"),
+        ({"type": "date", "parts": {"y": "year", "m": "month", "d": "day"}, "formats": ["%Y"]}, "give no formats"),
+        ({"type": "list", "of": {"type": "date", "parts": {"y": "year", "m": "month", "d": "day"}}}, "a field of its own"),
     ],
 )
 def test_options_that_do_not_fit_the_type(spec, message):
@@ -295,3 +299,23 @@ def test_key_names_rename_or_drop_keys():
     assert declared_columns({"dob": FIELD.validate_python(spec)}) == {"dob": "DATE", "year_of_birth": "INTEGER"}
     with pytest.raises(ValidationError, match="'decade' is not a key of this type"):
         FIELD.validate_python({"type": "date", "key_names": {"decade": "d"}})
+
+
+def test_a_date_in_three_columns_is_one_date():
+    """RLdata's birth year, month and day (``by, bm, bd``): one date field with parts, its
+    keys and levels a date's; a date missing a part is missing with its reason, a part that
+    makes no date is an impossible date, not a wrong one."""
+    ftype = FIELD.validate_python({"type": "date", "parts": {"by": "year", "bm": "month", "bd": "day"}})
+    assert ftype.inputs("dob") == ["by", "bm", "bd"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (source_dataset VARCHAR, record_id VARCHAR, \"by\" VARCHAR, bm VARCHAR, bd VARCHAR)")
+    rows = [("1967", "9", "27"), (" 1967", "09 ", "7"), ("1967", None, "27"), (None, None, None), ("1967", "13", "1"),
+            ("1967", "2", "30")]
+    con.executemany("INSERT INTO t VALUES ('s', ?, ?, ?, ?)", [(str(i), *r) for i, r in enumerate(rows)])
+    standardise_fields(con, "t", "o", {"dob": ftype}, date_formats=["%d/%m/%Y"], list_separator=";", today=TODAY)
+    got = con.execute("SELECT dob, dob_text, dob_year FROM o ORDER BY CAST(record_id AS INT)").fetchall()
+    assert got[:2] == [(dt.date(1967, 9, 27), "19670927", 1967), (dt.date(1967, 9, 7), "19670907", 1967)]
+    assert got[2:4] == [(None, None, None)] * 2
+    reasons = dict(con.execute("SELECT record_id, reason FROM o_invalid").fetchall())
+    assert reasons == {"2": "incomplete_date", "4": "impossible_date", "5": "impossible_date"}
+    assert got[4][1] == "1967131"  # an impossible date keeps its digits for the string comparison

@@ -21,7 +21,7 @@ from linkage.standardise.sql import install_macros
 from linkage.standardise.sql import q as _q
 from linkage.standardise.sql import staged as _staged
 from linkage.standardise.sql import table_from_lists
-from linkage.standardise.types import CleanContext, FieldType, ListType, PersonNameType, SetType
+from linkage.standardise.types import CleanContext, DateType, FieldType, ListType, PersonNameType, SetType
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,12 @@ def standardise_fields(
     install_macros(con)
     ctx = CleanContext(tuple(date_formats), (today or _dt.date.today()).isoformat())
     src = f"__lk_fsrc_{out_table}"
+    # a date in parts is cleaned as one raw value, its parts' text composed (``DateType.composed_sql``)
+    composed = "".join(f", {t.composed_sql(_ident)} AS {_ident(n)}" for n, t in fields.items()
+                       if isinstance(t, DateType) and t.parts)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {src} AS SELECT source_dataset, record_id, "
                 + ", ".join(f"CAST({_ident(f)} AS VARCHAR) AS {_ident(f)}" for f in input_fields(fields))
-                + f" FROM {source_table}")
+                + f"{composed} FROM {source_table}")
     selects, joins, invalid_parts, raw_parts, temp = [], [], [], [], [src]
     sets: dict[str, SetType] = {}
     views: list[str] = []

@@ -8,6 +8,11 @@ listed ``placeholder_dates`` value (``placeholder_date``: e.g. 1900-01-01 in jus
 extracts), a date before ``earliest`` or after ``latest`` (default: today). Nothing else
 is assumed: a date in 1850 is a date.
 
+A date held in three columns (year, month and day, as in RLdata's ``by, bm, bd``) is one
+field with ``parts`` (input field -> ``year``, ``month`` or ``day``): the source maps the
+three inputs and the parts are read as ``year-month-day``; a date with one or two of its
+parts missing is missing (``incomplete_date``).
+
 Keys: ``<field>_text`` (``YYYYMMDD``; with ``unparseable: keep_text`` an unreadable value
 keeps its digits, so a string comparison still sees a keying error), ``<field>_year``.
 """
@@ -19,7 +24,9 @@ import re
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import duckdb
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
+
+from collections.abc import Callable
 
 from linkage.standardise.sql import Step, ident, install_macros, q, staged
 from linkage.standardise.types.base import CleanContext, FieldType, Key
@@ -32,8 +39,11 @@ class DateType(FieldType):
     latest: _dt.date | Literal["today"] | None = "today"
     placeholder_dates: list[_dt.date] = []
     unparseable: Literal["drop", "keep_text"] = "keep_text"
+    # A date in three columns: input field -> year, month or day (each once).
+    parts: dict[str, Literal["year", "month", "day"]] = {}
 
     value_type: ClassVar[str] = "DATE"
+    PARTS_FORMAT: ClassVar[str] = "%Y-%m-%d"
 
     @field_validator("formats")
     @classmethod
@@ -42,11 +52,32 @@ class DateType(FieldType):
             raise ValueError("formats is a non-empty list of strptime patterns such as '%d/%m/%Y'")
         return v
 
+    @model_validator(mode="after")
+    def _parts(self) -> "DateType":
+        if self.parts:
+            if sorted(self.parts.values()) != ["day", "month", "year"]:
+                raise ValueError("parts: name three input fields, one each for year, month and day")
+            if self.formats is not None:
+                raise ValueError("formats: a date in parts is read as year, month and day; give no formats")
+        return self
+
+    def inputs(self, field: str) -> list[str]:
+        return list(self.parts) or [field]
+
+    def composed_sql(self, column: Callable[[str], str]) -> str:
+        """SQL: the raw text of a date in parts, ``year-month-day`` (``column`` gives an
+        input's SQL); NULL when every part is missing, a ``?`` for each missing one."""
+        by_part = {part: f"trim(CAST({column(field)} AS VARCHAR))" for field, part in self.parts.items()}
+        present = [f"lk_nz({by_part[p]}) IS NOT NULL" for p in ("year", "month", "day")]
+        text = " || '-' || ".join(f"coalesce(lk_nz({by_part[p]}), '?')" for p in ("year", "month", "day"))
+        return f"CASE WHEN {' OR '.join(present)} THEN {text} END"
+
     def clean(self, x: str, ctx: CleanContext) -> list[Step]:
-        formats = self.formats or list(ctx.date_formats)
+        formats = [self.PARTS_FORMAT] if self.parts else (self.formats or list(ctx.date_formats))
         fmts = "[" + ", ".join(q(f) for f in formats) + "]"
         latest = ctx.today_iso if self.latest == "today" else (self.latest.isoformat() if self.latest else None)
         rules = []
+        incomplete = " WHEN t_c LIKE '%?%' THEN 'incomplete_date'" if self.parts else ""
         if self.placeholder_dates:
             listed = ", ".join(f"DATE {q(d.isoformat())}" for d in self.placeholder_dates)
             rules.append((f"t_d IN ({listed})", "placeholder_date"))
@@ -59,7 +90,7 @@ class DateType(FieldType):
             ("t_c", f"lk__date_clean({x})"),
             ("t_d", f"CAST(try_strptime(t_c, {fmts}) AS DATE)"),
             ("t_ph", f"({self.placeholder_sql('t_c')} OR regexp_matches(t_c, '^[^A-Za-z1-9]*$'))"),
-            ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL WHEN t_d IS NULL THEN"
+            ("why", f"CASE WHEN lk_nz({x}) IS NULL THEN NULL{incomplete} WHEN t_d IS NULL THEN"
                     f" CASE WHEN t_ph THEN 'placeholder' WHEN regexp_matches(t_c, {q(date_shape(formats))})"
                     f" THEN 'impossible_date' ELSE 'unparseable' END {out_of_range} END"),
             ("v", "CASE WHEN why IS NULL THEN t_d END"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from linkage.standardise.types.base import FieldType
 from linkage.standardise.types.category import CategoryType
@@ -27,6 +27,12 @@ class ListType(FieldType):
     type: Literal["list"] = "list"
     of: ElementType = Field(discriminator="type")
     separator: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_column(self) -> "ListType":
+        if isinstance(self.of, DateType) and self.of.parts:
+            raise ValueError("of.parts: a list's elements are read from one column; a date in parts is a field of its own")
+        return self
 
     @property
     def value_type(self) -> str:  # type: ignore[override]
