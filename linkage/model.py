@@ -619,10 +619,51 @@ def train(linker: Linker, cfg: JobConfig, step, source_counts: dict[str, int], w
     for rule_text in skipped if warn is not None else []:
         warn(f"training: EM blocking on {rule_text} was skipped (it drove a level's m probability to zero, "
              "which Splink refuses); the other training rules estimated the model")
+    if warn is not None:
+        for text in weaker_exact_levels(cfg, linker.misc.save_model_to_json()):
+            warn(text)
     # EM's sampled pairs and comparison vectors would stay in the database through predict
     # (millions of rows at ten million records); predict rebuilds the little it needs.
     linker.table_management.invalidate_cache()
     return prior
+
+
+# Levels that grade the same values' similarity: an exact agreement should weigh at least
+# as much as any of them (unlike a swap, an alias or custom SQL, which are other evidence).
+GRADED_KINDS = frozenset({"jaro_winkler", "levenshtein", "damerau_levenshtein", "date_within"})
+WEAKER_EXACT_BITS = 1.0
+
+
+def weaker_exact_levels(cfg: JobConfig, model: dict) -> list[str]:
+    """A warning for each comparison whose exact level (its first) the trained model weighs
+    more than ``WEAKER_EXACT_BITS`` below a later level grading the same values (a
+    Jaro-Winkler, edit-distance or date-window level): evidence that EM's blocking rules
+    picked matches that are not typical (on data where each duplicate carries one error,
+    blocking EM on exact names leaves the matches whose error is in the date)."""
+    out = []
+    for comp, trained in zip(cfg.model.comparisons, model["comparisons"]):
+        levels = list(comp.levels or [])
+        params = trained["comparison_levels"][1:1 + len(levels)]  # after the null level
+        if not levels or levels[0].kind != "exact" or len(params) != len(levels):
+            continue
+
+        def bits(p: dict) -> float | None:
+            m, u = p.get("m_probability"), p.get("u_probability")
+            return math.log2(m / u) if m and u else None
+
+        exact = bits(params[0])
+        graded = [(lv.label or p.get("label_for_charts") or lv.kind, w) for lv, p in zip(levels[1:], params[1:])
+                  if lv.kind in GRADED_KINDS and (w := bits(p)) is not None]
+        if exact is None or not graded:
+            continue
+        label, top = max(graded, key=lambda g: g[1])
+        if top > exact + WEAKER_EXACT_BITS:
+            out.append(
+                f"training: comparison {comp.name!r} weighs an exact agreement at {exact:.1f} bits, below its "
+                f"less similar level {label!r} at {top:.1f}: EM's blocking rules may have picked matches that are not "
+                "typical (each rule leaves out the matches that disagree on its own columns); train EM on other "
+                "rules (model.training.em_blocking_rules) or check the levels' order")
+    return out
 
 
 def save_model(linker: Linker, path: Path) -> None:

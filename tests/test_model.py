@@ -154,3 +154,41 @@ def test_unless_equal_keeps_a_plain_match_out_of_an_alias_level():
             [fl, fr, sl, sr],
         ).fetchall()[0][0]
         assert got is expected, (fl, fr)
+
+
+def test_an_exact_level_weighed_below_a_fuzzier_one_is_warned_of():
+    """RLdata10000's model, as EM on exact names trains it: an exact first name weighs
+    5.6 bits, Jaro-Winkler 0.92 7.8. The run warns, naming the comparison and the level;
+    a model whose exact levels weigh most does not, and a swap level (other evidence, not a
+    grade of similarity) weighing more than exact is no cause."""
+    from pathlib import Path
+
+    from linkage.config import load_config
+    from linkage.model import weaker_exact_levels
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs/examples/rldata10000.yaml").config
+
+    def model(first_exact: tuple[float, float]) -> dict:
+        comparisons = []
+        for comp in cfg.model.comparisons:
+            n = len(comp.levels)
+            params = [{"m_probability": 0.9 / 2 ** i, "u_probability": 0.001 * 4 ** i,
+                       "label_for_charts": f"level {i}"} for i in range(n)]
+            if comp.name == "fname_c1":
+                params[0].update(m_probability=first_exact[0], u_probability=first_exact[1])
+                params[1].update(m_probability=0.549, u_probability=0.00242)
+            comparisons.append({"comparison_levels": [{"is_null_level": True}, *params, {}]})
+        return {"comparisons": comparisons}
+
+    warnings = weaker_exact_levels(cfg, model((0.448, 0.00927)))
+    assert len(warnings) == 1
+    assert "'fname_c1' weighs an exact agreement at 5.6 bits" in warnings[0] and "at 7.8" in warnings[0]
+    assert "model.training.em_blocking_rules" in warnings[0]
+    assert weaker_exact_levels(cfg, model((0.9, 0.0005))) == []
+    justice = load_config(Path(__file__).resolve().parent.parent / "configs/justice.yaml").config
+    surname = next(c for c in justice.model.comparisons if c.name == "surname")
+    swap = [lv.kind for lv in surname.levels].index("sql")  # forename and surname swapped
+    params = [{"m_probability": 0.5, "u_probability": 0.01 * (i + 1)} for i in range(len(surname.levels))]
+    params[swap] = {"m_probability": 0.01, "u_probability": 1e-6}
+    comps = [{"comparison_levels": [{}, *(params if c is surname else []), {}]} for c in justice.model.comparisons]
+    assert weaker_exact_levels(justice, {"comparisons": comps}) == []
