@@ -873,20 +873,43 @@ def drop_ambiguous_weak_links(con: duckdb.DuckDBPyConnection, predictions: str, 
         -- each end's best score against each person other than its own
         best AS (SELECT a, pz, max(w) AS w FROM scored WHERE a IN (SELECT x FROM _ends) GROUP BY ALL)
         -- each weak link with the people it is weighed against (few), then told apart
-        SELECT DISTINCT e.node_id_l, e.node_id_r, cy.cluster_id AS py, b.pz
+        SELECT DISTINCT e.node_id_l, e.node_id_r, e.x, cy.cluster_id AS py, b.pz
         FROM _ends e JOIN best b ON b.a = e.x AND b.w >= e.w - {margin}
         JOIN _core cy ON cy.node_id = e.y WHERE b.pz <> cy.cluster_id"""
     )
     apart_join, apart_where = _told_apart(con)
+    unvouched = _vouched_rivals(con, settings)
+    where = " AND ".join(f"({w})" for w in (apart_where.removeprefix("WHERE "), unvouched) if w)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _amb AS SELECT DISTINCT node_id_l, node_id_r, {lit(REASON_AMBIGUOUS)} AS reason
-        FROM _rivals {apart_join} {apart_where}"""
+        FROM _rivals {apart_join} {'WHERE ' + where if where else ''}"""
     )
     n = con.execute("SELECT count(*) FROM _amb").fetchall()[0][0]
     _cut(con, "_amb")
-    for t in ("_ends", "_scored", "_rivals", "_amb", "_core_keys"):
+    for t in ("_ends", "_scored", "_rivals", "_amb", "_core_keys", "_vouched"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return int(n)
+
+
+def _vouched_rivals(con: duckdb.DuckDBPyConnection, settings: ClusteringConfig) -> str:
+    """A condition over ``_rivals(x, py, pz)``: false when the record ``x`` shares a value of an
+    ``ambiguity_vouch_columns`` column (its postcode) with another record of the linked person
+    ``py`` and with no record of the rival ``pz``. Builds ``_vouched(x, p)``. The pair's own
+    weight cannot see that value when its other record lacks it (a Libra record against a PNC
+    record): the person's address, not the name, then tells the two namesakes apart."""
+    have = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE nodes)").fetchall()}
+    columns = [c for c in settings.ambiguity_vouch_columns if c in have]
+    if not columns:
+        return ""
+    same = " OR ".join(f"n.{q(c)} = nx.{q(c)}" for c in columns)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _vouched AS
+        SELECT DISTINCT r.x, r.p FROM (SELECT x, py AS p FROM _rivals UNION SELECT x, pz FROM _rivals) r
+        JOIN nodes nx ON nx.node_id = r.x JOIN _core k ON k.cluster_id = r.p JOIN nodes n ON n.node_id = k.node_id
+        WHERE n.node_id <> r.x AND ({same})"""
+    )
+    return ("NOT (EXISTS (SELECT 1 FROM _vouched v WHERE v.x = _rivals.x AND v.p = _rivals.py) "
+            "AND NOT EXISTS (SELECT 1 FROM _vouched v WHERE v.x = _rivals.x AND v.p = _rivals.pz))")
 
 
 def drop_links_against_person(con: duckdb.DuckDBPyConnection, threshold: float, settings: ClusteringConfig) -> int:

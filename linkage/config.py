@@ -410,6 +410,10 @@ class ClusteringConfig(Strict):
     # into another person (by the links at or above the fracture weight) within this
     # many bits of it: a name shared by two people is no evidence for either. None: off.
     ambiguity_margin: float | None = 3.0
+    # Columns that vouch for a weak link against that rival: when the record shares a value
+    # (its postcode) with another record of the person it is linked to and with no record of
+    # the rival, the rival does not make the link ambiguous. Empty: every rival counts.
+    ambiguity_vouch_columns: list[Column] = []
     # Two groups of records whose dates of birth are all far apart (not one keying error or
     # a day/month swap apart) need a link at least this strong to join. None: off.
     date_conflict_match_weight: float | None = None
@@ -771,7 +775,7 @@ def _column_problems(raw: dict) -> list[str]:
                 for k, c in enumerate(link.get(key) or []):
                     check(c, f"model.deterministic_links[{i}].{key}[{k}]")
     clustering: dict = model["clustering"] if isinstance(model.get("clustering"), dict) else {}
-    for key in ("conflict_columns", "conflict_one_edit_columns", "conflict_word_columns"):
+    for key in ("conflict_columns", "conflict_one_edit_columns", "conflict_word_columns", "ambiguity_vouch_columns"):
         for k, c in enumerate(clustering.get(key) or [] if isinstance(clustering.get(key), list) else []):
             check(c, f"model.clustering.{key}[{k}]")
     forenames = clustering.get("confirmed_forenames")

@@ -594,6 +594,35 @@ def test_a_weak_link_is_weighed_against_the_persons_postcodes(postcode, joins):
     assert resolved.person_evidence == {"postcode": -2.0}
 
 
+@pytest.mark.parametrize("vouch, rival_postcode, joins", [
+    ([], "AB1 2CD", False),                # a rival as good as the person: ambiguous
+    (["postcode"], "AB1 2CD", True),       # x's address is the person's, not the rival's
+    (["postcode"], "XY9 8ZW", False),      # the rival's records give that address too
+])
+def test_a_weak_link_the_persons_postcode_vouches_for_is_not_ambiguous(vouch, rival_postcode, joins):
+    """x (a court record, no date of birth, postcode XY9 8ZW) links weakly to p1 (no
+    postcode), whose person (p1, c1) holds XY9 8ZW; it scores about as well against p2, a
+    namesake told apart by the date of birth (below the threshold), whose person (p2, c2)
+    lives elsewhere."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE nodes (node_id BIGINT, source_dataset VARCHAR, record_id VARCHAR, "
+                "date_of_birth DATE, postcode VARCHAR)")
+    con.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?, ?)", [
+        (1, "pnc", "p1", "1990-01-01", None), (2, "court", "c1", "1990-01-01", "XY9 8ZW"),
+        (3, "pnc", "p2", "1970-06-06", None), (4, "court", "c2", "1970-06-06", rival_postcode),
+        (5, "court", "x", None, "XY9 8ZW")])
+    con.execute("CREATE TABLE predictions (node_id_l BIGINT, node_id_r BIGINT, match_weight DOUBLE, "
+                "match_probability DOUBLE)")
+    con.executemany("INSERT INTO predictions VALUES (?, ?, ?, pow(2, ?) / (1 + pow(2, ?)))",
+                    [(a, b, w, w, w) for a, b, w in [(1, 2, 25), (3, 4, 25), (5, 1, 6), (5, 3, 4.1)]])
+    settings = ClusteringConfig(**SETTINGS, ambiguity_margin=2, ambiguity_vouch_columns=vouch)
+    stats = cluster(con, make_db_api(con), "predictions", 0.95, [], settings)
+    groups = sorted(g for (g,) in con.execute(
+        "SELECT list(record_id ORDER BY record_id) FROM clusters GROUP BY cluster_id").fetchall())
+    assert (["c1", "p1", "x"] in groups) == joins
+    assert stats.cut_links == ({} if joins else {"ambiguous weak link": 1})
+
+
 @pytest.mark.parametrize("x_weight, rival_weight, joins", [
     (1.0, None, True),    # below the threshold (4.25 bits), above the attach weight: attached
     (1.0, 0.0, False),    # a second person, told apart by the date of birth, within 2 bits

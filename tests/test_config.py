@@ -67,6 +67,8 @@ def test_three_mistakes_are_all_reported(tmp_path):
         (lambda c: c["model"]["clustering"]["confirmed_forenames"]["forenames"].__setitem__(0, "frist_name"),
          "model.clustering.confirmed_forenames.forenames[0]: 'frist_name' is not allowed here; did you mean 'first_name'?"),
         (lambda c: c["model"]["clustering"]["conflict_columns"].append("pnc_kye"), "did you mean 'pnc_key'?"),
+        (lambda c: c["model"]["clustering"]["ambiguity_vouch_columns"].append("postcdoe"),
+         "model.clustering.ambiguity_vouch_columns[1]: 'postcdoe' is not allowed here; did you mean 'postcode'?"),
         (lambda c: c["model"]["deterministic_links"].append(c["model"]["deterministic_links"][0]),
          "each rule needs a name of its own"),
     ],
