@@ -473,6 +473,7 @@ def cluster_floor(threshold: float, settings: ClusteringConfig) -> float:
 def affected_records(
     con: duckdb.DuckDBPyConnection, previous: Path, threshold: float, deterministic: list[DeterministicLink],
     settings: ClusteringConfig, decisions: str | None = None, duplicate_free: Sequence[str] = (),
+    sizes: dict[str, int] | None = None,
 ) -> int:
     """``_s(node_id)``: the records to cluster again, whole people of both runs; ``_sc``:
     those and the records their clustering reads besides (context, :func:`_context`);
@@ -508,7 +509,8 @@ def affected_records(
     A person nothing of which changed keeps the previous run's clusters, made from the
     same inputs. With a duplicate-free source (whose best-link rule can leave a record of a
     group unlinked) the wide rule is kept: whole components of the graph of every pair at
-    or above the floor.
+    or above the floor. ``sizes`` (when given) gets the records of each step: ``seeds``,
+    ``groups_changed`` (``D``; with the wide rule, the components) and ``clustered_again``.
     """
     prev = previous / "restricted"
     floor = cluster_floor(threshold, settings)
@@ -560,13 +562,7 @@ def affected_records(
     # enough to link (each record to its group's lowest), clerical decisions' pairs.
     narrow = not duplicate_free
     link = f"match_probability >= {threshold}" if narrow else f"match_weight >= {floor}"
-    edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM predictions WHERE {link}"]
-    for rule in deterministic:
-        part = ", ".join(q(c) for c in rule.columns)
-        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
-        edges.append(
-            f"""SELECT min(node_id) OVER (PARTITION BY {part}) AS a, node_id AS b FROM nodes WHERE {not_null}
-            QUALIFY count(*) OVER (PARTITION BY {part}) <= {rule.max_group_size} AND a <> b""")
+    edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM predictions WHERE {link}", *_det_groups(con, deterministic)]
     if decisions is not None:
         for side in ("l", "r"):
             seeds.append(f"""SELECT k.node_id FROM {decisions} d JOIN _keys k
@@ -578,14 +574,20 @@ def affected_records(
     con.execute("CREATE OR REPLACE TABLE _g AS " + " UNION ALL ".join(f"({e})" for e in edges))
     con.execute("CREATE OR REPLACE TABLE _s AS " + " UNION ".join(f"({s})" for s in seeds))
     con.execute("DELETE FROM _s WHERE node_id IS NULL")
+    count = lambda t: int(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0])  # noqa: E731
+    steps = {"seeds": count("_s")}
     _expand(con, "_s", "_g")
+    steps["groups_changed"] = count("_s")
     if narrow:
         _one_step(con, threshold, deterministic, settings, floor)
     _context(con, threshold, deterministic, settings, floor, narrow)
     for t in ("_front", "_g", "_gone", "_gone_pairs", "_det_of", "_d", "_lk", "_old_lk", "_cand", "_x", "_choice",
-              "_dp", "_gs"):
+              "_dp", "_gs", *(f"_dg{i}" for i in range(len(deterministic)))):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    return int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
+    steps["clustered_again"] = count("_s")
+    if sizes is not None:
+        sizes.update(steps)
+    return steps["clustered_again"]
 
 
 def _expand(con: duckdb.DuckDBPyConnection, into: str, graph: str, start: str | None = None) -> None:
@@ -608,24 +610,35 @@ def _expand(con: duckdb.DuckDBPyConnection, into: str, graph: str, start: str | 
         con.execute(f"INSERT INTO {into} SELECT node_id FROM _front")
 
 
+def _det_groups(con: duckdb.DuckDBPyConnection, deterministic: list[DeterministicLink]) -> list[str]:
+    """``_dg<i>``: each deterministic rule's groups small enough to link (two records or more),
+    their records with the rule's columns (one scan of the records per rule); returns the
+    edges joining each record to its group's lowest (the same components as the links)."""
+    edges = []
+    for i, rule in enumerate(deterministic):
+        part = ", ".join(q(c) for c in rule.columns)
+        cols = ", ".join(q(c) for c in dict.fromkeys([*rule.columns, *rule.unless_disagree]))
+        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
+        con.execute(f"""CREATE OR REPLACE TABLE _dg{i} AS SELECT node_id, {cols} FROM nodes WHERE {not_null}
+                        QUALIFY count(*) OVER (PARTITION BY {part}) BETWEEN 2 AND {rule.max_group_size}""")
+        edges.append(f"SELECT min(node_id) OVER (PARTITION BY {part}) AS a, node_id AS b FROM _dg{i} QUALIFY a <> b")
+    return edges
+
+
 def _linked_sql(threshold: float, deterministic: list[DeterministicLink]) -> str:
     """The records ``linkage.cluster.build_links`` gives a link (no duplicate-free source
-    cuts one): an end of a pair at or above the threshold, or of a deterministic link (a
-    group small enough, and for a gated rule a member agreeing with it)."""
+    cuts one): an end of a pair at or above the threshold, or of a deterministic link (in a
+    group small enough, ``_dg<i>``, and for a gated rule agreeing with another member)."""
     parts = [f"SELECT node_id_l AS node_id FROM predictions WHERE match_probability >= {threshold}",
              f"SELECT node_id_r FROM predictions WHERE match_probability >= {threshold}"]
-    for rule in deterministic:
-        cols = ", ".join(q(c) for c in rule.columns)
-        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
-        small = (f"SELECT * FROM nodes WHERE {not_null} "
-                 f"QUALIFY count(*) OVER (PARTITION BY {cols}) BETWEEN 2 AND {rule.max_group_size}")
+    for i, rule in enumerate(deterministic):
         if not rule.unless_disagree:
-            parts.append(f"SELECT node_id FROM ({small})")
+            parts.append(f"SELECT node_id FROM _dg{i}")
         else:
             same = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in rule.columns)
             disagree = " OR ".join(f"(l.{q(c)} IS NOT NULL AND r.{q(c)} IS NOT NULL AND l.{q(c)} <> r.{q(c)})"
                                    for c in rule.unless_disagree)
-            parts.append(f"SELECT l.node_id FROM ({small}) l JOIN ({small}) r ON {same} AND l.node_id <> r.node_id "
+            parts.append(f"SELECT l.node_id FROM _dg{i} l JOIN _dg{i} r ON {same} AND l.node_id <> r.node_id "
                          f"WHERE NOT ({disagree})")
     return " UNION ".join(parts)
 
@@ -728,12 +741,9 @@ def _context(con: duckdb.DuckDBPyConnection, threshold: float, deterministic: li
         return
     edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM predictions WHERE match_probability >= {threshold} "
              f"AND match_weight >= {float(settings.fracture_match_weight)}"]
-    for rule in deterministic:
+    for i, rule in enumerate(deterministic):  # the groups of _det_groups
         part = ", ".join(q(c) for c in rule.columns)
-        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
-        edges.append(
-            f"""SELECT min(node_id) OVER (PARTITION BY {part}) AS a, node_id AS b FROM nodes WHERE {not_null}
-            QUALIFY count(*) OVER (PARTITION BY {part}) <= {rule.max_group_size} AND a <> b""")
+        edges.append(f"SELECT min(node_id) OVER (PARTITION BY {part}) AS a, node_id AS b FROM _dg{i} QUALIFY a <> b")
     con.execute("CREATE OR REPLACE TABLE _gs AS " + " UNION ALL ".join(f"({e})" for e in edges))
     _expand(con, "_sc", "_gs",
             f"""SELECT node_id_r AS node_id FROM predictions WHERE match_weight >= {floor}
@@ -807,7 +817,8 @@ def cluster(
     prev = previous / "restricted"
     decisions = "decision_store" if after_validity is not None else None
     with step("people the changes reach"):
-        n = affected_records(con, previous, threshold, deterministic, settings, decisions, duplicate_free)
+        sizes: dict[str, int] = {}
+        n = affected_records(con, previous, threshold, deterministic, settings, decisions, duplicate_free, sizes)
         context = con.execute("SELECT count(*) FROM _sc").fetchall()[0][0] - n
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
     with step("those people clustered again"):
@@ -824,11 +835,14 @@ def cluster(
         con.execute("DROP TABLE _sc")
         return clustering.cluster(con, db_api, "predictions", threshold, deterministic, settings,
                                   duplicate_free, after_validity=after_validity)
-    note(f"{n:,} records clustered again (the people the changes reach), {context:,} more read as their weak "
+    note(f"{n:,} records clustered again (the people the changes reach: {sizes['seeds']:,} touched, "
+         f"{sizes['groups_changed']:,} in the groups of links holding them), {context:,} more read as their weak "
          f"links' rivals; the others' people carried")
     if counts is not None:
         counts["records_clustered_again"] = n
         counts["records_read_as_context"] = int(context)
+        counts["records_touched"] = sizes["seeds"]
+        counts["records_in_groups_touched"] = sizes["groups_changed"]
     with step("the other people carried"):
         con.execute(
             """CREATE OR REPLACE TABLE cc AS
