@@ -495,7 +495,9 @@ def affected_records(
 
     1. ``D``: the groups holding a seed, by breadth-first search over the links, groups
        and decisions only (:func:`_expand`). Only their contents (records, links, who is
-       linked, strong groups) can differ from the previous run's.
+       linked, strong groups) can differ from the previous run's. An unchanged record whose
+       changed pair is a link in neither run (a new record's low pair, a pair scored again,
+       a changed record's pair gone) is only touched: its group's contents are the same.
     2. One step from ``D`` (:func:`_one_step`), not transitively, since nothing below
        reads a person's outcome, only contents: a record no link reaches (in this run, or
        possibly in the previous one: in ``D`` without a carried link) with a candidate in
@@ -503,7 +505,8 @@ def affected_records(
        linked candidate outside ``D`` (the only other place it can attach to in either
        run), are clustered again; so is a group with a weak link (or an attachment) whose
        record has a pair into ``D`` at or above the link's weight less the margin (a rival
-       whose strong group may have changed).
+       whose strong group may have changed), or a pair that changed; a touched record no
+       link reaches is one whose choice may differ.
     3. Every record attached (by the same choice in both runs) to a group clustered again.
 
     A person nothing of which changed keeps the previous run's clusters, made from the
@@ -526,29 +529,36 @@ def affected_records(
         attach = float(settings.attach_match_weight)
         crossed = (f"((coalesce(match_weight, '-inf'::DOUBLE) >= {attach}) "
                    f"<> (coalesce(old_weight, '-inf'::DOUBLE) >= {attach}))")
-    seeds = [
-        "SELECT node_id FROM _keys WHERE NOT old",
-        # a pair scored in this run that changed, at or above the floor: both its records
-        f"""SELECT unnest([node_id_l, node_id_r]) FROM _scored_now
-        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {floor}
+    narrow = not duplicate_free
+    # a pair scored in this run that changed, at or above the floor: both its records; with
+    # the narrow rule, when it is a link in neither run, its unchanged records are only
+    # touched (``_t2``: it changed their candidates or rivals, not their groups)
+    changed = f"""greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {floor}
           AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
                OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
-               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR {crossed})""",
-    ]
+               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR {crossed})"""
+    link = f"greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold}"
+    seeds = ["SELECT node_id FROM _keys WHERE NOT old",
+             f"SELECT unnest([node_id_l, node_id_r]) FROM _scored_now WHERE {changed}" + (f" AND {link}" if narrow else "")]
+    touched = [f"""SELECT k.node_id, t.w FROM (
+                       SELECT unnest([node_id_l, node_id_r]) AS node_id,
+                              greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) AS w
+                       FROM _scored_now WHERE {changed} AND NOT {link}) t JOIN _keys k USING (node_id) WHERE k.old"""]
     # the previous run's pairs at or above the floor with a changed or removed record (one
     # scan): the other record
     con.execute(
         f"""CREATE OR REPLACE TABLE _gone_pairs AS
         SELECT p.source_dataset_l, p.record_id_l, p.source_dataset_r, p.record_id_r, gl.record_id IS NOT NULL AS gl,
-               gr.record_id IS NOT NULL AS gr
+               gr.record_id IS NOT NULL AS gr, p.match_probability >= {threshold} AS link, p.match_weight
         FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
         LEFT JOIN _gone gl ON gl.source_dataset = p.source_dataset_l AND gl.record_id = p.record_id_l
         LEFT JOIN _gone gr ON gr.source_dataset = p.source_dataset_r AND gr.record_id = p.record_id_r
         WHERE p.match_weight >= {floor} AND (gl.record_id IS NOT NULL OR gr.record_id IS NOT NULL)""")
     for a, b in (("l", "r"), ("r", "l")):
-        seeds.append(
-            f"""SELECT k.node_id FROM _gone_pairs p
+        gone = (f"""SELECT k.node_id, p.match_weight AS w FROM _gone_pairs p
             JOIN _keys k ON k.source_dataset = p.source_dataset_{b} AND k.record_id = p.record_id_{b} WHERE p.g{a}""")
+        seeds.append(f"SELECT node_id FROM ({gone}" + (" AND p.link)" if narrow else ")"))
+        touched.append(gone + " AND NOT p.link")
     if deterministic:
         cols = sorted({c for rule in deterministic for c in rule.columns})
         con.execute(
@@ -560,7 +570,6 @@ def affected_records(
         seeds.append(_det_partners_sql(deterministic, "_det_of"))
     # The graph: links (the wide rule: pairs at or above the floor), deterministic groups small
     # enough to link (each record to its group's lowest), clerical decisions' pairs.
-    narrow = not duplicate_free
     link = f"match_probability >= {threshold}" if narrow else f"match_weight >= {floor}"
     edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM predictions WHERE {link}", *_det_groups(con, deterministic)]
     if decisions is not None:
@@ -574,6 +583,15 @@ def affected_records(
     con.execute("CREATE OR REPLACE TABLE _g AS " + " UNION ALL ".join(f"({e})" for e in edges))
     con.execute("CREATE OR REPLACE TABLE _s AS " + " UNION ".join(f"({s})" for s in seeds))
     con.execute("DELETE FROM _s WHERE node_id IS NULL")
+    con.execute("CREATE OR REPLACE TABLE _t2 AS SELECT node_id, max(w) AS w FROM ("
+                + " UNION ALL ".join(f"({t})" for t in touched) + ") GROUP BY node_id")
+    # those pairs between unchanged records, both ways round (a candidate whose rank may differ)
+    con.execute(f"""CREATE OR REPLACE TABLE _t2p AS SELECT x, y FROM (
+        SELECT node_id_l AS x, node_id_r AS y FROM _scored_now WHERE {changed} AND NOT {link}
+        UNION ALL SELECT node_id_r, node_id_l FROM _scored_now WHERE {changed} AND NOT {link})
+        WHERE x IN (SELECT node_id FROM _keys WHERE old) AND y IN (SELECT node_id FROM _keys WHERE old)""")
+    if not narrow:
+        con.execute("INSERT INTO _s SELECT node_id FROM _t2 EXCEPT SELECT node_id FROM _s")
     count = lambda t: int(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0])  # noqa: E731
     steps = {"seeds": count("_s")}
     _expand(con, "_s", "_g")
@@ -582,7 +600,7 @@ def affected_records(
         _one_step(con, threshold, deterministic, settings, floor)
     _context(con, threshold, deterministic, settings, floor, narrow)
     for t in ("_front", "_g", "_gone", "_gone_pairs", "_det_of", "_d", "_lk", "_old_lk", "_cand", "_x", "_choice",
-              "_dp", "_gs", *(f"_dg{i}" for i in range(len(deterministic)))):
+              "_dp", "_gs", "_t2", "_t2p", *(f"_dg{i}" for i in range(len(deterministic)))):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     steps["clustered_again"] = count("_s")
     if sizes is not None:
@@ -662,6 +680,9 @@ def _one_step(con: duckdb.DuckDBPyConnection, threshold: float, deterministic: l
     fracture, line = float(settings.fracture_match_weight), _weight(threshold)
     con.execute("CREATE OR REPLACE TABLE _d AS SELECT node_id FROM _s")
     con.execute("CREATE OR REPLACE TABLE _lk AS " + _linked_sql(threshold, deterministic))
+    # the records only touched (``_t2``: a pair of theirs that is a link in neither run changed,
+    # at the weight given): below, read as a rival's pair into D, and those no link reaches as
+    # records whose choice may differ
     grow = []
     if attach is not None:
         # each record's candidates, for the records no link reaches and those of D
@@ -689,23 +710,30 @@ def _one_step(con: duckdb.DuckDBPyConnection, threshold: float, deterministic: l
             """CREATE OR REPLACE TABLE _x AS
             SELECT node_id FROM _d WHERE node_id NOT IN (SELECT node_id FROM _lk)
                                       OR node_id NOT IN (SELECT node_id FROM _old_lk)
-            UNION SELECT x FROM _cand WHERE y_dirty AND NOT x_linked""")
-        # their best linked candidate outside D: its group is clustered again
+            UNION SELECT x FROM _cand WHERE y_dirty AND NOT x_linked
+            UNION SELECT node_id FROM _t2 WHERE node_id NOT IN (SELECT node_id FROM _lk)""")
+        # their best linked candidate outside D whose pair with them did not change (the same
+        # in both runs), and those whose pair changed (ranked otherwise in each run): their
+        # groups are clustered again
         grow.append("""SELECT y AS node_id FROM _cand WHERE x IN (SELECT node_id FROM _x) AND y_linked AND NOT y_dirty
+                       AND (x, y) NOT IN (SELECT (x, y) FROM _t2p)
                        QUALIFY row_number() OVER (PARTITION BY x ORDER BY w DESC, l, r) = 1""")
+        grow.append("SELECT y AS node_id FROM _t2p WHERE x IN (SELECT node_id FROM _x)")
         # every other record no link reaches: its choice, the same in both runs
         con.execute(
             """CREATE OR REPLACE TABLE _choice AS SELECT x, y, w FROM _cand
             WHERE NOT x_linked AND y_linked AND x NOT IN (SELECT node_id FROM _x)
             QUALIFY row_number() OVER (PARTITION BY x ORDER BY w DESC, l, r) = 1""")
     if margin is not None:
-        # each record outside D: its best pair into D (a rival there is read at that weight)
+        # each record outside D: its best pair into D (a rival there is read at that weight) or
+        # that changed (in either run's weight)
         con.execute(
             f"""CREATE OR REPLACE TABLE _dp AS SELECT a, max(w) AS w FROM (
                 SELECT node_id_r AS a, match_weight AS w FROM predictions
                 WHERE match_weight >= {floor} AND node_id_l IN (SELECT node_id FROM _d)
                 UNION ALL SELECT node_id_l, match_weight FROM predictions
-                WHERE match_weight >= {floor} AND node_id_r IN (SELECT node_id FROM _d))
+                WHERE match_weight >= {floor} AND node_id_r IN (SELECT node_id FROM _d)
+                UNION ALL SELECT node_id, w FROM _t2)
             WHERE a NOT IN (SELECT node_id FROM _d) GROUP BY a""")
         # a weak link's record with such a pair within the margin of the link
         grow.append(

@@ -218,8 +218,11 @@ def test_the_incremental_guard_counts_from_block_sizes_the_pairs_its_join_makes(
 
 def test_the_records_clustered_again_are_whole_components_of_the_pair_graph(tmp_path):
     """From a new record, a pair whose score moved and a removed record's partner, the
-    search reaches every record joined to them by pairs at or above the clustering floor
-    (a chain of weak pairs included), and no record of a component nothing reached."""
+    wide search (kept for a job with a duplicate-free source) reaches every record joined to
+    them by pairs at or above the clustering floor (a chain of weak pairs included), and no
+    record of a component nothing reached. The narrow one follows links only from there: a
+    new record's pair below the attach weight with a linked record (no weak link there to
+    have a rival) leaves that record's person as it was."""
     from linkage.config import ClusteringConfig
     from linkage.incremental import affected_records, cluster_floor
 
@@ -249,9 +252,12 @@ def test_the_records_clustered_again_are_whole_components_of_the_pair_graph(tmp_
     con.execute(f"""COPY (SELECT * FROM (VALUES ('s', '7', 's', '12', 5.0, 0.97), ('s', '9', 's', '12', -5.0, 0.03))
         t(source_dataset_l, record_id_l, source_dataset_r, record_id_r, match_weight, match_probability))
         TO '{prev / 'predictions.parquet'}'""")
-    n = affected_records(con, tmp_path, threshold, [], settings)
+    n = affected_records(con, tmp_path, threshold, [], settings, duplicate_free=["s"])
     again = sorted(i for (i,) in con.execute("SELECT node_id FROM _s").fetchall())
     assert again == [1, 2, 3, 5, 6, 7, 8] and n == 7
+    n = affected_records(con, tmp_path, threshold, [], settings)
+    again = sorted(i for (i,) in con.execute("SELECT node_id FROM _s").fetchall())
+    assert again == [1, 5, 6, 7, 8] and n == 5
 
 
 def test_a_component_joined_only_by_a_deterministic_group_or_a_clerical_decision_is_clustered_again_whole(tmp_path):
@@ -408,6 +414,11 @@ def _cycle(tmp_path: Path, old: dict[str, tuple], new: dict[str, tuple], pairs_o
     increments.cluster(con, make_db_api(con), tmp_path, threshold, [], settings, duplicate_free,
                        note=notes.append, counts=counts)
     assert not [n for n in notes if "clustering every record instead" in n], notes
+    # each record's evidence too: a carried person keeps the previous run's, right only when
+    # the person is the same
+    evidence = ("SELECT record_id, cluster_size, cluster_min_match_weight, cluster_links, deterministic_links "
+                "FROM clusters ORDER BY record_id")
+    assert con.execute(evidence).fetchall() == full.execute(evidence).fetchall()
     return partition(con), partition(full), partition(base), counts
 
 
@@ -423,13 +434,15 @@ def test_only_the_people_the_changes_reach_are_clustered_again_and_the_clusters_
     and cut. D: likewise for the rival of an attachment's linked record. E: a person gains a
     record; its weak link's rival, told apart and unchanged, still cuts it (read as context).
     F: a lone record whose pair into B's person is a candidate but not its best (it
-    attaches elsewhere): read as context, never placed."""
+    attaches elsewhere): read as context, never placed. G: a lone record's pair with its
+    second-best candidate is scored again higher (term frequencies moved): it attaches
+    there now, and leaves its previous person."""
     from linkage.config import ClusteringConfig
 
     settings = ClusteringConfig(fracture_match_weight=8, ambiguity_margin=2, attach_match_weight=-2,
                                 conflict_columns=[])
     no = (None, None)
-    old: dict[str, tuple] = {f"{i:02d}": no for i in range(1, 50)}
+    old: dict[str, tuple] = {f"{i:02d}": no for i in range(1, 66)}
     pairs = {("01", "02"): 20.0, ("03", "04"): 20.0, ("05", "06"): 20.0, ("07", "08"): 20.0,
              ("02", "03"): -3.0, ("04", "05"): -3.5, ("06", "07"): -1.0,  # A's chain
              ("11", "12"): 20.0, ("13", "14"): 20.0, ("15", "11"): 0.0, ("15", "13"): 1.0,
@@ -439,7 +452,8 @@ def test_only_the_people_the_changes_reach_are_clustered_again_and_the_clusters_
              ("32", "33"): 20.0, ("31", "32"): -1.0, ("32", "34"): -2.5, ("34", "35"): 20.0,
              ("37", "38"): 20.0, ("33", "37"): -3.9,  # D's chain
              ("41", "42"): 20.0, ("42", "43"): 3.5, ("43", "44"): 1.8, ("44", "45"): 20.0,  # E
-             ("48", "12"): 0.5, ("48", "19"): 1.5}  # F
+             ("48", "12"): 0.5, ("48", "19"): 1.5,  # F
+             ("62", "63"): 20.0, ("64", "65"): 20.0, ("61", "62"): 0.5, ("61", "64"): 1.0}  # G
     for i in ("21", "22", "23"):
         old[i] = ("1990-01-01", None)
     old["31"] = ("1990-01-01", None)
@@ -452,15 +466,17 @@ def test_only_the_people_the_changes_reach_are_clustered_again_and_the_clusters_
     new["36"] = ("1970-01-01", None)  # D
     new["46"] = no  # E
     pairs_new = {k: w for k, w in pairs.items() if "14" not in k}
-    pairs_new.update({("01", "09"): -1.0, ("25", "26"): 20.0, ("35", "36"): 20.0, ("41", "46"): 20.0})
+    pairs_new.update({("01", "09"): -1.0, ("25", "26"): 20.0, ("35", "36"): 20.0, ("41", "46"): 20.0,
+                      ("61", "62"): 1.5})
     inc, full, before, counts = _cycle(tmp_path / "narrow", old, new, pairs, pairs_new, settings)
     assert inc == full
     # each change did change the people: A 09 joins, B 15 moves, C 23 is cut off, D 31 too
     assert ("01", "02", "09") in full and ("13", "14", "15") in before and ("11", "12", "15") in full
     assert ("21", "22", "23") in before and ("23",) in full and ("31", "32", "33") in before and ("31",) in full
     assert ("43",) in before and ("41", "42", "46") in full and ("18", "19", "48") in full
-    # A: 01 02 09; B: 11 12 13 15; C: 21-26; D: 31-33 and 34-36; E: 41 42 43 46
-    assert counts["records_clustered_again"] == 3 + 4 + 6 + 6 + 4
+    assert ("61", "64", "65") in before and ("61", "62", "63") in full
+    # A: 01 02 09; B: 11 12 13 15; C: 21-26; D: 31-33 and 34-36; E: 41 42 43 46; G: 61-65
+    assert counts["records_clustered_again"] == 3 + 4 + 6 + 6 + 4 + 5
     assert counts["records_read_as_context"] > 0
     wide_inc, wide_full, _, wide = _cycle(tmp_path / "wide", old, new, pairs, pairs_new, settings,
                                           duplicate_free=["no such source"])
