@@ -570,8 +570,11 @@ def affected_records(
         seeds.append(_det_partners_sql(deterministic, "_det_of"))
     # The graph: links (the wide rule: pairs at or above the floor), deterministic groups small
     # enough to link (each record to its group's lowest), clerical decisions' pairs.
-    link = f"match_probability >= {threshold}" if narrow else f"match_weight >= {floor}"
-    edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM predictions WHERE {link}", *_det_groups(con, deterministic)]
+    # the links (one scan of the pairs; the narrow rule's steps read them again)
+    con.execute(f"""CREATE OR REPLACE TABLE _links AS SELECT node_id_l, node_id_r, match_weight FROM predictions
+                    WHERE match_probability >= {threshold}""")
+    edges = ["SELECT node_id_l AS a, node_id_r AS b FROM " + (
+        "_links" if narrow else f"predictions WHERE match_weight >= {floor}"), *_det_groups(con, deterministic)]
     if decisions is not None:
         for side in ("l", "r"):
             seeds.append(f"""SELECT k.node_id FROM {decisions} d JOIN _keys k
@@ -600,7 +603,7 @@ def affected_records(
         _one_step(con, threshold, deterministic, settings, floor)
     _context(con, threshold, deterministic, settings, floor, narrow)
     for t in ("_front", "_g", "_gone", "_gone_pairs", "_det_of", "_d", "_lk", "_old_lk", "_cand", "_x", "_choice",
-              "_dp", "_gs", "_t2", "_t2p", *(f"_dg{i}" for i in range(len(deterministic)))):
+              "_dp", "_gs", "_t2", "_t2p", "_links", *(f"_dg{i}" for i in range(len(deterministic)))):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     steps["clustered_again"] = count("_s")
     if sizes is not None:
@@ -643,12 +646,11 @@ def _det_groups(con: duckdb.DuckDBPyConnection, deterministic: list[Deterministi
     return edges
 
 
-def _linked_sql(threshold: float, deterministic: list[DeterministicLink]) -> str:
+def _linked_sql(deterministic: list[DeterministicLink]) -> str:
     """The records ``linkage.cluster.build_links`` gives a link (no duplicate-free source
-    cuts one): an end of a pair at or above the threshold, or of a deterministic link (in a
+    cuts one): an end of a link (``_links``: a pair at or above the threshold), or of a deterministic link (in a
     group small enough, ``_dg<i>``, and for a gated rule agreeing with another member)."""
-    parts = [f"SELECT node_id_l AS node_id FROM predictions WHERE match_probability >= {threshold}",
-             f"SELECT node_id_r FROM predictions WHERE match_probability >= {threshold}"]
+    parts = ["SELECT node_id_l AS node_id FROM _links", "SELECT node_id_r FROM _links"]
     for i, rule in enumerate(deterministic):
         if not rule.unless_disagree:
             parts.append(f"SELECT node_id FROM _dg{i}")
@@ -679,7 +681,7 @@ def _one_step(con: duckdb.DuckDBPyConnection, threshold: float, deterministic: l
     attach, margin = settings.attach_match_weight, settings.ambiguity_margin
     fracture, line = float(settings.fracture_match_weight), _weight(threshold)
     con.execute("CREATE OR REPLACE TABLE _d AS SELECT node_id FROM _s")
-    con.execute("CREATE OR REPLACE TABLE _lk AS " + _linked_sql(threshold, deterministic))
+    con.execute("CREATE OR REPLACE TABLE _lk AS " + _linked_sql(deterministic))
     # the records only touched (``_t2``: a pair of theirs that is a link in neither run changed,
     # at the weight given): below, read as a rival's pair into D, and those no link reaches as
     # records whose choice may differ
@@ -700,9 +702,9 @@ def _one_step(con: duckdb.DuckDBPyConnection, threshold: float, deterministic: l
         # records of D surely linked in the previous run too: a link carried (both records
         # unchanged, the pair not scored again) is the previous run's link
         con.execute(
-            f"""CREATE OR REPLACE TABLE _old_lk AS SELECT unnest([p.node_id_l, p.node_id_r]) AS node_id
-            FROM predictions p JOIN _keys a ON a.node_id = p.node_id_l JOIN _keys b ON b.node_id = p.node_id_r
-            WHERE p.match_probability >= {threshold} AND a.old AND b.old
+            """CREATE OR REPLACE TABLE _old_lk AS SELECT unnest([p.node_id_l, p.node_id_r]) AS node_id
+            FROM _links p JOIN _keys a ON a.node_id = p.node_id_l JOIN _keys b ON b.node_id = p.node_id_r
+            WHERE a.old AND b.old
               AND (p.node_id_l IN (SELECT node_id FROM _d) OR p.node_id_r IN (SELECT node_id FROM _d))
               AND (p.node_id_l, p.node_id_r) NOT IN (SELECT (node_id_l, node_id_r) FROM _scored_now)""")
         # X: the records whose choice may differ between the runs
@@ -739,10 +741,8 @@ def _one_step(con: duckdb.DuckDBPyConnection, threshold: float, deterministic: l
         grow.append(
             f"""SELECT e.a AS node_id FROM (
                 SELECT a, min(w) AS w FROM (
-                    SELECT node_id_l AS a, match_weight AS w FROM predictions
-                    WHERE match_probability >= {threshold} AND match_weight < {fracture}
-                    UNION ALL SELECT node_id_r, match_weight FROM predictions
-                    WHERE match_probability >= {threshold} AND match_weight < {fracture}) GROUP BY a) e
+                    SELECT node_id_l AS a, match_weight AS w FROM _links WHERE match_weight < {fracture}
+                    UNION ALL SELECT node_id_r, match_weight FROM _links WHERE match_weight < {fracture}) GROUP BY a) e
             JOIN _dp d USING (a) WHERE d.w >= e.w - {float(margin)}""")
         if attach is not None:  # an attachment's two records, likewise
             grow.append(
@@ -767,8 +767,8 @@ def _context(con: duckdb.DuckDBPyConnection, threshold: float, deterministic: li
     con.execute("CREATE OR REPLACE TABLE _sc AS SELECT node_id FROM _s")
     if not narrow or settings.ambiguity_margin is None:
         return
-    edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM predictions WHERE match_probability >= {threshold} "
-             f"AND match_weight >= {float(settings.fracture_match_weight)}"]
+    edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM _links "
+             f"WHERE match_weight >= {float(settings.fracture_match_weight)}"]
     for i, rule in enumerate(deterministic):  # the groups of _det_groups
         part = ", ".join(q(c) for c in rule.columns)
         edges.append(f"SELECT min(node_id) OVER (PARTITION BY {part}) AS a, node_id AS b FROM _dg{i} QUALIFY a <> b")

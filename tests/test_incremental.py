@@ -436,13 +436,14 @@ def test_only_the_people_the_changes_reach_are_clustered_again_and_the_clusters_
     F: a lone record whose pair into B's person is a candidate but not its best (it
     attaches elsewhere): read as context, never placed. G: a lone record's pair with its
     second-best candidate is scored again higher (term frequencies moved): it attaches
-    there now, and leaves its previous person."""
+    there now, and leaves its previous person. H: a lone record's pair with its best
+    candidate is scored again below the floor (gone): it attaches to its second best."""
     from linkage.config import ClusteringConfig
 
     settings = ClusteringConfig(fracture_match_weight=8, ambiguity_margin=2, attach_match_weight=-2,
                                 conflict_columns=[])
     no = (None, None)
-    old: dict[str, tuple] = {f"{i:02d}": no for i in range(1, 66)}
+    old: dict[str, tuple] = {f"{i:02d}": no for i in range(1, 76)}
     pairs = {("01", "02"): 20.0, ("03", "04"): 20.0, ("05", "06"): 20.0, ("07", "08"): 20.0,
              ("02", "03"): -3.0, ("04", "05"): -3.5, ("06", "07"): -1.0,  # A's chain
              ("11", "12"): 20.0, ("13", "14"): 20.0, ("15", "11"): 0.0, ("15", "13"): 1.0,
@@ -453,7 +454,8 @@ def test_only_the_people_the_changes_reach_are_clustered_again_and_the_clusters_
              ("37", "38"): 20.0, ("33", "37"): -3.9,  # D's chain
              ("41", "42"): 20.0, ("42", "43"): 3.5, ("43", "44"): 1.8, ("44", "45"): 20.0,  # E
              ("48", "12"): 0.5, ("48", "19"): 1.5,  # F
-             ("62", "63"): 20.0, ("64", "65"): 20.0, ("61", "62"): 0.5, ("61", "64"): 1.0}  # G
+             ("62", "63"): 20.0, ("64", "65"): 20.0, ("61", "62"): 0.5, ("61", "64"): 1.0,  # G
+             ("72", "73"): 20.0, ("74", "75"): 20.0, ("71", "72"): 1.0, ("71", "74"): 0.5}  # H
     for i in ("21", "22", "23"):
         old[i] = ("1990-01-01", None)
     old["31"] = ("1990-01-01", None)
@@ -465,7 +467,7 @@ def test_only_the_people_the_changes_reach_are_clustered_again_and_the_clusters_
     new["26"] = ("1970-01-01", None)  # C: the rival person's new record
     new["36"] = ("1970-01-01", None)  # D
     new["46"] = no  # E
-    pairs_new = {k: w for k, w in pairs.items() if "14" not in k}
+    pairs_new = {k: w for k, w in pairs.items() if "14" not in k and k != ("71", "72")}
     pairs_new.update({("01", "09"): -1.0, ("25", "26"): 20.0, ("35", "36"): 20.0, ("41", "46"): 20.0,
                       ("61", "62"): 1.5})
     inc, full, before, counts = _cycle(tmp_path / "narrow", old, new, pairs, pairs_new, settings)
@@ -475,8 +477,9 @@ def test_only_the_people_the_changes_reach_are_clustered_again_and_the_clusters_
     assert ("21", "22", "23") in before and ("23",) in full and ("31", "32", "33") in before and ("31",) in full
     assert ("43",) in before and ("41", "42", "46") in full and ("18", "19", "48") in full
     assert ("61", "64", "65") in before and ("61", "62", "63") in full
-    # A: 01 02 09; B: 11 12 13 15; C: 21-26; D: 31-33 and 34-36; E: 41 42 43 46; G: 61-65
-    assert counts["records_clustered_again"] == 3 + 4 + 6 + 6 + 4 + 5
+    assert ("71", "72", "73") in before and ("71", "74", "75") in full
+    # A: 01 02 09; B: 11 12 13 15; C: 21-26; D: 31-33 and 34-36; E: 41 42 43 46; G: 61-65; H: 71-75
+    assert counts["records_clustered_again"] == 3 + 4 + 6 + 6 + 4 + 5 + 5
     assert counts["records_read_as_context"] > 0
     wide_inc, wide_full, _, wide = _cycle(tmp_path / "wide", old, new, pairs, pairs_new, settings,
                                           duplicate_free=["no such source"])
