@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cycle.py --records 1000000 --workdir DIR [--delta 0.01] [--find 20]
         [--population SYNTH_DIR] [--model MODEL_JSON] [--again incremental|both]
+        [--memory-limit 2GiB]
 
 ``--population`` splits an existing ``linkage synth`` folder instead of making one;
 ``--model`` gives the base run a saved model instead of training; ``--again`` reuses DIR's
@@ -212,6 +213,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="the base run uses this saved model instead of training one")
     ap.add_argument("--again", choices=("incremental", "both"),
                     help="reuse DIR's base run (and, with 'incremental', its full run): time only the runs named")
+    ap.add_argument("--memory-limit", help="the job's engine.memory_limit (e.g. 2GiB; default: DuckDB's)")
     ap.add_argument("--find-run", type=Path, help="find alone against this run (with --find-records)")
     ap.add_argument("--find-records", type=Path)
     ap.add_argument("--source", default="libra")
@@ -241,6 +243,8 @@ def main() -> None:
     counts = split(pop, w / "base", w / "final", a.delta)
     raw = yaml.safe_load((ROOT / "configs" / "justice.yaml").read_text())
     raw["model"]["training"]["prior"]["with_saved_model"] = "keep"
+    if a.memory_limit:
+        raw.setdefault("engine", {})["memory_limit"] = a.memory_limit
     # Training sized for a benchmark of the cycle, not of training.
     raw["model"]["training"]["u_max_pairs"] = 1_000_000
     raw["model"]["training"]["em_max_pairs"] = 1_000_000

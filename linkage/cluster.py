@@ -793,7 +793,7 @@ def _told_apart(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
 
 
 def attach_unlinked(con: duckdb.DuckDBPyConnection, predictions: str, threshold: float,
-                    settings: ClusteringConfig) -> int:
+                    settings: ClusteringConfig, only: str | None = None) -> int:
     """Set-based: a record no link reaches gets its best scored pair into a linked record
     as a link when that pair is below the threshold but at or above ``attach_match_weight``; returns the links
     added. They are weak links (below the fracture weight), so the checks that follow drop
@@ -803,10 +803,14 @@ def attach_unlinked(con: duckdb.DuckDBPyConnection, predictions: str, threshold:
     A pair's probability counts every namesake in the population; a record whose name
     scores about as well against no other person in the data is the one person's
     (a Libra record without a date of birth, its name held by one person).
+
+    ``only`` (a table of ``node_id``): only these records may be attached (an incremental
+    run's records clustered again; the others are there to be read, not placed).
     """
     if settings.attach_match_weight is None:
         return 0
     at_threshold = math.log2(threshold / (1 - threshold))
+    only_sql = f" AND x IN (SELECT node_id FROM {only})" if only is not None else ""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _attach AS
         WITH linked AS (SELECT node_id_l AS x FROM links UNION SELECT node_id_r FROM links),
@@ -819,7 +823,7 @@ def attach_unlinked(con: duckdb.DuckDBPyConnection, predictions: str, threshold:
             WHERE match_weight >= {float(settings.attach_match_weight)} AND match_weight < {at_threshold})
         -- onto a person (a record with links), never two lone records together
         SELECT node_id_l, node_id_r, match_weight, match_probability FROM cand
-        WHERE x NOT IN (SELECT x FROM linked) AND y IN (SELECT x FROM linked)
+        WHERE x NOT IN (SELECT x FROM linked) AND y IN (SELECT x FROM linked){only_sql}
         QUALIFY row_number() OVER (PARTITION BY x ORDER BY match_weight DESC, node_id_l, node_id_r) = 1"""
     )
     n = con.execute("SELECT count(*) FROM _attach").fetchall()[0][0]
@@ -1292,17 +1296,20 @@ def make_clusters(
     settings: ClusteringConfig | None = None,
     duplicate_free: Sequence[str] = (),
     after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    attach_only: str | None = None,
 ) -> dict[str, Any]:
     """:func:`cluster` without ``clusters`` and its summary: ``cc``, ``links`` and
     ``cluster_splits``; returns what clustering itself counted (``ClusterStats``' fields
     from ``oversized_deterministic_groups`` on). An incremental run clusters some
-    components so and summarises them with the people it carries."""
+    components so and summarises them with the people it carries; ``attach_only`` (a
+    table of ``node_id``) are the only records ``attach_unlinked`` may place (the others
+    are context: read as candidates and rivals, their own clusters discarded)."""
     settings = settings or ClusteringConfig()
     oversized, gated = build_links(con, predictions, threshold, deterministic)
     con.execute("CREATE OR REPLACE TABLE cluster_splits AS SELECT *, '' AS reason FROM links WHERE false")
     keep_best_links_into(con, list(duplicate_free))
     strong_components(con, db_api, settings)
-    attach_unlinked(con, predictions, threshold, settings)
+    attach_unlinked(con, predictions, threshold, settings, only=attach_only)
     drop_ambiguous_weak_links(con, predictions, settings)
     drop_links_against_person(con, threshold, settings)
     components_from_core(con, db_api, settings)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -472,24 +472,48 @@ def cluster_floor(threshold: float, settings: ClusteringConfig) -> float:
 
 def affected_records(
     con: duckdb.DuckDBPyConnection, previous: Path, threshold: float, deterministic: list[DeterministicLink],
-    settings: ClusteringConfig, decisions: str | None = None,
+    settings: ClusteringConfig, decisions: str | None = None, duplicate_free: Sequence[str] = (),
+    sizes: dict[str, int] | None = None,
 ) -> int:
-    """``_s(node_id)``: the records to cluster again, whole components of the pair graph;
-    returns how many.
+    """``_s(node_id)``: the records to cluster again, whole people of both runs; ``_sc``:
+    those and the records their clustering reads besides (context, :func:`_context`);
+    returns how many records ``_s`` holds.
 
-    Every clustering step reads no further than a record's scored pairs at or above
-    :func:`cluster_floor` (links, attach candidates, ambiguity rivals), its deterministic
-    groups and the clerical decisions naming it. So the clusters of a component of the
-    graph of those pairs, groups and decisions are made from that component alone, and a
-    component whose records and pairs did not change since the previous run keeps the
-    previous run's people. The components clustered again are those holding: a new record;
-    a record with a pair scored in this run (new, gone, or scored again and moved by more
-    than ``TF_MOVE_BITS`` or across the threshold, the fracture weight or the attach
-    weight) at or above the floor; a record that had a pair at or above it with a changed
-    or removed record, or shared a deterministic group with one; a record a clerical
-    decision names. They are found from those records by breadth-first search over the
-    pairs (each step one scan of the pairs at or above the floor), not by labelling every
-    component.
+    Seeds: a new record; a record with a pair scored in this run (new, gone, or scored
+    again and moved by more than ``TF_MOVE_BITS`` or across the threshold, the fracture
+    weight or the attach weight) at or above :func:`cluster_floor`; a record that had a pair
+    at or above it with a changed or removed record, or shared a deterministic group with
+    one; a record a clerical decision names. Below the floor no clustering step reads a
+    pair.
+
+    What a person is made from (``linkage.cluster.make_clusters``): a group ``K`` of
+    records joined by links (pairs at or above the threshold), deterministic groups and
+    decisions; the records no link reaches that attach to it (each to its best candidate,
+    a pair in [attach weight, threshold) into a linked record); and, read only, the
+    strong groups (``_core``) of the rivals of its weak links (pairs within the ambiguity
+    margin of a weak link, at or above the floor). So:
+
+    1. ``D``: the groups holding a seed, by breadth-first search over the links, groups
+       and decisions only (:func:`_expand`). Only their contents (records, links, who is
+       linked, strong groups) can differ from the previous run's. An unchanged record whose
+       changed pair is a link in neither run (a new record's low pair, a pair scored again,
+       a changed record's pair gone) is only touched: its group's contents are the same.
+    2. One step from ``D`` (:func:`_one_step`), not transitively, since nothing below
+       reads a person's outcome, only contents: a record no link reaches (in this run, or
+       possibly in the previous one: in ``D`` without a carried link) with a candidate in
+       ``D``, or in ``D`` itself, may attach elsewhere now: it, and the group of its best
+       linked candidate outside ``D`` (the only other place it can attach to in either
+       run), are clustered again; so is a group with a weak link (or an attachment) whose
+       record has a pair into ``D`` at or above the link's weight less the margin (a rival
+       whose strong group may have changed), or a pair that changed; a touched record no
+       link reaches is one whose choice may differ.
+    3. Every record attached (by the same choice in both runs) to a group clustered again.
+
+    A person nothing of which changed keeps the previous run's clusters, made from the
+    same inputs. With a duplicate-free source (whose best-link rule can leave a record of a
+    group unlinked) the wide rule is kept: whole components of the graph of every pair at
+    or above the floor. ``sizes`` (when given) gets the records of each step: ``seeds``,
+    ``groups_changed`` (``D``; with the wide rule, the components) and ``clustered_again``.
     """
     prev = previous / "restricted"
     floor = cluster_floor(threshold, settings)
@@ -505,29 +529,36 @@ def affected_records(
         attach = float(settings.attach_match_weight)
         crossed = (f"((coalesce(match_weight, '-inf'::DOUBLE) >= {attach}) "
                    f"<> (coalesce(old_weight, '-inf'::DOUBLE) >= {attach}))")
-    seeds = [
-        "SELECT node_id FROM _keys WHERE NOT old",
-        # a pair scored in this run that changed, at or above the floor: both its records
-        f"""SELECT unnest([node_id_l, node_id_r]) FROM _scored_now
-        WHERE greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {floor}
+    narrow = not duplicate_free
+    # a pair scored in this run that changed, at or above the floor: both its records; with
+    # the narrow rule, when it is a link in neither run, its unchanged records are only
+    # touched (``_t2``: it changed their candidates or rivals, not their groups)
+    changed = f"""greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) >= {floor}
           AND (old_weight IS NULL OR match_weight IS NULL OR abs(match_weight - old_weight) > {TF_MOVE_BITS}
                OR (match_probability >= {threshold}) <> (old_probability >= {threshold})
-               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR {crossed})""",
-    ]
+               OR (match_weight >= {fracture}) <> (old_weight >= {fracture}) OR {crossed})"""
+    link = f"greatest(coalesce(match_probability, 0), coalesce(old_probability, 0)) >= {threshold}"
+    seeds = ["SELECT node_id FROM _keys WHERE NOT old",
+             f"SELECT unnest([node_id_l, node_id_r]) FROM _scored_now WHERE {changed}" + (f" AND {link}" if narrow else "")]
+    touched = [f"""SELECT k.node_id, t.w FROM (
+                       SELECT unnest([node_id_l, node_id_r]) AS node_id,
+                              greatest(coalesce(match_weight, '-inf'::DOUBLE), coalesce(old_weight, '-inf'::DOUBLE)) AS w
+                       FROM _scored_now WHERE {changed} AND NOT {link}) t JOIN _keys k USING (node_id) WHERE k.old"""]
     # the previous run's pairs at or above the floor with a changed or removed record (one
     # scan): the other record
     con.execute(
         f"""CREATE OR REPLACE TABLE _gone_pairs AS
         SELECT p.source_dataset_l, p.record_id_l, p.source_dataset_r, p.record_id_r, gl.record_id IS NOT NULL AS gl,
-               gr.record_id IS NOT NULL AS gr
+               gr.record_id IS NOT NULL AS gr, p.match_probability >= {threshold} AS link, p.match_weight
         FROM read_parquet({lit(str(prev / 'predictions.parquet'))}) p
         LEFT JOIN _gone gl ON gl.source_dataset = p.source_dataset_l AND gl.record_id = p.record_id_l
         LEFT JOIN _gone gr ON gr.source_dataset = p.source_dataset_r AND gr.record_id = p.record_id_r
         WHERE p.match_weight >= {floor} AND (gl.record_id IS NOT NULL OR gr.record_id IS NOT NULL)""")
     for a, b in (("l", "r"), ("r", "l")):
-        seeds.append(
-            f"""SELECT k.node_id FROM _gone_pairs p
+        gone = (f"""SELECT k.node_id, p.match_weight AS w FROM _gone_pairs p
             JOIN _keys k ON k.source_dataset = p.source_dataset_{b} AND k.record_id = p.record_id_{b} WHERE p.g{a}""")
+        seeds.append(f"SELECT node_id FROM ({gone}" + (" AND p.link)" if narrow else ")"))
+        touched.append(gone + " AND NOT p.link")
     if deterministic:
         cols = sorted({c for rule in deterministic for c in rule.columns})
         con.execute(
@@ -537,15 +568,13 @@ def affected_records(
             FROM read_parquet({lit(str(prev / 'standardised.parquet'))}) s
             SEMI JOIN _gone g ON g.source_dataset = s.source_dataset AND g.record_id = CAST(s.record_id AS VARCHAR)""")
         seeds.append(_det_partners_sql(deterministic, "_det_of"))
-    # The graph: pairs at or above the floor, deterministic groups small enough to link (each
-    # record to its group's lowest), clerical decisions' pairs.
-    edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM predictions WHERE match_weight >= {floor}"]
-    for rule in deterministic:
-        part = ", ".join(q(c) for c in rule.columns)
-        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
-        edges.append(
-            f"""SELECT min(node_id) OVER (PARTITION BY {part}) AS a, node_id AS b FROM nodes WHERE {not_null}
-            QUALIFY count(*) OVER (PARTITION BY {part}) <= {rule.max_group_size} AND a <> b""")
+    # The graph: links (the wide rule: pairs at or above the floor), deterministic groups small
+    # enough to link (each record to its group's lowest), clerical decisions' pairs.
+    # the links (one scan of the pairs; the narrow rule's steps read them again)
+    con.execute(f"""CREATE OR REPLACE TABLE _links AS SELECT node_id_l, node_id_r, match_weight FROM predictions
+                    WHERE match_probability >= {threshold}""")
+    edges = ["SELECT node_id_l AS a, node_id_r AS b FROM " + (
+        "_links" if narrow else f"predictions WHERE match_weight >= {floor}"), *_det_groups(con, deterministic)]
     if decisions is not None:
         for side in ("l", "r"):
             seeds.append(f"""SELECT k.node_id FROM {decisions} d JOIN _keys k
@@ -557,19 +586,198 @@ def affected_records(
     con.execute("CREATE OR REPLACE TABLE _g AS " + " UNION ALL ".join(f"({e})" for e in edges))
     con.execute("CREATE OR REPLACE TABLE _s AS " + " UNION ".join(f"({s})" for s in seeds))
     con.execute("DELETE FROM _s WHERE node_id IS NULL")
-    con.execute("CREATE OR REPLACE TABLE _front AS SELECT node_id FROM _s")
-    while True:  # breadth first: the records one pair away from the last ones reached, not reached yet
-        con.execute(
-            """CREATE OR REPLACE TABLE _front AS
-            SELECT b AS node_id FROM _g SEMI JOIN _front f ON f.node_id = _g.a
-            UNION SELECT a FROM _g SEMI JOIN _front f ON f.node_id = _g.b
-            EXCEPT SELECT node_id FROM _s""")
-        if not con.execute("SELECT count(*) FROM _front").fetchall()[0][0]:
-            break
-        con.execute("INSERT INTO _s SELECT node_id FROM _front")
-    for t in ("_front", "_g", "_gone", "_gone_pairs", "_det_of"):
+    con.execute("CREATE OR REPLACE TABLE _t2 AS SELECT node_id, max(w) AS w FROM ("
+                + " UNION ALL ".join(f"({t})" for t in touched) + ") GROUP BY node_id")
+    # those pairs between unchanged records, both ways round (a candidate whose rank may differ)
+    con.execute(f"""CREATE OR REPLACE TABLE _t2p AS SELECT x, y FROM (
+        SELECT node_id_l AS x, node_id_r AS y FROM _scored_now WHERE {changed} AND NOT {link}
+        UNION ALL SELECT node_id_r, node_id_l FROM _scored_now WHERE {changed} AND NOT {link})
+        WHERE x IN (SELECT node_id FROM _keys WHERE old) AND y IN (SELECT node_id FROM _keys WHERE old)""")
+    if not narrow:
+        con.execute("INSERT INTO _s SELECT node_id FROM _t2 EXCEPT SELECT node_id FROM _s")
+    count = lambda t: int(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0])  # noqa: E731
+    steps = {"seeds": count("_s")}
+    _expand(con, "_s", "_g")
+    steps["groups_changed"] = count("_s")
+    if narrow:
+        _one_step(con, threshold, deterministic, settings, floor)
+    _context(con, threshold, deterministic, settings, floor, narrow)
+    for t in ("_front", "_g", "_gone", "_gone_pairs", "_det_of", "_d", "_lk", "_old_lk", "_cand", "_x", "_choice",
+              "_dp", "_gs", "_t2", "_t2p", "_links", *(f"_dg{i}" for i in range(len(deterministic)))):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    return int(con.execute("SELECT count(*) FROM _s").fetchall()[0][0])
+    steps["clustered_again"] = count("_s")
+    if sizes is not None:
+        sizes.update(steps)
+    return steps["clustered_again"]
+
+
+def _expand(con: duckdb.DuckDBPyConnection, into: str, graph: str, start: str | None = None) -> None:
+    """Add to ``into(node_id)`` the records of ``start`` (a query of ``node_id``; default:
+    those ``into`` holds already) and every record the edges ``graph(a, b)`` join to them,
+    breadth first: each step the records one edge away from the last ones reached, not
+    reached yet (one scan of the edges), not by labelling every component."""
+    if start is None:
+        con.execute(f"CREATE OR REPLACE TABLE _front AS SELECT node_id FROM {into}")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE _front AS SELECT DISTINCT node_id FROM ({start}) t "
+                    f"WHERE node_id IS NOT NULL EXCEPT SELECT node_id FROM {into}")
+        con.execute(f"INSERT INTO {into} SELECT node_id FROM _front")
+    while con.execute("SELECT count(*) FROM _front").fetchall()[0][0]:
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _front AS
+            SELECT b AS node_id FROM {graph} g SEMI JOIN _front f ON f.node_id = g.a
+            UNION SELECT a FROM {graph} g SEMI JOIN _front f ON f.node_id = g.b
+            EXCEPT SELECT node_id FROM {into}""")
+        con.execute(f"INSERT INTO {into} SELECT node_id FROM _front")
+
+
+def _det_groups(con: duckdb.DuckDBPyConnection, deterministic: list[DeterministicLink]) -> list[str]:
+    """``_dg<i>``: each deterministic rule's groups small enough to link (two records or more),
+    their records with the rule's columns (one scan of the records per rule); returns the
+    edges joining each record to its group's lowest (the same components as the links)."""
+    edges = []
+    for i, rule in enumerate(deterministic):
+        part = ", ".join(q(c) for c in rule.columns)
+        cols = ", ".join(q(c) for c in dict.fromkeys([*rule.columns, *rule.unless_disagree]))
+        not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in rule.columns)
+        con.execute(f"""CREATE OR REPLACE TABLE _dg{i} AS SELECT node_id, {cols} FROM nodes WHERE {not_null}
+                        QUALIFY count(*) OVER (PARTITION BY {part}) BETWEEN 2 AND {rule.max_group_size}""")
+        edges.append(f"SELECT min(node_id) OVER (PARTITION BY {part}) AS a, node_id AS b FROM _dg{i} QUALIFY a <> b")
+    return edges
+
+
+def _linked_sql(deterministic: list[DeterministicLink]) -> str:
+    """The records ``linkage.cluster.build_links`` gives a link (no duplicate-free source
+    cuts one): an end of a link (``_links``: a pair at or above the threshold), or of a deterministic link (in a
+    group small enough, ``_dg<i>``, and for a gated rule agreeing with another member)."""
+    parts = ["SELECT node_id_l AS node_id FROM _links", "SELECT node_id_r FROM _links"]
+    for i, rule in enumerate(deterministic):
+        if not rule.unless_disagree:
+            parts.append(f"SELECT node_id FROM _dg{i}")
+        else:
+            same = " AND ".join(f"l.{q(c)} = r.{q(c)}" for c in rule.columns)
+            disagree = " OR ".join(f"(l.{q(c)} IS NOT NULL AND r.{q(c)} IS NOT NULL AND l.{q(c)} <> r.{q(c)})"
+                                   for c in rule.unless_disagree)
+            parts.append(f"SELECT l.node_id FROM _dg{i} l JOIN _dg{i} r ON {same} AND l.node_id <> r.node_id "
+                         f"WHERE NOT ({disagree})")
+    return " UNION ".join(parts)
+
+
+def _one_step(con: duckdb.DuckDBPyConnection, threshold: float, deterministic: list[DeterministicLink],
+              settings: ClusteringConfig, floor: float) -> None:
+    """Steps 2 and 3 of :func:`affected_records`: ``_s`` holds ``D`` (whole groups) on entry,
+    the records to cluster again on return.
+
+    Why one step is exact: a record's person is made from its group's contents, the
+    attachment choices of the records no link reaches (each a function of its candidate
+    pairs and whether each candidate is linked) and its weak links' rivals' strong groups.
+    Contents change only in ``D``. A choice can change only if the record or a candidate
+    is in ``D`` (a pair that changed put both its records in ``D``); such a record attaches
+    in either run to a record of ``D`` or to its best linked candidate outside ``D`` (the
+    candidates outside ``D``, their pairs and whether they are linked being the same in
+    both runs), and both those groups are clustered again. A rival's strong group changes
+    only in ``D``. Nothing reads a person's outcome (which cluster a record ends in), so a
+    group clustered again for these reasons makes no other group's inputs differ."""
+    attach, margin = settings.attach_match_weight, settings.ambiguity_margin
+    fracture, line = float(settings.fracture_match_weight), _weight(threshold)
+    con.execute("CREATE OR REPLACE TABLE _d AS SELECT node_id FROM _s")
+    con.execute("CREATE OR REPLACE TABLE _lk AS " + _linked_sql(deterministic))
+    # the records only touched (``_t2``: a pair of theirs that is a link in neither run changed,
+    # at the weight given): below, read as a rival's pair into D, and those no link reaches as
+    # records whose choice may differ
+    grow = []
+    if attach is not None:
+        # each record's candidates, for the records no link reaches and those of D
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _cand AS
+            WITH c AS (
+                SELECT node_id_l AS x, node_id_r AS y, node_id_l AS l, node_id_r AS r, match_weight AS w FROM predictions
+                WHERE match_weight >= {float(attach)} AND match_weight < {line}
+                UNION ALL
+                SELECT node_id_r, node_id_l, node_id_l, node_id_r, match_weight FROM predictions
+                WHERE match_weight >= {float(attach)} AND match_weight < {line})
+            SELECT c.*, y IN (SELECT node_id FROM _lk) AS y_linked, y IN (SELECT node_id FROM _d) AS y_dirty,
+                   x IN (SELECT node_id FROM _lk) AS x_linked
+            FROM c WHERE x NOT IN (SELECT node_id FROM _lk) OR x IN (SELECT node_id FROM _d)""")
+        # records of D surely linked in the previous run too: a link carried (both records
+        # unchanged, the pair not scored again) is the previous run's link
+        con.execute(
+            """CREATE OR REPLACE TABLE _old_lk AS SELECT unnest([p.node_id_l, p.node_id_r]) AS node_id
+            FROM _links p JOIN _keys a ON a.node_id = p.node_id_l JOIN _keys b ON b.node_id = p.node_id_r
+            WHERE a.old AND b.old
+              AND (p.node_id_l IN (SELECT node_id FROM _d) OR p.node_id_r IN (SELECT node_id FROM _d))
+              AND (p.node_id_l, p.node_id_r) NOT IN (SELECT (node_id_l, node_id_r) FROM _scored_now)""")
+        # X: the records whose choice may differ between the runs
+        con.execute(
+            """CREATE OR REPLACE TABLE _x AS
+            SELECT node_id FROM _d WHERE node_id NOT IN (SELECT node_id FROM _lk)
+                                      OR node_id NOT IN (SELECT node_id FROM _old_lk)
+            UNION SELECT x FROM _cand WHERE y_dirty AND NOT x_linked
+            UNION SELECT node_id FROM _t2 WHERE node_id NOT IN (SELECT node_id FROM _lk)""")
+        # their best linked candidate outside D whose pair with them did not change (the same
+        # in both runs), and those whose pair changed (ranked otherwise in each run): their
+        # groups are clustered again
+        grow.append("""SELECT y AS node_id FROM _cand WHERE x IN (SELECT node_id FROM _x) AND y_linked AND NOT y_dirty
+                       AND (x, y) NOT IN (SELECT (x, y) FROM _t2p)
+                       QUALIFY row_number() OVER (PARTITION BY x ORDER BY w DESC, l, r) = 1""")
+        grow.append("SELECT y AS node_id FROM _t2p WHERE x IN (SELECT node_id FROM _x)")
+        # every other record no link reaches: its choice, the same in both runs
+        con.execute(
+            """CREATE OR REPLACE TABLE _choice AS SELECT x, y, w FROM _cand
+            WHERE NOT x_linked AND y_linked AND x NOT IN (SELECT node_id FROM _x)
+            QUALIFY row_number() OVER (PARTITION BY x ORDER BY w DESC, l, r) = 1""")
+    if margin is not None:
+        # each record outside D: its best pair into D (a rival there is read at that weight) or
+        # that changed (in either run's weight)
+        con.execute(
+            f"""CREATE OR REPLACE TABLE _dp AS SELECT a, max(w) AS w FROM (
+                SELECT node_id_r AS a, match_weight AS w FROM predictions
+                WHERE match_weight >= {floor} AND node_id_l IN (SELECT node_id FROM _d)
+                UNION ALL SELECT node_id_l, match_weight FROM predictions
+                WHERE match_weight >= {floor} AND node_id_r IN (SELECT node_id FROM _d)
+                UNION ALL SELECT node_id, w FROM _t2)
+            WHERE a NOT IN (SELECT node_id FROM _d) GROUP BY a""")
+        # a weak link's record with such a pair within the margin of the link
+        grow.append(
+            f"""SELECT e.a AS node_id FROM (
+                SELECT a, min(w) AS w FROM (
+                    SELECT node_id_l AS a, match_weight AS w FROM _links WHERE match_weight < {fracture}
+                    UNION ALL SELECT node_id_r, match_weight FROM _links WHERE match_weight < {fracture}) GROUP BY a) e
+            JOIN _dp d USING (a) WHERE d.w >= e.w - {float(margin)}""")
+        if attach is not None:  # an attachment's two records, likewise
+            grow.append(
+                f"""SELECT c.y AS node_id FROM _choice c LEFT JOIN _dp dx ON dx.a = c.x LEFT JOIN _dp dy ON dy.a = c.y
+                WHERE dx.w >= c.w - {float(margin)} OR dy.w >= c.w - {float(margin)}""")
+    if grow:
+        _expand(con, "_s", "_g", " UNION ".join(f"({g})" for g in grow))
+    if attach is not None:
+        con.execute("INSERT INTO _s SELECT node_id FROM _x EXCEPT SELECT node_id FROM _s")
+        con.execute("INSERT INTO _s SELECT x FROM _choice WHERE y IN (SELECT node_id FROM _s) "
+                    "EXCEPT SELECT node_id FROM _s")
+
+
+def _context(con: duckdb.DuckDBPyConnection, threshold: float, deterministic: list[DeterministicLink],
+             settings: ClusteringConfig, floor: float, narrow: bool) -> None:
+    """``_sc``: the records of ``_s`` and the whole strong groups (``linkage.cluster``'s
+    ``_core``: links at or above the fracture weight, deterministic groups) of every record
+    a pair at or above the floor joins to one of them: the rivals the clustering of ``_s``
+    weighs its weak links against, each with the records its told-apart check reads.
+    (A candidate outside ``_s`` is never a record of ``_s``'s best choice; its pairs
+    need no context.) With whole components (the wide rule), none."""
+    con.execute("CREATE OR REPLACE TABLE _sc AS SELECT node_id FROM _s")
+    if not narrow or settings.ambiguity_margin is None:
+        return
+    edges = [f"SELECT node_id_l AS a, node_id_r AS b FROM _links "
+             f"WHERE match_weight >= {float(settings.fracture_match_weight)}"]
+    for i, rule in enumerate(deterministic):  # the groups of _det_groups
+        part = ", ".join(q(c) for c in rule.columns)
+        edges.append(f"SELECT min(node_id) OVER (PARTITION BY {part}) AS a, node_id AS b FROM _dg{i} QUALIFY a <> b")
+    con.execute("CREATE OR REPLACE TABLE _gs AS " + " UNION ALL ".join(f"({e})" for e in edges))
+    _expand(con, "_sc", "_gs",
+            f"""SELECT node_id_r AS node_id FROM predictions WHERE match_weight >= {floor}
+                AND node_id_l IN (SELECT node_id FROM _s) AND node_id_r NOT IN (SELECT node_id FROM _s)
+            UNION SELECT node_id_l FROM predictions WHERE match_weight >= {floor}
+                AND node_id_r IN (SELECT node_id FROM _s) AND node_id_l NOT IN (SELECT node_id FROM _s)""")
 
 
 def _cluster_affected(
@@ -577,17 +785,20 @@ def _cluster_affected(
     deterministic: list[DeterministicLink], settings: ClusteringConfig, duplicate_free: list[str],
     after_validity: Callable[[duckdb.DuckDBPyConnection], None] | None,
 ) -> dict[str, Any]:
-    """``linkage.cluster.make_clusters`` in the schema ``_inc`` over the records of ``_s`` (whole
-    components: every pair at or above ``floor`` of a record of ``_s`` lies within it) and
-    every record sharing a deterministic group with them (so that group sizes are whole;
-    they are not clustered again: a group small enough to link is within ``_s``)."""
-    con.execute(f"CREATE OR REPLACE TABLE _sub_pred AS SELECT * FROM predictions WHERE match_weight >= {floor} "
-                f"AND (node_id_l IN (SELECT node_id FROM _s) OR node_id_r IN (SELECT node_id FROM _s))")
+    """``linkage.cluster.make_clusters`` in the schema ``_inc`` over the records of ``_sc``
+    (``_s`` and its context, :func:`affected_records`): every pair at or above ``floor`` of
+    a record of ``_s`` (within ``_sc``), the links among the context, and every record
+    sharing a deterministic group with them (so that group sizes are whole; they are not
+    clustered again: a group small enough to link is within ``_sc``). Only the records of
+    ``_s`` may be attached: the context is read, its own clusters are not kept."""
     con.execute(
-        f"""CREATE OR REPLACE TABLE _sub_ids AS SELECT node_id FROM _s
-        -- within _s while components are whole; else the leak check below sees the record
-        UNION SELECT node_id_l FROM _sub_pred UNION SELECT node_id_r FROM _sub_pred
-        UNION ({_det_partners_sql(deterministic, "(SELECT * FROM nodes SEMI JOIN _s USING (node_id))")})""")
+        f"""CREATE OR REPLACE TABLE _sub_pred AS SELECT * FROM predictions WHERE match_weight >= {floor}
+        AND (node_id_l IN (SELECT node_id FROM _s) OR node_id_r IN (SELECT node_id FROM _s)
+             OR match_probability >= {threshold})
+        AND node_id_l IN (SELECT node_id FROM _sc) AND node_id_r IN (SELECT node_id FROM _sc)""")
+    con.execute(
+        f"""CREATE OR REPLACE TABLE _sub_ids AS SELECT node_id FROM _sc
+        UNION ({_det_partners_sql(deterministic, "(SELECT * FROM nodes SEMI JOIN _sc USING (node_id))")})""")
     con.execute("DROP SCHEMA IF EXISTS _inc CASCADE")
     con.execute("CREATE SCHEMA _inc")
     con.execute("CREATE TABLE _inc.nodes AS SELECT * FROM main.nodes SEMI JOIN main._sub_ids USING (node_id)")
@@ -595,7 +806,7 @@ def _cluster_affected(
     try:
         # not summarised here: with the carried people after (``clusters`` over every record)
         return clustering.make_clusters(con, db_api, "main._sub_pred", threshold, deterministic, settings,
-                                        duplicate_free, after_validity=after_validity)
+                                        duplicate_free, after_validity=after_validity, attach_only="main._s")
     finally:
         con.execute(f"USE {q(catalog)}.main")
 
@@ -619,21 +830,24 @@ def cluster(
     in ``clusters`` (from its crosswalk: a link clustering added below the threshold, which
     attached a lone record, is kept nowhere else).
 
-    The affected records (whole components of the pair graph, :func:`affected_records`) are
+    The affected records (whole people of both runs, :func:`affected_records`) are
     clustered by ``linkage.cluster.make_clusters`` (``cluster`` less the summary, made after
-    with the carried people) (:func:`_cluster_affected`), in a
-    schema of their own holding them and every record sharing a deterministic group with
-    them (so that group sizes are whole): what a full run makes of those components. A
-    cluster there reaching a record outside them would be a bug in that reasoning; then
-    every record is clustered instead, and the run says so. ``counts`` (when given) gets
-    ``records_clustered_again``.
+    with the carried people) (:func:`_cluster_affected`), in a schema of their own holding
+    them, the strong groups their weak links' rivals belong to (context: read, not placed)
+    and every record sharing a deterministic group with them (so that group sizes are
+    whole): what a full run makes of those people. A cluster there joining a record of
+    them to one outside would be a bug in that reasoning; then every record is clustered
+    instead, and the run says so. ``counts`` (when given) gets ``records_clustered_again``
+    and ``records_read_as_context``.
     """
     settings = settings or ClusteringConfig()
     duplicate_free = list(duplicate_free or [])
     prev = previous / "restricted"
     decisions = "decision_store" if after_validity is not None else None
     with step("people the changes reach"):
-        n = affected_records(con, previous, threshold, deterministic, settings, decisions)
+        sizes: dict[str, int] = {}
+        n = affected_records(con, previous, threshold, deterministic, settings, decisions, duplicate_free, sizes)
+        context = con.execute("SELECT count(*) FROM _sc").fetchall()[0][0] - n
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
     with step("those people clustered again"):
         sub = _cluster_affected(con, db_api, catalog, threshold, cluster_floor(threshold, settings), deterministic,
@@ -646,11 +860,17 @@ def cluster(
         note(f"incremental clustering reached {leaks:,} people beyond the components it re-clusters: "
              "clustering every record instead")
         con.execute("DROP SCHEMA _inc CASCADE")
+        con.execute("DROP TABLE _sc")
         return clustering.cluster(con, db_api, "predictions", threshold, deterministic, settings,
                                   duplicate_free, after_validity=after_validity)
-    note(f"{n:,} records clustered again (the pair-graph components the changes reach); the others' people carried")
+    note(f"{n:,} records clustered again (the people the changes reach: {sizes['seeds']:,} touched, "
+         f"{sizes['groups_changed']:,} in the groups of links holding them), {context:,} more read as their weak "
+         f"links' rivals; the others' people carried")
     if counts is not None:
         counts["records_clustered_again"] = n
+        counts["records_read_as_context"] = int(context)
+        counts["records_touched"] = sizes["seeds"]
+        counts["records_in_groups_touched"] = sizes["groups_changed"]
     with step("the other people carried"):
         con.execute(
             """CREATE OR REPLACE TABLE cc AS
@@ -716,7 +936,7 @@ def cluster(
                 oversized[rule.name] = {"groups": int(groups), "records": int(records)}
         cut = dict(con.execute("SELECT reason, count(*) FROM cluster_splits GROUP BY ALL ORDER BY 1").fetchall())
         con.execute("DROP SCHEMA _inc CASCADE")
-        for t in ("_sub_pred", "_sub_ids", "_prev_all", "_kept_keys"):
+        for t in ("_sub_pred", "_sub_ids", "_prev_all", "_kept_keys", "_sc"):
             con.execute(f"DROP TABLE {t}")
     # Checked and split: among the people clustered again. Gated pairs: in their groups.
     return replace(stats, oversized_deterministic_groups=oversized, gated_deterministic_pairs=sub["gated_deterministic_pairs"],

@@ -218,8 +218,11 @@ def test_the_incremental_guard_counts_from_block_sizes_the_pairs_its_join_makes(
 
 def test_the_records_clustered_again_are_whole_components_of_the_pair_graph(tmp_path):
     """From a new record, a pair whose score moved and a removed record's partner, the
-    search reaches every record joined to them by pairs at or above the clustering floor
-    (a chain of weak pairs included), and no record of a component nothing reached."""
+    wide search (kept for a job with a duplicate-free source) reaches every record joined to
+    them by pairs at or above the clustering floor (a chain of weak pairs included), and no
+    record of a component nothing reached. The narrow one follows links only from there: a
+    new record's pair below the attach weight with a linked record (no weak link there to
+    have a rival) leaves that record's person as it was."""
     from linkage.config import ClusteringConfig
     from linkage.incremental import affected_records, cluster_floor
 
@@ -249,9 +252,12 @@ def test_the_records_clustered_again_are_whole_components_of_the_pair_graph(tmp_
     con.execute(f"""COPY (SELECT * FROM (VALUES ('s', '7', 's', '12', 5.0, 0.97), ('s', '9', 's', '12', -5.0, 0.03))
         t(source_dataset_l, record_id_l, source_dataset_r, record_id_r, match_weight, match_probability))
         TO '{prev / 'predictions.parquet'}'""")
-    n = affected_records(con, tmp_path, threshold, [], settings)
+    n = affected_records(con, tmp_path, threshold, [], settings, duplicate_free=["s"])
     again = sorted(i for (i,) in con.execute("SELECT node_id FROM _s").fetchall())
     assert again == [1, 2, 3, 5, 6, 7, 8] and n == 7
+    n = affected_records(con, tmp_path, threshold, [], settings)
+    again = sorted(i for (i,) in con.execute("SELECT node_id FROM _s").fetchall())
+    assert again == [1, 5, 6, 7, 8] and n == 5
 
 
 def test_a_component_joined_only_by_a_deterministic_group_or_a_clerical_decision_is_clustered_again_whole(tmp_path):
@@ -333,3 +339,149 @@ def test_a_component_joined_only_by_a_deterministic_group_or_a_clerical_decision
     evidence = ("SELECT node_id, cluster_size, cluster_min_match_weight, cluster_links, deterministic_links "
                 "FROM clusters ORDER BY node_id")
     assert con.execute(evidence).fetchall() == full.execute(evidence).fetchall()
+
+
+def _cycle(tmp_path: Path, old: dict[str, tuple], new: dict[str, tuple], pairs_old: dict[tuple[str, str], float],
+           pairs_new: dict[tuple[str, str], float], settings, threshold: float = 0.8, duplicate_free=()):
+    """A previous run clustered in full over ``old`` (record id -> (date_of_birth, postcode))
+    and ``pairs_old`` (match weights), then ``new`` and ``pairs_new`` clustered incrementally
+    on it and in full. Returns both partitions (as sets of record-id tuples) and the counts."""
+    from linkage import cluster as clustering
+    from linkage import incremental as increments
+    from linkage.model import make_db_api
+
+    def load(c: duckdb.DuckDBPyConnection, recs: dict[str, tuple], pairs: dict[tuple[str, str], float]) -> None:
+        ids = sorted(recs)
+        c.execute("CREATE TABLE nodes (node_id BIGINT, source_dataset VARCHAR, record_id VARCHAR, "
+                  "date_of_birth VARCHAR, postcode VARCHAR)")
+        c.executemany("INSERT INTO nodes VALUES (?, 's', ?, ?, ?)", [(i + 1, r, *recs[r]) for i, r in enumerate(ids)])
+        node = {r: i + 1 for i, r in enumerate(ids)}
+        c.execute("CREATE TABLE predictions (node_id_l BIGINT, node_id_r BIGINT, match_weight DOUBLE, "
+                  "match_probability DOUBLE)")
+        rows = [(min(node[a], node[b]), max(node[a], node[b]), w, 2 ** w / (1 + 2 ** w)) for (a, b), w in pairs.items()]
+        if rows:
+            c.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", rows)
+
+    def partition(c: duckdb.DuckDBPyConnection) -> set[tuple[str, ...]]:
+        rows = c.execute("SELECT list(n.record_id ORDER BY n.record_id) FROM cc JOIN nodes n USING (node_id) "
+                         "GROUP BY cc.cluster_id").fetchall()
+        return {tuple(r[0]) for r in rows}
+
+    prev = tmp_path / "restricted"
+    prev.mkdir(parents=True)
+    base = duckdb.connect()
+    load(base, old, pairs_old)
+    clustering.cluster(base, make_db_api(base), "predictions", threshold, [], settings, duplicate_free)
+    by_ids = ("SELECT nl.source_dataset AS source_dataset_l, nl.record_id AS record_id_l, nr.source_dataset AS "
+              "source_dataset_r, nr.record_id AS record_id_r, {} FROM {} t JOIN nodes nl ON nl.node_id = t.node_id_l "
+              "JOIN nodes nr ON nr.node_id = t.node_id_r")
+    base.execute(f"COPY (SELECT source_dataset, record_id, 'p' || cluster_id AS person_key, cluster_size, "
+                 f"cluster_min_match_weight, cluster_links, deterministic_links FROM clusters) TO '{prev / 'crosswalk.parquet'}'")
+    base.execute(f"COPY ({by_ids.format('match_weight, match_probability', 'predictions')}) TO '{prev / 'predictions.parquet'}'")
+    base.execute(f"COPY ({by_ids.format('match_weight, match_probability, kind, reason', 'cluster_splits')}) "
+                 f"TO '{prev / 'cluster_splits.parquet'}'")
+    base.execute(f"COPY ({by_ids.format('kind', 'links')} WHERE kind <> 'model') TO '{prev / 'deterministic_links.parquet'}'")
+
+    full = duckdb.connect()
+    load(full, new, pairs_new)
+    clustering.cluster(full, make_db_api(full), "predictions", threshold, [], settings, duplicate_free)
+
+    con = duckdb.connect()
+    load(con, new, pairs_new)
+    status = {r: "added" if r not in old else "changed" if old[r] != new[r] else "same" for r in new}
+    status.update({r: "removed" for r in old if r not in new})
+    con.execute("CREATE TABLE record_changes (source_dataset VARCHAR, record_id VARCHAR, status VARCHAR)")
+    con.executemany("INSERT INTO record_changes VALUES ('s', ?, ?)", list(status.items()))
+    con.execute("CREATE TABLE _keys AS SELECT n.source_dataset, n.record_id, n.node_id, c.status = 'same' AS old "
+                "FROM nodes n JOIN record_changes c USING (source_dataset, record_id)")
+    # scored in this run: every pair of a new record; a pair of unchanged records scored again
+    node = {r: i + 1 for i, r in enumerate(sorted(new))}
+    scored = []
+    for (a, b), w in pairs_new.items():
+        was = pairs_old.get((a, b))
+        if status[a] != "same" or status[b] != "same" or was != w:
+            scored.append((min(node[a], node[b]), max(node[a], node[b]), w, 2 ** w / (1 + 2 ** w), *(
+                (was, 2 ** was / (1 + 2 ** was)) if was is not None and status[a] == status[b] == "same" else (None, None))))
+    for (a, b), w in pairs_old.items():
+        if (a, b) not in pairs_new and status.get(a) == status.get(b) == "same":
+            scored.append((min(node[a], node[b]), max(node[a], node[b]), None, None, w, 2 ** w / (1 + 2 ** w)))
+    con.execute("CREATE TABLE _scored_now (node_id_l BIGINT, node_id_r BIGINT, match_weight DOUBLE, "
+                "match_probability DOUBLE, old_weight DOUBLE, old_probability DOUBLE)")
+    if scored:
+        con.executemany("INSERT INTO _scored_now VALUES (?, ?, ?, ?, ?, ?)", scored)
+    counts: dict[str, int] = {}
+    notes: list[str] = []
+    increments.cluster(con, make_db_api(con), tmp_path, threshold, [], settings, duplicate_free,
+                       note=notes.append, counts=counts)
+    assert not [n for n in notes if "clustering every record instead" in n], notes
+    # each record's evidence too: a carried person keeps the previous run's, right only when
+    # the person is the same
+    evidence = ("SELECT record_id, cluster_size, cluster_min_match_weight, cluster_links, deterministic_links "
+                "FROM clusters ORDER BY record_id")
+    assert con.execute(evidence).fetchall() == full.execute(evidence).fetchall()
+    return partition(con), partition(full), partition(base), counts
+
+
+def test_only_the_people_the_changes_reach_are_clustered_again_and_the_clusters_are_a_full_runs(tmp_path):
+    """Four changes, each reaching people through something other than links, and chains of
+    low pairs (between linked records: neither an attachment nor a rival) around them that
+    the wide rule (whole components of the pairs above the floor) follows and the narrow one
+    must not. The incremental clusters equal a full clustering's, with either rule.
+
+    A: a new record attaches by a low pair to a person. B: a lone record's best candidate
+    loses its only link (its partner removed): it attaches to its second best now. C: a weak
+    link's rival person gains a record with another date of birth: the link is ambiguous now
+    and cut. D: likewise for the rival of an attachment's linked record. E: a person gains a
+    record; its weak link's rival, told apart and unchanged, still cuts it (read as context).
+    F: a lone record whose pair into B's person is a candidate but not its best (it
+    attaches elsewhere): read as context, never placed. G: a lone record's pair with its
+    second-best candidate is scored again higher (term frequencies moved): it attaches
+    there now, and leaves its previous person. H: a lone record's pair with its best
+    candidate is scored again below the floor (gone): it attaches to its second best."""
+    from linkage.config import ClusteringConfig
+
+    settings = ClusteringConfig(fracture_match_weight=8, ambiguity_margin=2, attach_match_weight=-2,
+                                conflict_columns=[])
+    no = (None, None)
+    old: dict[str, tuple] = {f"{i:02d}": no for i in range(1, 76)}
+    pairs = {("01", "02"): 20.0, ("03", "04"): 20.0, ("05", "06"): 20.0, ("07", "08"): 20.0,
+             ("02", "03"): -3.0, ("04", "05"): -3.5, ("06", "07"): -1.0,  # A's chain
+             ("11", "12"): 20.0, ("13", "14"): 20.0, ("15", "11"): 0.0, ("15", "13"): 1.0,
+             ("16", "17"): 20.0, ("18", "19"): 20.0, ("12", "16"): -3.5, ("17", "18"): -3.0,  # B's chain
+             ("21", "22"): 20.0, ("22", "23"): 3.5, ("23", "24"): 1.8, ("24", "25"): 20.0,
+             ("27", "28"): 20.0, ("21", "27"): -3.0, ("28", "29"): 20.0,  # C's chain
+             ("32", "33"): 20.0, ("31", "32"): -1.0, ("32", "34"): -2.5, ("34", "35"): 20.0,
+             ("37", "38"): 20.0, ("33", "37"): -3.9,  # D's chain
+             ("41", "42"): 20.0, ("42", "43"): 3.5, ("43", "44"): 1.8, ("44", "45"): 20.0,  # E
+             ("48", "12"): 0.5, ("48", "19"): 1.5,  # F
+             ("62", "63"): 20.0, ("64", "65"): 20.0, ("61", "62"): 0.5, ("61", "64"): 1.0,  # G
+             ("72", "73"): 20.0, ("74", "75"): 20.0, ("71", "72"): 1.0, ("71", "74"): 0.5}  # H
+    for i in ("21", "22", "23"):
+        old[i] = ("1990-01-01", None)
+    old["31"] = ("1990-01-01", None)
+    old.update({"41": ("1990-01-01", None), "42": ("1990-01-01", None), "44": ("1970-01-01", None)})
+    for gone in ("09", "26", "36", "46"):
+        del old[gone]
+    new = {r: v for r, v in old.items() if r != "14"}
+    new["09"] = no  # A
+    new["26"] = ("1970-01-01", None)  # C: the rival person's new record
+    new["36"] = ("1970-01-01", None)  # D
+    new["46"] = no  # E
+    pairs_new = {k: w for k, w in pairs.items() if "14" not in k and k != ("71", "72")}
+    pairs_new.update({("01", "09"): -1.0, ("25", "26"): 20.0, ("35", "36"): 20.0, ("41", "46"): 20.0,
+                      ("61", "62"): 1.5})
+    inc, full, before, counts = _cycle(tmp_path / "narrow", old, new, pairs, pairs_new, settings)
+    assert inc == full
+    # each change did change the people: A 09 joins, B 15 moves, C 23 is cut off, D 31 too
+    assert ("01", "02", "09") in full and ("13", "14", "15") in before and ("11", "12", "15") in full
+    assert ("21", "22", "23") in before and ("23",) in full and ("31", "32", "33") in before and ("31",) in full
+    assert ("43",) in before and ("41", "42", "46") in full and ("18", "19", "48") in full
+    assert ("61", "64", "65") in before and ("61", "62", "63") in full
+    assert ("71", "72", "73") in before and ("71", "74", "75") in full
+    # A: 01 02 09; B: 11 12 13 15; C: 21-26; D: 31-33 and 34-36; E: 41 42 43 46; G: 61-65; H: 71-75
+    assert counts["records_clustered_again"] == 3 + 4 + 6 + 6 + 4 + 5 + 5
+    assert counts["records_read_as_context"] > 0
+    wide_inc, wide_full, _, wide = _cycle(tmp_path / "wide", old, new, pairs, pairs_new, settings,
+                                          duplicate_free=["no such source"])
+    assert wide_inc == wide_full == full
+    assert wide["records_clustered_again"] > counts["records_clustered_again"]
